@@ -1,0 +1,3 @@
+from snia.cli import main
+
+raise SystemExit(main())

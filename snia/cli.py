@@ -1,0 +1,200 @@
+"""The ``snia`` command line: one subcommand per pipeline stage.
+
+  snia data fetch plasticc DIR           the benchmark data (PLAsTiCC + SPCC) from PyPI
+  snia ingest --format F FILES -o STORE  raw survey files -> HDF5 store (mpiexec/srun for ranks)
+  snia store info STORE                  what is in a store
+  snia store verify STORE                check a store's invariants and its inputs' checksums
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("snia")
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="obtain benchmark data sets")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    f = dsub.add_parser("fetch", help="fetch a data set",
+                        description="Fetch the PLAsTiCC training set, the 5,000-object test example "
+                                    "and the SPCC subset from the snmachine wheel on PyPI.")
+    f.add_argument("dataset", choices=["plasticc"])
+    f.add_argument("dest", type=Path, help="folder to put the files in")
+    f.add_argument("--wheel", type=Path, help="use this local copy of the wheel (offline)")
+    f.add_argument("--from", dest="source_dir", type=Path,
+                   help="copy the files from this folder instead of downloading (offline)")
+
+
+def _add_ingest(sub) -> None:
+    from snia.errors import POLICIES
+    from snia.ingest import LAYOUTS
+    from snia.readers import FORMATS
+    from snia.store import SPLIT_NAMES
+
+    p = sub.add_parser("ingest", help="ingest raw survey files into an HDF5 store",
+                       description="Ingest light curves into one HDF5 store. Run under "
+                                   "'mpiexec -n N' or 'srun' to use N ranks.")
+    p.add_argument("inputs", nargs="+", type=Path,
+                   help="light-curve files (plasticc: CSV; snana-fits: *HEAD.FITS[.gz]; snana-text: "
+                        "*.DAT) or folders holding them")
+    p.add_argument("-o", "--output", type=Path, required=True, help="store file to write (.h5)")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--metadata", nargs="+", type=Path, default=[],
+                   help="metadata CSV file(s) (plasticc format)")
+    p.add_argument("--survey", help="survey of the filter letters (default: from the files)")
+    p.add_argument("--split", choices=SPLIT_NAMES, help="tag every object with this split")
+    p.add_argument("--on-error", choices=POLICIES, default="fail",
+                   help="fail: stop at the first bad row/object (default); skip: drop it and "
+                        "report counts per reason at the end")
+    p.add_argument("--chunk-mb", type=float, default=16.0,
+                   help="input read per block, per rank (bounds memory; default 16)")
+    p.add_argument("--compression", choices=["gzip", "lzf"], default=None,
+                   help="compress datasets (default: none, fastest)")
+    p.add_argument("--layout", choices=LAYOUTS, default="auto",
+                   help="virtual: store file + per-rank shards (stock h5py); single: one file "
+                        "written collectively (h5py built with MPI); auto picks single when possible")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.add_argument("--config", type=Path, help="YAML config with extra 'bands:'")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_store(sub) -> None:
+    p = sub.add_parser("store", help="inspect a light-curve store")
+    ssub = p.add_subparsers(dest="store_command", required=True)
+    i = ssub.add_parser("info", help="counts per type and band, time span")
+    i.add_argument("store", type=Path)
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    v = ssub.add_parser("verify", help="check offsets, counts, order and input checksums")
+    v.add_argument("store", type=Path)
+    v.add_argument("--no-inputs", action="store_true", help="skip re-hashing the input files")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from snia import __version__
+
+    parser = argparse.ArgumentParser(prog="snia", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"snia {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_data(sub)
+    _add_ingest(sub)
+    _add_store(sub)
+    return parser
+
+
+def _setup_logging(verbose: bool, rank: int = 0, size: int = 1) -> None:
+    prefix = f"[rank {rank}/{size}] " if size > 1 else ""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format=f"%(asctime)s {prefix}%(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from snia.errors import SniaError
+
+    _setup_logging(args.verbose)
+    try:
+        return COMMANDS[args.command](args)
+    except SniaError as exc:
+        log.error("%s", exc)
+        return EXIT_BAD_INPUT
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        log.error("%s", exc)
+        return EXIT_FAILED
+
+
+def cmd_data(args) -> int:
+    from snia.data import fetch_plasticc
+
+    fetch_plasticc(args.dest, wheel=args.wheel, source_dir=args.source_dir)
+    return 0
+
+
+def _expand(inputs: list[Path], fmt: str) -> list[Path]:
+    """Folders become their matching files, sorted by name (a stable, documented order)."""
+    pattern = {"plasticc": "*.csv", "snana-fits": "*HEAD.FITS*", "snana-text": "*.DAT"}[fmt]
+    out = []
+    for path in inputs:
+        if path.is_dir():
+            found = sorted(p for p in path.glob(pattern) if "metadata" not in p.name)
+            if not found:
+                raise FileNotFoundError(f"{path}: no {pattern} files for format {fmt}")
+            out += found
+        elif path.exists():
+            out.append(path)
+        else:
+            raise FileNotFoundError(f"input {path} does not exist")
+    return out
+
+
+def cmd_ingest(args) -> int:
+    from snia.bands import BandRegistry
+    from snia.ingest import IngestAborted, run_ingest
+    from snia.parallel import world
+
+    comm = world()
+    _setup_logging(args.verbose, comm.rank, comm.size)
+    bands = BandRegistry()
+    if args.config:
+        import yaml
+
+        bands = BandRegistry.from_config(yaml.safe_load(args.config.read_text()).get("bands"))
+    try:
+        result = run_ingest(args.format, _expand(args.inputs, args.format), args.output,
+                            args.metadata, survey=args.survey, split=args.split,
+                            on_error=args.on_error, chunk_bytes=int(args.chunk_mb * (1 << 20)),
+                            compression=args.compression, layout=args.layout,
+                            overwrite=args.overwrite, bands=bands, comm=comm,
+                            progress=not args.no_progress)
+    except IngestAborted as exc:
+        log.debug("%s", exc)  # the failing rank reports the cause itself
+        return EXIT_BAD_INPUT
+    if comm.rank == 0:
+        print(f"{result.path}: {result.n_objects} objects, {result.n_obs} observations "
+              f"({result.layout} layout, {comm.size} rank(s), {result.seconds:.2f} s)")
+        if result.problems.counts:
+            print(result.problems.summary())
+    return 0
+
+
+def cmd_store(args) -> int:
+    from snia.store import summarize, verify
+
+    if args.store_command == "info":
+        info = summarize(args.store)
+        print(json.dumps(info, indent=2) if args.json else format_info(info))
+        return 0
+    failures = verify(args.store, check_inputs=not args.no_inputs)
+    if failures:
+        for failure in failures:
+            print(f"FAIL {failure}")
+        return EXIT_FAILED
+    print(f"{args.store}: OK")
+    return 0
+
+
+def format_info(info: dict) -> str:
+    lines = [f"store         {info['store']}  ({info['layout']} layout, written by "
+             f"{info['ranks']} rank(s))",
+             f"objects       {info['objects']:,}",
+             f"observations  {info['observations']:,}",
+             f"time span     MJD {info['time_span_mjd'][0]:.3f} .. {info['time_span_mjd'][1]:.3f}"]
+    for title, key in (("types", "types"), ("bands", "bands"), ("splits", "splits")):
+        lines.append(f"{title:<13} " + ", ".join(f"{k}: {v:,}" for k, v in info[key].items()))
+    return "\n".join(lines)
+
+
+COMMANDS = {"data": cmd_data, "ingest": cmd_ingest, "store": cmd_store}
+
+if __name__ == "__main__":
+    sys.exit(main())

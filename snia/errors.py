@@ -1,0 +1,56 @@
+"""Error types and the bad-input policy shared by every reader.
+
+Policy ``fail`` (the default) stops at the first problem with a message naming the file, line and
+object; policy ``skip`` drops the bad row or object, counts it per reason and keeps one example of
+each reason, so the end-of-run report says exactly what was left out. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+log = logging.getLogger(__name__)
+
+POLICIES = ("fail", "skip")
+
+
+class SniaError(Exception):
+    """Base class for errors that snia reports to the user without a traceback."""
+
+
+class InputError(SniaError, ValueError):
+    """Bad input data; the message names the file, the line (or row) and the object."""
+
+
+class Problems:
+    """Collects bad-input findings under one policy (``fail`` raises, ``skip`` counts)."""
+
+    def __init__(self, policy: str = "fail"):
+        if policy not in POLICIES:
+            raise ValueError(f"on-error policy must be one of {POLICIES}, not {policy!r}")
+        self.policy = policy
+        self.counts: Counter[str] = Counter()
+        self.examples: dict[str, str] = {}
+
+    def found(self, reason: str, message: str, count: int = 1) -> None:
+        """Record ``count`` occurrences of ``reason``; ``message`` describes the first one."""
+        if count <= 0:
+            return
+        if self.policy == "fail":
+            raise InputError(message)
+        self.counts[reason] += count
+        self.examples.setdefault(reason, message)
+
+    def merge(self, counts: dict[str, int], examples: dict[str, str]) -> None:
+        self.counts.update(counts)
+        for reason, message in examples.items():
+            self.examples.setdefault(reason, message)
+
+    def summary(self) -> str:
+        if not self.counts:
+            return "no input problems found"
+        lines = ["input problems skipped (--on-error skip):"]
+        for reason, count in sorted(self.counts.items()):
+            lines.append(f"  {reason}: {count}  (e.g. {self.examples[reason]})")
+        return "\n".join(lines)

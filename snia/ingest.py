@@ -1,0 +1,342 @@
+"""Parallel ingestion: raw survey files -> one HDF5 light-curve store, over MPI ranks.
+
+Phases (every rank runs each phase, then all ranks agree on success before the next one):
+  1. read: each rank reads its share of the input (see ``snia.readers.split_work``), applies the
+     bad-input policy chunk by chunk and appends to its own shard file (memory bounded by a chunk);
+  2. check: rank 0 gathers object ids only, finds ids repeated across files/ranks and metadata rows
+     without light curves, and tells ranks what to drop (under ``--on-error skip``);
+  3. assemble: exclusive scan of the per-rank counts gives each rank its global offsets; then either
+     rank 0 writes a store of virtual datasets over the shards (stock h5py), or all ranks write one
+     file collectively (h5py built with MPI).
+Everything is written under temporary names and renamed at the end by rank 0, so a store that exists
+is complete; if any rank fails, every rank stops and the temporaries are removed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from snia.errors import InputError, Problems, SniaError
+
+log = logging.getLogger(__name__)
+
+LAYOUTS = ("auto", "virtual", "single")
+
+
+class IngestAborted(SniaError):
+    """Another rank failed; this rank stopped cleanly."""
+
+
+@dataclass
+class IngestResult:
+    path: Path
+    n_objects: int
+    n_obs: int
+    layout: str
+    seconds: float
+    problems: Problems
+
+
+def sha256_of(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def shard_dir_of(store: Path) -> Path:
+    """Folder holding a virtual store's per-rank shard files (moves together with the store)."""
+    return store.with_name(store.name + ".shards")
+
+
+def parallel_h5py() -> bool:
+    import h5py
+
+    return bool(h5py.get_config().mpi)
+
+
+def _sync(comm, error: BaseException | None, stage: str) -> None:
+    """Collective: raise on every rank if any rank failed (the failing rank re-raises its own)."""
+    message = None if error is None else f"rank {comm.rank}: {error}"
+    messages = [m for m in comm.allgather(message) if m]
+    if error is not None:
+        raise error
+    if messages:
+        raise IngestAborted(f"ingestion stopped during {stage}: {messages[0]}")
+
+
+def run_ingest(fmt: str, inputs, output, metadata=(), *, survey=None, split=None,
+               on_error="fail", chunk_bytes=16 << 20, compression=None, layout="auto",
+               overwrite=False, bands=None, comm=None, progress=True) -> IngestResult:
+    """Ingest ``inputs`` of format ``fmt`` into the store ``output`` (see module docstring)."""
+    from snia.bands import BandRegistry
+    from snia.parallel import world
+
+    started = time.perf_counter()
+    comm = comm or world()
+    bands = bands or BandRegistry()
+    output = Path(output).resolve()
+    problems = Problems(on_error)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}")
+    if layout == "auto":
+        layout = "single" if (parallel_h5py() and hasattr(comm, "mpi_comm")) else "virtual"
+    if layout == "single" and not hasattr(comm, "mpi_comm"):
+        layout_error = SniaError("layout 'single' needs h5py built with MPI and mpi4py")
+        raise layout_error
+    tag = comm.bcast(f"{os.getpid()}-{int(time.time() * 1000)}" if comm.rank == 0 else None)
+    work = output.parent / f".{output.name}.tmp-{tag}"
+    shard = work / "shards" / f"shard-{comm.rank:05d}.h5"
+
+    error = None
+    if comm.rank == 0:
+        try:
+            _prepare(output, work, overwrite)
+        except BaseException as exc:  # noqa: BLE001 - passed to every rank by _sync
+            error = exc
+    _sync(comm, error, "setup")
+    try:
+        state = _read_phase(fmt, inputs, metadata, survey, split, bands, problems, chunk_bytes,
+                            compression, shard, comm, progress)
+        drops = _check_phase(state, problems, comm)
+        counts = _assemble_phase(state, drops, problems, compression, layout, bands, output, work,
+                                 comm, fmt, survey, split, on_error)
+    except BaseException:
+        if comm.rank == 0:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    seconds = time.perf_counter() - started
+    if comm.rank == 0:
+        log.info("wrote %s: %d objects, %d observations (%s layout, %d rank(s), %.2f s)", output,
+                 counts[0], counts[1], layout, comm.size, seconds)
+        if problems.counts:
+            log.warning(problems.summary())
+    return IngestResult(output, counts[0], counts[1], layout, seconds, problems)
+
+
+def _prepare(output: Path, work: Path, overwrite: bool) -> None:
+    if not output.parent.is_dir():
+        raise SniaError(f"output folder {output.parent} does not exist")
+    if (output.exists() or shard_dir_of(output).exists()) and not overwrite:
+        raise SniaError(f"{output} already exists; pass --overwrite to replace it")
+    (work / "shards").mkdir(parents=True)
+
+
+@dataclass
+class _ReadState:
+    reader: object
+    writer: object
+    raw_ids: np.ndarray  # every object id met in the light curves, before the policy
+    ids: np.ndarray  # ids written to this rank's shard
+    files: np.ndarray  # input file index of each written object
+    hashes: dict
+
+
+def _read_phase(fmt, inputs, metadata, survey, split, bands, problems, chunk_bytes, compression,
+                shard, comm, progress) -> _ReadState:
+    from snia.lightcurve import clean_chunk
+    from snia.readers import reader_for, split_work
+    from snia.store import ShardWriter
+
+    state, error = None, None
+    try:
+        reader = reader_for(fmt)(inputs, metadata, bands, problems, survey=survey,
+                                 chunk_bytes=chunk_bytes)
+        files = [Path(p) for p in reader.input_files()]
+        file_index = {str(p): i for i, p in enumerate(files)}
+        pieces = split_work(reader.weights(), comm.size, comm.rank, atomic=reader.atomic)
+        split_code = _split_code(split)
+        with ThreadPoolExecutor(1) as pool:
+            # hashlib releases the GIL: hash this rank's share of the inputs while parsing.
+            hashing = {str(p): pool.submit(sha256_of, p) for i, p in enumerate(files)
+                       if i % comm.size == comm.rank}
+            writer = ShardWriter(shard, compression)
+            raw_ids, ids, where = [], [], []
+            bar = _progress(progress and comm.rank == 0)
+            for chunk in reader.read(pieces):
+                raw_ids.append(chunk.object_id)
+                chunk = clean_chunk(chunk, problems)
+                if chunk.n_objects == 0:
+                    continue
+                chunk.meta["split"][:] = split_code
+                writer.append(chunk)
+                ids.append(chunk.object_id)
+                where.append(np.full(chunk.n_objects, file_index.get(_source(chunk), -1), np.int32))
+                bar.update(chunk.n_objects)
+            bar.close()
+            hashes = {path: future.result() for path, future in hashing.items()}
+        state = _ReadState(reader, writer, _cat(raw_ids, np.int64), _cat(ids, np.int64),
+                           _cat(where, np.int32), hashes)
+    except BaseException as exc:  # noqa: BLE001 - passed to every rank by _sync
+        error = exc
+    _sync(comm, error, "reading")
+    return state
+
+
+def _source(chunk) -> str:
+    # Readers describe positions as "PATH:line N" / "PATH:row N ..."; the path names the input file.
+    return chunk.where_object(0).rsplit(":", 1)[0]
+
+
+def _cat(parts, dtype):
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype)
+
+
+def _split_code(split: str | None) -> int:
+    from snia.store import SPLIT_NAMES
+
+    if split is None:
+        return -1
+    if split not in SPLIT_NAMES:
+        raise SniaError(f"split must be one of {SPLIT_NAMES}, not {split!r}")
+    return SPLIT_NAMES.index(split)
+
+
+def _progress(enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(desc="ingest", unit=" objects", disable=not enabled, mininterval=1.0,
+                file=sys.stderr)
+
+
+def _check_phase(state: _ReadState, problems: Problems, comm) -> np.ndarray:
+    """Global checks on rank 0; returns this rank's local object indices to drop."""
+    gathered = comm.gather((state.ids, state.files, state.raw_ids, dict(problems.counts),
+                            dict(problems.examples)))
+    drops, error = None, None
+    if comm.rank == 0:
+        try:
+            drops = _global_checks(gathered, state.reader, problems)
+        except BaseException as exc:  # noqa: BLE001 - passed to every rank by _sync
+            error = exc
+    _sync(comm, error, "global checks")
+    return comm.bcast(drops)[comm.rank] if comm.size > 1 else drops[0]
+
+
+def _global_checks(gathered, reader, problems: Problems) -> list[np.ndarray]:
+    files = [str(p) for p in reader.input_files()]
+    for rank_problems in gathered[1:]:
+        problems.merge(rank_problems[3], rank_problems[4])
+    ids = np.concatenate([g[0] for g in gathered])
+    where = np.concatenate([g[1] for g in gathered])
+    sizes = [len(g[0]) for g in gathered]
+    rank_of = np.repeat(np.arange(len(gathered)), sizes)
+    local = np.concatenate([np.arange(n) for n in sizes]) if ids.size else np.empty(0, np.int64)
+    order = np.argsort(ids, kind="stable")  # stable: the first occurrence in input order is kept
+    repeat = np.zeros(len(ids), dtype=bool)
+    repeat[order[1:]] = ids[order[1:]] == ids[order[:-1]]
+    if repeat.any():
+        k = int(np.flatnonzero(repeat)[0])
+        first = int(np.flatnonzero(ids == ids[k])[0])
+        problems.found("duplicate_object_id",
+                       f"object {ids[k]} appears more than once: in {files[where[first]]} and again "
+                       f"in {files[where[k]]} (object ids must be unique across the inputs and an "
+                       f"object's rows contiguous within a file)", int(repeat.sum()))
+    metadata_ids = reader.metadata_ids()
+    if metadata_ids is not None:
+        raw = np.concatenate([g[2] for g in gathered])
+        orphans = np.setdiff1d(metadata_ids, raw)
+        if orphans.size:
+            problems.found("metadata_without_lightcurve",
+                           f"{reader.where_metadata(int(orphans[0]))}: object {orphans[0]} is in the "
+                           f"metadata but has no light curve", int(orphans.size))
+    if ids.size == 0:
+        raise InputError("no objects to store: the inputs hold no valid light curves")
+    return [local[repeat & (rank_of == r)] for r in range(len(gathered))]
+
+
+def _assemble_phase(state, drops, problems, compression, layout, bands, output, work, comm,
+                    fmt, survey, split, on_error) -> tuple[int, int]:
+    from snia.store import SPLIT_NAMES, compact_shard, root_attributes, write_collective_store
+
+    writer = state.writer
+    error = None
+    try:
+        counts = (writer.n_objects, writer.n_obs)
+        if drops.size:
+            writer.close()
+            counts = compact_shard(writer.path, drops, compression)
+            from snia.store import ShardWriter
+
+            writer = ShardWriter.reopen(writer.path, *counts)
+        obs_base = comm.exscan(counts[1]) or 0
+        writer.shift_offsets(obs_base)
+        writer.close()
+    except BaseException as exc:  # noqa: BLE001
+        error = exc
+    _sync(comm, error, "offsets")
+    all_counts = comm.allgather(counts)
+    hashes = {}
+    for part in comm.allgather(state.hashes):
+        hashes.update(part)
+    totals = (sum(c[0] for c in all_counts), sum(c[1] for c in all_counts))
+    attrs = None
+    if comm.rank == 0:  # one copy: collective HDF5 writes need identical attributes on every rank
+        provenance = _provenance(state.reader, hashes, comm.size, fmt, survey, split, on_error,
+                                 layout, compression, problems)
+        attrs = root_attributes(provenance, totals[0], totals[1], layout, list(SPLIT_NAMES))
+    attrs = comm.bcast(attrs)
+    tmp_store = work / output.name
+    error = None
+    try:
+        if layout == "single":
+            write_collective_store(tmp_store, comm, writer.path, counts, bands, attrs, compression)
+        elif comm.rank == 0:
+            _write_virtual(tmp_store, work, output, all_counts, bands, attrs)
+    except BaseException as exc:  # noqa: BLE001
+        error = exc
+    _sync(comm, error, "writing the store")
+    error = None
+    if comm.rank == 0:
+        try:
+            _publish(tmp_store, work, output, layout)
+        except BaseException as exc:  # noqa: BLE001
+            error = exc
+    _sync(comm, error, "renaming the store into place")
+    return totals
+
+
+def _write_virtual(tmp_store, work, output, all_counts, bands, attrs) -> None:
+    from snia.store import write_virtual_store
+
+    # Sources are referenced by their final location, relative to the store's folder.
+    final_dir = shard_dir_of(output)
+    shards = [(final_dir / f"shard-{r:05d}.h5", n_obj, n_obs)
+              for r, (n_obj, n_obs) in enumerate(all_counts)]
+    # write_virtual_store makes paths relative to the store's own folder: pretend it is final.
+    write_virtual_store(tmp_store, shards, bands, attrs, relative_to=output.parent)
+
+
+def _publish(tmp_store: Path, work: Path, output: Path, layout: str) -> None:
+    """Move the finished store into place; the store file itself is renamed last."""
+    if output.exists():
+        output.unlink()  # first, so no moment shows a complete-looking store over wrong shards
+    old_shards = shard_dir_of(output)
+    if old_shards.exists():
+        shutil.rmtree(old_shards)
+    if layout == "virtual":
+        os.replace(work / "shards", old_shards)
+    os.replace(tmp_store, output)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _provenance(reader, hashes, nranks, fmt, survey, split, on_error, layout, compression,
+                problems) -> dict:
+    from snia import __version__
+
+    inputs = [{"path": str(Path(p).resolve()), "bytes": Path(p).stat().st_size,
+               "sha256": hashes[str(p)]} for p in reader.input_files()]
+    return {"snia_version": __version__, "format": fmt, "inputs": inputs, "ranks": nranks,
+            "layout": layout, "compression": compression, "survey": survey, "split": split,
+            "on_error": on_error, "skipped": dict(problems.counts),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv)}

@@ -1,0 +1,211 @@
+"""The light-curve data model: canonical columns, survey aliases, and the checks every reader shares.
+
+Readers turn survey files into ``Chunk`` objects: whole objects in the canonical columns
+``time`` (MJD, float64), ``band`` (band-registry index), ``flux``/``flux_err`` (float32) and ``flag``,
+flat per observation, with per-object ``object_id``/``length`` and metadata. ``clean_chunk`` applies
+the bad-input policy and puts each object's observations in time order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from snia.errors import InputError, Problems
+
+OBS_DTYPES = {"time": np.float64, "band": np.int8, "flux": np.float32, "flux_err": np.float32,
+              "flag": np.int32}
+
+# Per-object metadata columns of the store, with the value that means "not given".
+META_DTYPES = {"type": np.int8, "source_type": np.int32, "ra": np.float64, "dec": np.float64,
+               "ddf": np.int8, "hostgal_photoz": np.float32, "hostgal_photoz_err": np.float32,
+               "specz": np.float32, "mwebv": np.float32, "split": np.int8}
+META_MISSING = {"type": 7, "source_type": -1, "ra": np.nan, "dec": np.nan, "ddf": -1,
+                "hostgal_photoz": np.nan, "hostgal_photoz_err": np.nan, "specz": np.nan,
+                "mwebv": np.nan, "split": -1}
+
+# Survey spellings of the canonical observation columns (matched case-insensitively).
+OBS_ALIASES = {
+    "object_id": ("object_id", "objid", "snid", "id"),
+    "time": ("time", "mjd", "date"),
+    "band": ("band", "passband", "flt", "filter", "bandpass"),
+    "flux": ("flux", "fluxcal"),
+    "flux_err": ("flux_err", "fluxerr", "fluxcalerr", "flux_error"),
+    "flag": ("flag", "detected_bool", "detected", "photflag"),
+}
+REQUIRED_OBS = ("object_id", "time", "band", "flux", "flux_err")
+
+
+def match_columns(names: list[str], aliases: dict[str, tuple[str, ...]], required, where: str):
+    """Map canonical name -> position in ``names``; also return the unrecognised names.
+
+    Raises InputError naming ``where`` if a required column is missing or ambiguous.
+    """
+    lowered = [n.strip().lower() for n in names]
+    found: dict[str, int] = {}
+    for canonical, spellings in aliases.items():
+        hits = [i for i, n in enumerate(lowered) if n in spellings]
+        if len(hits) > 1:
+            raise InputError(f"{where}: columns {[names[i] for i in hits]} all mean {canonical!r}; "
+                             f"keep one")
+        if hits:
+            found[canonical] = hits[0]
+    missing = [c for c in required if c not in found]
+    if missing:
+        raise InputError(f"{where}: missing column(s) {missing} (have {names}; accepted spellings: "
+                         + "; ".join(f"{c}: {'/'.join(aliases[c])}" for c in missing) + ")")
+    extra = [names[i] for i in range(len(names)) if i not in found.values()]
+    return found, extra
+
+
+@dataclass
+class Chunk:
+    """Whole objects from one input file, in canonical columns (see module docstring).
+
+    ``where_obs(i)`` and ``where_object(j)`` describe the source position (file and line or row) of
+    observation ``i`` / object ``j`` for error messages; they may be slow (only called on errors).
+    """
+
+    object_id: np.ndarray  # int64, per object
+    length: np.ndarray  # int64, per object
+    obs: dict[str, np.ndarray]  # OBS_DTYPES columns, flat over objects
+    meta: dict[str, np.ndarray]  # META_DTYPES columns, per object
+    where_obs: Callable[[int], str]
+    where_object: Callable[[int], str]
+    band_label: np.ndarray | None = None  # survey band spelling per observation, for messages
+    has_meta: np.ndarray | None = None  # bool per object: found in the metadata file(s)
+
+    @property
+    def n_objects(self) -> int:
+        return len(self.object_id)
+
+    @property
+    def n_obs(self) -> int:
+        return len(self.obs["time"])
+
+
+def empty_meta(n: int) -> dict[str, np.ndarray]:
+    return {k: np.full(n, META_MISSING[k], dtype=dt) for k, dt in META_DTYPES.items()}
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _check_rows(chunk: Chunk, obj_of_obs: np.ndarray, problems: Problems) -> np.ndarray:
+    """Row-level checks; returns the mask of rows to keep (raises under policy 'fail')."""
+    t, f, e, b = (chunk.obs[k] for k in ("time", "flux", "flux_err", "band"))
+    checks = [
+        ("nonfinite_time", ~np.isfinite(t), "time is {v}", t),
+        ("nonfinite_flux", ~np.isfinite(f), "flux is {v}", f),
+        ("nonfinite_flux_err", ~np.isfinite(e), "flux_err is {v}", e),
+        ("nonpositive_flux_err", np.isfinite(e) & (e <= 0), "flux_err is {v} (must be > 0)", e),
+        ("unknown_band", b < 0, "unknown band {v}", chunk.band_label if chunk.band_label is not None else b),
+    ]
+    bad_any = np.zeros(chunk.n_obs, dtype=bool)
+    found = [(reason, mask, text, values) for reason, mask, text, values in checks if mask.any()]
+    # Report in file order: the first bad row anywhere is the one a 'fail' run names.
+    found.sort(key=lambda item: _first(item[1]))
+    for reason, mask, text, values in found:
+        i = _first(mask)
+        oid = chunk.object_id[obj_of_obs[i]]
+        problems.found(reason, f"{chunk.where_obs(i)}: object {oid}: {text.format(v=values[i])}",
+                       int(mask.sum()))
+        bad_any |= mask
+    return ~bad_any
+
+
+def _time_order(t: np.ndarray, obj_of_obs: np.ndarray) -> np.ndarray | None:
+    """Permutation putting each object's rows in time order (stable), or None if already so."""
+    same = obj_of_obs[1:] == obj_of_obs[:-1]
+    if not np.any(same & (t[1:] < t[:-1])):
+        return None
+    return np.lexsort((t, obj_of_obs))
+
+
+def _duplicate_rows(t, b, obj_of_obs) -> np.ndarray:
+    """Mask of rows repeating an earlier (object, time, band); rows must be time-ordered per object."""
+    dup = np.zeros(len(t), dtype=bool)
+    tie = np.flatnonzero((obj_of_obs[1:] == obj_of_obs[:-1]) & (t[1:] == t[:-1]))
+    if tie.size == 0:
+        return dup
+    # Only runs of equal (object, time) can hold duplicates; examine just those rows.
+    for start in np.unique(_run_starts(tie)):
+        stop = start + 1
+        while stop < len(t) and obj_of_obs[stop] == obj_of_obs[start] and t[stop] == t[start]:
+            stop += 1
+        seen = set()
+        for i in range(start, stop):
+            if b[i] in seen:
+                dup[i] = True
+            seen.add(b[i])
+    return dup
+
+
+def _run_starts(tie: np.ndarray) -> np.ndarray:
+    """For indices i where row i+1 ties row i, the first row of each tie run."""
+    starts = tie.copy()
+    for k in range(1, len(tie)):
+        if tie[k] == tie[k - 1] + 1:
+            starts[k] = starts[k - 1]
+    return starts
+
+
+def clean_chunk(chunk: Chunk, problems: Problems) -> Chunk:
+    """Apply the bad-input policy to a chunk and time-order each object's observations.
+
+    Row problems: non-finite time/flux/flux_err, flux_err <= 0, unknown band, duplicate
+    (object, time, band). Object problems: not in the metadata, no observations left.
+    """
+    obj_of_obs = np.repeat(np.arange(chunk.n_objects), chunk.length)
+    keep_obj = np.ones(chunk.n_objects, dtype=bool)
+
+    if chunk.has_meta is not None and not chunk.has_meta.all():
+        missing = ~chunk.has_meta
+        j = _first(missing)
+        problems.found("object_missing_from_metadata",
+                       f"{chunk.where_object(j)}: object {chunk.object_id[j]} has a light curve but "
+                       f"is not in the metadata", int(missing.sum()))
+        keep_obj &= chunk.has_meta
+
+    keep = _check_rows(chunk, obj_of_obs, problems)
+
+    obs = chunk.obs
+    order = _time_order(obs["time"], obj_of_obs)
+    source_row = np.arange(chunk.n_obs)
+    if order is not None:
+        obs = {k: v[order] for k, v in obs.items()}
+        obj_of_obs, keep, source_row = obj_of_obs[order], keep[order], source_row[order]
+
+    dup = _duplicate_rows(obs["time"], obs["band"], obj_of_obs) & keep
+    if dup.any():
+        i = _first(dup)
+        problems.found("duplicate_observation",
+                       f"{chunk.where_obs(int(source_row[i]))}: object "
+                       f"{chunk.object_id[obj_of_obs[i]]}: duplicate observation at time "
+                       f"{obs['time'][i]!r} in band index {obs['band'][i]}", int(dup.sum()))
+        keep &= ~dup
+
+    keep &= keep_obj[obj_of_obs]
+    lengths = np.bincount(obj_of_obs[keep], minlength=chunk.n_objects).astype(np.int64)
+    empty = keep_obj & (lengths == 0)
+    if empty.any():
+        j = _first(empty)
+        problems.found("empty_lightcurve",
+                       f"{chunk.where_object(j)}: object {chunk.object_id[j]} has no valid "
+                       f"observations", int(empty.sum()))
+        keep_obj &= ~empty
+
+    if keep.all() and keep_obj.all() and order is None:
+        return chunk
+    kept_rows, kept_objects = source_row[keep], np.flatnonzero(keep_obj)
+    return Chunk(
+        object_id=chunk.object_id[keep_obj],
+        length=lengths[keep_obj],
+        obs={k: v[keep] for k, v in obs.items()},
+        meta={k: v[keep_obj] for k, v in chunk.meta.items()},
+        where_obs=lambda i: chunk.where_obs(int(kept_rows[i])),
+        where_object=lambda j: chunk.where_object(int(kept_objects[j])),
+    )
