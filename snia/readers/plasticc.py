@@ -302,12 +302,11 @@ class PlasticcReader:
                  "band": pa.int64() if csv_file.numeric_bands else pa.string(),
                  "flux": pa.float32(), "flux_err": pa.float32(), "flag": pa.int32()}
         skipped: list[int] = []
+        invalid: list = []
 
         def bad_row(row):
-            line = csv_file.line_of(start, row0 + row.number - 1)
-            self.problems.found("wrong_field_count",
-                                f"{csv_file.path}:line {line}: expected {row.expected_columns} "
-                                f"fields, found {row.actual_columns} ({row.text[:80]!r})")
+            # Exceptions raised here are swallowed by pyarrow: note the row, report after the read.
+            invalid.append(row)
             skipped.append(row.number - 1)
             return "skip"
 
@@ -330,8 +329,16 @@ class PlasticcReader:
         except pa.ArrowInvalid:
             # Rare path: some value is not a number. Re-read as text to find and report each one.
             skipped.clear()
+            invalid.clear()
             table, bad = self._find_non_numeric(read, wanted, types, csv_file, start, row0, skipped)
 
+        if invalid:
+            row = invalid[0]
+            line = csv_file.line_of(start, row0 + row.number - 1)
+            self.problems.found("wrong_field_count",
+                                f"{csv_file.path}:line {line}: expected {row.expected_columns} "
+                                f"fields, found {row.actual_columns} ({row.text[:80]!r})",
+                                len(invalid))
         n_physical = table.num_rows + len(skipped)
         physical = np.delete(np.arange(n_physical), skipped) if skipped else np.arange(n_physical)
         out = {"row": row0 + physical}
