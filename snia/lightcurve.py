@@ -125,8 +125,12 @@ def _time_order(t: np.ndarray, obj_of_obs: np.ndarray) -> np.ndarray | None:
     return np.lexsort((t, obj_of_obs))
 
 
-def _duplicate_rows(t, b, obj_of_obs) -> np.ndarray:
-    """Mask of rows repeating an earlier (object, time, band); rows must be time-ordered per object."""
+def _duplicate_rows(t, b, f, e, obj_of_obs) -> np.ndarray:
+    """Mask of rows repeating an earlier row of the same object exactly (time, band, flux, flux_err).
+
+    Rows must be time-ordered per object. Two different measurements in one band at the same
+    (rounded) time are real data, e.g. back-to-back DES exposures, and are both kept.
+    """
     dup = np.zeros(len(t), dtype=bool)
     tie = np.flatnonzero((obj_of_obs[1:] == obj_of_obs[:-1]) & (t[1:] == t[:-1]))
     if tie.size == 0:
@@ -138,9 +142,10 @@ def _duplicate_rows(t, b, obj_of_obs) -> np.ndarray:
             stop += 1
         seen = set()
         for i in range(start, stop):
-            if b[i] in seen:
+            key = (b[i], f[i], e[i])
+            if key in seen:
                 dup[i] = True
-            seen.add(b[i])
+            seen.add(key)
     return dup
 
 
@@ -156,8 +161,8 @@ def _run_starts(tie: np.ndarray) -> np.ndarray:
 def clean_chunk(chunk: Chunk, problems: Problems) -> Chunk:
     """Apply the bad-input policy to a chunk and time-order each object's observations.
 
-    Row problems: non-finite time/flux/flux_err, flux_err <= 0, unknown band, duplicate
-    (object, time, band). Object problems: not in the metadata, no observations left.
+    Row problems: non-finite time/flux/flux_err, flux_err <= 0, unknown band, a row repeating an
+    earlier one of the object exactly. Object problems: not in the metadata, no observations left.
     """
     obj_of_obs = np.repeat(np.arange(chunk.n_objects), chunk.length)
     keep_obj = np.ones(chunk.n_objects, dtype=bool)
@@ -179,13 +184,13 @@ def clean_chunk(chunk: Chunk, problems: Problems) -> Chunk:
         obs = {k: v[order] for k, v in obs.items()}
         obj_of_obs, keep, source_row = obj_of_obs[order], keep[order], source_row[order]
 
-    dup = _duplicate_rows(obs["time"], obs["band"], obj_of_obs) & keep
+    dup = _duplicate_rows(obs["time"], obs["band"], obs["flux"], obs["flux_err"], obj_of_obs) & keep
     if dup.any():
         i = _first(dup)
         problems.found("duplicate_observation",
                        f"{chunk.where_obs(int(source_row[i]))}: object "
                        f"{chunk.object_id[obj_of_obs[i]]}: duplicate observation at time "
-                       f"{obs['time'][i]!r} in band index {obs['band'][i]}", int(dup.sum()))
+                       f"{float(obs['time'][i])} in band index {int(obs['band'][i])}", int(dup.sum()))
         keep &= ~dup
 
     keep &= keep_obj[obj_of_obs]

@@ -98,7 +98,7 @@ BAD_ROWS = [
     ("zero_err", GOOD[:3] + ["2,59582.4,3,4.0,0,1"], "nonpositive_flux_err", 5, 2),
     ("negative_err", ["1,59580.1,0,10.5,-1.5,1"] + GOOD[1:], "nonpositive_flux_err", 2, 1),
     ("unknown_band", GOOD[:2] + ["2,59580.3,7,-3.25,2.0,0", GOOD[3]], "unknown_band", 4, 2),
-    ("duplicate_obs", GOOD + ["2,59582.4,3,5.0,2.0,1"], "duplicate_observation", 6, 2),
+    ("duplicate_obs", GOOD + ["2,59582.4,3,4.0,2.0,1"], "duplicate_observation", 6, 2),
     ("missing_value", GOOD[:2] + ["2,59580.3,2,,2.0,0", GOOD[3]], "missing_value", 4, None),
     ("truncated", GOOD[:3] + ["2,59582.4,3"], "wrong_field_count", 5, None),
     ("garbled", GOOD[:2] + ["\x00\x01\x02 garbage", GOOD[3]], "wrong_field_count", 4, None),
@@ -132,11 +132,12 @@ def test_bad_row_is_dropped_and_counted_under_skip(tmp_path, name, rows, reason,
         assert store.provenance["skipped"] == {reason: 1}  # the store records what was left out
 
 
-def test_duplicate_observation_keeps_the_first(tmp_path):
+def test_two_measurements_at_one_time_and_band_are_both_kept(tmp_path):
+    # Not a duplicate record: e.g. back-to-back exposures with MJD rounded to 3 decimals.
     lc, meta = bad_case(tmp_path, GOOD + ["2,59582.4,3,5.0,2.0,1"])
-    ingest(tmp_path, lc, meta, on_error="skip")
+    ingest(tmp_path, lc, meta)
     with Store(tmp_path / "s.h5") as store:
-        assert list(store.lightcurve(2)["flux"]) == [-3.25, 4.0]
+        assert list(store.lightcurve(2)["flux"]) == [-3.25, 4.0, 5.0]
 
 
 def test_missing_column_is_named(tmp_path):

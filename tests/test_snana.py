@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -23,14 +22,15 @@ from snia.taxonomy import INDEX
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DES_HEAD = SHARED_DATA / "snana_fits_des" / "DES_Ia-0001_HEAD.FITS"
 DES_PHOT = SHARED_DATA / "snana_fits_des" / "DES_Ia-0001_PHOT.FITS"
-# The SPCC subset comes from `snia data fetch`; its location may move, so an env var can point to it.
-SPCC_DIR = Path(os.environ.get("SNIA_SPCC_DIR", "/work/data/spcc/SPCC_SUBSET"))
 
 needs_des = pytest.mark.skipif(not DES_HEAD.exists(),
                                reason=f"shared SNANA FITS sample not found at {DES_HEAD.parent}")
-needs_spcc = pytest.mark.skipif(not SPCC_DIR.is_dir(),
-                                reason=f"SPCC subset not found at {SPCC_DIR}: run `snia data fetch` "
-                                       f"(or set SNIA_SPCC_DIR)")
+
+
+@pytest.fixture
+def spcc_dir(plasticc_data):
+    """The SPCC subset unpacked by `snia data fetch plasticc` (fetched on first use)."""
+    return plasticc_data / "SPCC_SUBSET"
 
 
 def read_all(reader, pieces, policy="fail"):
@@ -69,6 +69,13 @@ def test_des_fits_sample_reads_clean():
     ids, lengths, obs, meta, _ = read_all(reader, whole(reader))
     assert len(ids) == 200
     assert int(lengths.sum()) == n_obs
+    np.testing.assert_array_equal(lengths, head["NOBS"])
+    # The sample's pointers are stale after row 4 (read by separators); check independently that
+    # every object's light curve spans its HEAD PEAKMJD.
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    assert all(obs["time"][a] <= peak <= obs["time"][b - 1]
+               for a, b, peak in zip(starts, ends, head["PEAKMJD"]))
     np.testing.assert_array_equal(ids, head["SNID"])
     assert (head["SIM_TYPE_INDEX"] == 1).all()
     assert (meta["type"] == INDEX["Ia"]).all()
@@ -214,9 +221,26 @@ def test_ptrobs_out_of_range(tmp_path):
 
 
 def test_ptrobs_max_before_min(tmp_path):
-    head_path, _ = make_pair(tmp_path, edit_head=lambda h: h["PTROBS_MAX"].__setitem__(0, -3))
+    def bad(head):
+        head["PTROBS_MAX"][0] = -3
+        head["NOBS"][0] = 7  # and the separators cannot rescue it: no run of 7 rows
+
+    head_path, _ = make_pair(tmp_path, edit_head=bad)
     with pytest.raises(InputError, match="SNID 11"):
         list(fits_reader(head_path).read([Piece(0, 0, 3)]))
+
+
+def test_stale_pointers_fall_back_to_separators_that_match_nobs(tmp_path, caplog):
+    # A HEAD subset whose PTROBS were not renumbered (like the shared DES sample): the MJD = -777
+    # rows still delimit the objects and agree with NOBS, so they are used, with a warning.
+    def stale(head):
+        head["PTROBS_MIN"][1:] += 40
+        head["PTROBS_MAX"][1:] += 40
+
+    head_path, _ = make_pair(tmp_path, edit_head=stale)
+    chunk = next(iter(fits_reader(head_path).read([Piece(0, 0, 3)])))
+    np.testing.assert_array_equal(chunk.obs["flux"][4:8], [100, 101, 102, 103])
+    assert "MJD=-777 separator rows" in caplog.text and "SNID 22" in caplog.text
 
 
 def test_nobs_mismatch(tmp_path):
@@ -321,13 +345,13 @@ def test_fits_nan_flux(tmp_path):
 # ---------------------------------------------------------------- real SPCC text sample
 
 
-def spcc_files(n=100):
-    return sorted(SPCC_DIR.glob("*.DAT"))[:n]
+def spcc_files(folder, n=100):
+    return sorted(folder.glob("*.DAT"))[:n]
 
 
-@needs_spcc
-def test_spcc_subset():
-    files = spcc_files()
+@pytest.mark.data
+def test_spcc_subset(spcc_dir):
+    files = spcc_files(spcc_dir)
     assert len(files) == 100
     texts = [f.read_text() for f in files]
     expected_nobs = [int(re.search(r"^NOBS:\s*(\d+)", t, re.M).group(1)) for t in texts]
@@ -477,3 +501,35 @@ def test_text_unknown_band(tmp_path):
         read_all(reader, [Piece(0, 0, 1)])
     _, lengths, _, _, problems = read_all(reader, [Piece(0, 0, 1)], "skip")
     assert list(lengths) == [2] and problems.counts["unknown_band"] == 1
+
+
+# ---------------------------------------------------------------- whole samples through the CLI
+
+
+@pytest.mark.data
+def test_whole_spcc_subset_ingests(tmp_path, spcc_dir):
+    from snia.cli import main
+    from snia.store import Store
+
+    files = sorted(spcc_dir.glob("*.DAT"))
+    nobs = sum(int(re.search(r"^NOBS:\s*(\d+)", f.read_text(), re.M).group(1)) for f in files)
+    assert main(["ingest", "--format", "snana-text", str(spcc_dir), "-o", str(tmp_path / "spcc.h5"),
+                 "--no-progress"]) == 0
+    with Store(tmp_path / "spcc.h5") as store:
+        assert (len(store), store.n_observations) == (2000, nobs)
+        assert int(np.sum(store.objects["type"] == INDEX["Ia"])) == 485  # SIM_COMMENT 'SN Type = Ia'
+
+
+@needs_des
+def test_des_fits_sample_ingests(tmp_path):
+    from snia.cli import main
+    from snia.store import Store, verify
+
+    out = tmp_path / "des.h5"
+    assert main(["ingest", "--format", "snana-fits", str(DES_HEAD), "--survey", "DES", "-o",
+                 str(out), "--no-progress"]) == 0
+    with Store(out) as store:
+        assert (len(store), store.n_observations) == (200, 12717 - 199)
+        assert set(store.bands.bands[b].name for b in np.unique(store.batch(slice(0, 200)).obs["band"])) \
+            == {"desg", "desr", "desi", "desz"}
+    assert verify(out) == []

@@ -162,6 +162,65 @@ class _FitsPair:
             names = list(table.columns.names)
         self.phot_cols = {k: names[i] for k, i in
                           match_columns(names, PHOT_ALIASES, PHOT_REQUIRED, str(self.phot))[0].items()}
+        self.first, self.lengths = self._locate_objects()
+
+    def _locate_objects(self) -> tuple[np.ndarray, np.ndarray]:
+        """0-based first PHOT row and number of rows of every HEAD row's light curve.
+
+        PTROBS_MIN/MAX are the normal answer. Some files in circulation are HEAD subsets whose
+        pointers were never renumbered (the DES sample from SuperNNova is one); there the MJD = -777
+        separator rows still delimit the objects in HEAD order. We use them only when they agree
+        with NOBS for every object, and say so in a warning; otherwise the file is garbled: stop.
+        """
+        with _fits_errors(self.head), _open(self.head) as hdul:
+            data = _table(hdul, self.head).data
+            lo, hi = (np.array(data.field(self.head_cols[c]), dtype=np.int64)
+                      for c in ("PTROBS_MIN", "PTROBS_MAX"))
+            nobs = (np.array(data.field(self.head_cols["NOBS"]), dtype=np.int64)
+                    if "NOBS" in self.head_cols else None)
+            snid = np.array(data.field(self.head_cols["SNID"]))
+        problem = self._pointer_problem(lo, hi, nobs, snid)
+        if problem is None:
+            return lo - 1, hi - lo + 1
+        runs = self._separator_runs(nobs)
+        if runs is None:
+            raise InputError(problem)
+        log.warning("%s; the %d objects are read by the MJD=-777 separator rows of %s instead, "
+                    "which agree with NOBS for every object", problem, self.n_head, self.phot)
+        return runs
+
+    def _pointer_problem(self, lo, hi, nobs, snid) -> str | None:
+        """Why the PTROBS pointers cannot be right (None when they can)."""
+        lengths = hi - lo + 1
+        empty = lengths == 0  # SNANA writes MAX = MIN - 1 for an object without observations
+        bad = (lengths < 0) | (~empty & ((lo < 1) | (hi > self.n_phot)))
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            return (f"{self.where_object(j, snid[j])}: PTROBS_MIN={lo[j]}, PTROBS_MAX={hi[j]} is "
+                    f"not a row range of {self.phot} ({self.n_phot} rows): garbled HEAD file")
+        if nobs is not None and np.any(nobs != lengths):
+            j = int(np.flatnonzero(nobs != lengths)[0])
+            return (f"{self.where_object(j, snid[j])}: NOBS={nobs[j]} but "
+                    f"PTROBS_MAX-PTROBS_MIN+1={lengths[j]}: garbled HEAD file")
+        overlap = np.flatnonzero(~empty[1:] & (lo[1:] <= np.maximum.accumulate(hi)[:-1]))
+        if overlap.size:
+            j = int(overlap[0]) + 1
+            return (f"{self.where_object(j, snid[j])}: PTROBS range {lo[j]}..{hi[j]} overlaps or "
+                    f"precedes an earlier object's: garbled HEAD file")
+        return None
+
+    def _separator_runs(self, nobs) -> tuple[np.ndarray, np.ndarray] | None:
+        if nobs is None:
+            return None
+        with _fits_errors(self.phot), _open(self.phot) as hdul:
+            mjd = np.array(_table(hdul, self.phot).data.field(self.phot_cols["time"]), dtype=float)
+        sep = np.flatnonzero(mjd == SEPARATOR_MJD)
+        starts, stops = np.r_[0, sep + 1], np.r_[sep, len(mjd)]
+        if len(mjd) and mjd[-1] == SEPARATOR_MJD:
+            starts, stops = starts[:-1], stops[:-1]  # a trailing separator closes the last object
+        if len(starts) != self.n_head or not np.array_equal(stops - starts, nobs):
+            return None
+        return starts.astype(np.int64), (stops - starts).astype(np.int64)
 
     def where_object(self, head_row: int, snid) -> str:
         return f"{self.head}:row {head_row + 1} (SNID {snid})"
@@ -169,14 +228,14 @@ class _FitsPair:
     def read(self, start: int, stop: int, max_obs: int, bands):
         """Chunks of whole objects for HEAD rows [start, stop)."""
         head = self._head_rows(start, stop)
-        lengths = self._check_pointers(head, start)
+        first, lengths = self.first[start:stop], self.lengths[start:stop]
         meta = _head_meta(head, stop - start)
         with _fits_errors(self.phot):
             hdul = _open(self.phot)
         try:
             for a, b in _batches(lengths, max_obs):
                 with _fits_errors(self.phot):
-                    obs, rows = self._phot_rows(hdul, head["PTROBS_MIN"][a:b], lengths[a:b])
+                    obs, rows = self._phot_rows(hdul, first[a:b], lengths[a:b])
                 yield self._chunk(head, meta, lengths, a, b, start, obs, rows, bands)
         finally:
             hdul.close()
@@ -199,7 +258,7 @@ class _FitsPair:
             return values.astype(np.int64)
         text = _strings(values)
         out = np.empty(len(text), dtype=np.int64)
-        for j, value in enumerate(text):
+        for j, value in enumerate(text.tolist()):
             try:
                 out[j] = int(value)
             except ValueError:
@@ -207,28 +266,10 @@ class _FitsPair:
                                  f"integer (snia stores integer object ids)") from None
         return out
 
-    def _check_pointers(self, head, start: int) -> np.ndarray:
-        """Per-object lengths; a PTROBS range that cannot be right means a garbled file: stop."""
-        lo, hi = head["PTROBS_MIN"], head["PTROBS_MAX"]
-        lengths = hi - lo + 1
-        empty = lengths == 0  # SNANA writes MAX = MIN - 1 for an object without observations
-        bad = (lengths < 0) | (~empty & ((lo < 1) | (hi > self.n_phot)))
-        if bad.any():
-            j = int(np.flatnonzero(bad)[0])
-            raise InputError(f"{self.where_object(start + j, head['SNID'][j])}: PTROBS_MIN={lo[j]}, "
-                             f"PTROBS_MAX={hi[j]} is not a row range of {self.phot} "
-                             f"({self.n_phot} rows): garbled HEAD file")
-        if "NOBS" in head:
-            wrong = head["NOBS"] != lengths
-            if wrong.any():
-                j = int(np.flatnonzero(wrong)[0])
-                raise InputError(f"{self.where_object(start + j, head['SNID'][j])}: NOBS={head['NOBS'][j]} "
-                                 f"but PTROBS_MAX-PTROBS_MIN+1={lengths[j]}: garbled HEAD file")
-        return lengths
-
     def _phot_rows(self, hdul, first: np.ndarray, lengths: np.ndarray):
-        """Canonical columns for the given objects, and each observation's 0-based PHOT row."""
-        rows = _ranges(first - 1, lengths)
+        """Canonical columns for objects starting at 0-based PHOT rows ``first``, and each
+        observation's 0-based PHOT row."""
+        rows = _ranges(first, lengths)
         if rows.size == 0:
             lo = hi = 0
         else:

