@@ -21,7 +21,6 @@ import os
 import shutil
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +106,9 @@ def run_ingest(fmt: str, inputs, output, metadata=(), *, survey=None, split=None
     try:
         state = _read_phase(fmt, inputs, metadata, survey, split, bands, problems, chunk_bytes,
                             compression, shard, comm, progress)
+        log.debug("read phase done at %.3f s", time.perf_counter() - started)
         drops = _check_phase(state, problems, comm)
+        log.debug("global checks done at %.3f s", time.perf_counter() - started)
         counts = _assemble_phase(state, drops, problems, compression, layout, bands, output, work,
                                  comm, fmt, survey, split, on_error)
     except BaseException:
@@ -153,33 +154,46 @@ def _read_phase(fmt, inputs, metadata, survey, split, bands, problems, chunk_byt
                                  chunk_bytes=chunk_bytes)
         files = [Path(p) for p in reader.input_files()]
         file_index = {str(p): i for i, p in enumerate(files)}
-        pieces = split_work(reader.weights(), comm.size, comm.rank, atomic=reader.atomic)
+        hashers = [i % comm.size for i in range(len(files))]  # rank that checksums input i
+        pieces = split_work(reader.weights(), comm.size, comm.rank, atomic=reader.atomic,
+                            reserved=_hash_reserve(reader, files, hashers, comm.size))
         split_code = _split_code(split)
-        with ThreadPoolExecutor(1) as pool:
-            # hashlib releases the GIL: hash this rank's share of the inputs while parsing.
-            hashing = {str(p): pool.submit(sha256_of, p) for i, p in enumerate(files)
-                       if i % comm.size == comm.rank}
-            writer = ShardWriter(shard, compression)
-            raw_ids, ids, where = [], [], []
-            bar = _progress(progress and comm.rank == 0)
-            for chunk in reader.read(pieces):
-                raw_ids.append(chunk.object_id)
-                chunk = clean_chunk(chunk, problems)
-                if chunk.n_objects == 0:
-                    continue
-                chunk.meta["split"][:] = split_code
-                writer.append(chunk)
-                ids.append(chunk.object_id)
-                where.append(np.full(chunk.n_objects, file_index.get(_source(chunk), -1), np.int32))
-                bar.update(chunk.n_objects)
-            bar.close()
-            hashes = {path: future.result() for path, future in hashing.items()}
+        # Checksums first, on this rank's own core; split_work gave it less parsing for them.
+        hashes = {str(p): sha256_of(p) for i, p in enumerate(files) if hashers[i] == comm.rank}
+        writer = ShardWriter(shard, compression)
+        raw_ids, ids, where = [], [], []
+        t0 = time.perf_counter()
+        bar = _progress(progress and comm.rank == 0)
+        for chunk in reader.read(pieces):
+            raw_ids.append(chunk.object_id)
+            chunk = clean_chunk(chunk, problems)
+            if chunk.n_objects == 0:
+                continue
+            chunk.meta["split"][:] = split_code
+            writer.append(chunk)
+            ids.append(chunk.object_id)
+            where.append(np.full(chunk.n_objects, file_index.get(_source(chunk), -1), np.int32))
+            bar.update(chunk.n_objects)
+        bar.close()
+        log.debug("checksummed and parsed %d objects in %.3f s", writer.n_objects,
+                  time.perf_counter() - t0)
         state = _ReadState(reader, writer, _cat(raw_ids, np.int64), _cat(ids, np.int64),
                            _cat(where, np.int32), hashes)
     except BaseException as exc:  # noqa: BLE001 - passed to every rank by _sync
         error = exc
     _sync(comm, error, "reading")
     return state
+
+
+def _hash_reserve(reader, files, hashers, nranks) -> list[int]:
+    """Checksumming a file is serial work for one rank; in the reader's work units (when they are
+    bytes), give that rank correspondingly less to parse so all ranks finish together."""
+    ratio = getattr(reader, "hash_speedup", None)  # how many times faster hashing is than reading
+    reserved = [0] * nranks
+    if ratio:
+        for path, rank in zip(files, hashers):
+            reserved[rank] += int(path.stat().st_size / ratio)
+    return reserved
 
 
 def _source(chunk) -> str:

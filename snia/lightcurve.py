@@ -158,12 +158,32 @@ def _run_starts(tie: np.ndarray) -> np.ndarray:
     return starts
 
 
+def _is_clean(chunk: Chunk) -> bool:
+    """Cheap test of the common case: nothing to report and every object strictly time-ordered.
+
+    Anything else (including equal times, which might be duplicates) takes the full path below.
+    """
+    if chunk.has_meta is not None and not chunk.has_meta.all():
+        return False
+    if np.any(chunk.length <= 0):
+        return False
+    t, f, e, b = (chunk.obs[k] for k in ("time", "flux", "flux_err", "band"))
+    if not (np.isfinite(t).all() and np.isfinite(f).all() and ((e > 0) & (e < np.inf)).all()
+            and (b >= 0).all()):
+        return False
+    inside = np.ones(max(len(t) - 1, 0), dtype=bool)
+    inside[np.cumsum(chunk.length)[:-1] - 1] = False  # pairs of rows that straddle two objects
+    return not np.any((t[1:] <= t[:-1]) & inside)
+
+
 def clean_chunk(chunk: Chunk, problems: Problems) -> Chunk:
     """Apply the bad-input policy to a chunk and time-order each object's observations.
 
     Row problems: non-finite time/flux/flux_err, flux_err <= 0, unknown band, a row repeating an
     earlier one of the object exactly. Object problems: not in the metadata, no observations left.
     """
+    if _is_clean(chunk):
+        return chunk
     obj_of_obs = np.repeat(np.arange(chunk.n_objects), chunk.length)
     keep_obj = np.ones(chunk.n_objects, dtype=bool)
 

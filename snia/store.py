@@ -26,6 +26,7 @@ SPLIT_NAMES = ("train", "validation", "test")
 OBJECT_DTYPES = {"object_id": np.int64, "offset": np.int64, "length": np.int64, **META_DTYPES}
 OBS_CHUNK = 1 << 16
 OBJ_CHUNK = 1 << 13
+OBJ_FLUSH = 1 << 16  # per-object rows are buffered and written this many at a time
 
 
 def _h5py():
@@ -48,6 +49,8 @@ class ShardWriter:
         self.file = h5py.File(self.path, "w")
         self.n_obs = 0
         self.n_objects = 0
+        self._pending: list[dict] = []  # object rows not yet written (few HDF5 calls per flush)
+        self._written_objects = 0
         opts = {"compression": compression} if compression else {}
         for group, dtypes, chunk in (("observations", OBS_DTYPES, OBS_CHUNK),
                                      ("objects", OBJECT_DTYPES, OBJ_CHUNK)):
@@ -60,12 +63,22 @@ class ShardWriter:
         if chunk.n_objects == 0:
             return
         offsets = self.n_obs + np.concatenate(([0], np.cumsum(chunk.length)[:-1]))
-        columns = {"object_id": chunk.object_id, "offset": offsets, "length": chunk.length,
-                   **chunk.meta}
+        self._pending.append({"object_id": chunk.object_id, "offset": offsets,
+                              "length": chunk.length, **chunk.meta})
         self._extend("observations", chunk.obs, self.n_obs, chunk.n_obs)
-        self._extend("objects", columns, self.n_objects, chunk.n_objects)
         self.n_obs += chunk.n_obs
         self.n_objects += chunk.n_objects
+        if self.n_objects - self._written_objects >= OBJ_FLUSH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        columns = {k: np.concatenate([p[k] for p in self._pending]) for k in self._pending[0]}
+        n = len(columns["object_id"])
+        self._extend("objects", columns, self._written_objects, n)
+        self._written_objects += n
+        self._pending = []
 
     def _extend(self, group: str, columns: dict, start: int, n: int) -> None:
         for name, values in columns.items():
@@ -79,16 +92,20 @@ class ShardWriter:
         self = cls.__new__(cls)
         self.path, self.file = Path(path), _h5py().File(path, "r+")
         self.n_objects, self.n_obs = n_objects, n_obs
+        self._pending, self._written_objects = [], n_objects
         return self
 
     def shift_offsets(self, base: int) -> None:
         """Make object offsets global (base = observations held by lower ranks)."""
+        self._flush()
         if base and self.n_objects:
             ds = self.file["objects/offset"]
             ds[...] = ds[...] + base
 
     def close(self) -> None:
-        self.file.close()
+        if self.file:
+            self._flush()
+            self.file.close()
 
 
 def compact_shard(path: Path, drop_objects: np.ndarray, compression: str | None = None) -> tuple[int, int]:

@@ -22,13 +22,16 @@ class Piece:
     stop: int
 
 
-def split_work(weights: list[int], nranks: int, rank: int, atomic: bool = False) -> list[Piece]:
+def split_work(weights: list[int], nranks: int, rank: int, atomic: bool = False,
+               reserved: list[int] | None = None) -> list[Piece]:
     """This rank's contiguous share of items with the given unit counts.
 
     With ``atomic`` an item is never cut: it goes to the rank whose range holds its first unit.
+    ``reserved[r]`` is other work rank r already has, in the same units; ranks get shares that
+    even out the totals (work + reserved).
     """
-    total = sum(weights)
-    lo, hi = total * rank // nranks, total * (rank + 1) // nranks
+    bounds = _rank_bounds(sum(weights), nranks, reserved or [0] * nranks)
+    lo, hi = bounds[rank], bounds[rank + 1]
     pieces, start = [], 0
     for item, weight in enumerate(weights):
         stop = start + weight
@@ -41,6 +44,19 @@ def split_work(weights: list[int], nranks: int, rank: int, atomic: bool = False)
                 pieces.append(Piece(item, a - start, b - start))
         start = stop
     return pieces
+
+
+def _rank_bounds(total: int, nranks: int, reserved: list[int]) -> list[int]:
+    """Cumulative unit boundaries: rank r takes [b[r], b[r+1]); equal work + reserved per rank."""
+    target = (total + sum(reserved)) / nranks
+    shares = [max(0.0, target - r) for r in reserved]
+    scale = total / sum(shares) if sum(shares) else 0.0  # reserves larger than a share: rescale
+    bounds, acc = [0], 0.0
+    for share in shares:
+        acc += share * scale
+        bounds.append(min(total, round(acc)))
+    bounds[-1] = total
+    return bounds
 
 
 def reader_for(fmt: str):

@@ -49,7 +49,7 @@ class _Metadata:
         ids, cols, origin = [], {k: [] for k in list(META_ALIASES)[1:] + ["target"]}, []
         for fi, path in enumerate(files):
             with open(path, "rb") as f:
-                header = f.readline().decode("utf-8", "replace").strip().split(",")
+                header = _header_names(f.readline())
             where = f"{path}:line 1"
             found, _ = match_columns(header, META_ALIASES, ("object_id",), where)
             target = next((header.index(c) for c in TARGET_COLUMNS if c in header), None)
@@ -135,7 +135,7 @@ class _CsvFile:
         if not raw.endswith(b"\n"):
             raise InputError(f"{path}:line 1: no complete header line (empty or truncated file)")
         self.data_start = len(raw)
-        self.names = raw.decode("utf-8", "replace").strip().split(",")
+        self.names = _header_names(raw)
         self.cols, extra = match_columns(self.names, OBS_ALIASES, REQUIRED_OBS, f"{path}:line 1")
         if extra:
             problems.found("extra_column", f"{path}:line 1: unexpected column(s) {extra} (expected "
@@ -158,6 +158,33 @@ class _CsvFile:
         field = fields[self.cols["object_id"]] if len(fields) > self.cols["object_id"] else b""
         return field.strip()
 
+    def last_object_start(self, block) -> int:
+        """Offset in ``block`` (which starts at an object) where its last object begins.
+
+        The last object may continue past the block, so the caller cuts the block there. Returns 0
+        when the block holds a single object's rows only.
+        """
+        view = memoryview(block)
+        width = 1 << 16
+        while True:
+            tail_start = max(0, len(view) - width)
+            tail = bytes(view[tail_start:])
+            end = tail.rfind(b"\n")  # the text after the last newline is an unfinished line
+            if end < 0:
+                if tail_start == 0:
+                    return 0
+                width *= 2
+                continue
+            lines = tail[:end].split(b"\n")
+            first_whole = 1 if tail_start else 0  # the window may cut its first line
+            last = self._id_field(lines[-1])
+            k = len(lines) - 1
+            while k > first_whole and self._id_field(lines[k - 1]) == last:
+                k -= 1
+            if k > first_whole or tail_start == 0:
+                return tail_start + sum(len(line) + 1 for line in lines[:k])
+            width *= 2  # the last object's run reaches the window's edge: look further back
+
     def object_start(self, f, pos: int) -> int:
         """First byte >= pos where a new object begins (the same answer on every rank)."""
         if pos <= self.data_start:
@@ -175,6 +202,13 @@ class _CsvFile:
                 return cursor
             cursor += len(line)
         return self.size
+
+
+def _header_names(line: bytes) -> list[str]:
+    """Column names of a CSV header line (quoted names allowed, as pyarrow and pandas write them)."""
+    import csv
+
+    return next(csv.reader([line.decode("utf-8", "replace").strip()]), [])
 
 
 def _count_newlines(f, stop: int, block: int = 1 << 24) -> int:
@@ -207,6 +241,9 @@ class PlasticcReader:
     """Reads PLAsTiCC light-curve CSV file(s) joined with metadata CSV file(s)."""
 
     atomic = False  # byte ranges may cut a file (snapped to object boundaries)
+    # sha256 runs ~7x faster than parsing + validating + writing a CSV byte (measured on PLAsTiCC):
+    # the rank that checksums a file parses that much less of it.
+    hash_speedup = 7
 
     def __init__(self, inputs, metadata, bands, problems, survey=None, chunk_bytes=16 << 20):
         if not metadata:
@@ -239,42 +276,37 @@ class PlasticcReader:
             with open(csv_file.path, "rb") as f:
                 start = csv_file.object_start(f, piece.start)
                 stop = csv_file.object_start(f, piece.stop)
-                yield from self._read_range(f, csv_file, start, stop)
+            # Plain reads, not a memory map: mapped pages would count towards the rank's resident
+            # memory for the whole file, while a block read is freed once parsed.
+            with open(csv_file.path, "rb") as source:
+                yield from self._read_range(source, csv_file, start, stop)
 
-    def _read_range(self, f, csv_file, start, stop):
-        carry = None
-        row0 = 0
-        pos = start
+    def _read_range(self, source, csv_file, start, stop):
+        """Chunks of whole objects from bytes [start, stop), which begin and end at objects.
+
+        Each block is cut before the last object it (maybe partly) holds, so the parser only ever
+        sees whole objects and no rows have to be carried from one block to the next.
+        """
+        pos, row0 = start, 0
         while pos < stop:
-            f.seek(pos)
-            block = f.read(min(self.chunk_bytes, stop - pos))
-            if not block:
-                raise InputError(f"{csv_file.path}: file ended at byte {pos} (truncated while read?)")
-            if pos + len(block) < stop:
-                cut = block.rfind(b"\n") + 1
-                if cut == 0:  # one line longer than a block: take it whole
-                    block += f.readline()
-                    cut = len(block)
-                block = block[:cut]
-            cols, n_rows = self._parse_block(block, csv_file, start, row0)
+            size = min(self.chunk_bytes, stop - pos)
+            while True:
+                block = _view(source, pos, size)
+                if pos + block.size >= stop:
+                    break
+                cut = csv_file.last_object_start(block)
+                if cut > 0:
+                    block = block.slice(0, cut)
+                    break
+                size = min(2 * size, stop - pos)  # one object fills the block: read more
+            cols, row_map, n_rows = self._parse_block(block, csv_file, start, row0)
+            if len(cols["object_id"]):
+                yield self._chunk(cols, csv_file, start, row0, row_map)
             row0 += n_rows
-            pos += len(block)
-            if carry is not None:
-                cols = {k: np.concatenate((carry[k], v)) for k, v in cols.items()}
-            if pos >= stop:
-                carry = None
-                if len(cols["object_id"]):
-                    yield self._chunk(cols, csv_file, start)
-            else:
-                ids = cols["object_id"]
-                last = _last_run_start(ids)
-                carry = {k: v[last:] for k, v in cols.items()}
-                if last:
-                    yield self._chunk({k: v[:last] for k, v in cols.items()}, csv_file, start)
+            pos += block.size
 
-    def _chunk(self, cols, csv_file, start) -> Chunk:
+    def _chunk(self, cols, csv_file, start, row0, row_map) -> Chunk:
         ids = cols.pop("object_id")
-        rows = cols.pop("row")
         label = cols.pop("band_label")
         run_starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
         lengths = np.diff(np.append(run_starts, len(ids))).astype(np.int64)
@@ -283,7 +315,8 @@ class PlasticcReader:
         path = csv_file.path
 
         def where_obs(i):
-            return f"{path}:line {csv_file.line_of(start, int(rows[i]))}"
+            row = row0 + (int(row_map[i]) if row_map is not None else int(i))
+            return f"{path}:line {csv_file.line_of(start, row)}"
 
         def where_object(j):
             return where_obs(int(run_starts[j]))
@@ -291,9 +324,12 @@ class PlasticcReader:
         return Chunk(object_id=object_id, length=lengths, obs=cols, meta=meta, where_obs=where_obs,
                      where_object=where_object, band_label=label, has_meta=found)
 
-    def _parse_block(self, block: bytes, csv_file, start: int, row0: int) -> tuple[dict, int]:
-        """Parse one block of whole lines into canonical numpy columns plus physical row numbers;
-        also return the number of physical rows (lines) in the block."""
+    def _parse_block(self, block, csv_file, start: int, row0: int):
+        """Parse one block of whole lines into canonical numpy columns.
+
+        Returns (columns, row map, physical rows in the block); the row map gives each kept row's
+        physical row within the block, and is None when no row was dropped (the usual case).
+        """
         pa, csv = _pa()
         names, cols = csv_file.names, csv_file.cols
         wanted = {name: cols[name] for name in ("object_id", "time", "band", "flux", "flux_err", "flag")
@@ -312,7 +348,7 @@ class PlasticcReader:
 
         def read(column_types):
             return csv.read_csv(
-                pa.py_buffer(block),
+                block,
                 # One thread: ranks, not threads, share the cores. 4 MiB parse blocks stay in cache.
                 read_options=csv.ReadOptions(column_names=names, use_threads=False,
                                              block_size=PARSE_BLOCK),
@@ -340,30 +376,32 @@ class PlasticcReader:
                                 f"fields, found {row.actual_columns} ({row.text[:80]!r})",
                                 len(invalid))
         n_physical = table.num_rows + len(skipped)
-        physical = np.delete(np.arange(n_physical), skipped) if skipped else np.arange(n_physical)
-        out = {"row": row0 + physical}
+        physical = np.delete(np.arange(n_physical), skipped) if skipped else None
+        out = {}
         for name, i in wanted.items():
             column = table.column(names[i])
             if column.null_count:
                 nulls = column.is_null().to_numpy(zero_copy_only=False) & ~bad
                 if nulls.any():
                     r = int(np.flatnonzero(nulls)[0])
+                    row = int(physical[r]) if physical is not None else r
                     self.problems.found("missing_value",
-                                        f"{csv_file.path}:line {csv_file.line_of(start, int(out['row'][r]))}: "
+                                        f"{csv_file.path}:line {csv_file.line_of(start, row0 + row)}: "
                                         f"empty value in column {names[i]!r}", int(nulls.sum()))
                     bad |= nulls
                 column = column.fill_null(0)
             out[name] = column.to_numpy(zero_copy_only=False)
-        keep = ~bad
-        if not keep.all():
+        if bad.any():
+            keep = ~bad
             out = {k: v[keep] for k, v in out.items()}
-        n = len(out["row"])
+            physical = (physical if physical is not None else np.arange(n_physical))[keep]
+        n = len(out["object_id"])
         if "flag" not in out:
             out["flag"] = np.zeros(n, dtype=np.int32)
         out["band_label"] = out["band"]
         out["band"] = self._band_index(out["band"], csv_file)
         out["time"] = out["time"].astype(np.float64, copy=False)
-        return out, n_physical
+        return out, physical, n_physical
 
     def _band_index(self, labels: np.ndarray, csv_file) -> np.ndarray:
         if csv_file.numeric_bands:
@@ -410,7 +448,9 @@ class PlasticcReader:
         return pa.table({csv_file.names[i]: converted[n] for n, i in wanted.items()}), bad
 
 
-def _last_run_start(ids: np.ndarray) -> int:
-    """Index where the last run of equal ids begins."""
-    change = np.flatnonzero(ids[1:] != ids[:-1])
-    return int(change[-1] + 1) if change.size else 0
+def _view(source, pos: int, n: int):
+    """pyarrow Buffer holding bytes [pos, pos + n) of a file."""
+    import pyarrow as pa
+
+    source.seek(pos)
+    return pa.py_buffer(source.read(n))
