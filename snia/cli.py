@@ -159,12 +159,8 @@ def cmd_ingest(args) -> int:
     except IngestAborted as exc:
         log.debug("%s", exc)  # the failing rank reports the cause itself
         return EXIT_BAD_INPUT
-    if comm.rank == 0:
-        print(f"{result.path}: {result.n_objects} objects, {result.n_obs} observations "
-              f"({result.layout} layout, {comm.size} rank(s), {result.seconds:.2f} s)")
-        if result.problems.counts:
-            print(result.problems.summary())
-    return 0
+    # run_ingest logged the result and any skipped-input summary on rank 0.
+    return 0 if result.n_objects else EXIT_FAILED
 
 
 def cmd_store(args) -> int:

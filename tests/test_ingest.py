@@ -281,7 +281,7 @@ def test_one_two_three_ranks_write_identical_stores(tmp_path, mpirun):
         proc = mpirun(n, "ingest", "--format", "plasticc", *lcs, "--metadata", meta, "-o", out,
                       "--chunk-mb", "0.001", "--no-progress", "--layout", "virtual")
         assert proc.returncode == 0, proc.stderr
-        assert f"{n} rank(s)" in proc.stdout
+        assert f"{n} rank(s)" in proc.stderr
         stores[n] = read_store(out)
         with Store(out) as store:
             assert store.provenance["ranks"] == n

@@ -1,0 +1,61 @@
+# snia: the two commands of the README, plus the parallel-HDF5 test run that CI adds.
+#   make run    set up .venv, fetch PLAsTiCC + SPCC, ingest them on 2 MPI ranks, print store summaries
+#   make test   set up .venv and run the test suite (MPI tests on real ranks)
+# Everything lives in local virtual environments; only Python 3.11+ and the package registries are
+# needed (MPI comes from the 'mpich' wheel).
+
+PYTHON ?= python3
+VENV ?= .venv
+DATA ?= data/plasticc
+RESULTS ?= results
+RANKS ?= 2
+BIN := $(VENV)/bin
+
+.PHONY: run test test-mpio bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test,mpi-wheel]"
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/snia data fetch plasticc $(DATA)
+	mkdir -p $(RESULTS)
+	$(BIN)/mpiexec -n $(RANKS) $(BIN)/snia ingest --format plasticc \
+		$(DATA)/plasticc_train_lightcurves.csv --metadata $(DATA)/plasticc_train_metadata.csv \
+		--split train -o $(RESULTS)/plasticc_train.h5 --overwrite
+	$(BIN)/mpiexec -n $(RANKS) $(BIN)/snia ingest --format plasticc \
+		$(DATA)/sniabcii_test_lightcurves_example.csv --metadata $(DATA)/sniabcii_test_metadata_example.csv \
+		--split test -o $(RESULTS)/plasticc_test.h5 --overwrite
+	$(BIN)/mpiexec -n $(RANKS) $(BIN)/snia ingest --format snana-text $(DATA)/SPCC_SUBSET \
+		-o $(RESULTS)/spcc.h5 --overwrite
+	$(BIN)/snia store info $(RESULTS)/plasticc_train.h5
+	$(BIN)/snia store info $(RESULTS)/plasticc_test.h5
+	$(BIN)/snia store info $(RESULTS)/spcc.h5
+	$(BIN)/snia store verify $(RESULTS)/plasticc_train.h5
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+# Parallel HDF5 (h5py built against Debian's OpenMPI HDF5) for the collective single-file layout.
+# Needs root once: apt-get install openmpi-bin libopenmpi-dev libhdf5-openmpi-dev pkg-config build-essential
+MPIO_VENV ?= .venv-mpio
+$(MPIO_VENV)/bin/.installed: pyproject.toml
+	$(PYTHON) -m venv $(MPIO_VENV)
+	$(MPIO_VENV)/bin/pip install --quiet --upgrade pip
+	$(MPIO_VENV)/bin/pip install --quiet "Cython>=3" pkgconfig numpy mpi4py "setuptools>=77" wheel
+	HDF5_MPI=ON CC=mpicc HDF5_PKGCONFIG_NAME=hdf5-openmpi $(MPIO_VENV)/bin/pip install --quiet \
+		--no-binary=h5py --no-build-isolation h5py
+	$(MPIO_VENV)/bin/python -c "import h5py, sys; sys.exit(0 if h5py.get_config().mpi else 'h5py built without MPI')"
+	$(MPIO_VENV)/bin/pip install --quiet -e ".[test]"
+	touch $@
+
+test-mpio: $(MPIO_VENV)/bin/.installed
+	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 $(MPIO_VENV)/bin/python -m pytest -q -m "mpi or mpio"
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) $(MPIO_VENV) $(RESULTS) *.egg-info
