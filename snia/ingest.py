@@ -64,13 +64,17 @@ def parallel_h5py() -> bool:
 
 
 def _sync(comm, error: BaseException | None, stage: str) -> None:
-    """Collective: raise on every rank if any rank failed (the failing rank re-raises its own)."""
-    message = None if error is None else f"rank {comm.rank}: {error}"
-    messages = [m for m in comm.allgather(message) if m]
-    if error is not None:
+    """Collective: raise on every rank if any rank failed.
+
+    The lowest failing rank re-raises its own error (so it is reported once, with its file, line
+    and object); every other rank raises IngestAborted, which the command line reports quietly.
+    """
+    failed = [rank for rank, bad in enumerate(comm.allgather(error is not None)) if bad]
+    if not failed:
+        return
+    if comm.rank == failed[0]:
         raise error
-    if messages:
-        raise IngestAborted(f"ingestion stopped during {stage}: {messages[0]}")
+    raise IngestAborted(f"ingestion stopped during {stage}: rank {failed[0]} failed")
 
 
 def run_ingest(fmt: str, inputs, output, metadata=(), *, survey=None, split=None,

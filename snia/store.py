@@ -166,6 +166,7 @@ def write_virtual_store(path: Path, shards: list[tuple[Path, int, int]], bands, 
     """
     base = Path(relative_to) if relative_to is not None else path.parent
     h5py = _h5py()
+    # libver v110+: virtual datasets, and large attributes (provenance) in dense storage.
     with h5py.File(path, "w", libver=("v110", "latest")) as f:
         for group, dtypes, count_index in (("observations", OBS_DTYPES, 2), ("objects", OBJECT_DTYPES, 1)):
             g = f.create_group(group)
@@ -198,7 +199,9 @@ def write_collective_store(path: Path, comm, shard: Path, counts: tuple[int, int
     obs_base = comm.exscan(n_obs) or 0
     totals = (comm.allreduce(n_objects), comm.allreduce(n_obs))
     opts = {"compression": compression} if compression else {}
-    with h5py.File(path, "w", driver="mpio", comm=comm.mpi_comm) as f, h5py.File(shard, "r") as src:
+    # libver v110+: large attributes (provenance of thousands of inputs) go to dense storage.
+    with h5py.File(path, "w", driver="mpio", comm=comm.mpi_comm, libver=("v110", "latest")) as f, \
+            h5py.File(shard, "r") as src:
         # Structural changes are collective: every rank creates every dataset identically.
         for group, dtypes, total, base, n, chunk in (
                 ("observations", OBS_DTYPES, totals[1], obs_base, n_obs, OBS_CHUNK),

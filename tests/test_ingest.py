@@ -272,6 +272,30 @@ def _synthetic_two_files(tmp_path):
     return [lc1, lc2], meta, {**e1, **e2}
 
 
+def _many_files(tmp_path, n):
+    """n one-object PLAsTiCC files (like the test set's many files) and one metadata file."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    files = []
+    for oid in range(1, n + 1):
+        lc = folder / f"lc_{oid:04d}.csv"
+        lc.write_text(f"object_id,mjd,passband,flux,flux_err\n{oid},59580.5,1,{oid}.5,1.0\n"
+                      f"{oid},59581.5,2,{oid}.25,2.0\n")
+        files.append(lc)
+    meta = folder / "metadata.csv"
+    meta.write_text("object_id,target\n" + "".join(f"{i},90\n" for i in range(1, n + 1)))
+    return files, meta
+
+
+def test_thousands_of_input_files_are_all_in_the_provenance(tmp_path):
+    files, meta = _many_files(tmp_path, 1500)
+    result = ingest(tmp_path, files, meta)
+    assert (result.n_objects, result.n_obs) == (1500, 3000)
+    with Store(tmp_path / "s.h5") as store:
+        assert len(store.provenance["inputs"]) == 1501  # large attribute: dense HDF5 storage
+        assert store.lightcurve(1234)["flux"][1] == np.float32(1234.25)
+
+
 @pytest.mark.mpi
 def test_one_two_three_ranks_write_identical_stores(tmp_path, mpirun):
     lcs, meta, expected = _synthetic_two_files(tmp_path)
@@ -315,6 +339,11 @@ def test_collective_single_file_matches_virtual_layout(tmp_path, mpirun):
     if not h5py.get_config().mpi:
         pytest.skip("h5py is not built with MPI (parallel HDF5); see 'make test-mpio'")
     lcs, meta, _ = _synthetic_two_files(tmp_path)
+    many, many_meta = _many_files(tmp_path, 1500)
+    proc = mpirun(2, "ingest", "--format", "plasticc", many[0].parent, "--metadata", many_meta,
+                  "-o", tmp_path / "many.h5", "--layout", "single", "--no-progress")
+    assert proc.returncode == 0, proc.stderr  # provenance of 1,501 inputs in one collective file
+    assert len(read_store(tmp_path / "many.h5")["objects/object_id"]) == 1500
     common = ["--format", "plasticc", *lcs, "--metadata", meta, "--chunk-mb", "0.001", "--no-progress"]
     ref = mpirun(1, "ingest", *common, "-o", tmp_path / "v.h5", "--layout", "virtual")
     assert ref.returncode == 0, ref.stderr

@@ -17,11 +17,13 @@ SNAKEMAKE = shutil.which("snakemake", path=os.path.dirname(sys.executable)) or s
 pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake not installed (pip install -e '.[test]')")
 
 
-def run_snakemake(*args, timeout=300):
+def run_snakemake(*args, workdir=None, timeout=300):
+    """Snakemake on the repository's Snakefile; ``workdir`` holds its own config/config.yaml."""
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
                OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    return subprocess.run([SNAKEMAKE, *args], cwd=REPO, capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    where = ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir or REPO)]
+    return subprocess.run([SNAKEMAKE, *where, *args], cwd=workdir or REPO, capture_output=True,
+                          text=True, env=env, timeout=timeout)
 
 
 def test_lint_has_only_deployment_advice():
@@ -39,10 +41,11 @@ def test_ingest_rule_builds_a_verified_store(tmp_path, mpirun):
               "ingest": {"ranks": 2, "on_error": "fail", "chunk_mb": 0.001},
               "datasets": {"tiny": {"format": "plasticc", "inputs": [lc.name],
                                     "metadata": [meta.name], "split": "train"}}}
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump(config))
-    proc = run_snakemake("--cores", "2", "--configfile", str(cfg), "--set-resources",
-                         'ingest:mpi="mpiexec"')
+    # A config of its own (a --configfile would be merged into the default datasets).
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = run_snakemake("--cores", "2", "--set-resources", 'ingest:mpi="mpiexec"',
+                         workdir=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     store = read_store(tmp_path / "results" / "stores" / "tiny.h5")
     assert list(store["objects/object_id"]) == list(expected)
