@@ -176,7 +176,7 @@ def _read_phase(fmt, inputs, metadata, survey, split, bands, problems, chunk_byt
             chunk.meta["split"][:] = split_code
             writer.append(chunk)
             ids.append(chunk.object_id)
-            where.append(np.full(chunk.n_objects, file_index.get(_source(chunk), -1), np.int32))
+            where.append(_input_index(chunk, file_index))
             bar.update(chunk.n_objects)
         bar.close()
         log.debug("checksummed and parsed %d objects in %.3f s", writer.n_objects,
@@ -200,9 +200,12 @@ def _hash_reserve(reader, files, hashers, nranks) -> list[int]:
     return reserved
 
 
-def _source(chunk) -> str:
-    # Readers describe positions as "PATH:line N" / "PATH:row N ..."; the path names the input file.
-    return chunk.where_object(0).rsplit(":", 1)[0]
+def _input_index(chunk, file_index: dict[str, int]) -> np.ndarray:
+    """Index of each object's input file in the provenance list (for duplicate-id messages)."""
+    indices = np.array([file_index[f] for f in chunk.files], dtype=np.int32)
+    if chunk.file_of_object is None:
+        return np.full(chunk.n_objects, indices[0], dtype=np.int32)
+    return indices[chunk.file_of_object]
 
 
 def _cat(parts, dtype):

@@ -76,6 +76,8 @@ class Chunk:
     where_object: Callable[[int], str]
     band_label: np.ndarray | None = None  # survey band spelling per observation, for messages
     has_meta: np.ndarray | None = None  # bool per object: found in the metadata file(s)
+    files: tuple[str, ...] = ()  # input file(s) the objects come from
+    file_of_object: np.ndarray | None = None  # index into files per object (None: all files[0])
 
     @property
     def n_objects(self) -> int:
@@ -233,4 +235,6 @@ def clean_chunk(chunk: Chunk, problems: Problems) -> Chunk:
         meta={k: v[keep_obj] for k, v in chunk.meta.items()},
         where_obs=lambda i: chunk.where_obs(int(kept_rows[i])),
         where_object=lambda j: chunk.where_object(int(kept_objects[j])),
+        files=chunk.files,
+        file_of_object=None if chunk.file_of_object is None else chunk.file_of_object[keep_obj],
     )

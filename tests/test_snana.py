@@ -533,3 +533,14 @@ def test_des_fits_sample_ingests(tmp_path):
         assert set(store.bands.bands[b].name for b in np.unique(store.batch(slice(0, 200)).obs["band"])) \
             == {"desg", "desr", "desi", "desz"}
     assert verify(out) == []
+
+
+def test_same_snid_in_two_text_files_names_both_files(tmp_path):
+    from snia.ingest import run_ingest
+
+    first = write_dat(tmp_path / "a.DAT", snid="77")
+    write_dat(tmp_path / "b.DAT", snid="78")
+    third = write_dat(tmp_path / "c.DAT", snid="77")
+    with pytest.raises(InputError, match=rf"object 77 appears more than once: in {re.escape(str(first))} "
+                                         rf"and again in {re.escape(str(third))}"):
+        run_ingest("snana-text", sorted(tmp_path.glob("*.DAT")), tmp_path / "s.h5", progress=False)

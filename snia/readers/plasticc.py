@@ -322,7 +322,8 @@ class PlasticcReader:
             return where_obs(int(run_starts[j]))
 
         return Chunk(object_id=object_id, length=lengths, obs=cols, meta=meta, where_obs=where_obs,
-                     where_object=where_object, band_label=label, has_meta=found)
+                     where_object=where_object, band_label=label, has_meta=found,
+                     files=(str(path),))
 
     def _parse_block(self, block, csv_file, start: int, row0: int):
         """Parse one block of whole lines into canonical numpy columns.

@@ -296,6 +296,7 @@ class _FitsPair:
             where_obs=lambda i: f"{phot}:row {int(rows[i]) + 1}",
             where_object=lambda j: where_object(start + a + j, snid[j]),
             band_label=letters,
+            files=(str(self.head),),
         )
 
     def _check_separators(self, time, rows, lengths, snid, head_row0: int) -> None:

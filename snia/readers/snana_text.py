@@ -303,4 +303,5 @@ def _chunk(batch: list[_Object]) -> Chunk:
     log.debug("snana-text chunk: %d objects, %d observations", len(batch), int(ends[-1]))
     return Chunk(object_id=np.array([o.snid for o in batch], dtype=np.int64), length=lengths,
                  obs=obs, meta=meta, where_obs=where_obs, where_object=lambda j: f"{paths[j]}",
-                 band_label=np.concatenate([o.letters for o in batch]))
+                 band_label=np.concatenate([o.letters for o in batch]),
+                 files=tuple(str(p) for p in paths), file_of_object=np.arange(len(batch)))
