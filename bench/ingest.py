@@ -29,7 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 LC, META = "plasticc_train_lightcurves.csv", "plasticc_train_metadata.csv"
 
 
-def pandas_baseline(lc: Path, meta: Path) -> float:
+def pandas_baseline(lc: Path, meta: Path, with_metadata: bool = True) -> float:
+    """What peers do (e.g. avocado): read both CSVs, group the observations by object into
+    per-object arrays, each paired with its metadata row. ``with_metadata=False`` leaves out the
+    pairing (arrays only), the leanest version, shown for reference."""
     import pandas as pd
 
     start = time.perf_counter()
@@ -37,9 +40,11 @@ def pandas_baseline(lc: Path, meta: Path) -> float:
     metadata = pd.read_csv(meta).set_index("object_id")
     objects = {}
     for object_id, group in df.groupby("object_id", sort=False):
-        objects[object_id] = {"meta": metadata.loc[object_id],
-                              **{c: group[c].to_numpy() for c in ("mjd", "passband", "flux",
-                                                                  "flux_err", "detected_bool")}}
+        arrays = {c: group[c].to_numpy() for c in ("mjd", "passband", "flux", "flux_err",
+                                                   "detected_bool")}
+        if with_metadata:
+            arrays["meta"] = metadata.loc[object_id]
+        objects[object_id] = arrays
     return time.perf_counter() - start
 
 
@@ -97,7 +102,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / "data" / "plasticc")
     parser.add_argument("--tile", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per launch")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating 1-/2-rank launches")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--lc", "--meta", "--out", dest="unused", help=argparse.SUPPRESS)
@@ -117,22 +123,31 @@ def main() -> None:
     lc, meta = data / LC, data / META
     pandas_baseline(lc, meta)  # warm-up
     pandas_s = min(pandas_baseline(lc, meta) for _ in range(args.repeat))
+    lean_s = min(pandas_baseline(lc, meta, with_metadata=False) for _ in range(args.repeat))
     with tempfile.TemporaryDirectory(dir=REPO / "results" if (REPO / "results").is_dir() else None) as tmp:
         tmp = Path(tmp)
-        one = launch(1, lc, meta, tmp / "one.h5", args.repeat, warm=True)
-        two = launch(2, lc, meta, tmp / "two.h5", args.repeat, warm=True)
+        # Alternate 1- and 2-rank launches so slow phases of this noisy machine hit both alike.
+        runs = {1: [], 2: []}
+        for _ in range(args.rounds):
+            for n in (1, 2):
+                runs[n].append(launch(n, lc, meta, tmp / f"r{n}.h5", args.repeat, warm=True))
+        one, two = (min(runs[n], key=lambda r: r["seconds"]) for n in (1, 2))
         n_obs = one["n_obs"]
-        print(f"PLAsTiCC training set: {n_obs:,} observations (best of {args.repeat}, warm)")
-        print(f"  {'method':<28}{'seconds':>9}{'obs/s':>14}")
-        for name, s in (("pandas read_csv+groupby", pandas_s), ("snia, 1 rank", one["seconds"]),
+        print(f"PLAsTiCC training set: {n_obs:,} observations (best of {args.rounds} launches x "
+              f"{args.repeat} runs each, after a warm-up run; pandas best of {args.repeat})")
+        print(f"  {'method':<30}{'seconds':>9}{'obs/s':>14}")
+        for name, s in (("pandas read_csv+groupby", pandas_s),
+                        ("  (arrays only, no metadata)", lean_s), ("snia, 1 rank", one["seconds"]),
                         ("snia, 2 ranks", two["seconds"])):
-            print(f"  {name:<28}{s:>9.3f}{n_obs / s:>14,.0f}")
+            print(f"  {name:<30}{s:>9.3f}{n_obs / s:>14,.0f}")
         speed1 = pandas_s / one["seconds"]
         speed2 = one["seconds"] / two["seconds"]
         print(f"  ratio snia 1 rank / pandas : {speed1:5.2f}x  (target >= 3.0x: "
               f"{'met' if speed1 >= 3 else 'MISSED'})")
         print(f"  ratio snia 2 ranks / 1 rank: {speed2:5.2f}x  (target >= 1.6x: "
               f"{'met' if speed2 >= 1.6 else 'MISSED'})")
+        print(f"  (for reference: snia 1 rank / pandas arrays only: {lean_s / one['seconds']:.2f}x; "
+              f"snia also validates every row, sorts, checksums its inputs and writes HDF5)")
 
         tiled_lc, tiled_meta = tile(lc, meta, args.tile, tmp)
         print(f"\nPeak RSS per rank (MiB), fresh processes, default 16 MiB chunks:")

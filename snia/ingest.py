@@ -93,9 +93,9 @@ def run_ingest(fmt: str, inputs, output, metadata=(), *, survey=None, split=None
         raise ValueError(f"layout must be one of {LAYOUTS}")
     if layout == "auto":
         layout = "single" if (parallel_h5py() and hasattr(comm, "mpi_comm")) else "virtual"
-    if layout == "single" and not hasattr(comm, "mpi_comm"):
-        layout_error = SniaError("layout 'single' needs h5py built with MPI and mpi4py")
-        raise layout_error
+    if layout == "single" and not (parallel_h5py() and hasattr(comm, "mpi_comm")):
+        raise SniaError("layout 'single' needs h5py built with MPI (h5py.get_config().mpi) and "
+                        "mpi4py; use --layout virtual with the stock h5py wheel")
     tag = comm.bcast(f"{os.getpid()}-{int(time.time() * 1000)}" if comm.rank == 0 else None)
     work = output.parent / f".{output.name}.tmp-{tag}"
     shard = work / "shards" / f"shard-{comm.rank:05d}.h5"
