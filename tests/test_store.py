@@ -105,3 +105,14 @@ def test_verify_notices_changed_inputs_and_missing_shards(store_path, tmp_path):
     assert verify(path, check_inputs=False) == []
     shutil.rmtree(path.with_name(path.name + ".shards"))
     assert any("missing shard file" in f for f in verify(path))
+
+
+@pytest.mark.skipif(shutil.which("h5dump") is None, reason="h5dump not installed (apt-get install hdf5-tools)")
+def test_h5dump_reads_the_virtual_store_from_another_folder(store_path, tmp_path):
+    import subprocess
+
+    path, expected = store_path
+    out = subprocess.run(["h5dump", "-d", "/objects/object_id", "-s", "0", "-c", "3", str(path)],
+                         capture_output=True, text=True, cwd="/", check=True).stdout
+    first = list(expected)[:3]
+    assert f"(0): {first[0]}, {first[1]}, {first[2]}" in out
