@@ -11,6 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Without an NVIDIA GPU, Numba CUDA kernels run in Numba's CUDA simulator. This must be decided
+# before numba is first imported, hence here.
+if not Path("/dev/nvidiactl").exists():
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 DATA_DIR = Path(os.environ.get("SNIA_DATA_DIR", REPO / "data" / "plasticc"))

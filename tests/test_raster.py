@@ -1,0 +1,173 @@
+"""Rasterization: every backend against the NumPy reference, and the reference against hand values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from snia.raster import RasterSpec, available_backends, rasterize
+from snia.store import Batch
+
+SMALL = dict(t_before=10.0, t_after=14.0, n_time=12, n_wave=5, bands=(0, 2, 4))
+
+
+def make_batch(lengths, seed, bands=(0, 1, 2, 3, 4, 5), span=60.0):
+    """Random time-ordered light curves: a bump in flux plus noise, positive errors."""
+    rng = np.random.default_rng(seed)
+    lengths = np.asarray(lengths)
+    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    n = int(offsets[-1])
+    time = np.concatenate([np.sort(rng.uniform(60000, 60000 + span, k)) for k in lengths]) \
+        if n else np.empty(0)
+    peak = np.repeat(rng.uniform(60010, 60000 + span - 10, len(lengths)), lengths)
+    flux = 100 * np.exp(-0.5 * ((time - peak) / 8) ** 2) + rng.normal(0, 3, n)
+    err = rng.uniform(1, 5, n)
+    obs = {"time": time, "band": rng.choice(bands, n).astype(np.int8),
+           "flux": flux.astype(np.float32), "flux_err": err.astype(np.float32),
+           "flag": np.zeros(n, np.int32)}
+    meta = {"specz": rng.uniform(0.05, 1, len(lengths)).astype(np.float32),
+            "hostgal_photoz": np.full(len(lengths), np.nan, np.float32)}
+    return Batch(np.arange(len(lengths)), offsets, obs, meta)
+
+
+def rel_l2(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)
+
+
+def to_host(x):
+    return x.copy_to_host() if hasattr(x, "copy_to_host") else np.asarray(x)
+
+
+def check_against_reference(batch, spec, backend, seed):
+    ref = rasterize(batch, spec, "numpy")
+    poisoned = np.full((len(batch), *spec.shape), np.nan, dtype=np.float32)
+    got = rasterize(batch, spec, backend, out=poisoned)
+    images = to_host(got.images)
+    assert np.isfinite(images).all(), f"seed {seed}: some output element was never written"
+    assert rel_l2(images, ref.images) < 1e-5, f"seed {seed}"
+    np.testing.assert_allclose(to_host(got.t_ref), ref.t_ref, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(to_host(got.scale), ref.scale, rtol=1e-6)
+    return ref
+
+
+# Numba's CUDA simulator runs a few thousand threads per second: keep its cases tiny.
+BACKEND_CASES = [("cpu", None), ("numba-cuda", SMALL)]
+
+
+@pytest.mark.parametrize("kind", ["bands", "heatmap"])
+@pytest.mark.parametrize("backend,geometry", BACKEND_CASES, ids=[b for b, _ in BACKEND_CASES])
+def test_backend_matches_reference_on_random_light_curves(backend, geometry, kind):
+    seed = int(np.random.default_rng().integers(1 << 31))
+    rng = np.random.default_rng(seed)
+    n = 40 if geometry is None else 3
+    batch = make_batch(rng.integers(0, 80 if geometry is None else 12, n), seed)
+    spec = RasterSpec(kind=kind, **(geometry or {}))
+    ref = check_against_reference(batch, spec, backend, seed)
+    assert np.count_nonzero(ref.images[:, 0]) > 0  # the comparison is not between empty images
+
+
+EDGE_CASES = {
+    "empty_object": ([0, 5, 0], {}),
+    "single_observation": ([1], {}),
+    "outside_the_window": ([6], {"span": 600.0}),
+    "one_band_only": ([20, 15], {"bands": (3,)}),
+}
+
+
+@pytest.mark.parametrize("kind", ["bands", "heatmap"])
+@pytest.mark.parametrize("backend,geometry", BACKEND_CASES, ids=[b for b, _ in BACKEND_CASES])
+@pytest.mark.parametrize("case", list(EDGE_CASES))
+def test_edge_cases(case, backend, geometry, kind):
+    lengths, options = EDGE_CASES[case]
+    seed = int(np.random.default_rng().integers(1 << 31))
+    batch = make_batch(lengths, seed, **options)
+    check_against_reference(batch, RasterSpec(kind=kind, **(geometry or {})), backend, seed)
+
+
+@pytest.mark.parametrize("kind", ["bands", "heatmap"])
+@pytest.mark.parametrize("backend,geometry", BACKEND_CASES, ids=[b for b, _ in BACKEND_CASES])
+def test_duplicate_times_and_extreme_fluxes(backend, geometry, kind):
+    batch = make_batch([6], 1)
+    batch.obs["time"][:] = 60005.0  # six observations at one time
+    batch.obs["flux"][:3] = 3e30
+    batch.obs["flux_err"][:3] = 1e29
+    check_against_reference(batch, RasterSpec(kind=kind, **(geometry or {})), backend, 1)
+
+
+@pytest.mark.parametrize("n", [1, 10_000])
+def test_cpu_batch_sizes(n):
+    seed = int(np.random.default_rng().integers(1 << 31))
+    lengths = np.random.default_rng(seed).integers(0, 8, n)
+    for kind in ("bands", "heatmap"):
+        spec = RasterSpec(kind=kind, t_before=5, t_after=10, n_time=15, n_wave=4)
+        check_against_reference(make_batch(lengths, seed, span=20), spec, "cpu", seed)
+
+
+# ----------------------------------------------------------------------------- the reference itself
+
+
+def one_object(times, bands, fluxes, errors):
+    obs = {"time": np.asarray(times, float), "band": np.asarray(bands, np.int8),
+           "flux": np.asarray(fluxes, np.float32), "flux_err": np.asarray(errors, np.float32),
+           "flag": np.zeros(len(times), np.int32)}
+    return Batch(np.array([1]), np.array([0, len(times)]), obs,
+                 {"specz": np.array([1.0], np.float32), "hostgal_photoz": np.array([np.nan], np.float32)})
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_bands_pixel_is_the_inverse_variance_mean(backend):
+    # Peak (largest f^2/sigma) is the 40-flux point at t=100 -> reference time 100, scale 40.
+    batch = one_object([99.2, 99.7, 100.0, 103.5], [1, 1, 2, 1], [10, 20, 40, 5], [1, 2, 4, 1])
+    out = rasterize(batch, RasterSpec(kind="bands", bands=(1, 2)), backend)
+    image, scale = out.images[0], out.scale[0]
+    assert out.t_ref[0] == 100.0 and scale == 40.0
+    col = 49  # [-1, 0) days: t = 99.2 and 99.7 in band 1
+    w = np.array([1.0, 1 / 4])
+    assert image[0, 0, col] == pytest.approx((10 * w[0] + 20 * w[1]) / w.sum() / 40)
+    assert image[1, 0, col] == pytest.approx(1 / np.sqrt(w.sum()) / 40)
+    assert image[2, 0, col] == 1.0
+    assert image[:, 1, 50].tolist() == pytest.approx([1.0, 4 / 40, 1.0])  # band 2 at t = 100
+    assert image[:, 0, 53].tolist() == pytest.approx([5 / 40, 1 / 40, 1.0])
+    assert np.count_nonzero(image[2]) == 3 and np.count_nonzero(image[0]) == 3
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_heatmap_single_observation_at_a_pixel_centre(backend):
+    # A lone point: every pixel it reaches has its flux and error (the weights cancel).
+    spec = RasterSpec(kind="heatmap", bands=(0,), wavelengths=(5000.0,), n_wave=8, wave_min=3000,
+                      wave_max=7000, sigma_wave=500.0)
+    batch = one_object([200.5], [0], [50.0], [5.0])
+    out = rasterize(batch, spec, backend)
+    image = out.images[0]
+    row, col = 4, 50  # wavelength bin [5000, 5500) centre 5250; time bin centre 0.5 d after t_ref
+    assert out.t_ref[0] == 200.5
+    assert image[0, row, col] == pytest.approx(1.0) and image[1, row, col] == pytest.approx(0.1)
+    reach = np.nonzero(image[0])
+    assert set(np.unique(reach[0])) == {1, 2, 3, 4, 5, 6}  # |dl| <= 3 sigma = 1500 A
+    assert image[0, 0, col] == 0 and image[0, row, 40] == 0  # beyond the kernel support: empty
+
+
+def test_rest_frame_halves_time_and_wavelength_at_z_1():
+    batch = one_object([100.0, 120.0], [0, 0], [50, 10], [1, 1])
+    spec = RasterSpec(kind="bands", bands=(0,), rest_frame=True)
+    image = rasterize(batch, spec, "numpy").images[0]  # specz = 1 -> 1 + z = 2
+    assert image[2, 0, 50] == 1 and image[2, 0, 60] == 1  # 20 observed days -> 10 rest-frame days
+    spec = RasterSpec(kind="bands", bands=(0,))
+    assert rasterize(batch, spec, "numpy").images[0][2, 0, 70] == 1
+
+
+def test_first_detection_reference():
+    batch = one_object([10.0, 20.0, 30.0], [0, 0, 0], [4.0, 30.0, 80.0], [1.0, 5.0, 1.0])
+    assert rasterize(batch, RasterSpec(kind="bands", reference="first_detection"),
+                     "numpy").t_ref[0] == 20.0  # first with f/sigma >= 5
+    assert rasterize(batch, RasterSpec(kind="bands"), "numpy").t_ref[0] == 30.0
+
+
+def test_auto_backend_and_bad_input():
+    assert available_backends()[-2:] == ["cpu", "numpy"]
+    batch = one_object([1.0], [12], [1.0], [1.0])
+    with pytest.raises(ValueError, match="band index 12 has no wavelength"):
+        rasterize(batch, RasterSpec(), "auto")
+    with pytest.raises(ValueError, match="image kind"):
+        RasterSpec(kind="pixels")
