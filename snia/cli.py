@@ -4,6 +4,7 @@
   snia ingest --format F FILES -o STORE  raw survey files -> HDF5 store (mpiexec/srun for ranks)
   snia store info STORE                  what is in a store
   snia store verify STORE                check a store's invariants and its inputs' checksums
+  snia rasterize STORE -o IMAGES.h5      light curves -> images (bands or heatmap kind)
 """
 
 from __future__ import annotations
@@ -77,6 +78,22 @@ def _add_store(sub) -> None:
     v.add_argument("--no-inputs", action="store_true", help="skip re-hashing the input files")
 
 
+def _add_rasterize(sub) -> None:
+    from snia.raster import BACKENDS, KINDS
+
+    p = sub.add_parser("rasterize", help="turn a store's light curves into images (HDF5)",
+                       description="Stream a store through the rasterization kernels into an "
+                                   "HDF5 file of images [N, C, H, W].")
+    p.add_argument("store", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--kind", choices=KINDS, default="heatmap")
+    p.add_argument("--backend", choices=("auto",) + BACKENDS, default="auto",
+                   help="auto: cupy > numba-cuda > cpu, whichever is available")
+    p.add_argument("--batch-size", type=int, default=4096, help="objects per batch (memory bound)")
+    p.add_argument("--config", type=Path, help="YAML config; its 'raster:' keys set the image spec")
+    p.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from snia import __version__
 
@@ -88,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_ingest(sub)
     _add_store(sub)
+    _add_rasterize(sub)
     return parser
 
 
@@ -190,7 +208,27 @@ def format_info(info: dict) -> str:
     return "\n".join(lines)
 
 
-COMMANDS = {"data": cmd_data, "ingest": cmd_ingest, "store": cmd_store}
+def cmd_rasterize(args) -> int:
+    from snia.raster import rasterize_store, spec_for_store
+    from snia.store import Store
+
+    options = {}
+    if args.config:
+        import yaml
+
+        options = dict(yaml.safe_load(args.config.read_text()).get("raster") or {})
+        options.pop("kind", None)  # the command line says which kind
+    with Store(args.store) as store:
+        spec = spec_for_store(store, args.kind, **options)
+    result = rasterize_store(args.store, args.output, spec, backend=args.backend,
+                             batch_size=args.batch_size, progress=not args.no_progress)
+    log.info("wrote %s: %d images of shape %s (%s backend)", result["path"], result["objects"],
+             result["shape"], result["backend"])
+    return 0
+
+
+COMMANDS = {"data": cmd_data, "ingest": cmd_ingest, "store": cmd_store,
+            "rasterize": cmd_rasterize}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -501,3 +501,122 @@ def rasterize(batch, spec: RasterSpec, backend: str = "auto", redshift=None, out
     from snia.kernels import rasterize_cupy
 
     return rasterize_cupy(batch, spec, redshift, out=out)
+
+
+# ----------------------------------------------------------------------------- stores and plots
+
+
+def spec_for_store(store, kind: str = "heatmap", **options) -> RasterSpec:
+    """A spec whose wavelengths come from the store's band table and whose `bands` rows are the
+    bands the store actually holds (in registry order)."""
+    wavelengths = tuple(float(b.wavelength) for b in store.bands.bands)
+    if "bands" not in options:
+        present = np.zeros(len(wavelengths), dtype=bool)
+        ds = store.file["observations/band"]
+        for a in range(0, ds.shape[0], 1 << 24):
+            present[np.unique(ds[a:a + (1 << 24)])] = True
+        options["bands"] = tuple(int(b) for b in np.flatnonzero(present))
+    return RasterSpec(kind=kind, wavelengths=wavelengths, **options)
+
+
+def rasterize_store(store_path, out_path, spec: RasterSpec | None = None, kind: str = "heatmap",
+                    backend: str = "auto", batch_size: int = 4096, progress: bool = True) -> dict:
+    """Stream a store through ``rasterize`` into an HDF5 image file, batch by batch.
+
+    Memory stays bounded by ``batch_size`` objects however large the store. The file has
+    /images [N, C, H, W] float32 (one chunk per object), /scale, /t_ref, /object_id, /type,
+    /split, and the spec as a JSON attribute; it is written under a temporary name and renamed
+    at the end, so an image file that exists is complete.
+    """
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    import h5py
+    from tqdm import tqdm
+
+    from snia.store import Store
+
+    out_path = Path(out_path)
+    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
+    with Store(store_path) as store:
+        spec = spec or spec_for_store(store, kind)
+        if backend == "auto":
+            backend = available_backends()[0]
+        n = len(store)
+        try:
+            with h5py.File(tmp, "w") as f:
+                images = f.create_dataset("images", shape=(n, *spec.shape), dtype=np.float32,
+                                          chunks=(1, *spec.shape))
+                columns = {"scale": np.float32, "t_ref": np.float64, "object_id": np.int64,
+                           "type": np.int8, "split": np.int8}
+                ds = {k: f.create_dataset(k, shape=(n,), dtype=v) for k, v in columns.items()}
+                bar = tqdm(total=n, unit=" LC", desc=f"rasterize ({backend})", disable=not progress,
+                           file=sys.stderr, mininterval=1.0)
+                for start in range(0, n, batch_size):
+                    batch = store.batch(slice(start, min(start + batch_size, n)))
+                    result = rasterize(batch, spec, backend)
+                    stop = start + len(batch)
+                    images[start:stop] = _host(result.images)
+                    ds["scale"][start:stop] = _host(result.scale)
+                    ds["t_ref"][start:stop] = _host(result.t_ref)
+                    ds["object_id"][start:stop] = batch.object_id
+                    ds["type"][start:stop] = batch.meta["type"]
+                    ds["split"][start:stop] = batch.meta["split"]
+                    bar.update(len(batch))
+                bar.close()
+                f.attrs["spec"] = np.bytes_(json.dumps(spec.to_dict()).encode())
+                f.attrs["store"] = np.bytes_(str(Path(store_path).resolve()).encode())
+                f.attrs["backend"] = np.bytes_(backend.encode())
+            os.replace(tmp, out_path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    return {"objects": n, "shape": spec.shape, "backend": backend, "path": str(out_path)}
+
+
+def _host(x):
+    """NumPy view of a result array from any backend (copies device arrays to the host)."""
+    if hasattr(x, "copy_to_host"):
+        return x.copy_to_host()
+    if hasattr(x, "get"):
+        return x.get()
+    return np.asarray(x)
+
+
+def plot_object(store, object_id: int, path, kinds=("bands", "heatmap")) -> None:
+    """One object's light curve next to its images (flux channel), saved to ``path`` (PNG/PDF)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    index = store.index_of(object_id)
+    batch = store.batch(np.array([index]))
+    lc = batch.lightcurve(0)
+    registry = store.bands
+    fig, axes = plt.subplots(1, 1 + len(kinds), figsize=(5 + 4 * len(kinds), 3.6))
+    for band in np.unique(lc["band"]):
+        pick = lc["band"] == band
+        axes[0].errorbar(lc["time"][pick], lc["flux"][pick], lc["flux_err"][pick], fmt="o", ms=3,
+                         label=registry.bands[band].name)
+    axes[0].set(xlabel="MJD", ylabel="flux", title=f"object {object_id}")
+    axes[0].legend(fontsize=7)
+    for ax, kind in zip(axes[1:], kinds):
+        spec = spec_for_store(store, kind)
+        image = rasterize(batch, spec, "numpy").images[0, 0]
+        rows = ([registry.bands[b].name for b in spec.bands] if kind == "bands" else None)
+        extent = (-spec.t_before, spec.t_after,
+                  (len(spec.bands) if kind == "bands" else spec.wave_max),
+                  (0 if kind == "bands" else spec.wave_min))
+        shown = ax.imshow(image, aspect="auto", cmap="RdBu_r", extent=extent,
+                          vmin=-np.abs(image).max(), vmax=np.abs(image).max())
+        if rows:
+            ax.set_yticks(np.arange(len(rows)) + 0.5, rows)
+        ax.set(xlabel="days from reference time",
+               ylabel="band" if kind == "bands" else "wavelength (A)", title=f"{kind} image (flux)")
+        fig.colorbar(shown, ax=ax, label="flux / peak flux")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -171,3 +171,54 @@ def test_auto_backend_and_bad_input():
         rasterize(batch, RasterSpec(), "auto")
     with pytest.raises(ValueError, match="image kind"):
         RasterSpec(kind="pixels")
+
+
+# ----------------------------------------------------------------------------- stores
+
+
+@pytest.fixture
+def small_store(tmp_path):
+    from conftest import synthetic_plasticc
+    from snia.ingest import run_ingest
+
+    lc, meta, expected = synthetic_plasticc(tmp_path, 25, 8)
+    run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False, split="train")
+    return tmp_path / "s.h5"
+
+
+@pytest.mark.parametrize("kind", ["bands", "heatmap"])
+def test_rasterize_command_streams_the_store_in_batches(small_store, tmp_path, kind):
+    import json
+
+    import h5py
+
+    from snia.cli import main
+    from snia.raster import spec_for_store
+    from snia.store import Store
+
+    out = tmp_path / f"{kind}.h5"
+    assert main(["rasterize", str(small_store), "-o", str(out), "--kind", kind, "--batch-size", "7",
+                 "--backend", "cpu", "--no-progress"]) == 0
+    with Store(small_store) as store, h5py.File(out, "r") as f:
+        spec = spec_for_store(store, kind)
+        assert spec.bands == (0, 1, 2, 3, 4, 5)  # the LSST bands the store holds
+        ref = rasterize(store.batch(slice(0, len(store))), spec, "numpy")
+        assert rel_l2(f["images"][...], ref.images) < 1e-5  # batches of 7 == one pass
+        np.testing.assert_array_equal(f["object_id"][...], store.objects["object_id"])
+        np.testing.assert_array_equal(f["scale"][...], ref.scale)
+        assert json.loads(f.attrs["spec"])["kind"] == kind and f.attrs["backend"] == b"cpu"
+        assert list(f["split"][...]) == [0] * len(store)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporaries
+
+
+def test_plot_object_draws_the_light_curve_and_both_images(small_store, tmp_path):
+    from matplotlib.image import imread
+
+    from snia.raster import plot_object
+    from snia.store import Store
+
+    with Store(small_store) as store:
+        plot_object(store, int(store.objects["object_id"][3]), tmp_path / "obj.png")
+    image = imread(tmp_path / "obj.png")
+    assert image.shape[1] > 2 * image.shape[0]  # three panels side by side
+    assert image[..., :3].std() > 0.05  # not a blank canvas
