@@ -11,8 +11,10 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/raster.smk"
 
 
 rule all:
     input:
         store_infos(),
+        image_files(),

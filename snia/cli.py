@@ -208,16 +208,37 @@ def format_info(info: dict) -> str:
     return "\n".join(lines)
 
 
+WORKFLOW_RASTER_KEYS = {"kinds", "backend", "batch_size"}  # read by the Snakemake rules
+
+
+def _raster_options(config: Path) -> dict:
+    """Image-geometry keys of a config's 'raster:' section, as RasterSpec arguments."""
+    from dataclasses import fields
+
+    import yaml
+
+    from snia.errors import SniaError
+    from snia.raster import RasterSpec
+
+    section = dict(yaml.safe_load(config.read_text()).get("raster") or {})
+    known = {f.name for f in fields(RasterSpec)} - {"kind", "wavelengths"}
+    unknown = set(section) - known - WORKFLOW_RASTER_KEYS
+    if unknown:
+        raise SniaError(f"{config}: unknown key(s) {sorted(unknown)} under 'raster:' "
+                        f"(image settings: {sorted(known)})")
+    options = {k: v for k, v in section.items() if k in known}
+    if "bands" in options:
+        options["bands"] = tuple(options["bands"])
+    return options
+
+
 def cmd_rasterize(args) -> int:
     from snia.raster import rasterize_store, spec_for_store
     from snia.store import Store
 
     options = {}
     if args.config:
-        import yaml
-
-        options = dict(yaml.safe_load(args.config.read_text()).get("raster") or {})
-        options.pop("kind", None)  # the command line says which kind
+        options = _raster_options(args.config)
     with Store(args.store) as store:
         spec = spec_for_store(store, args.kind, **options)
     result = rasterize_store(args.store, args.output, spec, backend=args.backend,

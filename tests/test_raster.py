@@ -222,3 +222,19 @@ def test_plot_object_draws_the_light_curve_and_both_images(small_store, tmp_path
     image = imread(tmp_path / "obj.png")
     assert image.shape[1] > 2 * image.shape[0]  # three panels side by side
     assert image[..., :3].std() > 0.05  # not a blank canvas
+
+
+def test_rasterize_reads_image_settings_from_the_config(small_store, tmp_path):
+    import h5py
+
+    from snia.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text("raster:\n  kinds: [heatmap]\n  backend: cpu\n  n_time: 20\n  n_wave: 8\n")
+    out = tmp_path / "h.h5"
+    assert main(["rasterize", str(small_store), "-o", str(out), "--config", str(config),
+                 "--no-progress"]) == 0
+    with h5py.File(out, "r") as f:
+        assert f["images"].shape == (25, 2, 8, 20)
+    config.write_text("raster:\n  n_tme: 20\n")
+    assert main(["rasterize", str(small_store), "-o", str(out), "--config", str(config)]) == 2

@@ -39,6 +39,7 @@ def test_ingest_rule_builds_a_verified_store(tmp_path, mpirun):
     lc, meta, expected = synthetic_plasticc(tmp_path, 30, 3)
     config = {"data_dir": str(tmp_path), "results_dir": str(tmp_path / "results"),
               "ingest": {"ranks": 2, "on_error": "fail", "chunk_mb": 0.001},
+              "raster": {"kinds": ["bands", "heatmap"], "backend": "cpu", "batch_size": 8},
               "datasets": {"tiny": {"format": "plasticc", "inputs": [lc.name],
                                     "metadata": [meta.name], "split": "train"}}}
     # A config of its own (a --configfile would be merged into the default datasets).
@@ -54,3 +55,8 @@ def test_ingest_rule_builds_a_verified_store(tmp_path, mpirun):
     info = (tmp_path / "results" / "stores" / "tiny.info.txt").read_text()
     assert "tiny.h5: OK" in info and "objects       30" in info
     assert "2 rank(s)" in (tmp_path / "results" / "logs" / "ingest_tiny.log").read_text()
+    import h5py
+
+    for kind, shape in (("bands", (30, 3, 6, 180)), ("heatmap", (30, 2, 32, 180))):
+        with h5py.File(tmp_path / "results" / "images" / f"tiny.{kind}.h5", "r") as f:
+            assert f["images"].shape == shape and list(f["object_id"][...]) == list(expected)

@@ -22,3 +22,8 @@ def dataset_inputs(wildcards):
 
 def store_infos():
     return [f"{RESULTS}/stores/{name}.info.txt" for name in config["datasets"]]
+
+
+def image_files():
+    return [f"{RESULTS}/images/{name}.{kind}.h5" for name in config["datasets"]
+            for kind in config["raster"]["kinds"]]
