@@ -480,11 +480,39 @@ def available_backends() -> list[str]:
     return found + ["numpy"]
 
 
-def rasterize(batch, spec: RasterSpec, backend: str = "auto", redshift=None, out=None) -> Images:
+OUTPUT_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def rasterize(batch, spec: RasterSpec, backend: str = "auto", redshift=None, out=None,
+              dtype: str = "float32") -> Images:
     """Images of a ragged batch (``snia.store.Batch``: offsets + flat arrays, time-ordered).
 
     ``out``: optional float32 buffer [N, C, H, W] to write into (every element is written).
+    ``dtype``: the kernels compute in float32/float64; ``float16`` converts the images where they
+    are (host or device); ``bfloat16``, which NumPy and CuPy lack, hands them to PyTorch through
+    DLPack (no copy) and converts there, returning a torch tensor.
     """
+    if dtype not in OUTPUT_DTYPES:
+        raise ValueError(f"dtype must be one of {OUTPUT_DTYPES}, not {dtype!r}")
+    result = _rasterize(batch, spec, backend, redshift, out)
+    if dtype != "float32":
+        result.images = _convert(result.images, dtype)
+    return result
+
+
+def _convert(images, dtype: str):
+    if hasattr(images, "copy_to_host"):  # a Numba device array: view it as CuPy (no copy)
+        import cupy
+
+        images = cupy.asarray(images)
+    if dtype == "float16":
+        return images.astype("float16")
+    import torch
+
+    return torch.from_dlpack(images).to(torch.bfloat16)
+
+
+def _rasterize(batch, spec: RasterSpec, backend: str, redshift, out) -> Images:
     if backend == "auto":
         backend = available_backends()[0]
     if backend not in BACKENDS:

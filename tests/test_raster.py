@@ -238,3 +238,14 @@ def test_rasterize_reads_image_settings_from_the_config(small_store, tmp_path):
         assert f["images"].shape == (25, 2, 8, 20)
     config.write_text("raster:\n  n_tme: 20\n")
     assert main(["rasterize", str(small_store), "-o", str(out), "--config", str(config)]) == 2
+
+
+def test_float16_output():
+    batch = make_batch([30, 10], 4)
+    spec = RasterSpec(kind="heatmap")
+    full = rasterize(batch, spec, "cpu")
+    half = rasterize(batch, spec, "cpu", dtype="float16")
+    assert half.images.dtype == np.float16
+    np.testing.assert_allclose(half.images, full.images, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        rasterize(batch, spec, "cpu", dtype="int8")
