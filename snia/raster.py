@@ -517,9 +517,10 @@ def _rasterize(batch, spec: RasterSpec, backend: str, redshift, out) -> Images:
         backend = available_backends()[0]
     if backend not in BACKENDS:
         raise ValueError(f"backend must be 'auto' or one of {BACKENDS}, not {backend!r}")
-    bad = np.flatnonzero(np.asarray(batch.obs["band"]) >= len(spec.wavelengths))
-    if bad.size:
-        raise ValueError(f"band index {batch.obs['band'][bad[0]]} has no wavelength in the spec")
+    band = batch.obs["band"]  # NumPy or CuPy: only its maximum crosses to the host
+    top = int(band.max()) if len(band) else -1
+    if top >= len(spec.wavelengths):
+        raise ValueError(f"band index {top} has no wavelength in the spec")
     if backend == "numpy":
         return rasterize_numpy(batch, spec, redshift)
     if backend == "cpu":

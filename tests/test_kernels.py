@@ -1,0 +1,373 @@
+"""The CUDA C kernels (kernels/raster.cu), their loader and the ``cupy`` backend (snia.kernels).
+
+Three layers, each skipped on its own when its tool is missing:
+  * the loader and the host-side input checks: always (they run before CuPy is imported);
+  * compilation: nvcc -arch=sm_90 -ptx (no GPU needed) and NVRTC itself (as CuPy uses it);
+  * the kernels on a GPU through CuPy, against the NumPy reference (``rasterize(..., "numpy")``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import snia.kernels
+from snia.kernels import cuda_source, rasterize_cupy
+from snia.raster import RasterSpec, rasterize
+from snia.store import Batch
+
+KERNELS = ("prepare_objects", "bands_image", "heatmap_image")
+NVCC = shutil.which("nvcc")
+needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH (no CUDA toolkit here)")
+
+
+def _cupy_or_reason():
+    try:
+        import cupy
+    except Exception as exc:  # noqa: BLE001 - not installed, or installed without its CUDA libraries
+        return None, f"no CUDA GPU (cupy.is_available() is False): cupy cannot be imported ({exc})"
+    try:
+        if cupy.is_available():
+            return cupy, ""
+    except Exception:  # noqa: BLE001 - no driver
+        pass
+    return None, "no CUDA GPU (cupy.is_available() is False)"
+
+
+cp, NO_GPU = _cupy_or_reason()
+needs_gpu = pytest.mark.skipif(cp is None, reason=NO_GPU)
+
+
+def kernel_names(source: str) -> list[str]:
+    return re.findall(r'extern\s+"C"\s+__global__\s+void\s+(\w+)', source)
+
+
+# ----------------------------------------------------------------------------- the loader
+
+
+def test_cuda_source_has_line_directive_and_every_kernel():
+    source = cuda_source("raster.cu")
+    assert source.startswith('#line 1 "raster.cu"\n')
+    for name in KERNELS:
+        assert name in source
+    assert sorted(kernel_names(source)) == sorted(KERNELS)
+    # after the directive: the file itself, so line k of the text is line k of raster.cu
+    assert source.split("\n", 1)[1] == (snia.kernels.SOURCE_DIR / "raster.cu").read_text()
+
+
+def test_import_is_light():
+    code = "import sys, snia.kernels; assert 'cupy' not in sys.modules, 'cupy imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ----------------------------------------------------------------------------- compilation
+
+
+def run_nvcc(source: str, folder, name: str) -> subprocess.CompletedProcess:
+    path = folder / name
+    path.write_text(source)
+    cmd = [NVCC, "-arch=sm_90", "-ptx", "-std=c++17", str(path), "-o", str(folder / "raster.ptx")]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def ptx(tmp_path_factory) -> str:
+    """The loader's source compiled by nvcc to PTX for sm_90 (once for all kernels)."""
+    folder = tmp_path_factory.mktemp("nvcc")
+    proc = run_nvcc(cuda_source("raster.cu"), folder, "loaded.cu")
+    assert proc.returncode == 0, f"nvcc failed:\n{proc.stdout}\n{proc.stderr}"
+    assert "warning" not in proc.stderr.lower(), proc.stderr
+    return (folder / "raster.ptx").read_text()
+
+
+@needs_nvcc
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_nvcc_compiles_kernel(ptx, kernel):
+    assert re.search(rf"\.visible \.entry {kernel}\(", ptx), f"no entry point {kernel} in the PTX"
+
+
+def broken_copy() -> tuple[str, int]:
+    """The loader's source with a syntax error inserted as line ``k`` of raster.cu."""
+    lines = cuda_source("raster.cu").split("\n")  # lines[0]: #line 1; lines[k]: line k of the file
+    k = next(i for i, line in enumerate(lines) if re.match(r'extern "C" __global__ void bands_image',
+                                                            line))
+    lines.insert(k, "int this_is_a_syntax_error = ;")
+    return "\n".join(lines), k
+
+
+@needs_nvcc
+def test_nvcc_errors_name_raster_cu_and_its_line(tmp_path):
+    source, line = broken_copy()
+    proc = run_nvcc(source, tmp_path, "broken_copy.cu")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, "the broken copy compiled"
+    assert f"raster.cu({line})" in output, output
+    assert "broken_copy.cu(" not in output, output
+
+
+def nvrtc_compile(source: str, options=(b"-std=c++17", b"-arch=compute_90")):
+    """Compile with NVRTC (what cupy.RawModule uses): (ok, log, ptx)."""
+    from cuda.bindings import nvrtc
+
+    err, prog = nvrtc.nvrtcCreateProgram(source.encode(), b"loaded.cu", 0, [], [])
+    assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, err
+    try:
+        (err,) = nvrtc.nvrtcCompileProgram(prog, len(options), list(options))
+        _, size = nvrtc.nvrtcGetProgramLogSize(prog)
+        log = b" " * size
+        nvrtc.nvrtcGetProgramLog(prog, log)
+        ptx = b""
+        if err == nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            _, size = nvrtc.nvrtcGetPTXSize(prog)
+            ptx = b" " * size
+            nvrtc.nvrtcGetPTX(prog, ptx)
+        return err == nvrtc.nvrtcResult.NVRTC_SUCCESS, log.decode(errors="replace"), ptx.decode()
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)
+
+
+def test_nvrtc_compiles_the_loader_source():
+    pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-bindings (NVRTC) not installed")
+    try:
+        ok, log, ptx = nvrtc_compile(cuda_source("raster.cu"))
+    except RuntimeError as exc:  # libnvrtc not found
+        pytest.skip(f"NVRTC unavailable: {exc}")
+    assert ok, log
+    for kernel in KERNELS:
+        assert re.search(rf"\.entry {kernel}\(", ptx), kernel
+    source, line = broken_copy()
+    ok, log, _ = nvrtc_compile(source)
+    assert not ok and f"raster.cu({line})" in log, log
+
+
+# ----------------------------------------------------------------------------- host-side checks
+
+
+def make_batch(lengths, seed, bands=(0, 1, 2, 3, 4, 5), span=60.0) -> Batch:
+    """Random ragged light curves, time-ordered within each object: a bump plus noise."""
+    rng = np.random.default_rng(seed)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    n = int(offsets[-1])
+    time = np.concatenate([np.sort(rng.uniform(60000, 60000 + span, k)) for k in lengths]) \
+        if n else np.empty(0)
+    peak = np.repeat(rng.uniform(60010, 60000 + max(span - 10, 10), len(lengths)), lengths)
+    flux = 100 * np.exp(-0.5 * ((time - peak) / 8) ** 2) + rng.normal(0, 3, n)
+    obs = {"time": time, "band": rng.choice(np.asarray(bands), n).astype(np.int8),
+           "flux": flux.astype(np.float32), "flux_err": rng.uniform(1, 5, n).astype(np.float32),
+           "flag": np.zeros(n, np.int32)}
+    meta = {"specz": rng.uniform(0.05, 1, len(lengths)).astype(np.float32),
+            "hostgal_photoz": np.full(len(lengths), np.nan, np.float32)}
+    return Batch(np.arange(len(lengths)), offsets, obs, meta)
+
+
+def concat(*batches: Batch) -> Batch:
+    offsets = [np.zeros(1, np.int64)]
+    for b in batches:
+        offsets.append(b.offsets[1:] + offsets[-1][-1])
+    return Batch(np.arange(sum(len(b) for b in batches)), np.concatenate(offsets),
+                 {k: np.concatenate([b.obs[k] for b in batches]) for k in batches[0].obs},
+                 {k: np.concatenate([b.meta[k] for b in batches]) for k in batches[0].meta})
+
+
+BAD_INPUTS = {
+    "offsets length": (lambda b: setattr(b, "offsets", b.offsets[:-1]), "n_objects \\+ 1"),
+    "offsets start": (lambda b: b.offsets.__setitem__(0, 1), "start at 0"),
+    "offsets order": (lambda b: b.offsets.__setitem__(1, 9), "non-decreasing"),
+    "obs length": (lambda b: b.obs.__setitem__("flux", b.obs["flux"][:-1]), "flux"),
+    "obs not 1-D": (lambda b: b.obs.__setitem__("time", b.obs["time"][:, None]), "one-dimensional"),
+    "band range": (lambda b: b.obs["band"].__setitem__(0, -1), "band index -1"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_inputs_are_refused_on_the_host(case):
+    batch = make_batch([5, 3], 0)
+    change, message = BAD_INPUTS[case]
+    change(batch)
+    with pytest.raises(ValueError, match=message):
+        rasterize_cupy(batch, RasterSpec(kind="bands"))
+
+
+def test_bad_launch_settings_are_refused_on_the_host():
+    batch, spec = make_batch([5, 3], 0), RasterSpec(kind="heatmap")
+    with pytest.raises(ValueError, match="threads per block"):
+        rasterize_cupy(batch, spec, threads=0)
+    with pytest.raises(ValueError, match="threads per block"):
+        rasterize_cupy(batch, spec, threads=2048)
+    with pytest.raises(ValueError, match="shared memory"):
+        rasterize_cupy(batch, spec, tile=100_000)
+    with pytest.raises(ValueError, match="tile"):
+        rasterize_cupy(batch, spec, tile=0)
+    with pytest.raises(ValueError, match="out must be float32 of shape"):
+        rasterize_cupy(batch, spec, out=np.zeros((2, 3, 32, 180), np.float32))
+    with pytest.raises(ValueError, match="out must be float32 of shape"):
+        rasterize_cupy(batch, spec, out=np.zeros((2, *spec.shape), np.float64))
+
+
+def test_tile_size_fits_shared_memory():
+    assert snia.kernels.tile_size("bands", 0) == (1, 17)
+    assert snia.kernels.tile_size("heatmap", 37) == (37, 37 * 20)
+    tile, shared = snia.kernels.tile_size("heatmap", 10**6)
+    assert tile == snia.kernels.MAX_TILE and shared <= snia.kernels.MAX_SHARED_BYTES
+
+
+# ----------------------------------------------------------------------------- on the GPU
+
+
+def rel_l2(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+def check(batch, spec, seed, **options):
+    """The cupy backend against the NumPy reference, into a NaN-poisoned output buffer."""
+    ref = rasterize(batch, spec, "numpy")
+    poisoned = cp.full((len(batch), *spec.shape), cp.nan, dtype=cp.float32)
+    if options:
+        got = rasterize_cupy(batch, spec, out=poisoned, **options)
+    else:
+        got = rasterize(batch, spec, "cupy", out=poisoned)
+    assert got.images is poisoned, "the caller's device buffer was not written in place"
+    assert isinstance(got.scale, cp.ndarray) and isinstance(got.t_ref, cp.ndarray)
+    images = cp.asnumpy(got.images)
+    assert np.isfinite(images).all(), f"seed {seed}: some output element was never written"
+    assert rel_l2(images, ref.images) < 1e-5, f"seed {seed}: {rel_l2(images, ref.images)}"
+    # which pixels are empty is a bin-edge / kernel-cut decision: it must agree exactly
+    channel = 2 if spec.kind == "bands" else 1
+    np.testing.assert_array_equal(images[:, channel] != 0, ref.images[:, channel] != 0,
+                                  err_msg=f"seed {seed}: empty pixels differ")
+    np.testing.assert_allclose(cp.asnumpy(got.t_ref), ref.t_ref, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(cp.asnumpy(got.scale), ref.scale, rtol=1e-6)
+    return ref
+
+
+def fresh_seed() -> int:
+    return int(np.random.default_rng().integers(1 << 31))
+
+
+KINDS = ["bands", "heatmap"]
+
+
+@needs_gpu
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("threads,tile", [(256, None), (32, 7), (100, 1), (1024, None)])
+def test_cupy_matches_reference_on_random_light_curves(kind, threads, tile):
+    seed = fresh_seed()
+    batch = make_batch(np.random.default_rng(seed).integers(0, 120, 50), seed)
+    ref = check(batch, RasterSpec(kind=kind), seed, threads=threads, tile=tile)
+    assert np.count_nonzero(ref.images[:, 0]) > 0  # not a comparison of empty images
+
+
+@needs_gpu
+@pytest.mark.parametrize("kind", KINDS)
+def test_cupy_rest_frame_and_first_detection(kind):
+    seed = fresh_seed()
+    batch = make_batch(np.random.default_rng(seed).integers(1, 60, 30), seed)
+    check(batch, RasterSpec(kind=kind, rest_frame=True, reference="first_detection"), seed)
+
+
+@needs_gpu
+@pytest.mark.parametrize("kind", KINDS)
+def test_cupy_light_curve_longer_than_the_largest_tile(kind):
+    seed = fresh_seed()
+    batch = make_batch([snia.kernels.MAX_TILE * 2 + 17, 3], seed, span=200.0)
+    check(batch, RasterSpec(kind=kind), seed)
+
+
+def duplicate_times(seed):
+    batch = make_batch([6], seed)
+    batch.obs["time"][:] = 60005.0  # six observations at one time
+    return batch
+
+
+def extreme_fluxes(seed):
+    huge, tiny = make_batch([8], seed), make_batch([8], seed + 1)
+    huge.obs["flux"][:3], huge.obs["flux_err"][:] = 3e30, 1e29  # 1/err^2 underflows float32
+    tiny.obs["flux"][:] *= np.float32(1e-31)  # errors scaled with the fluxes: 1e-31 .. 5e-31
+    tiny.obs["flux_err"][:] *= np.float32(1e-31)
+    return concat(huge, tiny)
+
+
+def bin_edges(seed):
+    """Observations exactly on column edges and on the kernel-support edges of pixel centres."""
+    t_ref = 60100.0
+    rel = np.concatenate([np.arange(-50, 131, 1.0), np.arange(-49.5, 130, 1.0) + 9.0,
+                          np.arange(-49.5, 130, 1.0) - 9.0])
+    time = np.sort(t_ref + rel)
+    n = len(time)
+    flux = np.full(n, 10, np.float32)
+    flux[np.searchsorted(time, t_ref)] = 1000  # the reference observation
+    obs = {"time": time, "band": (np.arange(n) % 6).astype(np.int8), "flux": flux,
+           "flux_err": np.ones(n, np.float32), "flag": np.zeros(n, np.int32)}
+    return Batch(np.array([0]), np.array([0, n]), obs,
+                 {"specz": np.zeros(1, np.float32), "hostgal_photoz": np.zeros(1, np.float32)})
+
+
+EDGE_CASES = {
+    "empty_object": lambda seed: make_batch([0, 5, 0], seed),
+    "all_objects_empty": lambda seed: make_batch([0, 0, 0], seed),
+    "single_observation": lambda seed: make_batch([1], seed),
+    "outside_the_window": lambda seed: make_batch([6, 40], seed, span=600.0),
+    "duplicate_times": duplicate_times,
+    "extreme_fluxes": extreme_fluxes,
+    "bands_missing": lambda seed: make_batch([20, 15], seed, bands=(1, 3)),
+    "one_band_only": lambda seed: make_batch([20, 15], seed, bands=(3,)),
+    "bin_edges": bin_edges,
+    "one_object": lambda seed: make_batch([37], seed),
+}
+
+
+@needs_gpu
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("case", list(EDGE_CASES))
+def test_cupy_edge_cases(case, kind):
+    seed = fresh_seed()
+    spec = RasterSpec(kind=kind, bands=(0, 2, 4, 5))  # bands_missing: 1 and 3 are not drawn
+    check(EDGE_CASES[case](seed), spec, seed)
+
+
+@needs_gpu
+@pytest.mark.parametrize("kind", KINDS)
+def test_cupy_ten_thousand_objects(kind):
+    seed = fresh_seed()
+    lengths = np.random.default_rng(seed).integers(0, 8, 10_000)
+    spec = RasterSpec(kind=kind, t_before=5, t_after=10, n_time=15, n_wave=4)
+    check(make_batch(lengths, seed, span=20), spec, seed)
+
+
+@needs_gpu
+@pytest.mark.parametrize("kind", KINDS)
+def test_cupy_batch_arrays_on_the_device(kind):
+    seed = fresh_seed()
+    batch = make_batch([12, 0, 30], seed)
+    ref = rasterize(batch, RasterSpec(kind=kind), "numpy")
+    on_device = Batch(cp.asarray(batch.object_id), cp.asarray(batch.offsets),
+                      {k: cp.asarray(v) for k, v in batch.obs.items()}, batch.meta)
+    got = rasterize_cupy(on_device, RasterSpec(kind=kind))
+    assert rel_l2(cp.asnumpy(got.images), ref.images) < 1e-5
+
+
+@needs_gpu
+def test_cupy_no_objects_and_host_out_buffer():
+    spec = RasterSpec(kind="heatmap")
+    got = rasterize_cupy(make_batch([], 0), spec)
+    assert isinstance(got.images, cp.ndarray) and got.images.shape == (0, *spec.shape)
+    assert got.scale.shape == (0,) and got.t_ref.shape == (0,)
+    batch = make_batch([4, 9], 1)
+    host = np.full((2, *spec.shape), np.nan, np.float32)
+    got = rasterize_cupy(batch, spec, out=host)  # copied to the device; the device copy returned
+    assert isinstance(got.images, cp.ndarray) and np.isfinite(cp.asnumpy(got.images)).all()
+
+
+@needs_gpu
+def test_cupy_images_go_to_torch_without_a_copy():
+    torch = pytest.importorskip("torch")
+    got = rasterize_cupy(make_batch([10, 20], 2), RasterSpec(kind="bands"))
+    tensor = torch.from_dlpack(got.images)
+    assert tensor.data_ptr() == got.images.data.ptr and tuple(tensor.shape) == got.images.shape
