@@ -1,5 +1,6 @@
 # snia: the two commands of the README, plus the parallel-HDF5 test run that CI adds.
-#   make run    set up .venv, fetch PLAsTiCC + SPCC, ingest them on 2 MPI ranks, print store summaries
+#   make run    set up .venv, fetch PLAsTiCC + SPCC, ingest them on 2 MPI ranks, print store summaries,
+#               rasterize the PLAsTiCC stores into bands and heatmap images
 #   make test   set up .venv and run the test suite (MPI tests on real ranks)
 # Everything lives in local virtual environments; only Python 3.11+ and the package registries are
 # needed (MPI comes from the 'mpich' wheel).
@@ -34,6 +35,9 @@ run: $(BIN)/.installed
 	$(BIN)/snia store info $(RESULTS)/plasticc_test.h5
 	$(BIN)/snia store info $(RESULTS)/spcc.h5
 	$(BIN)/snia store verify $(RESULTS)/plasticc_train.h5
+	for name in plasticc_train plasticc_test; do for kind in bands heatmap; do \
+		$(BIN)/snia rasterize $(RESULTS)/$$name.h5 -o $(RESULTS)/$$name.$$kind.h5 --kind $$kind --no-progress \
+		|| exit 1; done; done
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
