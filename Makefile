@@ -11,13 +11,17 @@ DATA ?= data/plasticc
 RESULTS ?= results
 RANKS ?= 2
 BIN := $(VENV)/bin
+# PyTorch for training; this pin is the CPU build that these machines carry locally (elsewhere pip
+# takes the CUDA build; set TORCH=... to choose another).
+TORCH ?= torch==2.13.0
 
 .PHONY: run test test-mpio bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,mpi-wheel]"
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test,mpi-wheel,train]"
 	touch $@
 
 run: $(BIN)/.installed

@@ -94,6 +94,20 @@ def _add_rasterize(sub) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train the CNN (DDP under torchrun, srun or mpiexec)",
+                       description="Train the light-curve CNN on a store; resumes automatically "
+                                   "from RUN_DIR/checkpoint.pt.")
+    p.add_argument("store", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
+    p.add_argument("--config", type=Path, help="YAML config; its 'train:' keys set TrainConfig")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, help="global batch, split over ranks")
+    p.add_argument("--kind", choices=["bands", "heatmap"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: a run cut short
+
+
 def build_parser() -> argparse.ArgumentParser:
     from snia import __version__
 
@@ -106,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ingest(sub)
     _add_store(sub)
     _add_rasterize(sub)
+    _add_train(sub)
     return parser
 
 
@@ -248,8 +263,29 @@ def cmd_rasterize(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from snia.train import TrainConfig, dist_from_env, run_training
+
+    values = {}
+    if args.config:
+        import yaml
+
+        values = dict(yaml.safe_load(args.config.read_text()).get("train") or {})
+    for key in ("epochs", "batch_size", "kind", "seed"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    dist = dist_from_env()
+    _setup_logging(args.verbose, dist.rank, dist.world)
+    result = run_training(args.store, args.output, TrainConfig.from_dict(values),
+                          stop_after=args.stop_after)
+    if dist.rank == 0:
+        log.info("trained %d epochs; best validation AUC %.4f; checkpoints in %s",
+                 result["epochs"], result["best_auc"], args.output)
+    return 0
+
+
 COMMANDS = {"data": cmd_data, "ingest": cmd_ingest, "store": cmd_store,
-            "rasterize": cmd_rasterize}
+            "rasterize": cmd_rasterize, "train": cmd_train}
 
 if __name__ == "__main__":
     sys.exit(main())

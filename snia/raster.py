@@ -27,6 +27,7 @@ functions (``_shared_math``) compiled for each target, so the two cannot drift a
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 from types import SimpleNamespace
@@ -454,8 +455,17 @@ def rasterize_numba_cuda(batch, spec: RasterSpec, redshift=None, out=None, threa
 # ----------------------------------------------------------------------------- dispatch
 
 
+@functools.lru_cache(maxsize=1)
+def _available_backends() -> tuple[str, ...]:
+    return tuple(_probe_backends())
+
+
 def available_backends() -> list[str]:
-    """Backends usable here, fastest first (cupy > numba-cuda > cpu), numpy last."""
+    """Backends usable here, fastest first (cupy > numba-cuda > cpu), numpy last (cached)."""
+    return list(_available_backends())
+
+
+def _probe_backends() -> list[str]:
     found = []
     try:
         import cupy
@@ -465,9 +475,11 @@ def available_backends() -> list[str]:
     except Exception:  # noqa: BLE001 - no CUDA driver, no GPU or no cupy: just not available
         pass
     try:
+        import numba
         from numba import cuda
 
-        if cuda.is_available():
+        # Numba's CUDA simulator (tests without a GPU) says "available" but is no GPU.
+        if cuda.is_available() and not numba.config.ENABLE_CUDASIM:
             found.append("numba-cuda")
     except Exception:  # noqa: BLE001
         pass

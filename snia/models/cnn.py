@@ -1,0 +1,64 @@
+"""A PELICAN-style convolutional classifier of light-curve images.
+
+Conv blocks (two 3x3 convolutions with GroupNorm and ReLU, then 2x2 max pooling), global average
+pooling, and a small head that also sees per-object scalars (host photo-z, its error, log10 of the
+flux scale the image was divided by). GroupNorm, not BatchNorm: its statistics do not depend on how
+a global batch is split over data-parallel ranks, so N ranks train exactly like one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class CNNConfig:
+    in_channels: int = 2  # heatmap: flux, uncertainty; bands: + mask
+    channels: tuple[int, ...] = (32, 64, 128)
+    groups: int = 8  # GroupNorm groups per block
+    n_scalars: int = 3  # host photo-z, its error, log10 flux scale
+    hidden: int = 128
+    n_classes: int = 1  # 1: Ia-vs-rest logit; >1: multi-class logits over the taxonomy
+    dropout: float = 0.2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "CNNConfig":
+        values = dict(values)
+        values["channels"] = tuple(values["channels"])
+        return cls(**values)
+
+
+def _block(cin: int, cout: int, groups: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(min(groups, cout), cout), nn.ReLU(),
+        nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(min(groups, cout), cout), nn.ReLU(),
+        nn.MaxPool2d(2, ceil_mode=True),
+    )
+
+
+class LightCurveCNN(nn.Module):
+    def __init__(self, config: CNNConfig):
+        super().__init__()
+        self.config = config
+        widths = (config.in_channels,) + tuple(config.channels)
+        self.features = nn.Sequential(*(_block(a, b, config.groups)
+                                        for a, b in zip(widths[:-1], widths[1:])))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.embedding = nn.Sequential(
+            nn.Linear(widths[-1] + config.n_scalars, config.hidden), nn.ReLU(),
+            nn.Dropout(config.dropout))
+        self.head = nn.Linear(config.hidden, config.n_classes)
+
+    def embed(self, images: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
+        """The penultimate representation (for t-SNE plots)."""
+        x = self.pool(self.features(images)).flatten(1)
+        return self.embedding(torch.cat([x, scalars], dim=1))
+
+    def forward(self, images: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(images, scalars))

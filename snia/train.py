@@ -1,0 +1,467 @@
+"""Stage 3: train the CNN on light-curve images, data-parallel over ranks (DDP).
+
+"Is this a DDP run?" comes from the environment: torchrun (RANK/WORLD_SIZE/LOCAL_RANK), srun
+(SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID) or mpiexec (OMPI_COMM_WORLD_* / PMI_*). NCCL on GPUs,
+gloo on CPUs. Images are rasterized on the fly for every batch (the GPU kernels on a GPU, the Numba
+CPU backend otherwise), so augmentations are fresh every epoch.
+
+Reproducible by construction: the split into training and validation objects depends only on the
+object ids and the seed; the order of objects is a DistributedSampler permutation of (seed, epoch);
+each object's augmentation draws from an RNG keyed by (seed, epoch, object index). So a run on N
+ranks with global batch B takes exactly the same steps as one rank with batch B, and a run resumed
+from a checkpoint ends exactly where an uninterrupted run does.
+
+Checkpoints are written by global rank 0 only, atomically (temp file + os.replace), with the
+model, optimizer, scheduler, torch RNG state, epoch, all configs and the normalisation statistics,
+and load with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+HISTORY = "history.csv"
+
+
+@dataclass
+class TrainConfig:
+    kind: str = "heatmap"  # image kind (snia.raster)
+    epochs: int = 20
+    batch_size: int = 128  # global batch, split evenly over ranks
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    val_fraction: float = 0.1
+    patience: int = 5  # early stopping: epochs without a better validation AUC
+    augment: bool = True
+    time_shift: float = 5.0  # days: uniform shift of the reference time
+    drop_fraction: float = 0.3  # up to this fraction of observations dropped per object
+    redshift_probability: float = 0.5  # chance to move an object to a higher redshift
+    redshift_max: float = 1.2
+    backend: str = "auto"  # rasterization backend
+    model: dict = field(default_factory=dict)  # CNNConfig overrides
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)
+
+
+# ----------------------------------------------------------------------------- distributed setup
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_from_env(env=os.environ) -> Dist:
+    """Rank, world size and local rank from torchrun, srun or mpiexec variables (else 1 rank)."""
+    for rank, world, local in (("RANK", "WORLD_SIZE", "LOCAL_RANK"),
+                               ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"),
+                               ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+                                "OMPI_COMM_WORLD_LOCAL_RANK"),
+                               ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID")):
+        if rank in env and world in env:
+            return Dist(int(env[rank]), int(env[world]), int(env.get(local, 0)))
+    return Dist()
+
+
+def init_distributed(dist: Dist, device) -> None:
+    """Join the process group (no-op for one rank). MASTER_ADDR/PORT default to values every rank
+    derives alike: the SLURM launch node and a port from the job id, else localhost:29500."""
+    if dist.world == 1:
+        return
+    import torch.distributed as td
+
+    os.environ.setdefault("MASTER_ADDR", os.environ.get("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1"))
+    job = os.environ.get("SLURM_JOB_ID")
+    os.environ.setdefault("MASTER_PORT", str(20000 + int(job) % 20000) if job else "29500")
+    td.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=dist.rank,
+                          world_size=dist.world)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def split_objects(object_id: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of validation objects: a hash of (id, seed), independent of order and ranks."""
+    x = (object_id.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15))
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    x ^= x >> np.uint64(33)
+    return (x % np.uint64(10_000)) < np.uint64(round(val_fraction * 10_000))
+
+
+def augment(batch, indices: np.ndarray, epoch: int, cfg: TrainConfig, bands_wavelengths):
+    """A fresh, reproducible variant of each light curve (new arrays; the batch is not changed).
+
+    Per object, from an RNG keyed by (seed, epoch, object index): drop a random fraction of the
+    observations (at least one is kept); shift all times by up to ``time_shift`` days; and with
+    probability ``redshift_probability`` move the object from its redshift z to a higher z':
+    times dilate by (1+z')/(1+z), fluxes dim by the luminosity-distance ratio squared (a
+    flat LCDM approximation), and noise is added so the error grows as a fainter survey's would.
+    """
+    from snia.store import Batch
+
+    times, bands, fluxes, errors, lengths = [], [], [], [], []
+    z_all = np.asarray(batch.meta["hostgal_photoz"], dtype=np.float64)
+    for j, index in enumerate(indices):
+        rng = np.random.default_rng([cfg.seed, epoch, int(index)])
+        lc = batch.lightcurve(j)
+        t = lc["time"].astype(np.float64)
+        f, e = lc["flux"].astype(np.float64), lc["flux_err"].astype(np.float64)
+        keep = rng.random(len(t)) >= rng.uniform(0, cfg.drop_fraction)
+        if len(t) and not keep.any():
+            keep[rng.integers(len(t))] = True
+        t, f, e, b = t[keep], f[keep], e[keep], lc["band"][keep]
+        t = t + rng.uniform(-cfg.time_shift, cfg.time_shift)
+        z = z_all[j] if np.isfinite(z_all[j]) and z_all[j] > 0 else 0.0
+        if rng.random() < cfg.redshift_probability and z < cfg.redshift_max:
+            z_new = rng.uniform(z, cfg.redshift_max)
+            t0 = t.min() if len(t) else 0.0
+            t = t0 + (t - t0) * (1 + z_new) / (1 + z)
+            dim = (_distance(z) / _distance(z_new)) ** 2 if z > 0 else (0.02 / _distance(z_new)) ** 2
+            f, e = f * dim, e * dim
+            extra = e * rng.uniform(0, 1)  # a fainter survey: more noise relative to the signal
+            f = f + rng.normal(0, 1, len(f)) * extra
+            e = np.sqrt(e * e + extra * extra)
+        times.append(t), bands.append(b), fluxes.append(f), errors.append(e), lengths.append(len(t))
+    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    obs = {"time": np.concatenate(times) if times else np.empty(0),
+           "band": np.concatenate(bands).astype(np.int8) if bands else np.empty(0, np.int8),
+           "flux": np.concatenate(fluxes).astype(np.float32) if fluxes else np.empty(0, np.float32),
+           "flux_err": np.concatenate(errors).astype(np.float32) if errors else np.empty(0, np.float32)}
+    obs["flag"] = np.zeros(len(obs["time"]), np.int32)
+    return Batch(batch.object_id, offsets, obs, batch.meta)
+
+
+def _distance(z: float) -> float:
+    """Luminosity distance in units of c/H0 for flat LCDM (Om = 0.3), by a simple integral."""
+    zs = np.linspace(0, z, 64)
+    integrand = 1 / np.sqrt(0.3 * (1 + zs) ** 3 + 0.7)
+    return (1 + z) * float(np.trapezoid(integrand, zs))
+
+
+def scalars_of(batch, scale) -> np.ndarray:
+    """Per-object scalar inputs: host photo-z, its error (NaN -> -1), log10 of the flux scale."""
+    z = np.nan_to_num(np.asarray(batch.meta["hostgal_photoz"], np.float64), nan=-1.0)
+    ze = np.nan_to_num(np.asarray(batch.meta["hostgal_photoz_err"], np.float64), nan=-1.0)
+    return np.stack([z, ze, np.log10(np.maximum(np.asarray(scale, np.float64), 1e-3))], axis=1)
+
+
+def labels_of(types: np.ndarray) -> np.ndarray:
+    from snia.taxonomy import INDEX
+
+    return (np.asarray(types) == INDEX["Ia"]).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class Trainer:
+    """Trains on a store's objects; call ``fit()`` on every rank."""
+
+    def __init__(self, store_path, out_dir, cfg: TrainConfig, dist: Dist | None = None):
+        import torch
+
+        from snia.models import CNNConfig, LightCurveCNN
+        from snia.raster import spec_for_store
+        from snia.store import Store
+
+        self.cfg = cfg
+        self.dist = dist or dist_from_env()
+        self.out = Path(out_dir)
+        self.device = torch.device(f"cuda:{self.dist.local_rank}" if torch.cuda.is_available()
+                                   else "cpu")
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        init_distributed(self.dist, self.device)
+        if cfg.batch_size % self.dist.world:
+            raise ValueError(f"global batch {cfg.batch_size} does not split over {self.dist.world} ranks")
+        self.store = Store(store_path)
+        self.spec = spec_for_store(self.store, cfg.kind)
+        objects = self.store.objects
+        known = objects["type"] != 7  # 'unknown' has no label to learn
+        val = split_objects(objects["object_id"], cfg.val_fraction, cfg.seed)
+        self.train_index = np.flatnonzero(known & ~val)
+        self.val_index = np.flatnonzero(known & val)
+        y = labels_of(objects["type"][self.train_index])
+        # class weights with mean 1 over the training set: a weighted mean loss that is the same
+        # however the global batch is split over ranks (see _loss)
+        positive = max(float(y.mean()), 1e-6)
+        self.class_weight = (0.5 / positive, 0.5 / max(1 - positive, 1e-6))
+        model_cfg = CNNConfig(**{"in_channels": self.spec.channels, **cfg.model})
+        torch.manual_seed(cfg.seed)
+        self.model = LightCurveCNN(model_cfg).to(self.device)
+        self.norm = self._scalar_norm()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
+                                           weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer,
+                                                                    T_max=max(cfg.epochs, 1))
+        self.ddp = self.model
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.epoch, self.best_auc, self.best_loss, self.stale = 0, -1.0, math.inf, 0
+
+    # -- data ------------------------------------------------------------------------------
+
+    def _scalar_norm(self) -> dict:
+        objs = self.store.objects
+        sample = self.train_index[:: max(1, len(self.train_index) // 4096)]
+        from snia.raster import rasterize
+
+        scale = rasterize(self.store.batch(np.sort(sample)), self.spec, "numpy" if len(sample) < 2
+                          else "cpu").scale
+        class _B:  # the metadata of the sample, shaped like a Batch for scalars_of
+            meta = {k: objs[k][np.sort(sample)] for k in ("hostgal_photoz", "hostgal_photoz_err")}
+
+        s = scalars_of(_B, scale)
+        return {"mean": s.mean(axis=0).tolist(), "std": (s.std(axis=0) + 1e-6).tolist()}
+
+    def _tensors(self, indices: np.ndarray, epoch: int, train: bool):
+        import torch
+
+        from snia.raster import rasterize
+
+        order = np.argsort(indices)  # sorted reads from the store, then back to sampler order
+        batch = self.store.batch(indices[order])
+        inverse = np.argsort(order)
+        if train and self.cfg.augment:
+            batch = augment(batch, indices[order], epoch, self.cfg, self.spec.wavelengths)
+        images = rasterize(batch, self.spec, self.cfg.backend)
+        x = torch.as_tensor(_host(images.images))[inverse].to(self.device)
+        s = (scalars_of(batch, _host(images.scale)) - self.norm["mean"]) / self.norm["std"]
+        s = torch.as_tensor(s[inverse], dtype=torch.float32, device=self.device)
+        y = torch.as_tensor(labels_of(batch.meta["type"])[inverse], device=self.device)
+        return x, s, y
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _loss(self, logits, y, local_batch: int):
+        import torch.nn.functional as F
+
+        w = y * self.class_weight[0] + (1 - y) * self.class_weight[1]
+        # Sum over the local batch divided by the *local batch size*: DDP averages gradients
+        # over ranks, which then equals the weighted mean over the global batch exactly.
+        losses = F.binary_cross_entropy_with_logits(logits.squeeze(1), y, reduction="none")
+        return (w * losses).sum() / local_batch
+
+    def train_epoch(self, epoch: int) -> dict:
+        import torch
+
+        self.ddp.train()
+        local = self.cfg.batch_size // self.dist.world
+        # rank r takes perm[r::world]; step s of all ranks together covers perm[s*B:(s+1)*B], the
+        # same objects one rank with batch B would use at step s
+        perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.train_index))
+        steps = len(perm) // self.cfg.batch_size
+        mine = perm[self.dist.rank::self.dist.world]
+        total, count, start = 0.0, 0, time.perf_counter()
+        for step in range(steps):
+            x, s, y = self._tensors(self.train_index[mine[step * local:(step + 1) * local]], epoch,
+                                    train=True)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                enabled=self.device.type == "cuda"):
+                logits = self.ddp(x, s)
+            loss = self._loss(logits.float(), y, local)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss.detach()) * local
+            count += local
+        self.scheduler.step()
+        sums = self._all_reduce([total, count])
+        seconds = time.perf_counter() - start
+        return {"train_loss": sums[0] / max(sums[1], 1), "samples_per_s": sums[1] / seconds,
+                "steps": steps}
+
+    def predict(self, indices: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """P(Ia) for objects (store indices), on this rank."""
+        import torch
+
+        self.model.eval()
+        out = []
+        with torch.no_grad():
+            for a in range(0, len(indices), batch_size):
+                x, s, _ = self._tensors(indices[a:a + batch_size], 0, train=False)
+                out.append(torch.sigmoid(self.model(x, s).float()).squeeze(1).cpu().numpy())
+        return np.concatenate(out) if out else np.empty(0, np.float32)
+
+    def validate(self) -> dict:
+        """Validation AUC and loss over all ranks' shares (gathered, identical on every rank)."""
+        from sklearn.metrics import roc_auc_score
+
+        mine = self.val_index[self.dist.rank::self.dist.world]
+        p = self.predict(mine)
+        parts = self._all_gather((mine, p))
+        index = np.concatenate([q[0] for q in parts])
+        prob = np.concatenate([q[1] for q in parts])
+        y = labels_of(self.store.objects["type"][index])
+        eps = 1e-7
+        loss = float(-np.mean(y * np.log(prob + eps) + (1 - y) * np.log(1 - prob + eps)))
+        auc = float(roc_auc_score(y, prob)) if 0 < y.sum() < len(y) else float("nan")
+        return {"val_loss": loss, "val_auc": auc}
+
+    # -- run -------------------------------------------------------------------------------
+
+    def fit(self, stop_after: int | None = None) -> dict:
+        """Train (resuming from out/checkpoint.pt if present) until ``epochs``, early stopping,
+        or ``stop_after`` epochs in this call (used to test resuming)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.resume()
+        done_now = 0
+        while self.epoch < self.cfg.epochs and self.stale < self.cfg.patience:
+            if stop_after is not None and done_now >= stop_after:
+                break
+            start = time.perf_counter()
+            row = {"epoch": self.epoch + 1, **self.train_epoch(self.epoch), **self.validate(),
+                   "lr": self.scheduler.get_last_lr()[0]}
+            row["seconds"] = time.perf_counter() - start
+            self.epoch += 1
+            done_now += 1
+            improved = self._improved(row)
+            self.stale = 0 if improved else self.stale + 1
+            if self.dist.main:
+                self._log(row)
+                self.save(self.out / CHECKPOINT)
+                if improved:
+                    self.save(self.out / BEST)
+            log.info("epoch %d: loss %.4f, val AUC %.4f, %.0f samples/s", row["epoch"],
+                     row["train_loss"], row["val_auc"], row["samples_per_s"])
+            self._barrier()
+        return {"epochs": self.epoch, "best_auc": self.best_auc}
+
+    def _improved(self, row: dict) -> bool:
+        """Early-stopping criterion: a better validation AUC; the validation loss where the AUC is
+        undefined (a validation set of one class)."""
+        if math.isfinite(row["val_auc"]):
+            if row["val_auc"] > self.best_auc:
+                self.best_auc = row["val_auc"]
+                return True
+            return False
+        if row["val_loss"] < self.best_loss:
+            self.best_loss = row["val_loss"]
+            return True
+        return False
+
+    def state(self) -> dict:
+        import torch
+
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                "epoch": self.epoch, "best_auc": self.best_auc, "best_loss": self.best_loss,
+                "stale": self.stale,
+                "train_config": asdict(self.cfg), "model_config": self.model.config.to_dict(),
+                "spec": self.spec.to_dict(), "norm": self.norm, "class_weight": list(self.class_weight)}
+
+    def save(self, path: Path) -> None:
+        import torch
+
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(self.state(), tmp)
+        os.replace(tmp, path)  # a checkpoint that exists is complete
+
+    def resume(self) -> bool:
+        import torch
+
+        path = self.out / CHECKPOINT
+        if not path.exists():
+            return False
+        state = torch.load(path, weights_only=True, map_location=self.device)
+        if state["train_config"] != asdict(self.cfg):
+            raise ValueError(f"{path} was written with other training settings; use a new output "
+                             f"folder or the same settings to resume")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch, self.best_auc, self.stale = state["epoch"], state["best_auc"], state["stale"]
+        self.best_loss = state["best_loss"]
+        self.norm = state["norm"]
+        log.info("resumed from %s after epoch %d", path, self.epoch)
+        return True
+
+    def _log(self, row: dict) -> None:
+        path = self.out / HISTORY
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def _all_reduce(self, values):
+        if self.dist.world == 1:
+            return values
+        import torch
+        import torch.distributed as td
+
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        td.all_reduce(t)  # sums and counts, never averages of averages
+        return t.tolist()
+
+    def _all_gather(self, obj):
+        if self.dist.world == 1:
+            return [obj]
+        import torch.distributed as td
+
+        parts = [None] * self.dist.world
+        td.all_gather_object(parts, obj)
+        return parts
+
+    def _barrier(self):
+        if self.dist.world > 1:
+            import torch.distributed as td
+
+            td.barrier()
+
+    def close(self):
+        self.store.close()
+        if self.dist.world > 1:
+            import torch.distributed as td
+
+            td.destroy_process_group()
+
+
+def _host(x):
+    from snia.raster import _host as host
+
+    return host(x)
+
+
+def run_training(store_path, out_dir, cfg: TrainConfig, stop_after: int | None = None) -> dict:
+    trainer = Trainer(store_path, out_dir, cfg)
+    try:
+        return trainer.fit(stop_after=stop_after)
+    finally:
+        trainer.close()
+
+
+if __name__ == "__main__":  # pragma: no cover - use `snia train`
+    sys.exit("use: snia train STORE -o RUN_DIR")

@@ -1,0 +1,98 @@
+"""Training: DDP ranks train exactly like one rank; a resumed run ends where an uninterrupted one does."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch not installed (make test installs torch==2.13.0)")
+
+from conftest import synthetic_plasticc  # noqa: E402
+from snia.ingest import run_ingest  # noqa: E402
+from snia.train import TrainConfig, dist_from_env, run_training, split_objects  # noqa: E402
+
+TINY = {"kind": "bands", "epochs": 3, "batch_size": 8, "val_fraction": 0.25, "patience": 10,
+        "model": {"channels": [4, 8], "groups": 2, "hidden": 8, "dropout": 0.0}}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("train")
+    lc, meta, _ = synthetic_plasticc(folder, 48, 21)
+    run_ingest("plasticc", [lc], folder / "s.h5", [meta], progress=False)
+    return folder / "s.h5"
+
+
+def weights(run_dir, name="checkpoint.pt"):
+    state = torch.load(run_dir / name, weights_only=True)  # plain tensors and containers only
+    return state
+
+
+def test_resumed_run_ends_like_an_uninterrupted_one(store, tmp_path):
+    cfg = TrainConfig.from_dict(TINY)
+    run_training(store, tmp_path / "whole", cfg)
+    first = run_training(store, tmp_path / "cut", cfg, stop_after=1)  # "killed" after epoch 1
+    assert first["epochs"] == 1
+    assert run_training(store, tmp_path / "cut", cfg)["epochs"] == 3  # resumes at epoch 2
+    a, b = weights(tmp_path / "whole"), weights(tmp_path / "cut")
+    assert a["epoch"] == b["epoch"] == 3
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name
+    history = (tmp_path / "cut" / "history.csv").read_text().splitlines()
+    assert len(history) == 4 and history[0].startswith("epoch,train_loss")
+
+
+def test_checkpoint_holds_everything_to_resume(store, tmp_path):
+    cfg = TrainConfig.from_dict({**TINY, "epochs": 1})
+    run_training(store, tmp_path, cfg)
+    state = weights(tmp_path)
+    assert set(state) >= {"model", "optimizer", "scheduler", "torch_rng", "epoch", "train_config",
+                          "model_config", "spec", "norm"}
+    assert state["train_config"]["batch_size"] == 8 and state["spec"]["kind"] == "bands"
+    assert (tmp_path / "best.pt").exists()
+    with pytest.raises(ValueError, match="other training settings"):
+        run_training(store, tmp_path, TrainConfig.from_dict({**TINY, "epochs": 1, "lr": 0.5}))
+
+
+def test_split_and_environment():
+    ids = np.arange(100_000)
+    val = split_objects(ids, 0.1, 0)
+    assert abs(val.mean() - 0.1) < 0.01
+    assert not np.array_equal(val, split_objects(ids, 0.1, 1))  # the seed matters
+    np.testing.assert_array_equal(val[::-1], split_objects(ids[::-1], 0.1, 0))  # order does not
+    assert dist_from_env({"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}).world == 4
+    slurm = dist_from_env({"SLURM_PROCID": "3", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1"})
+    assert (slurm.rank, slurm.world, slurm.local_rank) == (3, 8, 1)
+    assert dist_from_env({}).world == 1
+
+
+@pytest.mark.mpi
+def test_two_gloo_ranks_train_like_one_rank(store, tmp_path):
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    if torchrun is None:
+        pytest.skip("torchrun not found next to this Python")
+    import yaml
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"train": {**TINY, "epochs": 2}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "SLURM_"))}
+    env["OMP_NUM_THREADS"] = "1"
+    one = subprocess.run([sys.executable, "-m", "snia", "train", str(store), "-o", str(tmp_path / "one"),
+                          "--config", str(cfg)], capture_output=True, text=True, env=env, timeout=300)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "snia", "train",
+                          str(store), "-o", str(tmp_path / "two"), "--config", str(cfg)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert two.returncode == 0, two.stderr
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    for name, value in a["model"].items():
+        np.testing.assert_allclose(b["model"][name].numpy(), value.numpy(), rtol=0, atol=1e-6,
+                                   err_msg=name)
+    rows = [(tmp_path / d / "history.csv").read_text().splitlines()[1:] for d in ("one", "two")]
+    auc = [[float(r.split(",")[4]) for r in rs] for rs in rows]
+    np.testing.assert_allclose(auc[0], auc[1], atol=1e-6)  # validation gathered over ranks
