@@ -108,6 +108,13 @@ def _add_train(sub) -> None:
     p.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: a run cut short
 
 
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="predictions, metrics.json, plots and report for a store")
+    p.add_argument("store", type=Path)
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("-o", "--output", type=Path, required=True, help="folder for the results")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from snia import __version__
 
@@ -121,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(sub)
     _add_rasterize(sub)
     _add_train(sub)
+    _add_evaluate(sub)
     return parser
 
 
@@ -284,8 +292,18 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from snia.evaluate import evaluate
+
+    result = evaluate(args.checkpoint, args.store, args.output)
+    half = result["at_0.5"]
+    log.info("AUC %.4f; at P(Ia) >= 0.5 purity %.3f, completeness %.3f; report: %s",
+             result["auc"], half["purity"], half["completeness"], args.output / "report.md")
+    return 0
+
+
 COMMANDS = {"data": cmd_data, "ingest": cmd_ingest, "store": cmd_store,
-            "rasterize": cmd_rasterize, "train": cmd_train}
+            "rasterize": cmd_rasterize, "train": cmd_train, "evaluate": cmd_evaluate}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,255 @@
+"""Stage 4: predictions -> metrics and plots, the way the field reports an Ia sample.
+
+purity = TP / (TP + FP), completeness (efficiency) = TP / (TP + FN) of the objects called Ia, at
+P(Ia) >= 0.5 and at the threshold maximising the SPCC figure of merit
+FoM = completeness x TP / (TP + W FP) with W = 3 (Kessler et al. 2010), plus the AUC and the
+purity reached at 90 % and 95 % completeness.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FOM_WEIGHT = 3.0
+
+
+def confusion_at(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
+    called = p >= threshold
+    tp = int(np.sum(called & (y == 1)))
+    fp = int(np.sum(called & (y == 0)))
+    fn = int(np.sum(~called & (y == 1)))
+    tn = int(np.sum(~called & (y == 0)))
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
+
+
+def purity_completeness(c: dict) -> tuple[float, float]:
+    purity = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else float("nan")
+    completeness = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else float("nan")
+    return purity, completeness
+
+
+def figure_of_merit(c: dict, weight: float = FOM_WEIGHT) -> float:
+    """SPCC figure of merit: completeness x TP / (TP + W FP) (0 when nothing is called Ia)."""
+    if c["tp"] == 0:
+        return 0.0
+    return c["tp"] / (c["tp"] + c["fn"]) * c["tp"] / (c["tp"] + weight * c["fp"])
+
+
+def threshold_curves(y: np.ndarray, p: np.ndarray):
+    """Purity, completeness and FoM at every distinct threshold (descending P(Ia))."""
+    order = np.argsort(-p, kind="stable")
+    p_sorted, y_sorted = p[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(p_sorted)), len(p_sorted) - 1]  # ends of tied groups
+    tp = np.cumsum(y_sorted == 1)[last].astype(float)
+    fp = np.cumsum(y_sorted == 0)[last].astype(float)
+    positives = float(np.sum(y == 1))
+    completeness = tp / positives if positives else np.full_like(tp, np.nan)
+    purity = tp / (tp + fp)
+    fom = completeness * tp / (tp + FOM_WEIGHT * fp)
+    return p_sorted[last], purity, completeness, fom
+
+
+def metrics(y, p) -> dict:
+    """Every number of metrics.json for a binary Ia-vs-rest classification."""
+    from sklearn.metrics import roc_auc_score
+
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    out = {"n": int(len(y)), "n_ia": int(y.sum())}
+    out["auc"] = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
+    at_half = confusion_at(y, p, 0.5)
+    purity, completeness = purity_completeness(at_half)
+    out["at_0.5"] = {**at_half, "purity": purity, "completeness": completeness,
+                     "accuracy": (at_half["tp"] + at_half["tn"]) / max(len(y), 1),
+                     "fom": figure_of_merit(at_half)}
+    thresholds, pur, comp, fom = threshold_curves(y, p)
+    best = int(np.nanargmax(fom)) if len(fom) and np.isfinite(fom).any() else None
+    if best is not None:
+        c = confusion_at(y, p, thresholds[best])
+        out["at_best_fom"] = {**c, "threshold": float(thresholds[best]),
+                              "purity": purity_completeness(c)[0],
+                              "completeness": purity_completeness(c)[1], "fom": float(fom[best])}
+    for level in (0.90, 0.95):
+        reach = np.flatnonzero(comp >= level)
+        out[f"purity_at_{int(level * 100)}pc_completeness"] = (float(pur[reach[0]]) if reach.size
+                                                               else float("nan"))
+    return out
+
+
+# ----------------------------------------------------------------------------- running a model
+
+
+def predict_store(checkpoint, store_path, batch_size: int = 512, embeddings: bool = False):
+    """P(Ia) (and optionally penultimate embeddings) for every object of a store."""
+    import torch
+
+    from snia.models import CNNConfig, LightCurveCNN
+    from snia.raster import RasterSpec, _host, rasterize
+    from snia.store import Store
+    from snia.train import scalars_of
+
+    state = torch.load(checkpoint, weights_only=True, map_location="cpu")
+    model = LightCurveCNN(CNNConfig.from_dict(state["model_config"]))
+    model.load_state_dict(state["model"])
+    model.eval()
+    spec_values = dict(state["spec"])
+    spec_values["bands"] = tuple(spec_values["bands"])
+    spec_values["wavelengths"] = tuple(spec_values["wavelengths"])
+    spec = RasterSpec(**spec_values)
+    mean, std = np.asarray(state["norm"]["mean"]), np.asarray(state["norm"]["std"])
+    probs, embeds, ids, types = [], [], [], []
+    with Store(store_path) as store, torch.no_grad():
+        for batch in store.iter_batches(batch_size):
+            images = rasterize(batch, spec, state["train_config"].get("backend", "auto"))
+            x = torch.as_tensor(_host(images.images))
+            s = torch.as_tensor((scalars_of(batch, _host(images.scale)) - mean) / std,
+                                dtype=torch.float32)
+            e = model.embed(x, s)
+            probs.append(torch.sigmoid(model.head(e)).squeeze(1).numpy())
+            if embeddings:
+                embeds.append(e.numpy())
+            ids.append(batch.object_id)
+            types.append(batch.meta["type"])
+    out = {"object_id": np.concatenate(ids), "p_ia": np.concatenate(probs),
+           "type": np.concatenate(types)}
+    if embeddings:
+        out["embedding"] = np.concatenate(embeds)
+    return out
+
+
+def write_predictions(path, predictions: dict) -> None:
+    from snia.taxonomy import CLASSES
+
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["object_id", "p_ia", "true_type"])
+        for oid, p, t in zip(predictions["object_id"], predictions["p_ia"], predictions["type"]):
+            writer.writerow([int(oid), f"{p:.6f}", CLASSES[int(t)]])
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_roc(y, p, path, label="CNN") -> None:
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = _plt()
+    fpr, tpr, _ = roc_curve(y, p)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot(fpr, tpr, label=f"{label} (AUC {roc_auc_score(y, p):.3f})")
+    ax.plot([0, 1], [0, 1], ls=":", c="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate (completeness)", title="ROC")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_purity_completeness(y, p, path) -> None:
+    plt = _plt()
+    thresholds, purity, completeness, fom = threshold_curves(np.asarray(y), np.asarray(p))
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(thresholds, purity, label="purity")
+    ax.plot(thresholds, completeness, label="completeness")
+    ax.plot(thresholds, fom, label="FoM (W=3)")
+    ax.set(xlabel="P(Ia) threshold", ylim=(0, 1.02), title="Ia sample vs threshold")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_probability_histograms(p, types, path) -> None:
+    from snia.taxonomy import CLASSES
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for t in np.unique(types):
+        ax.hist(p[types == t], bins=np.linspace(0, 1, 26), histtype="step", lw=1.5,
+                label=f"{CLASSES[int(t)]} ({int(np.sum(types == t))})", density=True)
+    ax.set(xlabel="P(Ia)", ylabel="density", title="P(Ia) per true type")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_confusion(y, p, path, threshold: float = 0.5) -> None:
+    plt = _plt()
+    c = confusion_at(np.asarray(y), np.asarray(p), threshold)
+    matrix = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
+    fig, ax = plt.subplots(figsize=(4, 3.6))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), v in np.ndenumerate(matrix):
+        ax.text(j, i, str(v), ha="center", va="center")
+    ax.set_xticks([0, 1], ["non-Ia", "Ia"])
+    ax.set_yticks([0, 1], ["non-Ia", "Ia"])
+    ax.set(xlabel="predicted", ylabel="true", title=f"confusion at P(Ia) >= {threshold:.2f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_tsne(embedding, types, path, seed: int = 0, max_points: int = 3000) -> None:
+    """t-SNE of the CNN's penultimate embeddings, coloured by true type."""
+    from sklearn.manifold import TSNE
+
+    from snia.taxonomy import CLASSES
+
+    plt = _plt()
+    rng = np.random.default_rng(seed)
+    pick = rng.permutation(len(types))[:max_points]
+    xy = TSNE(n_components=2, init="pca", random_state=seed,
+              perplexity=min(30.0, max(2.0, (len(pick) - 1) / 3))).fit_transform(embedding[pick])
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for t in np.unique(types[pick]):
+        sel = types[pick] == t
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=4, label=CLASSES[int(t)])
+    ax.set(title="t-SNE of CNN embeddings", xticks=[], yticks=[])
+    ax.legend(markerscale=3, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def evaluate(checkpoint, store_path, out_dir) -> dict:
+    """Predictions, metrics.json, plots and a Markdown report for a store (types known)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pred = predict_store(checkpoint, store_path, embeddings=True)
+    from snia.taxonomy import INDEX
+
+    labelled = pred["type"] != INDEX["unknown"]
+    y = (pred["type"][labelled] == INDEX["Ia"]).astype(int)
+    p = pred["p_ia"][labelled]
+    result = metrics(y, p)
+    write_predictions(out / "predictions.csv", pred)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    plots = {"roc.png": lambda f: plot_roc(y, p, f),
+             "purity_completeness.png": lambda f: plot_purity_completeness(y, p, f),
+             "p_ia_by_type.png": lambda f: plot_probability_histograms(p, pred["type"][labelled], f),
+             "confusion.png": lambda f: plot_confusion(y, p, f),
+             "tsne.png": lambda f: plot_tsne(pred["embedding"][labelled], pred["type"][labelled], f)}
+    for name, draw in plots.items():
+        draw(out / name)
+    lines = [f"# snia evaluation of {Path(checkpoint).name} on {Path(store_path).name}", "",
+             f"AUC {result['auc']:.4f}; at P(Ia) >= 0.5: purity {result['at_0.5']['purity']:.3f}, "
+             f"completeness {result['at_0.5']['completeness']:.3f}", ""]
+    lines += [f"![{name}]({name})" for name in plots]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return result

@@ -1,0 +1,73 @@
+"""Evaluation: metrics against scikit-learn and hand-computed values; the evaluate command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import precision_score, recall_score, roc_auc_score
+
+from snia.evaluate import confusion_at, figure_of_merit, metrics, threshold_curves
+
+
+def test_hand_computed_purity_completeness_and_fom():
+    y = np.array([1, 1, 1, 0, 0])
+    p = np.array([0.9, 0.8, 0.3, 0.7, 0.2])
+    m = metrics(y, p)
+    half = m["at_0.5"]
+    assert (half["tp"], half["fp"], half["fn"], half["tn"]) == (2, 1, 1, 1)
+    assert half["purity"] == pytest.approx(2 / 3) and half["completeness"] == pytest.approx(2 / 3)
+    assert half["fom"] == pytest.approx(2 / 3 * 2 / (2 + 3 * 1))  # completeness x TP/(TP + 3 FP)
+    best = m["at_best_fom"]  # thresholds 0.9, 0.8, 0.7, 0.3, 0.2 give FoM 1/3, 2/3, 4/15, 1/2, 1/3
+    assert best["threshold"] == 0.8 and best["fom"] == pytest.approx(2 / 3)
+    assert m["purity_at_90pc_completeness"] == pytest.approx(3 / 4)  # first reached at 0.3
+    assert m["auc"] == pytest.approx(roc_auc_score(y, p))
+
+
+def test_fom_of_a_known_confusion():
+    assert figure_of_merit({"tp": 80, "fp": 10, "fn": 20, "tn": 90}) == pytest.approx(0.8 * 80 / 110)
+    assert figure_of_merit({"tp": 0, "fp": 5, "fn": 5, "tn": 0}) == 0.0
+
+
+def test_metrics_match_scikit_learn_on_random_scores():
+    seed = int(np.random.default_rng().integers(1 << 31))
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 500)
+    p = np.clip(0.35 * y + rng.normal(0.3, 0.25, 500), 0, 1).round(2)  # ties on purpose
+    m = metrics(y, p)
+    assert m["auc"] == pytest.approx(roc_auc_score(y, p)), seed
+    assert m["at_0.5"]["purity"] == pytest.approx(precision_score(y, p >= 0.5)), seed
+    assert m["at_0.5"]["completeness"] == pytest.approx(recall_score(y, p >= 0.5)), seed
+    thresholds, purity, completeness, _ = threshold_curves(y, p)
+    for k in rng.integers(0, len(thresholds), 10):
+        called = p >= thresholds[k]
+        assert purity[k] == pytest.approx(precision_score(y, called), abs=1e-12), seed
+        assert completeness[k] == pytest.approx(recall_score(y, called), abs=1e-12), seed
+    c = confusion_at(y, p, 0.5)
+    assert sum(c.values()) == 500
+
+
+def test_evaluate_command_writes_predictions_metrics_and_plots(tmp_path):
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    from conftest import synthetic_plasticc
+    from snia.cli import main
+    from snia.ingest import run_ingest
+    from snia.train import TrainConfig, run_training
+
+    lc, meta, expected = synthetic_plasticc(tmp_path, 40, 31)
+    run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False)
+    cfg = TrainConfig.from_dict({"kind": "bands", "epochs": 1, "batch_size": 8, "val_fraction": 0.3,
+                                 "model": {"channels": [4, 8], "groups": 2, "hidden": 8}})
+    run_training(tmp_path / "s.h5", tmp_path / "run", cfg)
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(tmp_path / "s.h5"), "--checkpoint", str(tmp_path / "run" / "best.pt"),
+                 "-o", str(out)]) == 0
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "object_id,p_ia,true_type" and len(rows) == 41
+    assert [int(r.split(",")[0]) for r in rows[1:]] == list(expected)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n"] == 40 and m["n_ia"] == sum(e["target"] == 90 for e in expected.values())
+    for name in ("roc.png", "purity_completeness.png", "p_ia_by_type.png", "confusion.png", "tsne.png"):
+        assert (out / name).stat().st_size > 5000, name
+        assert f"({name})" in (out / "report.md").read_text()
