@@ -115,6 +115,15 @@ def _add_evaluate(sub) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="folder for the results")
 
 
+def _add_baseline(sub) -> None:
+    p = sub.add_parser("baseline", help="random forest on light-curve features (the baseline)")
+    p.add_argument("--train", type=Path, required=True, help="training store")
+    p.add_argument("--test", type=Path, required=True, help="test store")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--n-iter", type=int, default=12, help="random-search candidates")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from snia import __version__
 
@@ -129,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rasterize(sub)
     _add_train(sub)
     _add_evaluate(sub)
+    _add_baseline(sub)
     return parser
 
 
@@ -302,8 +312,19 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_baseline(args) -> int:
+    from snia.baseline import run_baseline
+
+    result = run_baseline(args.train, args.test, args.output, n_iter=args.n_iter, seed=args.seed)
+    half = result["at_0.5"]
+    log.info("random forest: AUC %.4f; at P(Ia) >= 0.5 purity %.3f, completeness %.3f (%s)",
+             result["auc"], half["purity"], half["completeness"], args.output / "metrics.json")
+    return 0
+
+
 COMMANDS = {"data": cmd_data, "ingest": cmd_ingest, "store": cmd_store,
-            "rasterize": cmd_rasterize, "train": cmd_train, "evaluate": cmd_evaluate}
+            "rasterize": cmd_rasterize, "train": cmd_train, "evaluate": cmd_evaluate,
+            "baseline": cmd_baseline}
 
 if __name__ == "__main__":
     sys.exit(main())

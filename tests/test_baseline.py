@@ -1,0 +1,60 @@
+"""Baseline: features equal the light-curve package's on the same data; the forest's metrics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("light_curve", reason="light-curve not installed (pip install -e '.[train]')")
+
+from conftest import synthetic_plasticc  # noqa: E402
+from snia.baseline import MISSING, extractor, features, run_baseline  # noqa: E402
+from snia.ingest import run_ingest  # noqa: E402
+from snia.store import Store  # noqa: E402
+
+
+@pytest.fixture
+def stores(tmp_path):
+    paths = []
+    for name, seed, first in (("train", 41, 1), ("test", 42, 5000)):
+        lc, meta, _ = synthetic_plasticc(tmp_path, 60, seed, name=f"{name}.csv", first_id=first)
+        run_ingest("plasticc", [lc], tmp_path / f"{name}.h5", [meta], progress=False)
+        paths.append(tmp_path / f"{name}.h5")
+    return paths
+
+
+def test_features_are_the_light_curve_package_values(stores):
+    ids, x, names, types = features(stores[0])
+    assert x.shape == (60, 6 * len(extractor().names) + 3) and len(names) == x.shape[1]
+    with Store(stores[0]) as store:
+        i = int(np.argmax(store.objects["length"]))
+        lc = store.lightcurve(int(ids[i]))
+    peak = lc["flux"].astype(float).max()
+    ext = extractor()
+    for b, band in enumerate("ugrizy"):
+        pick = lc["band"] == b
+        start = names.index(f"lsst{band}_{ext.names[0]}")
+        got = x[i, start:start + len(ext.names)]
+        if pick.sum() < 5:
+            assert np.all(got == MISSING)
+            continue
+        want = ext(lc["time"][pick].astype(float), lc["flux"][pick] / peak,
+                   lc["flux_err"][pick].astype(float) / peak, sorted=True, fill_value=MISSING)
+        np.testing.assert_allclose(got, np.where(np.isfinite(want), want, MISSING), rtol=1e-9)
+    assert x[i, -1] == pytest.approx(np.log10(peak))
+
+
+def test_random_forest_metrics_and_outputs(stores, tmp_path):
+    from snia.evaluate import metrics
+
+    out = tmp_path / "rf"
+    result = run_baseline(stores[0], stores[1], out, n_iter=2)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["n"] == 60 and set(saved["best_params"]) >= {"n_estimators", "max_depth"}
+    pred = np.loadtxt(out / "predictions.csv", delimiter=",", skiprows=1)
+    with Store(stores[1]) as store:
+        y = (store.objects["type"] == 0).astype(int)
+    assert metrics(y, pred[:, 1])["auc"] == pytest.approx(result["auc"])
+    assert (out / "roc.png").stat().st_size > 5000 and (out / "random_forest.joblib").exists()
