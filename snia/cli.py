@@ -19,6 +19,14 @@ log = logging.getLogger("snia")
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+# optional dependencies -> how to get them
+OPTIONAL_MODULES = {
+    "torch": "pip install -e '.[train]' (make test installs the CPU build torch==2.13.0)",
+    "light_curve": "pip install -e '.[train]'",
+    "sklearn": "pip install -e '.[train]'",
+    "mpi4py": "pip install -e '.[mpi]' (or '.[mpi-wheel]' without a system MPI)",
+    "cupy": "pip install -e '.[gpu]' on a machine with an NVIDIA GPU",
+}
 
 
 def _add_data(sub) -> None:
@@ -161,6 +169,12 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         log.error("%s", exc)
+        return EXIT_FAILED
+    except ModuleNotFoundError as exc:
+        if exc.name not in OPTIONAL_MODULES:
+            raise
+        log.error("snia %s needs the Python package %r: %s", args.command, exc.name,
+                  OPTIONAL_MODULES[exc.name])
         return EXIT_FAILED
 
 
