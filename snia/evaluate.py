@@ -145,6 +145,14 @@ def _plt():
     return plt
 
 
+def _save(fig, path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_roc(y, p, path, label="CNN") -> None:
     from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -155,9 +163,7 @@ def plot_roc(y, p, path, label="CNN") -> None:
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
     ax.set(xlabel="false positive rate", ylabel="true positive rate (completeness)", title="ROC")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_purity_completeness(y, p, path) -> None:
@@ -169,9 +175,7 @@ def plot_purity_completeness(y, p, path) -> None:
     ax.plot(thresholds, fom, label="FoM (W=3)")
     ax.set(xlabel="P(Ia) threshold", ylim=(0, 1.02), title="Ia sample vs threshold")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_probability_histograms(p, types, path) -> None:
@@ -184,9 +188,7 @@ def plot_probability_histograms(p, types, path) -> None:
                 label=f"{CLASSES[int(t)]} ({int(np.sum(types == t))})", density=True)
     ax.set(xlabel="P(Ia)", ylabel="density", title="P(Ia) per true type")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_confusion(y, p, path, threshold: float = 0.5) -> None:
@@ -200,9 +202,7 @@ def plot_confusion(y, p, path, threshold: float = 0.5) -> None:
     ax.set_xticks([0, 1], ["non-Ia", "Ia"])
     ax.set_yticks([0, 1], ["non-Ia", "Ia"])
     ax.set(xlabel="predicted", ylabel="true", title=f"confusion at P(Ia) >= {threshold:.2f}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_tsne(embedding, types, path, seed: int = 0, max_points: int = 3000) -> None:
@@ -222,9 +222,7 @@ def plot_tsne(embedding, types, path, seed: int = 0, max_points: int = 3000) -> 
         ax.scatter(xy[sel, 0], xy[sel, 1], s=4, label=CLASSES[int(t)])
     ax.set(title="t-SNE of CNN embeddings", xticks=[], yticks=[])
     ax.legend(markerscale=3, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def evaluate(checkpoint, store_path, out_dir) -> dict:
