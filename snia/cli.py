@@ -132,6 +132,18 @@ def _add_baseline(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+def _add_classify(sub) -> None:
+    from snia.readers import FORMATS
+
+    p = sub.add_parser("classify", help="P(Ia) for new data (a store or raw survey files)")
+    p.add_argument("inputs", nargs="+", type=Path, help="a store, or raw files of --format")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("-o", "--output", type=Path, required=True, help="CSV: object_id,p_ia,true_type")
+    p.add_argument("--format", choices=FORMATS, help="format of raw inputs")
+    p.add_argument("--metadata", nargs="+", type=Path, default=[])
+    p.add_argument("--survey")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from snia import __version__
 
@@ -147,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_baseline(sub)
+    _add_classify(sub)
     return parser
 
 
@@ -336,9 +349,19 @@ def cmd_baseline(args) -> int:
     return 0
 
 
+def cmd_classify(args) -> int:
+    from snia.evaluate import classify
+
+    inputs = args.inputs if args.format is None else _expand(args.inputs, args.format)
+    n = classify(args.checkpoint, inputs, args.output, fmt=args.format, metadata=args.metadata,
+                 survey=args.survey)
+    log.info("wrote P(Ia) of %d objects to %s", n, args.output)
+    return 0
+
+
 COMMANDS = {"data": cmd_data, "ingest": cmd_ingest, "store": cmd_store,
             "rasterize": cmd_rasterize, "train": cmd_train, "evaluate": cmd_evaluate,
-            "baseline": cmd_baseline}
+            "baseline": cmd_baseline, "classify": cmd_classify}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -251,3 +251,26 @@ def evaluate(checkpoint, store_path, out_dir) -> dict:
     lines += [f"![{name}]({name})" for name in plots]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return result
+
+
+def classify(checkpoint, inputs, out_csv, fmt: str | None = None, metadata=(), survey=None) -> int:
+    """P(Ia) for every object of a store, or of raw survey files (ingested to a temporary store
+    first, with the default checks). Returns the number of objects classified."""
+    import tempfile
+
+    import h5py
+
+    inputs = [Path(p) for p in inputs]
+    is_store = len(inputs) == 1 and inputs[0].is_file() and h5py.is_hdf5(inputs[0])
+    with tempfile.TemporaryDirectory() as tmp:
+        store = inputs[0]
+        if not is_store:
+            from snia.ingest import run_ingest
+
+            if fmt is None:
+                raise ValueError("raw input needs --format (plasticc, snana-fits or snana-text)")
+            store = Path(tmp) / "input.h5"
+            run_ingest(fmt, inputs, store, metadata, survey=survey, progress=False)
+        pred = predict_store(checkpoint, store)
+    write_predictions(out_csv, pred)
+    return len(pred["object_id"])

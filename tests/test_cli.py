@@ -22,5 +22,6 @@ def test_help_lists_every_stage(capsys):
     except SystemExit as exc:
         assert exc.code == 0
     text = capsys.readouterr().out
-    for command in ("data", "ingest", "store", "rasterize", "train", "evaluate", "baseline"):
+    for command in ("data", "ingest", "store", "rasterize", "train", "evaluate", "baseline",
+                    "classify"):
         assert command in text

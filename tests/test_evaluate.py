@@ -71,3 +71,11 @@ def test_evaluate_command_writes_predictions_metrics_and_plots(tmp_path):
     for name in ("roc.png", "purity_completeness.png", "p_ia_by_type.png", "confusion.png", "tsne.png"):
         assert (out / name).stat().st_size > 5000, name
         assert f"({name})" in (out / "report.md").read_text()
+
+    # classify: the same P(Ia) from the store and from the raw files it was ingested from
+    ckpt = str(tmp_path / "run" / "best.pt")
+    assert main(["classify", str(tmp_path / "s.h5"), "--checkpoint", ckpt, "-o", str(tmp_path / "a.csv")]) == 0
+    assert main(["classify", str(lc), "--format", "plasticc", "--metadata", str(meta), "--checkpoint",
+                 ckpt, "-o", str(tmp_path / "b.csv")]) == 0
+    from_store = (tmp_path / "a.csv").read_text()
+    assert from_store == (tmp_path / "b.csv").read_text() == (out / "predictions.csv").read_text()
