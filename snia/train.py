@@ -118,36 +118,43 @@ def split_objects(object_id: np.ndarray, val_fraction: float, seed: int) -> np.n
 def augment(batch, indices: np.ndarray, epoch: int, cfg: TrainConfig, bands_wavelengths):
     """A fresh, reproducible variant of each light curve (new arrays; the batch is not changed).
 
-    Per object, from an RNG keyed by (seed, epoch, object index): drop a random fraction of the
-    observations (at least one is kept); shift all times by up to ``time_shift`` days; and with
-    probability ``redshift_probability`` move the object from its redshift z to a higher z':
-    times dilate by (1+z')/(1+z), fluxes dim by the luminosity-distance ratio squared (a
-    flat LCDM approximation), and noise is added so the error grows as a fainter survey's would.
+    Per object, from an RNG keyed by (seed, epoch, object index):
+    - drop a random fraction of the observations (at least one is kept); deep-drilling-field
+      objects lose more (50-90 %), since the wide survey they must stand in for is far sparser;
+    - shift all times by up to ``time_shift`` days;
+    - with probability ``redshift_probability``, move an extragalactic object (photo-z > 0) from z
+      to a higher z': times dilate by (1+z')/(1+z), fluxes dim by the luminosity-distance ratio
+      squared (flat LCDM), while the errors do not shrink (sky noise dominates in a fainter
+      survey; they even grow by up to 50 %): noise is added to reach them. Its photo-z becomes z'.
     """
     from snia.store import Batch
 
     times, bands, fluxes, errors, lengths = [], [], [], [], []
-    z_all = np.asarray(batch.meta["hostgal_photoz"], dtype=np.float64)
+    meta = {k: np.array(v, copy=True) for k, v in batch.meta.items()}
+    z_all = meta["hostgal_photoz"].astype(np.float64)
+    ddf = meta["ddf"] if "ddf" in meta else np.zeros(len(indices), np.int8)
     for j, index in enumerate(indices):
         rng = np.random.default_rng([cfg.seed, epoch, int(index)])
         lc = batch.lightcurve(j)
         t = lc["time"].astype(np.float64)
         f, e = lc["flux"].astype(np.float64), lc["flux_err"].astype(np.float64)
-        keep = rng.random(len(t)) >= rng.uniform(0, cfg.drop_fraction)
+        drop = rng.uniform(0.5, 0.9) if ddf[j] == 1 else rng.uniform(0, cfg.drop_fraction)
+        keep = rng.random(len(t)) >= drop
         if len(t) and not keep.any():
             keep[rng.integers(len(t))] = True
         t, f, e, b = t[keep], f[keep], e[keep], lc["band"][keep]
         t = t + rng.uniform(-cfg.time_shift, cfg.time_shift)
-        z = z_all[j] if np.isfinite(z_all[j]) and z_all[j] > 0 else 0.0
-        if rng.random() < cfg.redshift_probability and z < cfg.redshift_max:
+        z = z_all[j]
+        if (rng.random() < cfg.redshift_probability and np.isfinite(z) and 0 < z < cfg.redshift_max):
             z_new = rng.uniform(z, cfg.redshift_max)
             t0 = t.min() if len(t) else 0.0
             t = t0 + (t - t0) * (1 + z_new) / (1 + z)
-            dim = (_distance(z) / _distance(z_new)) ** 2 if z > 0 else (0.02 / _distance(z_new)) ** 2
-            f, e = f * dim, e * dim
-            extra = e * rng.uniform(0, 1)  # a fainter survey: more noise relative to the signal
-            f = f + rng.normal(0, 1, len(f)) * extra
-            e = np.sqrt(e * e + extra * extra)
+            dim = (_distance(z) / _distance(z_new)) ** 2
+            e_new = e * rng.uniform(1.0, 1.5)
+            f = f * dim + rng.normal(0, 1, len(f)) * np.sqrt(np.maximum(e_new ** 2 - (e * dim) ** 2, 0))
+            e = e_new
+            meta["hostgal_photoz"][j] = z_new
+            meta["hostgal_photoz_err"][j] *= (1 + z_new) / (1 + z)
         times.append(t), bands.append(b), fluxes.append(f), errors.append(e), lengths.append(len(t))
     offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
     obs = {"time": np.concatenate(times) if times else np.empty(0),
@@ -155,7 +162,7 @@ def augment(batch, indices: np.ndarray, epoch: int, cfg: TrainConfig, bands_wave
            "flux": np.concatenate(fluxes).astype(np.float32) if fluxes else np.empty(0, np.float32),
            "flux_err": np.concatenate(errors).astype(np.float32) if errors else np.empty(0, np.float32)}
     obs["flag"] = np.zeros(len(obs["time"]), np.int32)
-    return Batch(batch.object_id, offsets, obs, batch.meta)
+    return Batch(batch.object_id, offsets, obs, meta)
 
 
 def _distance(z: float) -> float:

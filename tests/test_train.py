@@ -96,3 +96,33 @@ def test_two_gloo_ranks_train_like_one_rank(store, tmp_path):
     rows = [(tmp_path / d / "history.csv").read_text().splitlines()[1:] for d in ("one", "two")]
     auc = [[float(r.split(",")[4]) for r in rs] for rs in rows]
     np.testing.assert_allclose(auc[0], auc[1], atol=1e-6)  # validation gathered over ranks
+
+
+def test_augmentation_is_reproducible_and_physical():
+    from snia.store import Batch
+    from snia.train import augment
+
+    n = 200
+    t = np.linspace(60000, 60100, n)
+    obs = {"time": np.concatenate([t, t]), "band": np.zeros(2 * n, np.int8),
+           "flux": np.full(2 * n, 100.0, np.float32), "flux_err": np.full(2 * n, 2.0, np.float32),
+           "flag": np.zeros(2 * n, np.int32)}
+    meta = {"hostgal_photoz": np.array([0.1, 0.3], np.float32),
+            "hostgal_photoz_err": np.array([0.01, 0.02], np.float32),
+            "ddf": np.array([1, 0], np.int8), "type": np.array([0, 3], np.int8)}
+    batch = Batch(np.array([1, 2]), np.array([0, n, 2 * n]), obs, meta)
+    cfg = TrainConfig(redshift_probability=1.0, redshift_max=1.0, drop_fraction=0.3, time_shift=0)
+    a = augment(batch, np.array([10, 11]), 0, cfg, None)
+    b = augment(batch, np.array([10, 11]), 0, cfg, None)
+    for key in ("time", "flux", "flux_err"):
+        np.testing.assert_array_equal(a.obs[key], b.obs[key])  # same (seed, epoch, index)
+    c = augment(batch, np.array([10, 11]), 1, cfg, None)
+    assert not np.array_equal(a.obs["flux"][:5], c.obs["flux"][:5])  # fresh every epoch
+    lengths = np.diff(a.offsets)
+    assert lengths[0] <= 0.5 * n + 10  # the deep-drilling object keeps at most half (+ noise)
+    assert lengths[1] >= 0.6 * n  # a wide-survey object loses at most 30 % (+ noise)
+    assert np.all(a.meta["hostgal_photoz"] > meta["hostgal_photoz"])  # moved to higher z
+    assert batch.meta["hostgal_photoz"][0] == np.float32(0.1)  # the input batch is unchanged
+    assert np.all(a.obs["flux_err"] >= 2.0) and np.mean(a.obs["flux"]) < 60  # fainter, not cleaner
+    span = [np.ptp(a.lightcurve(j)["time"]) for j in range(2)]
+    assert span[1] > 100  # time dilation (1+z')/(1+z) > 1
