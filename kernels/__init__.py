@@ -224,7 +224,9 @@ def rasterize_cupy(batch, spec, redshift=None, out=None, threads: int = 256,
                  np.float64(spec.dt), np.int32(tile), out),
                 shared)
     else:
-        wave = cupy.asarray(np.asarray(spec.wavelengths, dtype=np.float32))[band]
+        from snia.raster import observation_wavelengths
+
+        wave = observation_wavelengths(batch, spec, cupy)
         _check_kernel_args("heatmap_image", {**images, "wave": (wave, np.float32, (n_obs,))},
                            cupy)
         _launch(module, "heatmap_image", blocks, threads,

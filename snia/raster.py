@@ -195,7 +195,8 @@ def rasterize_numpy(batch, spec: RasterSpec, redshift=None) -> Images:
         if spec.kind == "bands":
             image = _bands_image_numpy(rel, lc["band"], fn, en, spec)
         else:
-            image = _heatmap_image_numpy(rel, wavelengths[lc["band"]] / zfac[i], fn, en, spec)
+            wave = lc["wave"].astype(np.float64) if "wave" in lc else wavelengths[lc["band"]]
+            image = _heatmap_image_numpy(rel, wave / zfac[i], fn, en, spec)
         images[i] = image
     return Images(images, scales, t_ref, spec)
 
@@ -375,6 +376,14 @@ def _cpu_kernels():
     return _CPU
 
 
+def observation_wavelengths(batch, spec: RasterSpec, xp=np):
+    """Effective wavelength of every observation (float32): its band's, unless the batch carries
+    its own ``obs["wave"]`` (e.g. a redshift augmentation that moved the object's spectrum)."""
+    if "wave" in batch.obs:
+        return xp.asarray(batch.obs["wave"], dtype=xp.float32)
+    return xp.asarray(np.asarray(spec.wavelengths, dtype=np.float32))[xp.asarray(batch.obs["band"])]
+
+
 def _output(out, shape, xp):
     """The caller's output buffer (checked) or a new one; kernels write every element."""
     if out is None:
@@ -414,7 +423,7 @@ def rasterize_cpu(batch, spec: RasterSpec, redshift=None, out=None) -> Images:
         k["bands"](offsets, time, band, flux, err, t_ref, scale, zfac, _row_of_band(spec),
                    spec.t_before, spec.dt, out)
     else:
-        wave = np.asarray(spec.wavelengths, dtype=np.float32)[band]
+        wave = observation_wavelengths(batch, spec)
         k["heatmap"](offsets, time, wave, flux, err, t_ref, scale, zfac, spec.t_before, spec.dt,
                      spec.wave_min, spec.dwave, spec.sigma_time, spec.sigma_wave, spec.support, out)
     return Images(out, scale, t_ref, spec)
@@ -445,7 +454,7 @@ def rasterize_numba_cuda(batch, spec: RasterSpec, redshift=None, out=None, threa
         k.bands[blocks, threads](offsets, time, band, flux, err, t_ref, scale, zfac, rows,
                                     spec.t_before, spec.dt, out)
     else:
-        wave = cuda.to_device(np.asarray(spec.wavelengths, dtype=np.float32)[np.asarray(batch.obs["band"])])
+        wave = cuda.to_device(observation_wavelengths(batch, spec))
         k.heatmap[blocks, threads](offsets, time, wave, flux, err, t_ref, scale, zfac,
                                       spec.t_before, spec.dt, spec.wave_min, spec.dwave,
                                       spec.sigma_time, spec.sigma_wave, spec.support, out)

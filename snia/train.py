@@ -125,11 +125,14 @@ def augment(batch, indices: np.ndarray, epoch: int, cfg: TrainConfig, bands_wave
     - with probability ``redshift_probability``, move an extragalactic object (photo-z > 0) from z
       to a higher z': times dilate by (1+z')/(1+z), fluxes dim by the luminosity-distance ratio
       squared (flat LCDM), while the errors do not shrink (sky noise dominates in a fainter
-      survey; they even grow by up to 50 %): noise is added to reach them. Its photo-z becomes z'.
+      survey; they even grow by up to 50 %): noise is added to reach them. Its photo-z becomes z',
+      and each observation's effective wavelength becomes its band's x (1+z')/(1+z) (``obs["wave"]``,
+      used by the heatmap images: the same rest-frame light lands in redder bands).
     """
     from snia.store import Batch
 
-    times, bands, fluxes, errors, lengths = [], [], [], [], []
+    times, bands, fluxes, errors, waves, lengths = [], [], [], [], [], []
+    band_wave = np.asarray(bands_wavelengths, dtype=np.float64)
     meta = {k: np.array(v, copy=True) for k, v in batch.meta.items()}
     z_all = meta["hostgal_photoz"].astype(np.float64)
     ddf = meta["ddf"] if "ddf" in meta else np.zeros(len(indices), np.int8)
@@ -145,6 +148,7 @@ def augment(batch, indices: np.ndarray, epoch: int, cfg: TrainConfig, bands_wave
         t, f, e, b = t[keep], f[keep], e[keep], lc["band"][keep]
         t = t + rng.uniform(-cfg.time_shift, cfg.time_shift)
         z = z_all[j]
+        stretch = 1.0
         if (rng.random() < cfg.redshift_probability and np.isfinite(z) and 0 < z < cfg.redshift_max):
             z_new = rng.uniform(z, cfg.redshift_max)
             t0 = t.min() if len(t) else 0.0
@@ -155,13 +159,16 @@ def augment(batch, indices: np.ndarray, epoch: int, cfg: TrainConfig, bands_wave
             e = e_new
             meta["hostgal_photoz"][j] = z_new
             meta["hostgal_photoz_err"][j] *= (1 + z_new) / (1 + z)
+            stretch = (1 + z_new) / (1 + z)
         times.append(t), bands.append(b), fluxes.append(f), errors.append(e), lengths.append(len(t))
+        waves.append(band_wave[b] * stretch)
     offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
     obs = {"time": np.concatenate(times) if times else np.empty(0),
            "band": np.concatenate(bands).astype(np.int8) if bands else np.empty(0, np.int8),
            "flux": np.concatenate(fluxes).astype(np.float32) if fluxes else np.empty(0, np.float32),
            "flux_err": np.concatenate(errors).astype(np.float32) if errors else np.empty(0, np.float32)}
     obs["flag"] = np.zeros(len(obs["time"]), np.int32)
+    obs["wave"] = np.concatenate(waves).astype(np.float32) if waves else np.empty(0, np.float32)
     return Batch(batch.object_id, offsets, obs, meta)
 
 

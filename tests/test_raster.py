@@ -249,3 +249,26 @@ def test_float16_output():
     np.testing.assert_allclose(half.images, full.images, rtol=1e-3, atol=1e-4)
     with pytest.raises(ValueError, match="dtype must be one of"):
         rasterize(batch, spec, "cpu", dtype="int8")
+
+
+@pytest.mark.parametrize("backend,geometry", BACKEND_CASES, ids=[b for b, _ in BACKEND_CASES])
+def test_observations_may_carry_their_own_wavelengths(backend, geometry):
+    # A redshift augmentation moves each observation's effective wavelength off its band's.
+    seed = int(np.random.default_rng().integers(1 << 31))
+    batch = make_batch([25, 14], seed)
+    spec = RasterSpec(kind="heatmap", **(geometry or {}))
+    batch.obs["wave"] = (np.asarray(spec.wavelengths)[batch.obs["band"]]
+                         * np.random.default_rng(seed).uniform(1.0, 1.6, len(batch.obs["band"])))
+    ref = check_against_reference(batch, spec, backend, seed)
+    plain = rasterize(make_batch([25, 14], seed), spec, "numpy")
+    assert rel_l2(ref.images, plain.images) > 1e-3  # the wavelengths were used
+
+
+def test_shifted_wavelengths_equal_a_shifted_band_table():
+    batch = make_batch([30], 5, bands=(2,))
+    spec = RasterSpec(kind="heatmap")
+    batch.obs["wave"] = np.full(len(batch.obs["band"]), 1.25 * spec.wavelengths[2])
+    moved = RasterSpec(kind="heatmap", wavelengths=tuple(1.25 * w for w in spec.wavelengths))
+    plain = make_batch([30], 5, bands=(2,))
+    np.testing.assert_allclose(rasterize(batch, spec, "cpu").images,
+                               rasterize(plain, moved, "cpu").images, rtol=1e-6, atol=1e-7)

@@ -112,11 +112,12 @@ def test_augmentation_is_reproducible_and_physical():
             "ddf": np.array([1, 0], np.int8), "type": np.array([0, 3], np.int8)}
     batch = Batch(np.array([1, 2]), np.array([0, n, 2 * n]), obs, meta)
     cfg = TrainConfig(redshift_probability=1.0, redshift_max=1.0, drop_fraction=0.3, time_shift=0)
-    a = augment(batch, np.array([10, 11]), 0, cfg, None)
-    b = augment(batch, np.array([10, 11]), 0, cfg, None)
+    wavelengths = (4000.0,)
+    a = augment(batch, np.array([10, 11]), 0, cfg, wavelengths)
+    b = augment(batch, np.array([10, 11]), 0, cfg, wavelengths)
     for key in ("time", "flux", "flux_err"):
         np.testing.assert_array_equal(a.obs[key], b.obs[key])  # same (seed, epoch, index)
-    c = augment(batch, np.array([10, 11]), 1, cfg, None)
+    c = augment(batch, np.array([10, 11]), 1, cfg, wavelengths)
     assert not np.array_equal(a.obs["flux"][:5], c.obs["flux"][:5])  # fresh every epoch
     lengths = np.diff(a.offsets)
     assert lengths[0] <= 0.5 * n + 10  # the deep-drilling object keeps at most half (+ noise)
@@ -126,3 +127,6 @@ def test_augmentation_is_reproducible_and_physical():
     assert np.all(a.obs["flux_err"] >= 2.0) and np.mean(a.obs["flux"]) < 60  # fainter, not cleaner
     span = [np.ptp(a.lightcurve(j)["time"]) for j in range(2)]
     assert span[1] > 100  # time dilation (1+z')/(1+z) > 1
+    for j in range(2):  # observed wavelengths move redward by the same factor as time
+        stretch = (1 + a.meta["hostgal_photoz"][j]) / (1 + meta["hostgal_photoz"][j])
+        np.testing.assert_allclose(a.lightcurve(j)["wave"], 4000.0 * stretch, rtol=1e-6)
