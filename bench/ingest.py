@@ -150,7 +150,7 @@ def main() -> None:
               f"snia also validates every row, sorts, checksums its inputs and writes HDF5)")
 
         tiled_lc, tiled_meta = tile(lc, meta, args.tile, tmp)
-        print(f"\nPeak RSS per rank (MiB), fresh processes, default 16 MiB chunks:")
+        print("\nPeak RSS per rank (MiB), fresh processes, default 16 MiB chunks:")
         for n in (1, 2):
             small = launch(n, lc, meta, tmp / "m1.h5", 1, warm=False)
             big = launch(n, tiled_lc, tiled_meta, tmp / "m20.h5", 1, warm=False)

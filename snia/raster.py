@@ -329,7 +329,7 @@ def _cpu_kernels():
     m = _shared_math(numba.njit(inline="always", cache=True))
     # numba resolves called functions as closure variables, not namespace attributes
     object_reference, object_scale, time_bin = m.object_reference, m.object_scale, m.time_bin
-    bands_pixel, heatmap_pixel = m.bands_pixel, m.heatmap_pixel
+    heatmap_pixel = m.heatmap_pixel  # the CPU bands kernel scatters instead of bands_pixel
     finish_bands, finish_heatmap = m.finish_bands, m.finish_heatmap
 
     @numba.njit(parallel=True, cache=True)

@@ -5,8 +5,6 @@ tests without a GPU) swaps the module-level ``cuda`` name inside kernels, so it 
 One thread per output pixel, grid-stride loops; the math is ``snia.raster._shared_math``.
 """
 
-import math
-
 from numba import cuda
 
 from snia.raster import _shared_math
