@@ -108,7 +108,7 @@ def predict_store(checkpoint, store_path, batch_size: int = 512, embeddings: boo
         for batch in store.iter_batches(batch_size):
             images = rasterize(batch, spec, state["train_config"].get("backend", "auto"))
             x = torch.as_tensor(_host(images.images))
-            s = torch.as_tensor((scalars_of(batch, _host(images.scale)) - mean) / std,
+            s = torch.as_tensor((scalars_of(batch.meta, _host(images.scale)) - mean) / std,
                                 dtype=torch.float32)
             e = model.embed(x, s)
             probs.append(torch.sigmoid(model.head(e)).squeeze(1).numpy())

@@ -179,10 +179,10 @@ def _distance(z: float) -> float:
     return (1 + z) * float(np.trapezoid(integrand, zs))
 
 
-def scalars_of(batch, scale) -> np.ndarray:
+def scalars_of(meta: dict, scale) -> np.ndarray:
     """Per-object scalar inputs: host photo-z, its error (NaN -> -1), log10 of the flux scale."""
-    z = np.nan_to_num(np.asarray(batch.meta["hostgal_photoz"], np.float64), nan=-1.0)
-    ze = np.nan_to_num(np.asarray(batch.meta["hostgal_photoz_err"], np.float64), nan=-1.0)
+    z = np.nan_to_num(np.asarray(meta["hostgal_photoz"], np.float64), nan=-1.0)
+    ze = np.nan_to_num(np.asarray(meta["hostgal_photoz_err"], np.float64), nan=-1.0)
     return np.stack([z, ze, np.log10(np.maximum(np.asarray(scale, np.float64), 1e-3))], axis=1)
 
 
@@ -252,16 +252,14 @@ class Trainer:
 
         scale = rasterize(self.store.batch(np.sort(sample)), self.spec, "numpy" if len(sample) < 2
                           else "cpu").scale
-        class _B:  # the metadata of the sample, shaped like a Batch for scalars_of
-            meta = {k: objs[k][np.sort(sample)] for k in ("hostgal_photoz", "hostgal_photoz_err")}
-
-        s = scalars_of(_B, scale)
+        s = scalars_of({k: objs[k][np.sort(sample)] for k in ("hostgal_photoz", "hostgal_photoz_err")},
+                       scale)
         return {"mean": s.mean(axis=0).tolist(), "std": (s.std(axis=0) + 1e-6).tolist()}
 
     def _tensors(self, indices: np.ndarray, epoch: int, train: bool):
         import torch
 
-        from snia.raster import rasterize
+        from snia.raster import _host, rasterize
 
         order = np.argsort(indices)  # sorted reads from the store, then back to sampler order
         batch = self.store.batch(indices[order])
@@ -270,7 +268,7 @@ class Trainer:
             batch = augment(batch, indices[order], epoch, self.cfg, self.spec.wavelengths)
         images = rasterize(batch, self.spec, self.cfg.backend)
         x = torch.as_tensor(_host(images.images))[inverse].to(self.device)
-        s = (scalars_of(batch, _host(images.scale)) - self.norm["mean"]) / self.norm["std"]
+        s = (scalars_of(batch.meta, _host(images.scale)) - self.norm["mean"]) / self.norm["std"]
         s = torch.as_tensor(s[inverse], dtype=torch.float32, device=self.device)
         y = torch.as_tensor(labels_of(batch.meta["type"])[inverse], device=self.device)
         return x, s, y
@@ -461,12 +459,6 @@ class Trainer:
             import torch.distributed as td
 
             td.destroy_process_group()
-
-
-def _host(x):
-    from snia.raster import _host as host
-
-    return host(x)
 
 
 def run_training(store_path, out_dir, cfg: TrainConfig, stop_after: int | None = None) -> dict:
