@@ -393,7 +393,7 @@ def _output(out, shape, xp):
     return out
 
 
-def _flat_inputs(batch, spec, xp=np):
+def _flat_inputs(batch, xp=np):
     """Contiguous kernel inputs: offsets, time (f64), band, flux/err (f32), per-band wavelength."""
     offsets = xp.asarray(batch.offsets, dtype=xp.int64)
     time = xp.asarray(batch.obs["time"], dtype=xp.float64)
@@ -413,7 +413,7 @@ def _row_of_band(spec: RasterSpec) -> np.ndarray:
 def rasterize_cpu(batch, spec: RasterSpec, redshift=None, out=None) -> Images:
     k = _cpu_kernels()
     n = len(batch.object_id)
-    offsets, time, band, flux, err = _flat_inputs(batch, spec)
+    offsets, time, band, flux, err = _flat_inputs(batch)
     zfac = _redshift_factor(batch, spec, redshift)
     t_ref, scale = np.zeros(n), np.ones(n, dtype=np.float32)
     k["prepare"](offsets, time, flux, err, REFERENCES.index(spec.reference),
@@ -438,7 +438,7 @@ def rasterize_numba_cuda(batch, spec: RasterSpec, redshift=None, out=None, threa
 
     n = len(batch.object_id)
     offsets, time, band, flux, err = (cuda.to_device(np.ascontiguousarray(a))
-                                      for a in _flat_inputs(batch, spec))
+                                      for a in _flat_inputs(batch))
     zfac = cuda.to_device(_redshift_factor(batch, spec, redshift))
     t_ref = cuda.device_array(n, dtype=np.float64)
     scale = cuda.device_array(n, dtype=np.float32)

@@ -215,10 +215,7 @@ def write_collective_store(path: Path, comm, shard: Path, counts: tuple[int, int
                     a, b = min(r * block, n), min((r + 1) * block, n)
                     with ds.collective:
                         ds[base + a:base + b] = src[group][name][a:b]
-        f.create_dataset("bands", data=bands.table())
-        from snia import taxonomy
-
-        f.create_dataset("taxonomy", data=taxonomy.table())
+        _write_tables(f, bands)
         for key, value in attrs.items():
             f.attrs[key] = value
 
