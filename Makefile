@@ -1,15 +1,14 @@
 # snia: the two commands of the README, plus the parallel-HDF5 test run that CI adds.
-#   make run    set up .venv, fetch PLAsTiCC + SPCC, ingest them on 2 MPI ranks, print store summaries,
-#               rasterize the PLAsTiCC stores into bands and heatmap images
+#   make run    set up .venv and run the whole Snakemake workflow on this machine (cluster/local
+#               profile): fetch PLAsTiCC + SPCC, ingest on 2 MPI ranks, train the CNN on 2 DDP
+#               ranks, evaluate, random-forest baseline, report (results/report/report.md)
 #   make test   set up .venv and run the test suite (MPI tests on real ranks)
 # Everything lives in local virtual environments; only Python 3.11+ and the package registries are
 # needed (MPI comes from the 'mpich' wheel).
 
 PYTHON ?= python3
 VENV ?= .venv
-DATA ?= data/plasticc
 RESULTS ?= results
-RANKS ?= 2
 BIN := $(VENV)/bin
 # PyTorch for training; this pin is the CPU build that these machines carry locally (elsewhere pip
 # takes the CUDA build; set TORCH=... to choose another).
@@ -25,23 +24,9 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 run: $(BIN)/.installed
-	$(BIN)/snia data fetch plasticc $(DATA)
-	mkdir -p $(RESULTS)
-	$(BIN)/mpiexec -n $(RANKS) $(BIN)/snia ingest --format plasticc \
-		$(DATA)/plasticc_train_lightcurves.csv --metadata $(DATA)/plasticc_train_metadata.csv \
-		--split train -o $(RESULTS)/plasticc_train.h5 --overwrite
-	$(BIN)/mpiexec -n $(RANKS) $(BIN)/snia ingest --format plasticc \
-		$(DATA)/sniabcii_test_lightcurves_example.csv --metadata $(DATA)/sniabcii_test_metadata_example.csv \
-		--split test -o $(RESULTS)/plasticc_test.h5 --overwrite
-	$(BIN)/mpiexec -n $(RANKS) $(BIN)/snia ingest --format snana-text $(DATA)/SPCC_SUBSET \
-		-o $(RESULTS)/spcc.h5 --overwrite
-	$(BIN)/snia store info $(RESULTS)/plasticc_train.h5
-	$(BIN)/snia store info $(RESULTS)/plasticc_test.h5
-	$(BIN)/snia store info $(RESULTS)/spcc.h5
-	$(BIN)/snia store verify $(RESULTS)/plasticc_train.h5
-	for name in plasticc_train plasticc_test; do for kind in bands heatmap; do \
-		$(BIN)/snia rasterize $(RESULTS)/$$name.h5 -o $(RESULTS)/$$name.$$kind.h5 --kind $$kind --no-progress \
-		|| exit 1; done; done
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile cluster/local --config results_dir=$(RESULTS)
+	@cat $(RESULTS)/stores/*.info.txt
+	@sed -n '/^|/p' $(RESULTS)/report/report.md
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

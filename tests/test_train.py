@@ -71,6 +71,36 @@ def test_split_and_environment():
     assert dist_from_env({}).world == 1
 
 
+def test_launcher_detection():
+    # srun with PMI sets PMI_* and SLURM_* alike: srun, with SLURM's local rank
+    srun = dist_from_env({"SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_LOCALID": "1",
+                          "SLURM_STEP_ID": "0", "PMI_RANK": "1", "PMI_SIZE": "2"})
+    assert (srun.rank, srun.world, srun.local_rank, srun.launcher) == (1, 2, 1, "srun")
+    # mpiexec inside a batch job: every rank inherits SLURM_PROCID=0; the MPI rank wins
+    nested = dist_from_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_STEP_ID": "batch",
+                            "PMI_RANK": "3", "PMI_SIZE": "4", "MPI_LOCALRANKID": "3"})
+    assert (nested.rank, nested.world, nested.local_rank, nested.launcher) == (3, 4, 3, "mpiexec")
+    ompi = dist_from_env({"OMPI_COMM_WORLD_RANK": "2", "OMPI_COMM_WORLD_SIZE": "3",
+                          "OMPI_COMM_WORLD_LOCAL_RANK": "0"})
+    assert (ompi.rank, ompi.world, ompi.launcher) == (2, 3, "mpiexec")
+
+
+def test_ranks_share_the_cores():
+    from snia.train import local_ranks, share_cpu_threads
+
+    assert local_ranks({"SLURM_STEP_TASKS_PER_NODE": "4(x2)"}) == 4
+    assert local_ranks({"MPI_LOCALNRANKS": "2"}) == 2 and local_ranks({}) == 1
+    before = torch.get_num_threads()
+    try:
+        cores = len(os.sched_getaffinity(0))
+        assert share_cpu_threads({"LOCAL_WORLD_SIZE": "1"}) == cores
+        # Snakemake's OMP_NUM_THREADS is the job's budget, shared by its ranks
+        assert share_cpu_threads({"OMP_NUM_THREADS": "1", "LOCAL_WORLD_SIZE": "2"}) == 1
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.mpi
 def test_two_gloo_ranks_train_like_one_rank(store, tmp_path):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
@@ -130,3 +160,28 @@ def test_augmentation_is_reproducible_and_physical():
     for j in range(2):  # observed wavelengths move redward by the same factor as time
         stretch = (1 + a.meta["hostgal_photoz"][j]) / (1 + meta["hostgal_photoz"][j])
         np.testing.assert_allclose(a.lightcurve(j)["wave"], 4000.0 * stretch, rtol=1e-6)
+
+
+def test_deep_field_objects_are_brought_to_wide_survey_noise():
+    from snia.store import Batch
+    from snia.train import augment
+
+    n = 400
+    t = np.linspace(60000, 60100, n)
+    obs = {"time": np.concatenate([t, t]), "band": np.zeros(2 * n, np.int8),
+           "flux": np.full(2 * n, 100.0, np.float32), "flux_err": np.full(2 * n, 1.0, np.float32),
+           "flag": np.zeros(2 * n, np.int32)}
+    meta = {"hostgal_photoz": np.array([0.1, 0.1], np.float32),
+            "hostgal_photoz_err": np.array([0.01, 0.01], np.float32),
+            "ddf": np.array([1, 0], np.int8), "type": np.array([0, 0], np.int8)}
+    batch = Batch(np.array([1, 2]), np.array([0, n, 2 * n]), obs, meta)
+    cfg = TrainConfig(redshift_probability=0.0, drop_fraction=0.0, time_shift=0)
+    out = augment(batch, np.array([0, 1]), 0, cfg, (4000.0,), noise_floor=np.array([10.0]))
+    deep, wide = out.lightcurve(0), out.lightcurve(1)
+    # the deep-field object: errors 7-13 (floor x 0.7-1.3, one factor per object), and its
+    # flux scatter grows to match them (sample std of N(100, e) within 15 %)
+    assert np.all(deep["flux_err"] >= 7.0) and np.all(deep["flux_err"] <= 13.0)
+    assert abs(np.std(deep["flux"]) / deep["flux_err"][0] - 1) < 0.15
+    # the wide-survey object, not moved: untouched
+    np.testing.assert_array_equal(wide["flux_err"], 1.0)
+    np.testing.assert_array_equal(wide["flux"], 100.0)

@@ -1,21 +1,6 @@
 # Stage 1: raw survey files -> HDF5 light-curve store, on MPI ranks.
 
 
-rule fetch_plasticc:
-    output:
-        [f"{DATA}/{name}" for name in ("plasticc_train_lightcurves.csv",
-                                       "plasticc_train_metadata.csv",
-                                       "sniabcii_test_lightcurves_example.csv",
-                                       "sniabcii_test_metadata_example.csv")],
-        directory(f"{DATA}/SPCC_SUBSET"),
-    params:
-        dest=lambda wc, output: Path(output[0]).parent,
-    log:
-        f"{RESULTS}/logs/fetch_plasticc.log",
-    shell:
-        "snia data fetch plasticc {params.dest} > {log} 2>&1"
-
-
 rule ingest:
     input:
         unpack(dataset_inputs),
@@ -28,15 +13,19 @@ rule ingest:
         survey=lambda wc: f"--survey {dataset(wc.name)['survey']}" if dataset(wc.name).get("survey") else "",
         on_error=config["ingest"]["on_error"],
         chunk_mb=config["ingest"]["chunk_mb"],
+        launch=launch,
+    threads: config["ingest"]["ranks"]
     resources:
-        # Only rules with an `mpi` resource escape the SLURM plugin's one-task wrapper; locally
-        # use --set-resources 'ingest:mpi="mpiexec"'.
-        mpi="srun",
+        # `mpi` makes the SLURM executor run this job's shell as is (no one-task srun wrapper);
+        # the local profile (cluster/local) sets mpi="mpiexec".
+        mpi=mpi_resource(config["ingest"]["ranks"]),
         tasks=config["ingest"]["ranks"],
+    conda:
+        SNIA_ENV
     log:
         f"{RESULTS}/logs/ingest_{{name}}.log",
     shell:
-        "{resources.mpi} -n {resources.tasks} snia ingest --format {params.fmt} {input.lightcurves}"
+        "{params.launch} snia ingest --format {params.fmt} {input.lightcurves}"
         " {params.metadata} {params.split} {params.survey} --on-error {params.on_error}"
         " --chunk-mb {params.chunk_mb} --no-progress --overwrite -o {output.store} > {log} 2>&1"
 
@@ -46,6 +35,8 @@ rule store_info:
         f"{RESULTS}/stores/{{name}}.h5",
     output:
         f"{RESULTS}/stores/{{name}}.info.txt",
+    conda:
+        SNIA_ENV
     log:
         f"{RESULTS}/logs/store_info_{{name}}.log",
     shell:

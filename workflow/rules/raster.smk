@@ -1,4 +1,5 @@
-# Stage 2: light-curve store -> images (HDF5), one file per dataset and image kind.
+# Stage 2: light-curve store -> images (HDF5), one file per dataset and image kind. Training
+# rasterizes on the fly; these files are for inspection and for other tools.
 
 
 rule rasterize:
@@ -11,6 +12,9 @@ rule rasterize:
     params:
         backend=config["raster"]["backend"],
         batch_size=config["raster"]["batch_size"],
+    threads: 2
+    conda:
+        SNIA_ENV
     log:
         f"{RESULTS}/logs/rasterize_{{name}}_{{kind}}.log",
     shell:

@@ -1,0 +1,79 @@
+"""Check what a run of the small workflow config (.test/) wrote: every stage's output, counts
+that follow from the config (300 objects per dataset), 2-rank ingestion and DDP training started
+by the expected launcher, the scaling CSV, and (for SLURM runs) one SLURM log per submitted job.
+
+    python .ci/check_workflow.py RESULTS_DIR --launcher mpiexec|srun [--slurm-logs DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+N_OBJECTS = 300  # .test/config/config.yaml: subset
+FAILURES: list[str] = []
+
+
+def check(condition: bool, what: str) -> None:
+    print(("ok   " if condition else "FAIL ") + what)
+    if not condition:
+        FAILURES.append(what)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--launcher", required=True, choices=["mpiexec", "srun"])
+    parser.add_argument("--slurm-logs", type=Path)
+    args = parser.parse_args()
+    r = args.results
+
+    for name in ("plasticc_train", "plasticc_test"):
+        info = (r / "stores" / f"{name}.info.txt").read_text()
+        check(f"{name}.h5: OK" in info and f"objects       {N_OBJECTS}" in info,
+              f"{name} store verified with {N_OBJECTS} objects")
+        log = (r / "logs" / f"ingest_{name}.log").read_text()
+        check("2 rank(s)" in log, f"{name} ingested by 2 MPI ranks")
+    train_log = (r / "logs" / "train.log").read_text()
+    check(f"rank 1 of 2 (started by {args.launcher})" in train_log,
+          f"training ran 2 DDP ranks started by {args.launcher}")
+    with open(r / "model" / "history.csv") as f:
+        history = list(csv.DictReader(f))
+    check(len(history) == 2, "2 epochs in history.csv")
+
+    for who, folder in (("CNN", r / "evaluate" / "plasticc_test"), ("baseline", r / "baseline")):
+        m = json.loads((folder / "metrics.json").read_text())
+        check(m["n"] == N_OBJECTS and 0 < m["auc"] < 1, f"{who} metrics on {N_OBJECTS} objects "
+              f"(AUC {m['auc']:.3f})")
+        with open(folder / "predictions.csv") as f:
+            check(sum(1 for _ in f) == N_OBJECTS + 1, f"{who} predictions for every object")
+    for png in ("roc", "purity_completeness", "p_ia_by_type", "confusion", "tsne", "gallery"):
+        path = r / "evaluate" / "plasticc_test" / f"{png}.png"
+        check(path.exists() and path.read_bytes()[:4] == b"\x89PNG", f"plot {png}.png")
+    report = (r / "report" / "report.md").read_text()
+    check("| CNN | random forest |" in report and "| AUC |" in report,
+          "report puts the CNN and the random forest side by side")
+    check((r / "report" / "report.html").exists(), "report.html")
+
+    with open(r / "scaling" / "scaling.csv") as f:
+        rows = list(csv.DictReader(f))
+    check({(x["mode"], int(x["world_size"])) for x in rows}
+          == {(m, n) for m in ("strong", "weak") for n in (1, 2)},
+          "scaling.csv: strong and weak scaling at 1 and 2 ranks")
+    check(all(float(x["samples_per_s"]) > 0 for x in rows), "scaling throughputs measured")
+    check((r / "scaling" / "scaling.png").exists(), "scaling.png")
+
+    if args.slurm_logs:
+        logs = {p.parent.relative_to(args.slurm_logs).parts[0] for p in args.slurm_logs.rglob("*.log")}
+        for rule in ("rule_ingest", "rule_train", "rule_evaluate", "rule_baseline", "rule_report",
+                     "rule_scaling_run"):
+            check(rule in logs, f"{rule} ran as a SLURM job")
+    print(f"{len(FAILURES)} failure(s)")
+    return 1 if FAILURES else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Stage 5: the report. The CNN and the random-forest baseline side by side on the same test
+objects (one table, one ROC plot), training cost, and links to every plot, as Markdown and HTML."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+ROWS = [  # (label, path into metrics.json, format)
+    ("objects (Ia)", None, None),
+    ("AUC", ("auc",), "{:.4f}"),
+    ("accuracy at P(Ia) >= 0.5", ("at_0.5", "accuracy"), "{:.3f}"),
+    ("purity at P(Ia) >= 0.5", ("at_0.5", "purity"), "{:.3f}"),
+    ("completeness at P(Ia) >= 0.5", ("at_0.5", "completeness"), "{:.3f}"),
+    ("best-FoM threshold", ("at_best_fom", "threshold"), "{:.3f}"),
+    ("purity at best FoM", ("at_best_fom", "purity"), "{:.3f}"),
+    ("completeness at best FoM", ("at_best_fom", "completeness"), "{:.3f}"),
+    ("FoM (W = 3)", ("at_best_fom", "fom"), "{:.3f}"),
+    ("purity at 90 % completeness", ("purity_at_90pc_completeness",), "{:.3f}"),
+    ("purity at 95 % completeness", ("purity_at_95pc_completeness",), "{:.3f}"),
+    ("weighted log-loss (multi-class)", ("weighted_log_loss",), "{:.4f}"),
+]
+
+
+def _value(result: dict, path, fmt) -> str:
+    if path is None:
+        return f"{result['n']:,} ({result['n_ia']:,})"
+    for key in path:
+        if not isinstance(result, dict) or key not in result:
+            return "-"
+        result = result[key]
+    return fmt.format(result)
+
+
+def _read_predictions(path: Path) -> dict:
+    with open(path, newline="") as f:
+        return {int(r["object_id"]): r for r in csv.DictReader(f)}
+
+
+def _training_summary(history: Path) -> dict:
+    with open(history, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {"epochs": len(rows), "wall_s": sum(float(r["seconds"]) for r in rows),
+            "best_val_auc": max(float(r["val_auc"]) for r in rows),
+            "samples_per_s": float(np.median([float(r["samples_per_s"]) for r in rows]))}
+
+
+def _roc_both(cnn_dir: Path, baseline_dir: Path, path: Path) -> None:
+    """ROC of both classifiers over the objects both scored (matched by object id)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    from snia.evaluate import _plt, _save
+
+    cnn = _read_predictions(cnn_dir / "predictions.csv")
+    rf = _read_predictions(baseline_dir / "predictions.csv")
+    ids = [i for i in cnn if i in rf and cnn[i]["true_type"] != "unknown"]
+    y = np.array([cnn[i]["true_type"] == "Ia" for i in ids], dtype=int)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    for label, table in (("CNN", cnn), ("random forest", rf)):
+        p = np.array([float(table[i]["p_ia"]) for i in ids])
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(fpr, tpr, label=f"{label} (AUC {roc_auc_score(y, p):.3f})")
+    ax.plot([0, 1], [0, 1], ls=":", c="grey")
+    ax.set(xlabel="false positive rate", ylabel="completeness", title=f"Ia vs rest, {len(ids)} objects")
+    ax.legend()
+    _save(fig, path)
+
+
+def write_report(out_dir, cnn_dir, baseline_dir=None, history=None) -> Path:
+    """report.md and report.html in ``out_dir``; returns the Markdown path."""
+    out, cnn_dir = Path(out_dir), Path(cnn_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    columns = {"CNN": json.loads((cnn_dir / "metrics.json").read_text())}
+    if baseline_dir is not None:
+        baseline_dir = Path(baseline_dir)
+        columns["random forest"] = json.loads((baseline_dir / "metrics.json").read_text())
+    table = [["", *columns]] + [[label, *(_value(r, path, fmt) for r in columns.values())]
+                                for label, path, fmt in ROWS]
+    table = [row for row in table if row[0] == "" or any(v != "-" for v in row[1:])]
+    figures = []
+    if baseline_dir is not None:
+        _roc_both(cnn_dir, baseline_dir, out / "roc_cnn_vs_rf.png")
+        figures.append(("ROC of both classifiers", "roc_cnn_vs_rf.png"))
+    for name, title in (("purity_completeness.png", "CNN purity, completeness and FoM vs threshold"),
+                        ("p_ia_by_type.png", "CNN P(Ia) per true type"),
+                        ("confusion.png", "CNN confusion at P(Ia) >= 0.5"),
+                        ("tsne.png", "t-SNE of the CNN's penultimate embeddings"),
+                        ("gallery.png", "example images per type"),
+                        ("roc.png", "CNN ROC")):
+        if (cnn_dir / name).exists():
+            figures.append((title, os.path.relpath(cnn_dir / name, out)))
+    if baseline_dir is not None and (baseline_dir / "feature_importance.txt").exists():
+        figures.append(("random forest feature importance (text)",
+                        os.path.relpath(baseline_dir / "feature_importance.txt", out)))
+    training = _training_summary(Path(history)) if history else None
+    md = _markdown(table, figures, training)
+    (out / "report.md").write_text(md)
+    (out / "report.html").write_text(_html(table, figures, training))
+    return out / "report.md"
+
+
+def _training_lines(training) -> list[str]:
+    if not training:
+        return []
+    return [f"CNN training: {training['epochs']} epochs in {training['wall_s'] / 60:.1f} min "
+            f"(median {training['samples_per_s']:.0f} samples/s), best validation AUC "
+            f"{training['best_val_auc']:.4f}."]
+
+
+def _markdown(table, figures, training) -> str:
+    lines = ["# snia: SN Ia classification report", "",
+             "Purity = TP / (TP + FP), completeness = TP / (TP + FN) of the objects called Ia; "
+             "FoM = completeness x TP / (TP + 3 FP).", ""]
+    lines += ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
+    lines += ["| " + " | ".join(row) + " |" for row in table[1:]]
+    lines += [""] + _training_lines(training) + [""]
+    for title, path in figures:
+        lines += [f"## {title}", "", f"![{title}]({path})" if path.endswith(".png")
+                  else f"[{path}]({path})", ""]
+    return "\n".join(lines)
+
+
+def _html(table, figures, training) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(c)}</th>" for c in table[0])
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
+                   for row in table[1:])
+    parts = ["<!doctype html><meta charset='utf-8'><title>snia report</title>",
+             "<style>body{font-family:sans-serif;max-width:60em;margin:auto}"
+             "td,th{padding:2px 10px;text-align:right}</style>",
+             "<h1>snia: SN Ia classification report</h1>",
+             f"<table><tr>{head}</tr>{body}</table>"]
+    parts += [f"<p>{esc(line)}</p>" for line in _training_lines(training)]
+    for title, path in figures:
+        parts.append(f"<h2>{esc(title)}</h2>")
+        parts.append(f"<img src='{esc(path)}' alt='{esc(title)}'>" if path.endswith(".png")
+                     else f"<a href='{esc(path)}'>{esc(path)}</a>")
+    return "\n".join(parts) + "\n"

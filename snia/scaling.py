@@ -1,0 +1,110 @@
+"""Scaling runs: training throughput (samples/s) against the number of data-parallel ranks.
+
+Strong scaling keeps the global batch fixed and splits it over more ranks; weak scaling keeps the
+batch per rank fixed, so the global batch grows with the ranks. Each measurement is a fixed number
+of real optimiser steps (``Trainer.train_step``, DDP all-reduce included) after a few warm-up
+steps, timed between barriers. Parallel efficiency = throughput(N) / (N x throughput(1)).
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MODES = ("strong", "weak")
+FIELDS = ["mode", "world_size", "global_batch", "steps", "seconds", "samples_per_s", "speedup",
+          "efficiency", "device", "threads_per_rank"]
+
+
+def measure(store, out_json, mode: str, steps: int, batch_size: int, warmup: int = 2,
+            train_settings: dict | None = None) -> dict | None:
+    """Time ``steps`` training steps on every rank; global rank 0 writes and returns the row."""
+    import torch
+
+    from snia.train import Trainer, TrainConfig, dist_from_env
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    dist = dist_from_env()
+    global_batch = batch_size * dist.world if mode == "weak" else batch_size
+    settings = {**(train_settings or {}), "batch_size": global_batch, "epochs": 1}
+    out_json = Path(out_json)
+    trainer = Trainer(store, out_json.parent, TrainConfig.from_dict(settings), dist=dist)
+    try:
+        if len(trainer.train_index) < global_batch:
+            raise ValueError(f"{store}: {len(trainer.train_index)} training objects, fewer than "
+                             f"one global batch of {global_batch}")
+        trainer.ddp.train()
+        batches = itertools.chain.from_iterable(trainer.local_batches(e) for e in itertools.count())
+        for _ in range(warmup):
+            trainer.train_step(next(batches), 0)
+        trainer._barrier()
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step(next(batches), 0)
+        trainer._barrier()
+        seconds = time.perf_counter() - start
+    finally:
+        trainer.close()
+    if not dist.main:
+        return None
+    row = {"mode": mode, "world_size": dist.world, "global_batch": global_batch, "steps": steps,
+           "seconds": round(seconds, 4), "samples_per_s": round(steps * global_batch / seconds, 2),
+           "device": trainer.device.type, "threads_per_rank": torch.get_num_threads()}
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_json.with_name(out_json.name + ".tmp")
+    tmp.write_text(json.dumps(row, indent=2))
+    os.replace(tmp, out_json)
+    log.info("%s scaling, %d rank(s): %.1f samples/s", mode, dist.world, row["samples_per_s"])
+    return row
+
+
+def summarize(json_files, out_csv, plot=None) -> list[dict]:
+    """Rows of all measurements with speedup and efficiency against the 1-rank run of the same
+    mode, as a CSV (and a plot of throughput and efficiency)."""
+    rows = [json.loads(Path(p).read_text()) for p in json_files]
+    rows.sort(key=lambda r: (r["mode"], r["world_size"]))
+    for row in rows:
+        base = [r for r in rows if r["mode"] == row["mode"] and r["world_size"] == 1]
+        if base:
+            per_rank = base[0]["samples_per_s"]
+            row["speedup"] = round(row["samples_per_s"] / per_rank, 4)
+            row["efficiency"] = round(row["speedup"] / row["world_size"], 4)
+        else:  # no 1-rank reference: say so rather than invent one
+            row["speedup"] = row["efficiency"] = float("nan")
+    with open(out_csv, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    if plot:
+        _plot(rows, plot)
+    return rows
+
+
+def _plot(rows, path) -> None:
+    from snia.evaluate import _plt, _save
+
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8))
+    for mode in MODES:
+        mine = [r for r in rows if r["mode"] == mode]
+        if not mine:
+            continue
+        n = [r["world_size"] for r in mine]
+        left.plot(n, [r["samples_per_s"] for r in mine], "o-", label=f"{mode} scaling")
+        right.plot(n, [r["efficiency"] for r in mine], "o-", label=f"{mode} scaling")
+    ideal = sorted({r["world_size"] for r in rows})
+    right.plot(ideal, [1.0] * len(ideal), ls=":", c="grey", label="ideal")
+    left.set(xlabel="ranks", ylabel="samples / s", title="training throughput", xticks=ideal)
+    right.set(xlabel="ranks", ylabel="parallel efficiency", ylim=(0, 1.2),
+              title="throughput(N) / (N x throughput(1))", xticks=ideal)
+    left.legend()
+    right.legend()
+    _save(fig, path)
