@@ -56,6 +56,22 @@ def threshold_curves(y: np.ndarray, p: np.ndarray):
     return p_sorted[last], purity, completeness, fom
 
 
+def weighted_log_loss(types, class_probs, classes) -> tuple[float, int]:
+    """PLAsTiCC's weighted log-loss with equal class weights (each true class counts the same
+    however many objects it has): -sum_c (1/N_c) sum_{i in c} ln p_ic / (number of classes present).
+    Probabilities are clipped to [1e-15, 1 - 1e-15] and rows renormalised, as in the challenge.
+    Objects whose true type is not one of ``classes`` cannot be scored; returns (loss, scored)."""
+    from snia.train import class_targets
+
+    target = class_targets(types, list(classes))
+    scored = target >= 0
+    p = np.clip(np.asarray(class_probs, float)[scored], 1e-15, 1 - 1e-15)
+    p /= p.sum(axis=1, keepdims=True)
+    target = target[scored]
+    per_class = [-np.mean(np.log(p[target == c, c])) for c in np.unique(target)]
+    return (float(np.mean(per_class)) if per_class else float("nan")), int(scored.sum())
+
+
 def metrics(y, p) -> dict:
     """Every number of metrics.json for a binary Ia-vs-rest classification."""
     from sklearn.metrics import roc_auc_score
@@ -102,7 +118,7 @@ def predict_store(checkpoint, store_path, batch_size: int = 512, embeddings: boo
     from snia.models import CNNConfig, LightCurveCNN
     from snia.raster import _host, rasterize
     from snia.store import Store
-    from snia.train import scalars_of
+    from snia.train import p_ia_of, scalars_of
 
     state = torch.load(checkpoint, weights_only=True, map_location="cpu")
     model = LightCurveCNN(CNNConfig.from_dict(state["model_config"]))
@@ -110,7 +126,8 @@ def predict_store(checkpoint, store_path, batch_size: int = 512, embeddings: boo
     model.eval()
     spec = spec_of(state)
     mean, std = np.asarray(state["norm"]["mean"]), np.asarray(state["norm"]["std"])
-    probs, embeds, ids, types = [], [], [], []
+    classes = list(state.get("classes") or [])
+    probs, embeds, ids, types, class_probs = [], [], [], [], []
     with Store(store_path) as store, torch.no_grad():
         for batch in store.iter_batches(batch_size):
             images = rasterize(batch, spec, state["train_config"].get("backend", "auto"))
@@ -118,7 +135,10 @@ def predict_store(checkpoint, store_path, batch_size: int = 512, embeddings: boo
             s = torch.as_tensor((scalars_of(batch.meta, _host(images.scale)) - mean) / std,
                                 dtype=torch.float32)
             e = model.embed(x, s)
-            probs.append(torch.sigmoid(model.head(e)).squeeze(1).numpy())
+            logits = model.head(e)
+            probs.append(p_ia_of(logits, classes).numpy())
+            if classes:
+                class_probs.append(torch.softmax(logits, dim=1).numpy())
             if embeddings:
                 embeds.append(e.numpy())
             ids.append(batch.object_id)
@@ -127,6 +147,9 @@ def predict_store(checkpoint, store_path, batch_size: int = 512, embeddings: boo
            "type": np.concatenate(types)}
     if embeddings:
         out["embedding"] = np.concatenate(embeds)
+    if classes:
+        out["classes"] = classes
+        out["class_probs"] = np.concatenate(class_probs)
     return out
 
 
@@ -139,11 +162,14 @@ def _state(checkpoint) -> dict:
 def write_predictions(path, predictions: dict) -> None:
     from snia.taxonomy import CLASSES
 
+    classes = predictions.get("classes", [])
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["object_id", "p_ia", "true_type"])
-        for oid, p, t in zip(predictions["object_id"], predictions["p_ia"], predictions["type"]):
-            writer.writerow([int(oid), f"{p:.6f}", CLASSES[int(t)]])
+        writer.writerow(["object_id", "p_ia", "true_type"] + [f"p_{c}" for c in classes])
+        for i, (oid, p, t) in enumerate(zip(predictions["object_id"], predictions["p_ia"],
+                                            predictions["type"])):
+            extra = [f"{q:.6f}" for q in predictions["class_probs"][i]] if classes else []
+            writer.writerow([int(oid), f"{p:.6f}", CLASSES[int(t)]] + extra)
 
 
 # ----------------------------------------------------------------------------- plots
@@ -278,6 +304,10 @@ def evaluate(checkpoint, store_path, out_dir) -> dict:
     y = (pred["type"][labelled] == INDEX["Ia"]).astype(int)
     p = pred["p_ia"][labelled]
     result = metrics(y, p)
+    if "classes" in pred:
+        result["classes"] = pred["classes"]
+        result["weighted_log_loss"], result["log_loss_objects"] = weighted_log_loss(
+            pred["type"][labelled], pred["class_probs"][labelled], pred["classes"])
     write_predictions(out / "predictions.csv", pred)
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     plots = {"roc.png": lambda f: plot_roc(y, p, f),

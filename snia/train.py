@@ -31,6 +31,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+TASKS = ("binary", "multiclass")
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 HISTORY = "history.csv"
@@ -39,6 +40,9 @@ HISTORY = "history.csv"
 @dataclass
 class TrainConfig:
     kind: str = "heatmap"  # image kind (snia.raster)
+    # binary: one Ia-vs-rest logit; multiclass: softmax over `types` (all labelled classes when
+    # empty), P(Ia) = the Ia column
+    task: str = "binary"
     epochs: int = 20
     batch_size: int = 128  # global batch, split evenly over ranks
     lr: float = 1e-3
@@ -66,6 +70,8 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training setting(s) {sorted(unknown)}; known: {sorted(known)}")
         cfg = cls(**values)
+        if cfg.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, not {cfg.task!r}")
         wrong = [t for t in cfg.types if t not in CLASSES or t == "unknown"]
         if wrong:
             raise ValueError(f"unknown type(s) {wrong} in 'types'; known: {list(CLASSES[:-1])}")
@@ -266,6 +272,37 @@ def labels_of(types: np.ndarray) -> np.ndarray:
     return (np.asarray(types) == INDEX["Ia"]).astype(np.float32)
 
 
+def class_list(cfg: TrainConfig) -> list[str]:
+    """The classes a multi-class model predicts (in this order); [] for a binary model."""
+    from snia.taxonomy import CLASSES
+
+    if cfg.task == "binary":
+        return []
+    classes = list(cfg.types) if cfg.types else [c for c in CLASSES if c != "unknown"]
+    if "Ia" not in classes:
+        raise ValueError(f"multiclass 'types' {classes} must include Ia (P(Ia) is the product)")
+    return classes
+
+
+def p_ia_of(logits, classes: list[str]):
+    """P(Ia) from a model's logits: the sigmoid of a binary model, the Ia softmax column of a
+    multi-class one."""
+    import torch
+
+    if not classes:
+        return torch.sigmoid(logits).squeeze(1)
+    return torch.softmax(logits, dim=1)[:, classes.index("Ia")]
+
+
+def class_targets(types: np.ndarray, classes: list[str]) -> np.ndarray:
+    """Column index of each object's true type among ``classes`` (-1: not one of them)."""
+    from snia.taxonomy import INDEX
+
+    lookup = np.full(len(INDEX), -1, np.int64)
+    lookup[[INDEX[c] for c in classes]] = np.arange(len(classes))
+    return lookup[np.asarray(types, np.int64)]
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -308,12 +345,20 @@ class Trainer:
         val = split_objects(objects["object_id"], cfg.val_fraction, cfg.seed)
         self.train_index = np.flatnonzero(known & ~val)
         self.val_index = np.flatnonzero(known & val)
-        y = labels_of(objects["type"][self.train_index])
-        # class weights with mean 1 over the training set: a weighted mean loss that is the same
-        # however the global batch is split over ranks (see _loss)
-        positive = max(float(y.mean()), 1e-6)
-        self.class_weight = (0.5 / positive, 0.5 / max(1 - positive, 1e-6))
-        model_cfg = CNNConfig(**{"in_channels": self.spec.channels, **cfg.model})
+        self.classes = class_list(cfg)
+        # balanced class weights with mean 1 over the training set: a weighted mean loss that is
+        # the same however the global batch is split over ranks (see _loss)
+        if self.classes:
+            counts = np.bincount(class_targets(objects["type"][self.train_index], self.classes),
+                                 minlength=len(self.classes)).astype(float)
+            self.class_weight = tuple(float(w) for w in np.where(
+                counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.0))
+        else:
+            y = labels_of(objects["type"][self.train_index])
+            positive = max(float(y.mean()), 1e-6)
+            self.class_weight = (0.5 / positive, 0.5 / max(1 - positive, 1e-6))
+        model_cfg = CNNConfig(**{"in_channels": self.spec.channels,
+                                 "n_classes": max(1, len(self.classes)), **cfg.model})
         torch.manual_seed(cfg.seed)
         self.model = LightCurveCNN(model_cfg).to(self.device)
         self.norm = self._scalar_norm()
@@ -358,7 +403,9 @@ class Trainer:
         x = torch.as_tensor(_host(images.images))[inverse].to(self.device)
         s = (scalars_of(batch.meta, _host(images.scale)) - self.norm["mean"]) / self.norm["std"]
         s = torch.as_tensor(s[inverse], dtype=torch.float32, device=self.device)
-        y = torch.as_tensor(labels_of(batch.meta["type"])[inverse], device=self.device)
+        y = (class_targets(batch.meta["type"], self.classes) if self.classes
+             else labels_of(batch.meta["type"]))
+        y = torch.as_tensor(y[inverse], device=self.device)
         return x, s, y
 
     # -- steps -----------------------------------------------------------------------------
@@ -366,10 +413,14 @@ class Trainer:
     def _loss(self, logits, y, local_batch: int):
         import torch.nn.functional as F
 
-        w = y * self.class_weight[0] + (1 - y) * self.class_weight[1]
+        if self.classes:
+            w = logits.new_tensor(self.class_weight)[y]
+            losses = F.cross_entropy(logits, y, reduction="none")
+        else:
+            w = y * self.class_weight[0] + (1 - y) * self.class_weight[1]
+            losses = F.binary_cross_entropy_with_logits(logits.squeeze(1), y, reduction="none")
         # Sum over the local batch divided by the *local batch size*: DDP averages gradients
         # over ranks, which then equals the weighted mean over the global batch exactly.
-        losses = F.binary_cross_entropy_with_logits(logits.squeeze(1), y, reduction="none")
         return (w * losses).sum() / local_batch
 
     def train_step(self, indices: np.ndarray, epoch: int) -> float:
@@ -425,7 +476,7 @@ class Trainer:
         with torch.no_grad():
             for a in range(0, len(indices), batch_size):
                 x, s, _ = self._tensors(indices[a:a + batch_size], 0, train=False)
-                out.append(torch.sigmoid(self.model(x, s).float()).squeeze(1).cpu().numpy())
+                out.append(p_ia_of(self.model(x, s).float(), self.classes).cpu().numpy())
         return np.concatenate(out) if out else np.empty(0, np.float32)
 
     def validate(self) -> dict:
@@ -493,7 +544,8 @@ class Trainer:
                 "epoch": self.epoch, "best_auc": self.best_auc, "best_loss": self.best_loss,
                 "stale": self.stale,
                 "train_config": asdict(self.cfg), "model_config": self.model.config.to_dict(),
-                "spec": self.spec.to_dict(), "norm": self.norm, "class_weight": list(self.class_weight)}
+                "spec": self.spec.to_dict(), "norm": self.norm, "class_weight": list(self.class_weight),
+                "classes": self.classes}
 
     def save(self, path: Path) -> None:
         import torch

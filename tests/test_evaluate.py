@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
-from snia.evaluate import confusion_at, figure_of_merit, metrics, threshold_curves
+from snia.evaluate import confusion_at, figure_of_merit, metrics, threshold_curves, weighted_log_loss
 
 
 def test_hand_computed_purity_completeness_and_fom():
@@ -68,7 +68,8 @@ def test_evaluate_command_writes_predictions_metrics_and_plots(tmp_path):
     assert [int(r.split(",")[0]) for r in rows[1:]] == list(expected)
     m = json.loads((out / "metrics.json").read_text())
     assert m["n"] == 40 and m["n_ia"] == sum(e["target"] == 90 for e in expected.values())
-    for name in ("roc.png", "purity_completeness.png", "p_ia_by_type.png", "confusion.png", "tsne.png"):
+    for name in ("roc.png", "purity_completeness.png", "p_ia_by_type.png", "confusion.png", "tsne.png",
+                 "gallery.png"):
         assert (out / name).stat().st_size > 5000, name
         assert f"({name})" in (out / "report.md").read_text()
 
@@ -79,3 +80,55 @@ def test_evaluate_command_writes_predictions_metrics_and_plots(tmp_path):
                  ckpt, "-o", str(tmp_path / "b.csv")]) == 0
     from_store = (tmp_path / "a.csv").read_text()
     assert from_store == (tmp_path / "b.csv").read_text() == (out / "predictions.csv").read_text()
+
+
+def test_weighted_log_loss_hand_computed_and_against_scikit_learn():
+    from sklearn.metrics import log_loss
+
+    from snia.taxonomy import INDEX
+
+    classes = ["Ia", "II", "Ibc"]
+    types = np.array([INDEX["Ia"], INDEX["Ia"], INDEX["II"], INDEX["other"]])
+    probs = np.array([[0.5, 0.25, 0.25], [1.0, 0.0, 0.0], [0.2, 0.8, 0.0], [0.3, 0.3, 0.4]])
+    loss, scored = weighted_log_loss(types, probs, classes)
+    # Ia: mean(-ln 0.5, -ln 1) = ln2 / 2; II: -ln 0.8; two classes present, equal weights
+    assert scored == 3  # 'other' is not a predicted class: not scored
+    assert loss == pytest.approx((np.log(2) / 2 - np.log(0.8)) / 2, rel=1e-9)
+
+    rng = np.random.default_rng(5)
+    types = rng.choice([INDEX[c] for c in classes], 300, p=[0.6, 0.3, 0.1])
+    probs = rng.dirichlet(np.ones(3), 300)
+    target = np.array([classes.index(["Ia", "Ia-91bg", "Iax", "II", "Ibc"][t]) for t in types])
+    weights = 1.0 / np.bincount(target)[target]  # each class weighs the same in total
+    expected = log_loss(target, probs, sample_weight=weights, labels=[0, 1, 2])
+    assert weighted_log_loss(types, probs, classes)[0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_multiclass_training_and_evaluation(tmp_path):
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    from conftest import synthetic_plasticc
+    from snia.evaluate import evaluate
+    from snia.ingest import run_ingest
+    from snia.train import TrainConfig, run_training
+
+    lc, meta, expected = synthetic_plasticc(tmp_path, 40, 32)
+    run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False)
+    cfg = TrainConfig.from_dict({"kind": "bands", "epochs": 1, "batch_size": 8, "val_fraction": 0.3,
+                                 "task": "multiclass",
+                                 "model": {"channels": [4, 8], "groups": 2, "hidden": 8}})
+    run_training(tmp_path / "s.h5", tmp_path / "run", cfg)
+    import torch
+
+    state = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    classes = state["classes"]
+    assert classes == ["Ia", "Ia-91bg", "Iax", "II", "Ibc", "SLSN", "other"]
+    assert state["model_config"]["n_classes"] == 7
+    m = evaluate(tmp_path / "run" / "best.pt", tmp_path / "s.h5", tmp_path / "eval")
+    rows = (tmp_path / "eval" / "predictions.csv").read_text().splitlines()
+    assert rows[0].split(",") == ["object_id", "p_ia", "true_type"] + [f"p_{c}" for c in classes]
+    for row in rows[1:]:
+        values = [float(v) for v in row.split(",")[3:]]
+        assert sum(values) == pytest.approx(1, abs=1e-5)
+        assert float(row.split(",")[1]) == pytest.approx(values[0], abs=1e-6)  # P(Ia) = the Ia column
+    assert m["log_loss_objects"] == 40 and 0 < m["weighted_log_loss"] < 20
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["classes"] == classes
