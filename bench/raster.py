@@ -27,7 +27,7 @@ def load_batch(data: Path, n: int, tmp: Path):
     from snia.ingest import run_ingest
     from snia.store import Store
 
-    store_path = REPO / "results" / "plasticc_train.h5"
+    store_path = REPO / "results" / "stores" / "plasticc_train.h5"  # written by make run
     if not store_path.exists():
         from snia.data import fetch_plasticc
 

@@ -49,3 +49,25 @@ def test_fetch_from_a_local_copy_gives_checked_files_and_spcc(tmp_path, plasticc
     for name, digest in data.FILES.items():
         assert data.sha256_file(out / name) == digest
     assert len(list((out / data.SPCC_DIR).glob("DES_SN*.DAT"))) == 2000
+
+
+def test_subset_keeps_whole_objects_byte_for_byte(plasticc_data, tmp_path):
+    from snia.data import subset_plasticc
+    from snia.ingest import run_ingest
+
+    out = subset_plasticc(plasticc_data, tmp_path / "small", 50, seed=3)
+    meta = (out / "plasticc_train_metadata.csv").read_text().splitlines()
+    full_meta = (plasticc_data / "plasticc_train_metadata.csv").read_text().splitlines()
+    assert meta[0] == full_meta[0] and len(meta) == 51 and set(meta[1:]) <= set(full_meta[1:])
+    ids = {int(line.split(",")[0]) for line in meta[1:]}
+    lc = (out / "plasticc_train_lightcurves.csv").read_text().splitlines()
+    with open(plasticc_data / "plasticc_train_lightcurves.csv") as f:
+        expected = [line.rstrip("\n") for line in f if line.split(",")[0].strip().isdigit()
+                    and int(line.split(",")[0]) in ids]
+    assert lc[1:] == expected  # every row of the chosen objects, in file order, unchanged
+    assert len(list((out / "SPCC_SUBSET").glob("*.DAT"))) == 50
+    result = run_ingest("plasticc", [out / "plasticc_train_lightcurves.csv"], tmp_path / "s.h5",
+                        [out / "plasticc_train_metadata.csv"], progress=False)
+    assert result.n_objects == 50 and result.n_obs == len(expected)
+    again = subset_plasticc(plasticc_data, tmp_path / "again", 50, seed=3)
+    assert (again / "plasticc_train_metadata.csv").read_text() == "\n".join(meta) + "\n"

@@ -1,0 +1,111 @@
+"""Inference benchmark: store -> P(Ia) throughput on this machine's CPU, per stage, side by side.
+
+    python bench/infer.py [--checkpoint results/model/best.pt] [--store STORE] [--objects 5000]
+
+On the PLAsTiCC test example (the store `make run` writes, or one ingested here). Prints light
+curves per second for: reading the store; reading + rasterizing (the images the model sees); the
+CNN forward pass alone on ready images; and the whole path `snia classify` takes (predict_store).
+Then the forward pass of smaller CNNs of the same family (untrained: speed does not depend on the
+weights) to show which model size a throughput target needs. Target (issue 4): >= 5,000 LC/s
+end to end on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET = 5000.0
+
+
+def best_rate(fn, n: int, repeat: int = 2) -> float:
+    fn()  # warm-up (JIT compilation, allocator)
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return n / best
+
+
+def find_store(arg, tmp: Path) -> Path:
+    if arg:
+        return Path(arg)
+    for candidate in (REPO / "results" / "stores" / "plasticc_test.h5",):
+        if candidate.exists():
+            return candidate
+    from snia.data import fetch_plasticc
+    from snia.ingest import run_ingest
+
+    data = fetch_plasticc(REPO / "data" / "plasticc")
+    path = tmp / "test.h5"
+    run_ingest("plasticc", [data / "sniabcii_test_lightcurves_example.csv"], path,
+               [data / "sniabcii_test_metadata_example.csv"], progress=False)
+    return path
+
+
+def main() -> None:
+    import torch
+
+    from snia.evaluate import predict_store, spec_of
+    from snia.models import CNNConfig, LightCurveCNN
+    from snia.raster import _host, rasterize
+    from snia.store import Store
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default=str(REPO / "results" / "model" / "best.pt"))
+    ap.add_argument("--store")
+    ap.add_argument("--objects", type=int, default=5000)
+    ap.add_argument("--batch-size", type=int, default=512)
+    args = ap.parse_args()
+    threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as tmp:
+        store_path = find_store(args.store, Path(tmp))
+        state = torch.load(args.checkpoint, weights_only=True, map_location="cpu")
+        spec = spec_of(state)
+        model = LightCurveCNN(CNNConfig.from_dict(state["model_config"])).eval()
+        with Store(store_path) as store:
+            n = min(args.objects, len(store))
+            batches = [store.batch(slice(a, min(a + args.batch_size, n)))
+                       for a in range(0, n, args.batch_size)]
+            read = best_rate(lambda: [store.batch(slice(a, min(a + args.batch_size, n)))
+                                      for a in range(0, n, args.batch_size)], n)
+            raster = best_rate(lambda: [rasterize(b, spec, "auto") for b in batches], n)
+            images = [torch.as_tensor(_host(rasterize(b, spec, "auto").images)) for b in batches]
+            scalars = [torch.zeros(len(x), model.config.n_scalars) for x in images]
+
+            def forward(m=model, xs=images):
+                with torch.inference_mode():
+                    for x, s in zip(xs, scalars):
+                        m(x, s)
+
+            cnn = best_rate(forward, n)
+        if n == len(Store(store_path)):
+            whole = best_rate(lambda: predict_store(args.checkpoint, store_path,
+                                                    batch_size=args.batch_size), n, repeat=1)
+        else:
+            whole = float("nan")
+        print(f"store {store_path.name}: {n} light curves, {spec.kind} images "
+              f"{tuple(images[0].shape[1:])}, model channels {model.config.channels}, "
+              f"{threads} torch threads")
+        print(f"  read store                 {read:>10,.0f} LC/s")
+        print(f"  rasterize (from batches)   {raster:>10,.0f} LC/s")
+        print(f"  CNN forward (ready images) {cnn:>10,.0f} LC/s")
+        print(f"  store -> P(Ia), end to end {whole:>10,.0f} LC/s   = {whole / TARGET:.2f} x the "
+              f"{TARGET:,.0f} LC/s target")
+        print("forward pass of other sizes of the same CNN (untrained), same images:")
+        for channels in ((8, 16, 32), (8, 16), (4, 8)):
+            cfg = CNNConfig.from_dict({**state["model_config"], "channels": list(channels),
+                                       "groups": min(4, channels[0])})
+            other = LightCurveCNN(cfg).eval()
+            rate = best_rate(lambda m=other: forward(m), n)
+            print(f"  channels {str(channels):<14} {rate:>10,.0f} LC/s   = {rate / TARGET:.2f} x target")
+
+
+if __name__ == "__main__":
+    main()
