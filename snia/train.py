@@ -55,6 +55,7 @@ class TrainConfig:
     drop_fraction: float = 0.3  # up to this fraction of observations dropped per object
     redshift_probability: float = 0.5  # chance to move an object to a higher redshift
     redshift_max: float = 1.2
+    redshift_tries: int = 5  # draws of a new redshift until the moved object is still detected
     backend: str = "auto"  # rasterization backend
     # true types to train and validate on (names of snia.taxonomy.CLASSES); empty: every labelled
     # object. E.g. the supernova types only, for "SN Ia vs other supernovae".
@@ -179,6 +180,9 @@ def augment(batch, indices: np.ndarray, epoch: int, cfg: TrainConfig, bands_wave
       survey; they even grow by up to 50 %): noise is added to reach them. Its photo-z becomes z',
       and each observation's effective wavelength becomes its band's x (1+z')/(1+z) (``obs["wave"]``,
       used by the heatmap images: the same rest-frame light lands in redder bands).
+    - a moved object must pass PLAsTiCC's detection trigger (two points at S/N >= 5): up to
+      ``redshift_tries`` draws of z', else it stays at z. Without this the training set fills
+      with undetectable, noise-only copies at high z that the survey would never have found.
     - ``noise_floor`` (per band; the wide survey's typical flux error, see ``wide_survey_noise``):
       deep-drilling objects and moved objects get errors of at least this floor (x 0.7-1.3 per
       object) and the matching added noise: a deep field is 2-5x less noisy than the wide survey
@@ -203,25 +207,25 @@ def augment(batch, indices: np.ndarray, epoch: int, cfg: TrainConfig, bands_wave
         t, f, e, b = t[keep], f[keep], e[keep], lc["band"][keep]
         t = t + rng.uniform(-cfg.time_shift, cfg.time_shift)
         z = z_all[j]
-        stretch, dim, e_new = 1.0, 1.0, e
-        moved = (rng.random() < cfg.redshift_probability and np.isfinite(z)
-                 and 0 < z < cfg.redshift_max)
-        if moved:
-            z_new = rng.uniform(z, cfg.redshift_max)
-            t0 = t.min() if len(t) else 0.0
-            t = t0 + (t - t0) * (1 + z_new) / (1 + z)
-            dim = (_distance(z) / _distance(z_new)) ** 2
-            e_new = e * rng.uniform(1.0, 1.5)
+        floor = None if noise_floor is None else np.asarray(noise_floor)[b]
+        stretch = 1.0
+        moved = None
+        if rng.random() < cfg.redshift_probability and np.isfinite(z) and 0 < z < cfg.redshift_max:
+            # a moved object must still be one the survey would have found: retry lower
+            # redshifts until it passes the detection trigger, else leave it where it is
+            for _ in range(cfg.redshift_tries):
+                z_new = rng.uniform(z, cfg.redshift_max)
+                candidate = _move(t, f, e, z, z_new, floor, rng)
+                if _detected(candidate[1], candidate[2]):
+                    moved = candidate
+                    break
+        if moved is not None:
+            t, f, e = moved
             meta["hostgal_photoz"][j] = z_new
             meta["hostgal_photoz_err"][j] *= (1 + z_new) / (1 + z)
             stretch = (1 + z_new) / (1 + z)
-        if noise_floor is not None and (moved or ddf[j] == 1):
-            e_new = np.maximum(e_new, np.asarray(noise_floor)[b] * rng.uniform(0.7, 1.3))
-        if moved or e_new is not e:
-            # the dimmed flux keeps its own (scaled) noise; top it up to the new errors
-            extra = np.sqrt(np.maximum(e_new ** 2 - (e * dim) ** 2, 0))
-            f = f * dim + rng.normal(0, 1, len(f)) * extra
-            e = e_new
+        elif floor is not None and ddf[j] == 1:
+            f, e = _add_noise(f, e, np.maximum(e, floor * rng.uniform(0.7, 1.3)), 1.0, rng)
         times.append(t), bands.append(b), fluxes.append(f), errors.append(e), lengths.append(len(t))
         waves.append(band_wave[b] * stretch)
     offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
@@ -232,6 +236,32 @@ def augment(batch, indices: np.ndarray, epoch: int, cfg: TrainConfig, bands_wave
     obs["flag"] = np.zeros(len(obs["time"]), np.int32)
     obs["wave"] = np.concatenate(waves).astype(np.float32) if waves else np.empty(0, np.float32)
     return Batch(batch.object_id, offsets, obs, meta)
+
+
+DETECTION_SNR = 5.0  # PLAsTiCC's trigger: at least two detections at S/N >= 5
+DETECTIONS = 2
+
+
+def _detected(flux: np.ndarray, err: np.ndarray) -> bool:
+    return int(np.sum(flux >= DETECTION_SNR * err)) >= DETECTIONS
+
+
+def _add_noise(f, e, e_new, dim, rng):
+    """Flux dimmed by ``dim`` keeps its own (scaled) noise; top it up to the errors ``e_new``."""
+    extra = np.sqrt(np.maximum(e_new ** 2 - (e * dim) ** 2, 0))
+    return f * dim + rng.normal(0, 1, len(f)) * extra, e_new
+
+
+def _move(t, f, e, z, z_new, floor, rng):
+    """Times, fluxes and errors of a light curve seen from redshift z_new instead of z."""
+    t0 = t.min() if len(t) else 0.0
+    t = t0 + (t - t0) * (1 + z_new) / (1 + z)
+    dim = (_distance(z) / _distance(z_new)) ** 2
+    e_new = e * rng.uniform(1.0, 1.5)
+    if floor is not None:
+        e_new = np.maximum(e_new, floor * rng.uniform(0.7, 1.3))
+    f, e = _add_noise(f, e, e_new, dim, rng)
+    return t, f, e
 
 
 def wide_survey_noise(store, indices: np.ndarray, n_bands: int, sample: int = 2000):

@@ -185,3 +185,28 @@ def test_deep_field_objects_are_brought_to_wide_survey_noise():
     # the wide-survey object, not moved: untouched
     np.testing.assert_array_equal(wide["flux_err"], 1.0)
     np.testing.assert_array_equal(wide["flux"], 100.0)
+
+
+def test_moved_objects_still_pass_the_detection_trigger():
+    from snia.store import Batch
+    from snia.train import _detected, augment
+
+    n_obj, n = 40, 60
+    t = np.tile(np.linspace(60000, 60100, n), n_obj)
+    flux = np.tile(np.where(np.arange(n) % 10 == 0, 15.0, 1.0), n_obj)  # 6 points at S/N 7.5
+    obs = {"time": t, "band": np.zeros(n * n_obj, np.int8), "flux": flux.astype(np.float32),
+           "flux_err": np.full(n * n_obj, 2.0, np.float32), "flag": np.zeros(n * n_obj, np.int32)}
+    z = np.linspace(0.05, 0.5, n_obj).astype(np.float32)
+    meta = {"hostgal_photoz": z, "hostgal_photoz_err": np.full(n_obj, 0.01, np.float32),
+            "ddf": np.zeros(n_obj, np.int8), "type": np.zeros(n_obj, np.int8)}
+    batch = Batch(np.arange(n_obj), np.arange(0, n * n_obj + 1, n), obs, meta)
+    cfg = TrainConfig(redshift_probability=1.0, redshift_max=1.2, drop_fraction=0.0, time_shift=0)
+    out = augment(batch, np.arange(n_obj), 0, cfg, (4000.0,))
+    moved = out.meta["hostgal_photoz"] != z
+    for j in range(n_obj):
+        lc = out.lightcurve(j)
+        if moved[j]:  # every moved object is still detected ...
+            assert _detected(lc["flux"], lc["flux_err"]), j
+        else:  # ... and one that could not be moved is left as it was
+            np.testing.assert_array_equal(lc["flux"], batch.lightcurve(j)["flux"])
+    assert 0 < moved.sum() < n_obj  # faint objects can only move a little, if at all
