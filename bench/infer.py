@@ -69,6 +69,7 @@ def main() -> None:
         state = torch.load(args.checkpoint, weights_only=True, map_location="cpu")
         spec = spec_of(state)
         model = LightCurveCNN(CNNConfig.from_dict(state["model_config"])).eval()
+        model = model.to(memory_format=torch.channels_last)  # as predict_store runs it
         with Store(store_path) as store:
             n = min(args.objects, len(store))
             batches = [store.batch(slice(a, min(a + args.batch_size, n)))
@@ -76,7 +77,8 @@ def main() -> None:
             read = best_rate(lambda: [store.batch(slice(a, min(a + args.batch_size, n)))
                                       for a in range(0, n, args.batch_size)], n)
             raster = best_rate(lambda: [rasterize(b, spec, "auto") for b in batches], n)
-            images = [torch.as_tensor(_host(rasterize(b, spec, "auto").images)) for b in batches]
+            images = [torch.as_tensor(_host(rasterize(b, spec, "auto").images))
+                      .contiguous(memory_format=torch.channels_last) for b in batches]
             scalars = [torch.zeros(len(x), model.config.n_scalars) for x in images]
 
             def forward(m=model, xs=images):
@@ -102,7 +104,7 @@ def main() -> None:
         for channels in ((8, 16, 32), (8, 16), (4, 8)):
             cfg = CNNConfig.from_dict({**state["model_config"], "channels": list(channels),
                                        "groups": min(4, channels[0])})
-            other = LightCurveCNN(cfg).eval()
+            other = LightCurveCNN(cfg).eval().to(memory_format=torch.channels_last)
             rate = best_rate(lambda m=other: forward(m), n)
             print(f"  channels {str(channels):<14} {rate:>10,.0f} LC/s   = {rate / TARGET:.2f} x target")
 

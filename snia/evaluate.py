@@ -123,7 +123,9 @@ def predict_store(checkpoint, store_path, batch_size: int = 512, embeddings: boo
     state = torch.load(checkpoint, weights_only=True, map_location="cpu")
     model = LightCurveCNN(CNNConfig.from_dict(state["model_config"]))
     model.load_state_dict(state["model"])
-    model.eval()
+    # channels-last memory: ~1.5x faster convolutions for inference on CPUs (not for training,
+    # where GroupNorm's backward pass is slower in it)
+    model = model.eval().to(memory_format=torch.channels_last)
     spec = spec_of(state)
     mean, std = np.asarray(state["norm"]["mean"]), np.asarray(state["norm"]["std"])
     classes = list(state.get("classes") or [])
@@ -131,7 +133,7 @@ def predict_store(checkpoint, store_path, batch_size: int = 512, embeddings: boo
     with Store(store_path) as store, torch.no_grad():
         for batch in store.iter_batches(batch_size):
             images = rasterize(batch, spec, state["train_config"].get("backend", "auto"))
-            x = torch.as_tensor(_host(images.images))
+            x = torch.as_tensor(_host(images.images)).contiguous(memory_format=torch.channels_last)
             s = torch.as_tensor((scalars_of(batch.meta, _host(images.scale)) - mean) / std,
                                 dtype=torch.float32)
             e = model.embed(x, s)
