@@ -200,7 +200,8 @@ def test_moved_objects_still_pass_the_detection_trigger():
     meta = {"hostgal_photoz": z, "hostgal_photoz_err": np.full(n_obj, 0.01, np.float32),
             "ddf": np.zeros(n_obj, np.int8), "type": np.zeros(n_obj, np.int8)}
     batch = Batch(np.arange(n_obj), np.arange(0, n * n_obj + 1, n), obs, meta)
-    cfg = TrainConfig(redshift_probability=1.0, redshift_max=1.2, drop_fraction=0.0, time_shift=0)
+    cfg = TrainConfig(redshift_probability=1.0, redshift_max=1.2, drop_fraction=0.0, time_shift=0,
+                      detection_trigger=True)
     out = augment(batch, np.arange(n_obj), 0, cfg, (4000.0,))
     moved = out.meta["hostgal_photoz"] != z
     for j in range(n_obj):
