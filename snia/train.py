@@ -53,6 +53,8 @@ class TrainConfig:
     augment: bool = True
     time_shift: float = 5.0  # days: uniform shift of the reference time
     drop_fraction: float = 0.3  # up to this fraction of observations dropped per object
+    # extra Gaussian flux noise of up to this many sigma per object (errors grow to match)
+    flux_noise: float = 0.0
     redshift_probability: float = 0.5  # chance to move an object to a higher redshift
     redshift_max: float = 1.2
     # keep only redshift moves the survey would detect (two points at S/N >= 5), trying up to
@@ -181,6 +183,8 @@ def augment(batch, indices: np.ndarray, epoch: int, cfg: TrainConfig, bands_wave
     - drop a random fraction of the observations (at least one is kept); deep-drilling-field
       objects lose more (50-90 %), since the wide survey they must stand in for is far sparser;
     - shift all times by up to ``time_shift`` days;
+    - add Gaussian flux noise of k sigma, k uniform in [0, ``flux_noise``], errors grown to
+      sqrt(1 + k^2) sigma so they still describe the scatter;
     - with probability ``redshift_probability``, move an extragalactic object (photo-z > 0) from z
       to a higher z': times dilate by (1+z')/(1+z), fluxes dim by the luminosity-distance ratio
       squared (flat LCDM), while the errors do not shrink (sky noise dominates in a fainter
@@ -214,6 +218,9 @@ def augment(batch, indices: np.ndarray, epoch: int, cfg: TrainConfig, bands_wave
             keep[rng.integers(len(t))] = True
         t, f, e, b = t[keep], f[keep], e[keep], lc["band"][keep]
         t = t + rng.uniform(-cfg.time_shift, cfg.time_shift)
+        if cfg.flux_noise > 0:
+            k = rng.uniform(0, cfg.flux_noise)
+            f, e = _add_noise(f, e, e * np.sqrt(1 + k * k), 1.0, rng)
         z = z_all[j]
         floor = None if noise_floor is None else np.asarray(noise_floor)[b]
         stretch = 1.0

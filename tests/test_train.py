@@ -211,3 +211,35 @@ def test_moved_objects_still_pass_the_detection_trigger():
         else:  # ... and one that could not be moved is left as it was
             np.testing.assert_array_equal(lc["flux"], batch.lightcurve(j)["flux"])
     assert 0 < moved.sum() < n_obj  # faint objects can only move a little, if at all
+
+
+def test_image_geometry_is_a_training_setting_kept_with_the_model(store, tmp_path):
+    from snia.evaluate import predict_store
+
+    cfg = TrainConfig.from_dict({**TINY, "kind": "heatmap", "epochs": 1,
+                                 "raster": {"n_time": 45, "n_wave": 8}})
+    run_training(store, tmp_path, cfg)
+    state = weights(tmp_path, "best.pt")
+    assert (state["spec"]["n_time"], state["spec"]["n_wave"]) == (45, 8)
+    pred = predict_store(tmp_path / "best.pt", store)  # inference draws the same 8 x 45 images
+    assert len(pred["p_ia"]) == 48 and np.all((pred["p_ia"] >= 0) & (pred["p_ia"] <= 1))
+
+
+def test_flux_noise_grows_errors_and_scatter_together():
+    from snia.store import Batch
+    from snia.train import augment
+
+    n = 4000
+    obs = {"time": np.linspace(60000, 60100, n), "band": np.zeros(n, np.int8),
+           "flux": np.full(n, 50.0, np.float32), "flux_err": np.full(n, 1.0, np.float32),
+           "flag": np.zeros(n, np.int32)}
+    meta = {"hostgal_photoz": np.array([0.1], np.float32),
+            "hostgal_photoz_err": np.array([0.01], np.float32),
+            "ddf": np.array([0], np.int8), "type": np.array([0], np.int8)}
+    batch = Batch(np.array([1]), np.array([0, n]), obs, meta)
+    cfg = TrainConfig(redshift_probability=0.0, drop_fraction=0.0, time_shift=0, flux_noise=2.0)
+    lc = augment(batch, np.array([7]), 0, cfg, (4000.0,)).lightcurve(0)
+    k2 = lc["flux_err"][0] ** 2 - 1  # the k drawn for this object
+    assert 0 < k2 <= 4 + 1e-5 and np.allclose(lc["flux_err"], lc["flux_err"][0])
+    # the added scatter matches the added variance: std(flux) = k sigma (within 5 %)
+    assert np.std(lc["flux"]) == pytest.approx(np.sqrt(k2), rel=0.05)
