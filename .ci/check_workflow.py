@@ -37,12 +37,15 @@ def main() -> int:
               f"{name} store verified with {N_OBJECTS} objects")
         log = (r / "logs" / f"ingest_{name}.log").read_text()
         check("2 rank(s)" in log, f"{name} ingested by 2 MPI ranks")
-    train_log = (r / "logs" / "train.log").read_text()
-    check(f"rank 1 of 2 (started by {args.launcher})" in train_log,
-          f"training ran 2 DDP ranks started by {args.launcher}")
-    with open(r / "model" / "history.csv") as f:
-        history = list(csv.DictReader(f))
-    check(len(history) == 2, "2 epochs in history.csv")
+    for member in (0, 1):  # .test config: an ensemble of 2 members
+        train_log = (r / "logs" / f"train_m{member}.log").read_text()
+        check(f"rank 1 of 2 (started by {args.launcher})" in train_log,
+              f"member {member} trained on 2 DDP ranks started by {args.launcher}")
+        with open(r / "model" / f"m{member}" / "history.csv") as f:
+            history = list(csv.DictReader(f))
+        check(len(history) == 2, f"member {member}: 2 epochs in history.csv")
+    report_md = (r / "evaluate" / "plasticc_test" / "report.md").read_text()
+    check("m0/best.pt, m1/best.pt" in report_md, "the evaluation used both ensemble members")
 
     for who, folder in (("CNN", r / "evaluate" / "plasticc_test"), ("baseline", r / "baseline")):
         m = json.loads((folder / "metrics.json").read_text())

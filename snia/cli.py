@@ -138,7 +138,8 @@ def _add_train(sub) -> None:
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="predictions, metrics.json, plots and report for a store")
     p.add_argument("store", type=Path)
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--checkpoint", type=Path, nargs="+", required=True,
+                   help="a model, or several: an ensemble averaging their probabilities")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder for the results")
 
 
@@ -156,7 +157,8 @@ def _add_classify(sub) -> None:
 
     p = sub.add_parser("classify", help="P(Ia) for new data (a store or raw survey files)")
     p.add_argument("inputs", nargs="+", type=Path, help="a store, or raw files of --format")
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--checkpoint", type=Path, nargs="+", required=True,
+                   help="a model, or several: an ensemble averaging their probabilities")
     p.add_argument("-o", "--output", type=Path, required=True, help="CSV: object_id,p_ia,true_type")
     p.add_argument("--format", choices=FORMATS, help="format of raw inputs")
     p.add_argument("--metadata", nargs="+", type=Path, default=[])

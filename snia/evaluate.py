@@ -111,41 +111,74 @@ def spec_of(state: dict):
     return RasterSpec(**values)
 
 
-def predict_store(checkpoint, store_path, batch_size: int = 512, embeddings: bool = False):
-    """P(Ia) (and optionally penultimate embeddings) for every object of a store."""
+class Member:
+    """One trained model ready for inference: the network, its image spec and input scaling."""
+
+    def __init__(self, checkpoint):
+        import torch
+
+        from snia.models import CNNConfig, LightCurveCNN
+
+        state = torch.load(checkpoint, weights_only=True, map_location="cpu")
+        model = LightCurveCNN(CNNConfig.from_dict(state["model_config"]))
+        model.load_state_dict(state["model"])
+        # channels-last memory: ~1.5x faster convolutions for inference on CPUs (not for
+        # training, where GroupNorm's backward pass is slower in it)
+        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.spec = spec_of(state)
+        self.mean = np.asarray(state["norm"]["mean"])
+        self.std = np.asarray(state["norm"]["std"])
+        self.classes = list(state.get("classes") or [])
+        self.backend = state["train_config"].get("backend", "auto")
+
+
+def _as_list(checkpoints) -> list:
+    return [checkpoints] if isinstance(checkpoints, (str, Path)) else list(checkpoints)
+
+
+def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bool = False):
+    """P(Ia) (and optionally penultimate embeddings) for every object of a store.
+
+    Several checkpoints make an ensemble: their probabilities are averaged (each model sees its
+    own images; members that share an image spec share one rasterization). The embeddings are
+    the first member's."""
     import torch
 
-    from snia.models import CNNConfig, LightCurveCNN
     from snia.raster import _host, rasterize
     from snia.store import Store
     from snia.train import p_ia_of, scalars_of
 
-    state = torch.load(checkpoint, weights_only=True, map_location="cpu")
-    model = LightCurveCNN(CNNConfig.from_dict(state["model_config"]))
-    model.load_state_dict(state["model"])
-    # channels-last memory: ~1.5x faster convolutions for inference on CPUs (not for training,
-    # where GroupNorm's backward pass is slower in it)
-    model = model.eval().to(memory_format=torch.channels_last)
-    spec = spec_of(state)
-    mean, std = np.asarray(state["norm"]["mean"]), np.asarray(state["norm"]["std"])
-    classes = list(state.get("classes") or [])
+    members = [Member(c) for c in _as_list(checkpoints)]
+    classes = members[0].classes
+    if any(m.classes != classes for m in members):
+        raise ValueError("ensemble members predict different classes: "
+                         f"{[m.classes for m in members]}")
     probs, embeds, ids, types, class_probs = [], [], [], [], []
     with Store(store_path) as store, torch.no_grad():
         for batch in store.iter_batches(batch_size):
-            images = rasterize(batch, spec, state["train_config"].get("backend", "auto"))
-            x = torch.as_tensor(_host(images.images)).contiguous(memory_format=torch.channels_last)
-            s = torch.as_tensor((scalars_of(batch.meta, _host(images.scale)) - mean) / std,
-                                dtype=torch.float32)
-            e = model.embed(x, s)
-            logits = model.head(e)
-            probs.append(p_ia_of(logits, classes).numpy())
+            drawn = {}  # spec -> (images, scale): one rasterization per distinct spec
+            p_sum, c_sum = 0.0, 0.0
+            for k, m in enumerate(members):
+                if m.spec not in drawn:
+                    images = rasterize(batch, m.spec, m.backend)
+                    drawn[m.spec] = (torch.as_tensor(_host(images.images)).contiguous(
+                        memory_format=torch.channels_last), _host(images.scale))
+                x, scale = drawn[m.spec]
+                s = torch.as_tensor((scalars_of(batch.meta, scale) - m.mean) / m.std,
+                                    dtype=torch.float32)
+                e = m.model.embed(x, s)
+                logits = m.model.head(e)
+                p_sum = p_sum + p_ia_of(logits, classes).numpy()
+                if classes:
+                    c_sum = c_sum + torch.softmax(logits, dim=1).numpy()
+                if embeddings and k == 0:
+                    embeds.append(e.numpy())
+            probs.append(p_sum / len(members))
             if classes:
-                class_probs.append(torch.softmax(logits, dim=1).numpy())
-            if embeddings:
-                embeds.append(e.numpy())
+                class_probs.append(c_sum / len(members))
             ids.append(batch.object_id)
             types.append(batch.meta["type"])
-    out = {"object_id": np.concatenate(ids), "p_ia": np.concatenate(probs),
+    out = {"object_id": np.concatenate(ids), "p_ia": np.concatenate(probs).astype(np.float32),
            "type": np.concatenate(types)}
     if embeddings:
         out["embedding"] = np.concatenate(embeds)
@@ -295,11 +328,12 @@ def plot_gallery(store_path, spec, path, per_type: int = 4, seed: int = 0) -> No
     _save(fig, path)
 
 
-def evaluate(checkpoint, store_path, out_dir) -> dict:
+def evaluate(checkpoints, store_path, out_dir) -> dict:
     """Predictions, metrics.json, plots and a Markdown report for a store (types known)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pred = predict_store(checkpoint, store_path, embeddings=True)
+    checkpoints = _as_list(checkpoints)
+    pred = predict_store(checkpoints, store_path, embeddings=True)
     from snia.taxonomy import INDEX
 
     labelled = pred["type"] != INDEX["unknown"]
@@ -317,10 +351,11 @@ def evaluate(checkpoint, store_path, out_dir) -> dict:
              "p_ia_by_type.png": lambda f: plot_probability_histograms(p, pred["type"][labelled], f),
              "confusion.png": lambda f: plot_confusion(y, p, f),
              "tsne.png": lambda f: plot_tsne(pred["embedding"][labelled], pred["type"][labelled], f),
-             "gallery.png": lambda f: plot_gallery(store_path, spec_of(_state(checkpoint)), f)}
+             "gallery.png": lambda f: plot_gallery(store_path, spec_of(_state(checkpoints[0])), f)}
     for name, draw in plots.items():
         draw(out / name)
-    lines = [f"# snia evaluation of {Path(checkpoint).name} on {Path(store_path).name}", "",
+    names = ", ".join(Path(c).parent.name + "/" + Path(c).name for c in checkpoints)
+    lines = [f"# snia evaluation of {names} on {Path(store_path).name}", "",
              f"AUC {result['auc']:.4f}; at P(Ia) >= 0.5: purity {result['at_0.5']['purity']:.3f}, "
              f"completeness {result['at_0.5']['completeness']:.3f}", ""]
     lines += [f"![{name}]({name})" for name in plots]
@@ -328,7 +363,7 @@ def evaluate(checkpoint, store_path, out_dir) -> dict:
     return result
 
 
-def classify(checkpoint, inputs, out_csv, fmt: str | None = None, metadata=(), survey=None) -> int:
+def classify(checkpoints, inputs, out_csv, fmt: str | None = None, metadata=(), survey=None) -> int:
     """P(Ia) for every object of a store, or of raw survey files (ingested to a temporary store
     first, with the default checks). Returns the number of objects classified."""
     import tempfile
@@ -346,6 +381,6 @@ def classify(checkpoint, inputs, out_csv, fmt: str | None = None, metadata=(), s
                 raise ValueError("raw input needs --format (plasticc, snana-fits or snana-text)")
             store = Path(tmp) / "input.h5"
             run_ingest(fmt, inputs, store, metadata, survey=survey, progress=False)
-        pred = predict_store(checkpoint, store)
+        pred = predict_store(checkpoints, store)
     write_predictions(out_csv, pred)
     return len(pred["object_id"])

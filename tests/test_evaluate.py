@@ -132,3 +132,25 @@ def test_multiclass_training_and_evaluation(tmp_path):
         assert float(row.split(",")[1]) == pytest.approx(values[0], abs=1e-6)  # P(Ia) = the Ia column
     assert m["log_loss_objects"] == 40 and 0 < m["weighted_log_loss"] < 20
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["classes"] == classes
+
+
+def test_an_ensemble_averages_its_members(tmp_path):
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    from conftest import synthetic_plasticc
+    from snia.evaluate import predict_store
+    from snia.ingest import run_ingest
+    from snia.train import TrainConfig, run_training
+
+    lc, meta, _ = synthetic_plasticc(tmp_path, 30, 33)
+    run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False)
+    runs = []
+    for seed, raster in ((0, {}), (1, {}), (2, {"n_time": 60})):  # the last draws other images
+        cfg = TrainConfig.from_dict({"kind": "heatmap", "epochs": 1, "batch_size": 8, "seed": seed,
+                                     "val_fraction": 0.3, "raster": raster,
+                                     "model": {"channels": [4, 8], "groups": 2, "hidden": 8}})
+        run_training(tmp_path / "s.h5", tmp_path / f"r{seed}", cfg)
+        runs.append(tmp_path / f"r{seed}" / "best.pt")
+    alone = [predict_store(r, tmp_path / "s.h5")["p_ia"] for r in runs]
+    both = predict_store(runs, tmp_path / "s.h5")
+    np.testing.assert_allclose(both["p_ia"], np.mean(alone, axis=0), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(alone[0], alone[1])  # the members do differ

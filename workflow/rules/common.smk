@@ -54,6 +54,16 @@ def launch(wildcards, resources):
     return f"{resources.mpi} -n {resources.tasks}" if int(resources.tasks) > 1 else ""
 
 
+# The ensemble: one model per member, seeds seed, seed + 1, ...
+MODELS = [f"{RESULTS}/model/m{m}/best.pt" for m in range(config["train"]["members"])]
+
+
+def member_settings(member):
+    settings = dict(config["train"]["settings"])
+    settings["seed"] = settings.get("seed", 0) + member
+    return settings
+
+
 # Scaling runs: one per (mode, ranks), in this order.
 SCALING = config["scaling"]
 SCALING_RUNS = [f"{RESULTS}/scaling/{mode}_{ranks}.json" for mode in SCALING["modes"]

@@ -3,7 +3,7 @@
 
 rule evaluate:
     input:
-        model=f"{RESULTS}/model/best.pt",
+        models=MODELS,
         store=f"{RESULTS}/stores/{{name}}.h5",
     output:
         metrics=f"{RESULTS}/evaluate/{{name}}/metrics.json",
@@ -16,4 +16,4 @@ rule evaluate:
     log:
         f"{RESULTS}/logs/evaluate_{{name}}.log",
     shell:
-        "snia evaluate {input.store} --checkpoint {input.model} -o {params.out_dir} > {log} 2>&1"
+        "snia evaluate {input.store} --checkpoint {input.models} -o {params.out_dir} > {log} 2>&1"

@@ -24,7 +24,7 @@ rule scaling_summary:
 rule scaling_run:
     input:
         store=store(config["train"]["dataset"]),
-        settings=f"{RESULTS}/model/settings.yaml",
+        settings=f"{RESULTS}/model/m0/settings.yaml",
         previous=previous_scaling_run,
     output:
         f"{RESULTS}/scaling/{{mode}}_{{ranks}}.json",

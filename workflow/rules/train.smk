@@ -1,4 +1,5 @@
-# Stage 3: train the CNN on a store, data-parallel (DDP) over `train.ranks` ranks.
+# Stage 3: train the CNN on a store, data-parallel (DDP) over `train.ranks` ranks; `train.members`
+# models with seeds seed, seed + 1, ... make an ensemble (their probabilities are averaged).
 
 
 localrules:
@@ -7,11 +8,13 @@ localrules:
 
 rule train_settings:
     output:
-        f"{RESULTS}/model/settings.yaml",
+        f"{RESULTS}/model/m{{member}}/settings.yaml",
+    wildcard_constraints:
+        member=r"\d+",
     params:
-        settings=config["train"]["settings"],
+        settings=lambda wc: member_settings(int(wc.member)),
     log:
-        f"{RESULTS}/logs/train_settings.log",
+        f"{RESULTS}/logs/train_settings_m{{member}}.log",
     run:
         import yaml
 
@@ -22,10 +25,12 @@ rule train_settings:
 rule train:
     input:
         store=store(config["train"]["dataset"]),
-        settings=f"{RESULTS}/model/settings.yaml",
+        settings=f"{RESULTS}/model/m{{member}}/settings.yaml",
     output:
-        model=f"{RESULTS}/model/best.pt",
-        history=f"{RESULTS}/model/history.csv",
+        model=f"{RESULTS}/model/m{{member}}/best.pt",
+        history=f"{RESULTS}/model/m{{member}}/history.csv",
+    wildcard_constraints:
+        member=r"\d+",
     params:
         run_dir=lambda wc, output: Path(output.model).parent,
         launch=launch,
@@ -36,7 +41,7 @@ rule train:
     conda:
         SNIA_ENV
     log:
-        f"{RESULTS}/logs/train.log",
+        f"{RESULTS}/logs/train_m{{member}}.log",
     shell:
         # --restart: a checkpoint of other settings is set aside; one of these settings (a job
         # killed by the scheduler, say) is resumed.
