@@ -1,6 +1,8 @@
 """Inference benchmark: store -> P(Ia) throughput on this machine's CPU, per stage, side by side.
 
-    python bench/infer.py [--checkpoint results/model/best.pt] [--store STORE] [--objects 5000]
+    python bench/infer.py [--checkpoint CKPT [CKPT ...]] [--store STORE] [--objects 5000]
+
+Default: the workflow's ensemble (results/model/m*/best.pt).
 
 On the PLAsTiCC test example (the store `make run` writes, or one ingested here). Prints light
 curves per second for: reading the store; reading + rasterizing (the images the model sees); the
@@ -58,7 +60,9 @@ def main() -> None:
     from snia.store import Store
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default=str(REPO / "results" / "model" / "best.pt"))
+    ap.add_argument("--checkpoint", nargs="+",
+                    default=sorted(str(p) for p in (REPO / "results" / "model").glob("m*/best.pt")),
+                    help="one model, or an ensemble (the per-stage rows use the first)")
     ap.add_argument("--store")
     ap.add_argument("--objects", type=int, default=5000)
     ap.add_argument("--batch-size", type=int, default=512)
@@ -66,7 +70,9 @@ def main() -> None:
     threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
         store_path = find_store(args.store, Path(tmp))
-        state = torch.load(args.checkpoint, weights_only=True, map_location="cpu")
+        if not args.checkpoint:
+            raise SystemExit("no checkpoint: run the workflow (make run) or give --checkpoint")
+        state = torch.load(args.checkpoint[0], weights_only=True, map_location="cpu")
         spec = spec_of(state)
         model = LightCurveCNN(CNNConfig.from_dict(state["model_config"])).eval()
         model = model.to(memory_format=torch.channels_last)  # as predict_store runs it
@@ -99,7 +105,7 @@ def main() -> None:
         print(f"  rasterize (from batches)   {raster:>10,.0f} LC/s")
         print(f"  CNN forward (ready images) {cnn:>10,.0f} LC/s")
         print(f"  store -> P(Ia), end to end {whole:>10,.0f} LC/s   = {whole / TARGET:.2f} x the "
-              f"{TARGET:,.0f} LC/s target")
+              f"{TARGET:,.0f} LC/s target ({len(args.checkpoint)} model(s))")
         print("forward pass of other sizes of the same CNN (untrained), same images:")
         for channels in ((8, 16, 32), (8, 16), (4, 8)):
             cfg = CNNConfig.from_dict({**state["model_config"], "channels": list(channels),
