@@ -190,7 +190,8 @@ def _add_report(sub) -> None:
     p = sub.add_parser("report", help="CNN and random forest side by side (Markdown + HTML)")
     p.add_argument("--cnn", type=Path, required=True, help="folder written by 'snia evaluate'")
     p.add_argument("--baseline", type=Path, help="folder written by 'snia baseline'")
-    p.add_argument("--history", type=Path, help="training history.csv (wall time, epochs)")
+    p.add_argument("--history", type=Path, nargs="+",
+                   help="training history.csv of the model, or of each ensemble member")
     p.add_argument("-o", "--output", type=Path, required=True, help="report folder")
 
 

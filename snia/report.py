@@ -42,11 +42,16 @@ def _read_predictions(path: Path) -> dict:
         return {int(r["object_id"]): r for r in csv.DictReader(f)}
 
 
-def _training_summary(history: Path) -> dict:
-    with open(history, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {"epochs": len(rows), "wall_s": sum(float(r["seconds"]) for r in rows),
-            "best_val_auc": max(float(r["val_auc"]) for r in rows),
+def _training_summary(histories) -> dict:
+    """Epochs, wall time and throughput of one model's training, or summed over an ensemble's."""
+    runs = []
+    for history in histories:
+        with open(history, newline="") as f:
+            runs.append(list(csv.DictReader(f)))
+    rows = [r for run in runs for r in run]
+    return {"members": len(runs), "epochs": [len(run) for run in runs],
+            "wall_s": sum(float(r["seconds"]) for r in rows),
+            "best_val_auc": [max(float(r["val_auc"]) for r in run) for run in runs],
             "samples_per_s": float(np.median([float(r["samples_per_s"]) for r in rows]))}
 
 
@@ -98,7 +103,9 @@ def write_report(out_dir, cnn_dir, baseline_dir=None, history=None) -> Path:
     if baseline_dir is not None and (baseline_dir / "feature_importance.txt").exists():
         figures.append(("random forest feature importance (text)",
                         os.path.relpath(baseline_dir / "feature_importance.txt", out)))
-    training = _training_summary(Path(history)) if history else None
+    if isinstance(history, (str, Path)):
+        history = [history]
+    training = _training_summary(history) if history else None
     md = _markdown(table, figures, training)
     (out / "report.md").write_text(md)
     (out / "report.html").write_text(_html(table, figures, training))
@@ -108,9 +115,14 @@ def write_report(out_dir, cnn_dir, baseline_dir=None, history=None) -> Path:
 def _training_lines(training) -> list[str]:
     if not training:
         return []
-    return [f"CNN training: {training['epochs']} epochs in {training['wall_s'] / 60:.1f} min "
-            f"(median {training['samples_per_s']:.0f} samples/s), best validation AUC "
-            f"{training['best_val_auc']:.4f}."]
+    auc = ", ".join(f"{a:.4f}" for a in training["best_val_auc"])
+    epochs = ", ".join(str(e) for e in training["epochs"])
+    if training["members"] == 1:
+        return [f"CNN training: {epochs} epochs in {training['wall_s'] / 60:.1f} min "
+                f"(median {training['samples_per_s']:.0f} samples/s), best validation AUC {auc}."]
+    return [f"CNN training: an ensemble of {training['members']} models, {epochs} epochs, "
+            f"{training['wall_s'] / 60:.1f} min in all (median {training['samples_per_s']:.0f} "
+            f"samples/s); best validation AUC of each: {auc}."]
 
 
 def _markdown(table, figures, training) -> str:

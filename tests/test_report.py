@@ -68,3 +68,21 @@ def test_scaling_summary_speedup_and_efficiency(tmp_path):
     with open(tmp_path / "scaling.csv") as f:
         assert len(list(csv.DictReader(f))) == 4
     assert (tmp_path / "scaling.png").stat().st_size > 5000
+
+
+def test_report_sums_an_ensembles_training(tmp_path):
+    from snia.report import write_report
+
+    ids = np.arange(40)
+    types = np.array(["Ia", "II"] * 20)
+    write_run(tmp_path / "cnn", ids, np.linspace(0, 1, 40), types)
+    histories = []
+    for k, (seconds, auc) in enumerate(((60, 0.9), (120, 0.95))):
+        path = tmp_path / f"h{k}.csv"
+        path.write_text("epoch,train_loss,samples_per_s,steps,val_loss,val_auc,lr,seconds\n"
+                        f"1,0.6,100,5,0.6,{auc},0.001,{seconds}\n")
+        histories.append(path)
+    md = write_report(tmp_path / "report", tmp_path / "cnn", history=histories).read_text()
+    assert "an ensemble of 2 models, 1, 1 epochs, 3.0 min in all" in md
+    assert "best validation AUC of each: 0.9000, 0.9500" in md
+    assert "random forest" not in md.split("## ")[0]  # no baseline column without a baseline

@@ -5,7 +5,7 @@ rule report:
     input:
         cnn=f"{RESULTS}/evaluate/{config['report']['dataset']}/metrics.json",
         baseline=f"{RESULTS}/baseline/metrics.json",
-        history=f"{RESULTS}/model/m0/history.csv",
+        history=[str(Path(m).parent / "history.csv") for m in MODELS],
     output:
         markdown=f"{RESULTS}/report/report.md",
         html=f"{RESULTS}/report/report.html",
