@@ -179,19 +179,13 @@ def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bo
             ids.append(batch.object_id)
             types.append(batch.meta["type"])
     out = {"object_id": np.concatenate(ids), "p_ia": np.concatenate(probs).astype(np.float32),
-           "type": np.concatenate(types)}
+           "type": np.concatenate(types), "spec": members[0].spec}
     if embeddings:
         out["embedding"] = np.concatenate(embeds)
     if classes:
         out["classes"] = classes
         out["class_probs"] = np.concatenate(class_probs)
     return out
-
-
-def _state(checkpoint) -> dict:
-    import torch
-
-    return torch.load(checkpoint, weights_only=True, map_location="cpu")
 
 
 def write_predictions(path, predictions: dict) -> None:
@@ -351,7 +345,7 @@ def evaluate(checkpoints, store_path, out_dir) -> dict:
              "p_ia_by_type.png": lambda f: plot_probability_histograms(p, pred["type"][labelled], f),
              "confusion.png": lambda f: plot_confusion(y, p, f),
              "tsne.png": lambda f: plot_tsne(pred["embedding"][labelled], pred["type"][labelled], f),
-             "gallery.png": lambda f: plot_gallery(store_path, spec_of(_state(checkpoints[0])), f)}
+             "gallery.png": lambda f: plot_gallery(store_path, pred["spec"], f)}
     for name, draw in plots.items():
         draw(out / name)
     names = ", ".join(Path(c).parent.name + "/" + Path(c).name for c in checkpoints)

@@ -226,8 +226,8 @@ def augment(batch, indices: np.ndarray, epoch: int, cfg: TrainConfig, bands_wave
         stretch = 1.0
         moved = None
         if rng.random() < cfg.redshift_probability and np.isfinite(z) and 0 < z < cfg.redshift_max:
-            # a moved object must still be one the survey would have found: retry lower
-            # redshifts until it passes the detection trigger, else leave it where it is
+            # with the detection trigger, retry lower redshifts until the moved object is one
+            # the survey would have found, else leave it where it is
             for _ in range(cfg.redshift_tries):
                 z_new = rng.uniform(z, cfg.redshift_max)
                 candidate = _move(t, f, e, z, z_new, floor, rng)

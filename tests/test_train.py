@@ -128,19 +128,29 @@ def test_two_gloo_ranks_train_like_one_rank(store, tmp_path):
     np.testing.assert_allclose(auc[0], auc[1], atol=1e-6)  # validation gathered over ranks
 
 
-def test_augmentation_is_reproducible_and_physical():
+def one_band_batch(flux_rows, err, photoz, ddf, photoz_err=0.01, types=None):
+    """Objects observed in one band, n points over 100 days each; one row of fluxes per object."""
     from snia.store import Batch
+
+    flux_rows = np.atleast_2d(np.asarray(flux_rows, np.float32))
+    k, n = flux_rows.shape
+    obs = {"time": np.tile(np.linspace(60000, 60100, n), k), "band": np.zeros(k * n, np.int8),
+           "flux": flux_rows.ravel(), "flux_err": np.full(k * n, err, np.float32),
+           "flag": np.zeros(k * n, np.int32)}
+    meta = {"hostgal_photoz": np.asarray(photoz, np.float32),
+            "hostgal_photoz_err": np.broadcast_to(np.asarray(photoz_err, np.float32), (k,)).copy(),
+            "ddf": np.asarray(ddf, np.int8),
+            "type": np.zeros(k, np.int8) if types is None else np.asarray(types, np.int8)}
+    return Batch(np.arange(1, k + 1), np.arange(0, k * n + 1, n), obs, meta)
+
+
+def test_augmentation_is_reproducible_and_physical():
     from snia.train import augment
 
     n = 200
-    t = np.linspace(60000, 60100, n)
-    obs = {"time": np.concatenate([t, t]), "band": np.zeros(2 * n, np.int8),
-           "flux": np.full(2 * n, 100.0, np.float32), "flux_err": np.full(2 * n, 2.0, np.float32),
-           "flag": np.zeros(2 * n, np.int32)}
-    meta = {"hostgal_photoz": np.array([0.1, 0.3], np.float32),
-            "hostgal_photoz_err": np.array([0.01, 0.02], np.float32),
-            "ddf": np.array([1, 0], np.int8), "type": np.array([0, 3], np.int8)}
-    batch = Batch(np.array([1, 2]), np.array([0, n, 2 * n]), obs, meta)
+    batch = one_band_batch(np.full((2, n), 100.0), 2.0, [0.1, 0.3], [1, 0], photoz_err=[0.01, 0.02],
+                           types=[0, 3])
+    meta = {k: v.copy() for k, v in batch.meta.items()}
     cfg = TrainConfig(redshift_probability=1.0, redshift_max=1.0, drop_fraction=0.3, time_shift=0)
     wavelengths = (4000.0,)
     a = augment(batch, np.array([10, 11]), 0, cfg, wavelengths)
@@ -163,18 +173,9 @@ def test_augmentation_is_reproducible_and_physical():
 
 
 def test_deep_field_objects_are_brought_to_wide_survey_noise():
-    from snia.store import Batch
     from snia.train import augment
 
-    n = 400
-    t = np.linspace(60000, 60100, n)
-    obs = {"time": np.concatenate([t, t]), "band": np.zeros(2 * n, np.int8),
-           "flux": np.full(2 * n, 100.0, np.float32), "flux_err": np.full(2 * n, 1.0, np.float32),
-           "flag": np.zeros(2 * n, np.int32)}
-    meta = {"hostgal_photoz": np.array([0.1, 0.1], np.float32),
-            "hostgal_photoz_err": np.array([0.01, 0.01], np.float32),
-            "ddf": np.array([1, 0], np.int8), "type": np.array([0, 0], np.int8)}
-    batch = Batch(np.array([1, 2]), np.array([0, n, 2 * n]), obs, meta)
+    batch = one_band_batch(np.full((2, 400), 100.0), 1.0, [0.1, 0.1], [1, 0])
     cfg = TrainConfig(redshift_probability=0.0, drop_fraction=0.0, time_shift=0)
     out = augment(batch, np.array([0, 1]), 0, cfg, (4000.0,), noise_floor=np.array([10.0]))
     deep, wide = out.lightcurve(0), out.lightcurve(1)
@@ -188,18 +189,12 @@ def test_deep_field_objects_are_brought_to_wide_survey_noise():
 
 
 def test_moved_objects_still_pass_the_detection_trigger():
-    from snia.store import Batch
     from snia.train import _detected, augment
 
     n_obj, n = 40, 60
-    t = np.tile(np.linspace(60000, 60100, n), n_obj)
-    flux = np.tile(np.where(np.arange(n) % 10 == 0, 15.0, 1.0), n_obj)  # 6 points at S/N 7.5
-    obs = {"time": t, "band": np.zeros(n * n_obj, np.int8), "flux": flux.astype(np.float32),
-           "flux_err": np.full(n * n_obj, 2.0, np.float32), "flag": np.zeros(n * n_obj, np.int32)}
+    flux = np.where(np.arange(n) % 10 == 0, 15.0, 1.0)  # 6 points at S/N 7.5
     z = np.linspace(0.05, 0.5, n_obj).astype(np.float32)
-    meta = {"hostgal_photoz": z, "hostgal_photoz_err": np.full(n_obj, 0.01, np.float32),
-            "ddf": np.zeros(n_obj, np.int8), "type": np.zeros(n_obj, np.int8)}
-    batch = Batch(np.arange(n_obj), np.arange(0, n * n_obj + 1, n), obs, meta)
+    batch = one_band_batch(np.tile(flux, (n_obj, 1)), 2.0, z, np.zeros(n_obj))
     cfg = TrainConfig(redshift_probability=1.0, redshift_max=1.2, drop_fraction=0.0, time_shift=0,
                       detection_trigger=True)
     out = augment(batch, np.arange(n_obj), 0, cfg, (4000.0,))
@@ -226,17 +221,9 @@ def test_image_geometry_is_a_training_setting_kept_with_the_model(store, tmp_pat
 
 
 def test_flux_noise_grows_errors_and_scatter_together():
-    from snia.store import Batch
     from snia.train import augment
 
-    n = 4000
-    obs = {"time": np.linspace(60000, 60100, n), "band": np.zeros(n, np.int8),
-           "flux": np.full(n, 50.0, np.float32), "flux_err": np.full(n, 1.0, np.float32),
-           "flag": np.zeros(n, np.int32)}
-    meta = {"hostgal_photoz": np.array([0.1], np.float32),
-            "hostgal_photoz_err": np.array([0.01], np.float32),
-            "ddf": np.array([0], np.int8), "type": np.array([0], np.int8)}
-    batch = Batch(np.array([1]), np.array([0, n]), obs, meta)
+    batch = one_band_batch(np.full((1, 4000), 50.0), 1.0, [0.1], [0])
     cfg = TrainConfig(redshift_probability=0.0, drop_fraction=0.0, time_shift=0, flux_noise=2.0)
     lc = augment(batch, np.array([7]), 0, cfg, (4000.0,)).lightcurve(0)
     k2 = lc["flux_err"][0] ** 2 - 1  # the k drawn for this object
