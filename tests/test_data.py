@@ -71,3 +71,13 @@ def test_subset_keeps_whole_objects_byte_for_byte(plasticc_data, tmp_path):
     assert result.n_objects == 50 and result.n_obs == len(expected)
     again = subset_plasticc(plasticc_data, tmp_path / "again", 50, seed=3)
     assert (again / "plasticc_train_metadata.csv").read_text() == "\n".join(meta) + "\n"
+
+
+def test_subset_refuses_a_bad_size_or_a_folder_without_spcc(tmp_path):
+    from snia.data import subset_plasticc
+    from snia.errors import SniaError
+
+    with pytest.raises(SniaError, match="max_objects must be at least 1, not 0"):
+        subset_plasticc(tmp_path, tmp_path / "out", 0)
+    with pytest.raises((SniaError, FileNotFoundError), match="plasticc_train_metadata.csv"):
+        subset_plasticc(tmp_path, tmp_path / "out", 5)  # nothing fetched there

@@ -230,3 +230,21 @@ def test_flux_noise_grows_errors_and_scatter_together():
     assert 0 < k2 <= 4 + 1e-5 and np.allclose(lc["flux_err"], lc["flux_err"][0])
     # the added scatter matches the added variance: std(flux) = k sigma (within 5 %)
     assert np.std(lc["flux"]) == pytest.approx(np.sqrt(k2), rel=0.05)
+
+
+def test_bad_training_settings_are_refused_by_name(store, tmp_path):
+    with pytest.raises(ValueError, match="task must be one of"):
+        TrainConfig.from_dict({"task": "regression"})
+    with pytest.raises(ValueError, match=r"unknown type\(s\) \['Ib'\]"):
+        TrainConfig.from_dict({"types": ["Ia", "Ib"]})
+    from snia.train import class_list
+
+    with pytest.raises(ValueError, match="must include Ia"):
+        class_list(TrainConfig.from_dict({"task": "multiclass", "types": ["II", "Ibc"]}))
+    from snia.scaling import measure
+
+    with pytest.raises(ValueError, match="fewer than one global batch of 4096"):
+        measure(store, tmp_path / "row.json", "strong", 1, 4096, train_settings=TINY)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        measure(store, tmp_path / "row.json", "diagonal", 1, 8, train_settings=TINY)
+    assert not (tmp_path / "row.json").exists()
