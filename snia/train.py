@@ -168,7 +168,9 @@ def init_distributed(dist: Dist, device) -> None:
 
 def split_objects(object_id: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of validation objects: a hash of (id, seed), independent of order and ranks."""
-    x = (object_id.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15))
+    # the seed's mixing constant is wrapped to 64 bits in Python (exact, and no numpy overflow
+    # warning); the uint64 arithmetic below wraps by design
+    x = object_id.astype(np.uint64) + np.uint64(seed * 0x9E3779B97F4A7C15 % 2 ** 64)
     x ^= x >> np.uint64(33)
     x *= np.uint64(0xFF51AFD7ED558CCD)
     x ^= x >> np.uint64(33)
