@@ -1,6 +1,7 @@
 """Check what a run of the small workflow config (.test/) wrote: every stage's output, counts
 that follow from the config (300 objects per dataset), 2-rank ingestion and DDP training started
-by the expected launcher, the scaling CSV, and (for SLURM runs) one SLURM log per submitted job.
+by the expected launcher (2 ensemble members and the model distilled from them), the scaling
+CSV, and (for SLURM runs) one SLURM log per submitted job.
 
     python .ci/check_workflow.py RESULTS_DIR --launcher mpiexec|srun [--slurm-logs DIR]
 """
@@ -37,15 +38,20 @@ def main() -> int:
               f"{name} store verified with {N_OBJECTS} objects")
         log = (r / "logs" / f"ingest_{name}.log").read_text()
         check("2 rank(s)" in log, f"{name} ingested by 2 MPI ranks")
-    for member in (0, 1):  # .test config: an ensemble of 2 members
-        train_log = (r / "logs" / f"train_m{member}.log").read_text()
+    for run in ("m0", "m1", "student"):  # .test config: an ensemble of 2, and a distilled model
+        train_log = (r / "logs" / f"train_{run}.log").read_text()
         check(f"rank 1 of 2 (started by {args.launcher})" in train_log,
-              f"member {member} trained on 2 DDP ranks started by {args.launcher}")
-        with open(r / "model" / f"m{member}" / "history.csv") as f:
+              f"{run} trained on 2 DDP ranks started by {args.launcher}")
+        with open(r / "model" / run / "history.csv") as f:
             history = list(csv.DictReader(f))
-        check(len(history) == 2, f"member {member}: 2 epochs in history.csv")
-    report_md = (r / "evaluate" / "plasticc_test" / "report.md").read_text()
-    check("m0/best.pt, m1/best.pt" in report_md, "the evaluation used both ensemble members")
+        check(len(history) == 2, f"{run}: 2 epochs in history.csv")
+    settings = (r / "model" / "student" / "settings.yaml").read_text()
+    check("m0/best.pt" in settings and "m1/best.pt" in settings and "distill_weight: 0.7" in settings,
+          "the student learnt from both members")
+    evaluated = (r / "evaluate" / "plasticc_test" / "report.md").read_text()
+    check("student/best.pt" in evaluated, "the evaluation used the distilled model")
+    ensemble = (r / "evaluate" / "plasticc_test" / "ensemble" / "report.md").read_text()
+    check("m0/best.pt, m1/best.pt" in ensemble, "the ensemble was evaluated beside it")
 
     for who, folder in (("CNN", r / "evaluate" / "plasticc_test"), ("baseline", r / "baseline")):
         m = json.loads((folder / "metrics.json").read_text())
@@ -57,8 +63,8 @@ def main() -> int:
         path = r / "evaluate" / "plasticc_test" / f"{png}.png"
         check(path.exists() and path.read_bytes()[:4] == b"\x89PNG", f"plot {png}.png")
     report = (r / "report" / "report.md").read_text()
-    check("| CNN | random forest |" in report and "| AUC |" in report,
-          "report puts the CNN and the random forest side by side")
+    check("| CNN | CNN ensemble | random forest |" in report and "| AUC |" in report,
+          "report puts the CNN, the ensemble and the random forest side by side")
     check((r / "report" / "report.html").exists(), "report.html")
 
     with open(r / "scaling" / "scaling.csv") as f:

@@ -2,7 +2,8 @@
 
     python bench/infer.py [--checkpoint CKPT [CKPT ...]] [--store STORE] [--objects 5000]
 
-Default: the workflow's ensemble (results/model/m*/best.pt).
+Default: the model the workflow evaluates: the distilled one (results/model/student/best.pt),
+else the ensemble (results/model/m*/best.pt).
 
 On the PLAsTiCC test example (the store `make run` writes, or one ingested here). Prints light
 curves per second for: reading the store; reading + rasterizing (the images the model sees); the
@@ -35,6 +36,13 @@ def best_rate(fn, n: int, repeat: int = 2) -> float:
     return n / best
 
 
+def default_checkpoints() -> list[str]:
+    models = REPO / "results" / "model"
+    if (models / "student" / "best.pt").exists():
+        return [str(models / "student" / "best.pt")]
+    return sorted(str(p) for p in models.glob("m*/best.pt"))
+
+
 def find_store(arg, tmp: Path) -> Path:
     if arg:
         return Path(arg)
@@ -60,8 +68,7 @@ def main() -> None:
     from snia.store import Store
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", nargs="+",
-                    default=sorted(str(p) for p in (REPO / "results" / "model").glob("m*/best.pt")),
+    ap.add_argument("--checkpoint", nargs="+", default=default_checkpoints(),
                     help="one model, or an ensemble (the per-stage rows use the first)")
     ap.add_argument("--store")
     ap.add_argument("--objects", type=int, default=5000)

@@ -128,6 +128,10 @@ def _add_train(sub) -> None:
     p.add_argument("--batch-size", type=int, help="global batch, split over ranks")
     p.add_argument("--kind", choices=["bands", "heatmap"])
     p.add_argument("--seed", type=int)
+    p.add_argument("--teachers", type=Path, nargs="+",
+                   help="distil these models (an ensemble) into this one: their mean P(Ia) is a "
+                        "soft target")
+    p.add_argument("--distill-weight", type=float, help="share of the loss on the teachers' P(Ia)")
     p.add_argument("--restart", action="store_true",
                    help="start over when RUN_DIR holds a checkpoint of other settings (default: "
                         "refuse); a checkpoint of the same settings is always resumed")
@@ -189,9 +193,11 @@ def _add_scaling(sub) -> None:
 def _add_report(sub) -> None:
     p = sub.add_parser("report", help="CNN and random forest side by side (Markdown + HTML)")
     p.add_argument("--cnn", type=Path, required=True, help="folder written by 'snia evaluate'")
+    p.add_argument("--ensemble", type=Path,
+                   help="'snia evaluate' folder of the ensemble a distilled CNN learnt from")
     p.add_argument("--baseline", type=Path, help="folder written by 'snia baseline'")
     p.add_argument("--history", type=Path, nargs="+",
-                   help="training history.csv of the model, or of each ensemble member")
+                   help="training history.csv of the model, or of each model trained")
     p.add_argument("-o", "--output", type=Path, required=True, help="report folder")
 
 
@@ -380,9 +386,11 @@ def cmd_train(args) -> int:
     from snia.train import TrainConfig, dist_from_env, run_training
 
     values = _train_settings(args.config)
-    for key in ("epochs", "batch_size", "kind", "seed"):
+    for key in ("epochs", "batch_size", "kind", "seed", "distill_weight"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
+    if args.teachers:
+        values["teachers"] = [str(t) for t in args.teachers]
     dist = dist_from_env()
     _setup_logging(args.verbose, dist.rank, dist.world)
     result = run_training(args.store, args.output, TrainConfig.from_dict(values),
@@ -453,7 +461,8 @@ def cmd_scaling(args) -> int:
 def cmd_report(args) -> int:
     from snia.report import write_report
 
-    path = write_report(args.output, args.cnn, baseline_dir=args.baseline, history=args.history)
+    path = write_report(args.output, args.cnn, baseline_dir=args.baseline, history=args.history,
+                        ensemble_dir=args.ensemble)
     log.info("report: %s (and %s)", path, path.with_suffix(".html"))
     print(f"report: {path.resolve()}")
     return 0

@@ -114,7 +114,7 @@ def spec_of(state: dict):
 class Member:
     """One trained model ready for inference: the network, its image spec and input scaling."""
 
-    def __init__(self, checkpoint):
+    def __init__(self, checkpoint, device="cpu"):
         import torch
 
         from snia.models import CNNConfig, LightCurveCNN
@@ -124,12 +124,57 @@ class Member:
         model.load_state_dict(state["model"])
         # channels-last memory: ~1.5x faster convolutions for inference on CPUs (not for
         # training, where GroupNorm's backward pass is slower in it)
-        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         self.spec = spec_of(state)
         self.mean = np.asarray(state["norm"]["mean"])
         self.std = np.asarray(state["norm"]["std"])
         self.classes = list(state.get("classes") or [])
         self.backend = state["train_config"].get("backend", "auto")
+
+
+def load_members(checkpoints, device="cpu") -> list[Member]:
+    """The models of an ensemble (one or more checkpoints), checked to predict the same classes."""
+    members = [Member(c, device) for c in _as_list(checkpoints)]
+    classes = members[0].classes
+    if any(m.classes != classes for m in members):
+        raise ValueError("ensemble members predict different classes: "
+                         f"{[m.classes for m in members]}")
+    return members
+
+
+def run_members(members: list[Member], batch):
+    """Each member's (embedding, logits) on one batch of light curves, without gradients.
+
+    Each member sees its own images; members that share an image spec share one rasterization."""
+    import torch
+
+    from snia.raster import _host, rasterize
+    from snia.train import scalars_of
+
+    drawn = {}  # spec -> (images, scale)
+    out = []
+    with torch.no_grad():
+        for m in members:
+            if m.spec not in drawn:
+                images = rasterize(batch, m.spec, m.backend)
+                drawn[m.spec] = (torch.as_tensor(_host(images.images)).to(m.device).contiguous(
+                    memory_format=torch.channels_last), _host(images.scale))
+            x, scale = drawn[m.spec]
+            s = torch.as_tensor((scalars_of(batch.meta, scale) - m.mean) / m.std,
+                                dtype=torch.float32, device=m.device)
+            e = m.model.embed(x, s)
+            out.append((e, m.model.head(e).float()))
+    return out
+
+
+def ensemble_p_ia(members: list[Member], batch) -> np.ndarray:
+    """The members' mean P(Ia) for each light curve of a batch."""
+    from snia.train import p_ia_of
+
+    classes = members[0].classes
+    return np.mean([p_ia_of(logits, classes).cpu().numpy()
+                    for _, logits in run_members(members, batch)], axis=0)
 
 
 def _as_list(checkpoints) -> list:
@@ -144,30 +189,16 @@ def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bo
     the first member's."""
     import torch
 
-    from snia.raster import _host, rasterize
     from snia.store import Store
-    from snia.train import p_ia_of, scalars_of
+    from snia.train import p_ia_of
 
-    members = [Member(c) for c in _as_list(checkpoints)]
+    members = load_members(checkpoints)
     classes = members[0].classes
-    if any(m.classes != classes for m in members):
-        raise ValueError("ensemble members predict different classes: "
-                         f"{[m.classes for m in members]}")
     probs, embeds, ids, types, class_probs = [], [], [], [], []
-    with Store(store_path) as store, torch.no_grad():
+    with Store(store_path) as store:
         for batch in store.iter_batches(batch_size):
-            drawn = {}  # spec -> (images, scale): one rasterization per distinct spec
             p_sum, c_sum = 0.0, 0.0
-            for k, m in enumerate(members):
-                if m.spec not in drawn:
-                    images = rasterize(batch, m.spec, m.backend)
-                    drawn[m.spec] = (torch.as_tensor(_host(images.images)).contiguous(
-                        memory_format=torch.channels_last), _host(images.scale))
-                x, scale = drawn[m.spec]
-                s = torch.as_tensor((scalars_of(batch.meta, scale) - m.mean) / m.std,
-                                    dtype=torch.float32)
-                e = m.model.embed(x, s)
-                logits = m.model.head(e)
+            for k, (e, logits) in enumerate(run_members(members, batch)):
                 p_sum = p_sum + p_ia_of(logits, classes).numpy()
                 if classes:
                     c_sum = c_sum + torch.softmax(logits, dim=1).numpy()

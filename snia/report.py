@@ -1,5 +1,6 @@
 """Stage 5: the report. The CNN and the random-forest baseline side by side on the same test
-objects (one table, one ROC plot), training cost, and links to every plot, as Markdown and HTML."""
+objects (one table, one ROC plot), training cost, and links to every plot, as Markdown and HTML.
+Optionally a third column: the ensemble a distilled CNN learnt from."""
 
 from __future__ import annotations
 
@@ -55,19 +56,21 @@ def _training_summary(histories) -> dict:
             "samples_per_s": float(np.median([float(r["samples_per_s"]) for r in rows]))}
 
 
-def _roc_both(cnn_dir: Path, baseline_dir: Path, path: Path) -> None:
-    """ROC of both classifiers over the objects both scored (matched by object id)."""
+def _roc_all(folders: dict, path: Path) -> None:
+    """ROC of every classifier (label -> folder of predictions.csv) over the objects all scored
+    (matched by object id)."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
     from snia.evaluate import _plt, _save
 
-    cnn = _read_predictions(cnn_dir / "predictions.csv")
-    rf = _read_predictions(baseline_dir / "predictions.csv")
-    ids = [i for i in cnn if i in rf and cnn[i]["true_type"] != "unknown"]
-    y = np.array([cnn[i]["true_type"] == "Ia" for i in ids], dtype=int)
+    tables = {label: _read_predictions(folder / "predictions.csv") for label, folder in folders.items()}
+    first = next(iter(tables.values()))
+    ids = [i for i in first if all(i in t for t in tables.values())
+           and first[i]["true_type"] != "unknown"]
+    y = np.array([first[i]["true_type"] == "Ia" for i in ids], dtype=int)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.8, 4.2))
-    for label, table in (("CNN", cnn), ("random forest", rf)):
+    for label, table in tables.items():
         p = np.array([float(table[i]["p_ia"]) for i in ids])
         fpr, tpr, _ = roc_curve(y, p)
         ax.plot(fpr, tpr, label=f"{label} (AUC {roc_auc_score(y, p):.3f})")
@@ -77,21 +80,26 @@ def _roc_both(cnn_dir: Path, baseline_dir: Path, path: Path) -> None:
     _save(fig, path)
 
 
-def write_report(out_dir, cnn_dir, baseline_dir=None, history=None) -> Path:
-    """report.md and report.html in ``out_dir``; returns the Markdown path."""
+def write_report(out_dir, cnn_dir, baseline_dir=None, history=None, ensemble_dir=None) -> Path:
+    """report.md and report.html in ``out_dir``; returns the Markdown path. ``ensemble_dir``:
+    the evaluation of the ensemble a distilled CNN learnt from (a column of its own)."""
     out, cnn_dir = Path(out_dir), Path(cnn_dir)
     out.mkdir(parents=True, exist_ok=True)
-    columns = {"CNN": json.loads((cnn_dir / "metrics.json").read_text())}
+    folders = {"CNN": cnn_dir}
+    if ensemble_dir is not None:
+        folders["CNN ensemble"] = Path(ensemble_dir)
     if baseline_dir is not None:
         baseline_dir = Path(baseline_dir)
-        columns["random forest"] = json.loads((baseline_dir / "metrics.json").read_text())
+        folders["random forest"] = baseline_dir
+    columns = {label: json.loads((folder / "metrics.json").read_text())
+               for label, folder in folders.items()}
     table = [["", *columns]] + [[label, *(_value(r, path, fmt) for r in columns.values())]
                                 for label, path, fmt in ROWS]
     table = [row for row in table if row[0] == "" or any(v != "-" for v in row[1:])]
     figures = []
-    if baseline_dir is not None:
-        _roc_both(cnn_dir, baseline_dir, out / "roc_cnn_vs_rf.png")
-        figures.append(("ROC of both classifiers", "roc_cnn_vs_rf.png"))
+    if len(folders) > 1:
+        _roc_all(folders, out / "roc_cnn_vs_rf.png")
+        figures.append(("ROC of the classifiers", "roc_cnn_vs_rf.png"))
     for name, title in (("purity_completeness.png", "CNN purity, completeness and FoM vs threshold"),
                         ("p_ia_by_type.png", "CNN P(Ia) per true type"),
                         ("confusion.png", "CNN confusion at P(Ia) >= 0.5"),
@@ -120,8 +128,8 @@ def _training_lines(training) -> list[str]:
     if training["members"] == 1:
         return [f"CNN training: {epochs} epochs in {training['wall_s'] / 60:.1f} min "
                 f"(median {training['samples_per_s']:.0f} samples/s), best validation AUC {auc}."]
-    return [f"CNN training: an ensemble of {training['members']} models, {epochs} epochs, "
-            f"{training['wall_s'] / 60:.1f} min in all (median {training['samples_per_s']:.0f} "
+    return [f"CNN training: {training['members']} models (an ensemble, and the model distilled "
+            f"from it if any), {epochs} epochs, {training['wall_s'] / 60:.1f} min in all (median {training['samples_per_s']:.0f} "
             f"samples/s); best validation AUC of each: {auc}."]
 
 

@@ -70,6 +70,12 @@ class TrainConfig:
     # RasterSpec overrides (image geometry), e.g. {n_time: 90, n_wave: 16} for 4x smaller,
     # faster heatmaps; saved with the model, so inference draws the same images
     raster: dict = field(default_factory=dict)
+    # Knowledge distillation (Hinton et al. 2015): checkpoints, e.g. an ensemble, whose mean P(Ia)
+    # on each augmented training image is a soft target. The loss is (1 - distill_weight) x the
+    # loss on the true label + distill_weight x the loss on the teachers' P(Ia): one model learns
+    # to score like the ensemble and runs at the speed of one model. Binary task only.
+    teachers: list = field(default_factory=list)
+    distill_weight: float = 0.5
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -86,6 +92,11 @@ class TrainConfig:
         if wrong:
             raise ValueError(f"unknown type(s) {wrong} in 'types'; known: {list(CLASSES[:-1])}")
         cfg.types = list(cfg.types)
+        cfg.teachers = [str(t) for t in cfg.teachers]
+        if cfg.teachers and cfg.task != "binary":
+            raise ValueError("teachers (distillation) need task 'binary': the soft target is P(Ia)")
+        if not 0 <= cfg.distill_weight <= 1:
+            raise ValueError(f"distill_weight must be in [0, 1], not {cfg.distill_weight}")
         return cfg
 
 
@@ -383,6 +394,7 @@ class Trainer:
                  self.dist.launcher, self.device)
         if cfg.batch_size % self.dist.world:
             raise ValueError(f"global batch {cfg.batch_size} does not split over {self.dist.world} ranks")
+        self.teachers = self._load_teachers()  # before opening the store: fail without leaks
         self.store = Store(store_path)
         self.spec = spec_for_store(self.store, cfg.kind, **cfg.raster)
         objects = self.store.objects
@@ -424,6 +436,18 @@ class Trainer:
 
     # -- data ------------------------------------------------------------------------------
 
+    def _load_teachers(self) -> list:
+        from snia.evaluate import load_members
+
+        missing = [t for t in self.cfg.teachers if not Path(t).is_file()]
+        if missing:
+            raise FileNotFoundError(f"teacher checkpoint(s) not found: {missing}")
+        teachers = load_members(self.cfg.teachers, self.device) if self.cfg.teachers else []
+        if teachers and teachers[0].classes:
+            raise ValueError(f"teachers {self.cfg.teachers} are multi-class models; distillation "
+                             "takes binary (Ia vs rest) teachers")
+        return teachers
+
     def _scalar_norm(self) -> dict:
         objs = self.store.objects
         sample = self.train_index[:: max(1, len(self.train_index) // 4096)]
@@ -436,6 +460,8 @@ class Trainer:
         return {"mean": s.mean(axis=0).tolist(), "std": (s.std(axis=0) + 1e-6).tolist()}
 
     def _tensors(self, indices: np.ndarray, epoch: int, train: bool):
+        """Images, scalars and targets of a batch, in the order of ``indices``. The target is
+        the label, or with teachers in training (label, teachers' P(Ia)) on the same images."""
         import torch
 
         from snia.raster import _host, rasterize
@@ -453,19 +479,32 @@ class Trainer:
         y = (class_targets(batch.meta["type"], self.classes) if self.classes
              else labels_of(batch.meta["type"]))
         y = torch.as_tensor(y[inverse], device=self.device)
+        if train and self.teachers:
+            from snia.evaluate import ensemble_p_ia
+
+            soft = ensemble_p_ia(self.teachers, batch)[inverse]
+            y = (y, torch.as_tensor(soft, dtype=torch.float32, device=self.device))
         return x, s, y
 
     # -- steps -----------------------------------------------------------------------------
 
     def _loss(self, logits, y, local_batch: int):
+        """Class-weighted loss; ``y`` is the label, or (label, teachers' P(Ia)) to distil."""
         import torch.nn.functional as F
 
+        soft = None
+        if isinstance(y, tuple):
+            y, soft = y
         if self.classes:
             w = logits.new_tensor(self.class_weight)[y]
             losses = F.cross_entropy(logits, y, reduction="none")
         else:
             w = y * self.class_weight[0] + (1 - y) * self.class_weight[1]
             losses = F.binary_cross_entropy_with_logits(logits.squeeze(1), y, reduction="none")
+            if soft is not None:
+                a = self.cfg.distill_weight
+                losses = (1 - a) * losses + a * F.binary_cross_entropy_with_logits(
+                    logits.squeeze(1), soft, reduction="none")
         # Sum over the local batch divided by the *local batch size*: DDP averages gradients
         # over ranks, which then equals the weighted mean over the global batch exactly.
         return (w * losses).sum() / local_batch

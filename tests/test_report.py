@@ -83,6 +83,26 @@ def test_report_sums_an_ensembles_training(tmp_path):
                         f"1,0.6,100,5,0.6,{auc},0.001,{seconds}\n")
         histories.append(path)
     md = write_report(tmp_path / "report", tmp_path / "cnn", history=histories).read_text()
-    assert "an ensemble of 2 models, 1, 1 epochs, 3.0 min in all" in md
+    assert "2 models (an ensemble, and the model distilled from it if any), 1, 1 epochs, " \
+           "3.0 min in all" in md
     assert "best validation AUC of each: 0.9000, 0.9500" in md
     assert "random forest" not in md.split("## ")[0]  # no baseline column without a baseline
+
+
+def test_report_adds_the_ensemble_a_distilled_cnn_learnt_from(tmp_path):
+    from snia.report import write_report
+
+    ids = np.arange(60)
+    types = np.array(["Ia", "II", "Ibc"] * 20)
+    p_student = np.linspace(0, 1, 60)
+    p_ensemble = (types == "Ia") * 0.5 + np.linspace(0, 0.4, 60)  # separates perfectly: AUC 1
+    write_run(tmp_path / "cnn", ids, p_student, types)
+    write_run(tmp_path / "ens", ids, p_ensemble, types)
+    write_run(tmp_path / "rf", ids, p_student[::-1], types)
+    md = write_report(tmp_path / "report", tmp_path / "cnn", tmp_path / "rf",
+                      ensemble_dir=tmp_path / "ens").read_text()
+    assert "|  | CNN | CNN ensemble | random forest |" in md
+    cnn = json.loads((tmp_path / "cnn" / "metrics.json").read_text())
+    rf = json.loads((tmp_path / "rf" / "metrics.json").read_text())
+    assert f"| AUC | {cnn['auc']:.4f} | 1.0000 | {rf['auc']:.4f} |" in md
+    assert (tmp_path / "report" / "roc_cnn_vs_rf.png").stat().st_size > 5000

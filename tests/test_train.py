@@ -248,3 +248,64 @@ def test_bad_training_settings_are_refused_by_name(store, tmp_path):
     with pytest.raises(ValueError, match="mode must be one of"):
         measure(store, tmp_path / "row.json", "diagonal", 1, 8, train_settings=TINY)
     assert not (tmp_path / "row.json").exists()
+
+
+def test_distillation_targets_are_the_teachers_p_ia_and_the_loss_mixes_both(store, tmp_path):
+    from snia.evaluate import predict_store
+    from snia.train import Trainer
+
+    teachers = []
+    for seed in (0, 1):
+        run_training(store, tmp_path / f"t{seed}", TrainConfig.from_dict({**TINY, "epochs": 1,
+                                                                           "seed": seed}))
+        teachers.append(str(tmp_path / f"t{seed}" / "best.pt"))
+    cfg = TrainConfig.from_dict({**TINY, "augment": False, "teachers": teachers,
+                                 "distill_weight": 0.25})
+    trainer = Trainer(store, tmp_path / "student", cfg)
+    try:
+        indices = trainer.train_index[[5, 0, 3]]  # not sorted: targets follow the given order
+        _, _, (label, soft) = trainer._tensors(indices, 0, train=True)
+        # independent path: the ensemble's predictions over the whole store, read in store order
+        expected = predict_store(teachers, store)["p_ia"][indices]
+        np.testing.assert_allclose(soft.numpy(), expected, atol=1e-6)
+        # loss = w [(1 - a) BCE(p, label) + a BCE(p, soft)], by hand
+        logits = torch.tensor([[0.3], [-1.2], [2.0]])
+        p = 1 / (1 + np.exp(-logits.numpy()[:, 0]))
+        y, q = label.numpy(), soft.numpy()
+
+        def bce(target):
+            return -(target * np.log(p) + (1 - target) * np.log(1 - p))
+
+        w = np.where(y == 1, trainer.class_weight[0], trainer.class_weight[1])
+        expected_loss = np.sum(w * (0.75 * bce(y) + 0.25 * bce(q))) / 3
+        assert float(trainer._loss(logits, (label, soft), 3)) == pytest.approx(expected_loss, rel=1e-5)
+        # without teachers in validation, targets are the labels alone
+        assert isinstance(trainer._tensors(indices, 0, train=False)[2], torch.Tensor)
+    finally:
+        trainer.close()
+    # a distilled run trains, resumes like any other, and its checkpoint names its teachers
+    run_training(store, tmp_path / "student", cfg)
+    assert weights(tmp_path / "student")["train_config"]["teachers"] == teachers
+    # `snia train --teachers` is the same run
+    import yaml
+
+    from snia import cli
+
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({"train": {**TINY, "augment": False, "distill_weight": 0.25}}))
+    assert cli.main(["train", str(store), "-o", str(tmp_path / "cli"), "--config", str(settings),
+                     "--teachers", *teachers]) == 0
+    a, b = weights(tmp_path / "student"), weights(tmp_path / "cli")
+    assert a["train_config"] == b["train_config"]
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name
+
+
+def test_bad_distillation_settings_are_refused_by_name(store, tmp_path):
+    with pytest.raises(ValueError, match="need task 'binary'"):
+        TrainConfig.from_dict({"task": "multiclass", "teachers": ["a.pt"]})
+    with pytest.raises(ValueError, match=r"distill_weight must be in \[0, 1\]"):
+        TrainConfig.from_dict({"teachers": ["a.pt"], "distill_weight": 1.5})
+    with pytest.raises(FileNotFoundError, match="nowhere.pt"):
+        run_training(store, tmp_path / "s", TrainConfig.from_dict(
+            {**TINY, "teachers": [str(tmp_path / "nowhere.pt")]}))

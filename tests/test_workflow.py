@@ -37,7 +37,8 @@ def test_default_target_is_the_whole_pipeline():
     proc = run_snakemake("--dry-run", "--forceall", "--quiet", "rules")
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout + proc.stderr
-    for rule in ("ingest", "store_info", "train", "evaluate", "baseline", "report"):
+    for rule in ("ingest", "store_info", "train", "evaluate", "evaluate_ensemble", "baseline",
+                 "report"):
         assert f"\n{rule} " in text or f"{rule} " in text.split("\n")[0], (rule, text)
 
 
@@ -49,6 +50,31 @@ def test_bad_config_is_refused_naming_the_key(tmp_path):
     proc = run_snakemake("--dry-run", workdir=tmp_path)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "ranks" in text and "minimum" in text, text
+
+
+@pytest.mark.parametrize("distil", [0.7, 0])
+def test_distillation_adds_a_student_trained_after_the_members(tmp_path, distil):
+    config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
+    config["train"].update(members=3, distil=distil)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = run_snakemake("--dry-run", "--forceall", "--printshellcmds", workdir=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout + proc.stderr
+    commands = [line.split("Shell command: ", 1)[1] for line in text.splitlines()
+                if "Shell command: " in line]
+    trains = [c for c in commands if "snia train " in c]
+    evaluations = [c for c in commands if "snia evaluate" in c]
+    members = ["results/model/m0/best.pt", "results/model/m1/best.pt", "results/model/m2/best.pt"]
+    if distil:
+        assert len(trains) == 4 and "-o results/model/student " in trains[-1]  # last: after m0-m2
+        assert any("--checkpoint results/model/student/best.pt -o results/evaluate/plasticc_test "
+                   in c for c in evaluations), evaluations
+        assert any("--checkpoint " + " ".join(members) + " -o results/evaluate/plasticc_test/ensemble"
+                   in c for c in evaluations), evaluations
+    else:
+        assert len(trains) == 3 and not any("student" in c for c in commands)
+        assert len(evaluations) == 1 and " ".join(members) in evaluations[0]
 
 
 @pytest.mark.mpi

@@ -56,12 +56,29 @@ def launch(wildcards, resources):
 
 # The ensemble: one model per member, seeds seed, seed + 1, ...
 MODELS = [f"{RESULTS}/model/m{m}/best.pt" for m in range(config["train"]["members"])]
+# With `train.distil` > 0, one more model (seed + members) learns from the members' mean P(Ia):
+# it is the model that is evaluated and reported; the ensemble is evaluated beside it.
+DISTIL = float(config["train"]["distil"])
+STUDENT = f"{RESULTS}/model/student/best.pt"
+EVALUATED = [STUDENT] if DISTIL > 0 else MODELS
+TRAINED = MODELS + ([STUDENT] if DISTIL > 0 else [])
 
 
-def member_settings(member):
+def run_settings(run):
+    """TrainConfig settings of one training run: member m<k>, or the distilled student."""
     settings = dict(config["train"]["settings"])
-    settings["seed"] = settings.get("seed", 0) + member
+    seed = settings.get("seed", 0)
+    if run == "student":
+        settings["seed"] = seed + len(MODELS)
+        settings["teachers"] = MODELS
+        settings["distill_weight"] = DISTIL
+    else:
+        settings["seed"] = seed + int(run.removeprefix("m"))
     return settings
+
+
+def teachers_of(wildcards):
+    return MODELS if wildcards.run == "student" else []
 
 
 # Scaling runs: one per (mode, ranks), in this order.

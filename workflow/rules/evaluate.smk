@@ -1,9 +1,11 @@
-# Stage 4: the trained CNN on labelled datasets -> predictions, metrics.json, plots.
+# Stage 4: the trained CNN on labelled datasets -> predictions, metrics.json, plots. With
+# `train.distil` > 0 that is the distilled model, and the ensemble it learnt from is evaluated
+# beside it (in the `ensemble/` subfolder) for comparison.
 
 
 rule evaluate:
     input:
-        models=MODELS,
+        models=EVALUATED,
         store=f"{RESULTS}/stores/{{name}}.h5",
     output:
         metrics=f"{RESULTS}/evaluate/{{name}}/metrics.json",
@@ -17,3 +19,14 @@ rule evaluate:
         f"{RESULTS}/logs/evaluate_{{name}}.log",
     shell:
         "snia evaluate {input.store} --checkpoint {input.models} -o {params.out_dir} > {log} 2>&1"
+
+
+use rule evaluate as evaluate_ensemble with:
+    input:
+        models=MODELS,
+        store=f"{RESULTS}/stores/{{name}}.h5",
+    output:
+        metrics=f"{RESULTS}/evaluate/{{name}}/ensemble/metrics.json",
+        predictions=f"{RESULTS}/evaluate/{{name}}/ensemble/predictions.csv",
+    log:
+        f"{RESULTS}/logs/evaluate_{{name}}_ensemble.log",

@@ -1,5 +1,6 @@
 # Stage 3: train the CNN on a store, data-parallel (DDP) over `train.ranks` ranks; `train.members`
-# models with seeds seed, seed + 1, ... make an ensemble (their probabilities are averaged).
+# models with seeds seed, seed + 1, ... make an ensemble (their probabilities are averaged), and
+# with `train.distil` > 0 a last model ("student") learns from the ensemble (one model's speed).
 
 
 localrules:
@@ -8,13 +9,13 @@ localrules:
 
 rule train_settings:
     output:
-        f"{RESULTS}/model/m{{member}}/settings.yaml",
+        f"{RESULTS}/model/{{run}}/settings.yaml",
     wildcard_constraints:
-        member=r"\d+",
+        run=r"m\d+|student",
     params:
-        settings=lambda wc: member_settings(int(wc.member)),
+        settings=lambda wc: run_settings(wc.run),
     log:
-        f"{RESULTS}/logs/train_settings_m{{member}}.log",
+        f"{RESULTS}/logs/train_settings_{{run}}.log",
     run:
         import yaml
 
@@ -25,12 +26,13 @@ rule train_settings:
 rule train:
     input:
         store=store(config["train"]["dataset"]),
-        settings=f"{RESULTS}/model/m{{member}}/settings.yaml",
+        settings=f"{RESULTS}/model/{{run}}/settings.yaml",
+        teachers=teachers_of,
     output:
-        model=f"{RESULTS}/model/m{{member}}/best.pt",
-        history=f"{RESULTS}/model/m{{member}}/history.csv",
+        model=f"{RESULTS}/model/{{run}}/best.pt",
+        history=f"{RESULTS}/model/{{run}}/history.csv",
     wildcard_constraints:
-        member=r"\d+",
+        run=r"m\d+|student",
     params:
         run_dir=lambda wc, output: Path(output.model).parent,
         launch=launch,
@@ -41,7 +43,7 @@ rule train:
     conda:
         SNIA_ENV
     log:
-        f"{RESULTS}/logs/train_m{{member}}.log",
+        f"{RESULTS}/logs/train_{{run}}.log",
     shell:
         # --restart: a checkpoint of other settings is set aside; one of these settings (a job
         # killed by the scheduler, say) is resumed.
