@@ -6,10 +6,10 @@ gloo on CPUs. Images are rasterized on the fly for every batch (the GPU kernels 
 CPU backend otherwise), so augmentations are fresh every epoch.
 
 Reproducible by construction: the split into training and validation objects depends only on the
-object ids and the seed; the order of objects is a DistributedSampler permutation of (seed, epoch);
-each object's augmentation draws from an RNG keyed by (seed, epoch, object index). So a run on N
-ranks with global batch B takes exactly the same steps as one rank with batch B, and a run resumed
-from a checkpoint ends exactly where an uninterrupted run does.
+object ids and the seed; the order of objects is torch's DistributedSampler permutation of
+(seed, epoch); each object's augmentation draws from an RNG keyed by (seed, epoch, object index).
+So a run on N ranks with global batch B takes exactly the same steps as one rank with batch B,
+and a run resumed from a checkpoint ends exactly where an uninterrupted run does.
 
 Checkpoints are written by global rank 0 only, atomically (temp file + os.replace), with the
 model, optimizer, scheduler, torch RNG state, epoch, all configs and the normalisation statistics,
@@ -524,14 +524,20 @@ class Trainer:
         return float(loss.detach())
 
     def local_batches(self, epoch: int):
-        """This rank's store indices for each step of an epoch.
+        """This rank's store indices for each step of an epoch, from torch's DistributedSampler.
 
-        Rank r takes perm[r::world]; step s of all ranks together covers perm[s*B:(s+1)*B], the
-        same objects one rank with batch B would use at step s."""
+        The sampler shuffles with (seed, epoch) (``set_epoch``) and gives rank r perm[r::world];
+        so step s of all ranks together covers perm[s*B:(s+1)*B], the same objects one rank with
+        global batch B uses at step s. The last, incomplete global batch is dropped."""
+        from torch.utils.data import DistributedSampler
+
         local = self.cfg.batch_size // self.dist.world
-        perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.train_index))
-        mine = perm[self.dist.rank::self.dist.world]
-        for step in range(len(perm) // self.cfg.batch_size):
+        sampler = DistributedSampler(self.train_index, num_replicas=self.dist.world,
+                                     rank=self.dist.rank, shuffle=True, seed=self.cfg.seed,
+                                     drop_last=True)
+        sampler.set_epoch(epoch)
+        mine = np.fromiter(iter(sampler), dtype=np.int64, count=len(sampler))
+        for step in range(len(self.train_index) // self.cfg.batch_size):
             yield self.train_index[mine[step * local:(step + 1) * local]]
 
     def train_epoch(self, epoch: int) -> dict:

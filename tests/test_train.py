@@ -309,3 +309,29 @@ def test_bad_distillation_settings_are_refused_by_name(store, tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
         run_training(store, tmp_path / "s", TrainConfig.from_dict(
             {**TINY, "teachers": [str(tmp_path / "nowhere.pt")]}))
+
+
+def test_ranks_split_each_global_batch_of_the_distributed_sampler(store, tmp_path):
+    from types import SimpleNamespace
+
+    from snia.train import Dist, Trainer
+
+    trainer = Trainer(store, tmp_path, TrainConfig.from_dict({**TINY, "batch_size": 12}))
+    try:
+        n = len(trainer.train_index)
+        one = [b.copy() for b in trainer.local_batches(0)]
+        assert len(one) == n // 12 and all(len(b) == 12 for b in one)
+        seen = np.concatenate(one)
+        assert len(np.unique(seen)) == len(seen)  # each object at most once per epoch
+        assert not np.array_equal(seen, np.concatenate(list(trainer.local_batches(1))))
+        for world in (2, 3):
+            shares = []
+            for rank in range(world):  # what rank r of `world` would take (no process group needed)
+                view = SimpleNamespace(cfg=trainer.cfg, dist=Dist(rank, world), train_index=trainer.train_index)
+                shares.append(list(Trainer.local_batches(view, 0)))
+            assert all(len(s) == len(one) for s in shares)
+            for step, batch in enumerate(one):
+                together = np.concatenate([s[step] for s in shares])
+                assert sorted(together) == sorted(batch), (world, step)
+    finally:
+        trainer.close()
