@@ -9,7 +9,8 @@ On the PLAsTiCC test example (the store `make run` writes, or one ingested here)
 curves per second for: reading the store; reading + rasterizing (the images the model sees); the
 CNN forward pass alone on ready images; and the whole path `snia classify` takes (predict_store).
 Then the forward pass of smaller CNNs of the same family (untrained: speed does not depend on the
-weights) to show which model size a throughput target needs. Target (issue 4): >= 5,000 LC/s
+weights) to show which model size a throughput target needs. Each rate is the best of 2-3 timed
+runs after a warm-up (the machines here are noisy). Target (issue 4): >= 5,000 LC/s
 end to end on 2 cores.
 """
 
@@ -102,7 +103,7 @@ def main() -> None:
             cnn = best_rate(forward, n)
         if n == len(Store(store_path)):
             whole = best_rate(lambda: predict_store(args.checkpoint, store_path,
-                                                    batch_size=args.batch_size), n, repeat=1)
+                                                    batch_size=args.batch_size), n, repeat=3)
         else:
             whole = float("nan")
         print(f"store {store_path.name}: {n} light curves, {spec.kind} images "

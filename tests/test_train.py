@@ -286,6 +286,12 @@ def test_distillation_targets_are_the_teachers_p_ia_and_the_loss_mixes_both(stor
     # a distilled run trains, resumes like any other, and its checkpoint names its teachers
     run_training(store, tmp_path / "student", cfg)
     assert weights(tmp_path / "student")["train_config"]["teachers"] == teachers
+    # a distilled model trains to the end and keeps the last epoch: no early stopping on the
+    # labels' validation AUC, whatever the patience
+    short = TrainConfig.from_dict({**TINY, "epochs": 4, "patience": 1, "teachers": teachers,
+                                   "distill_weight": 1.0})
+    assert run_training(store, tmp_path / "patient", short)["epochs"] == 4
+    assert weights(tmp_path / "patient", "best.pt")["epoch"] == 4
     # `snia train --teachers` is the same run
     import yaml
 
