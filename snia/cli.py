@@ -390,7 +390,7 @@ def cmd_train(args) -> int:
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     if args.teachers:
-        values["teachers"] = [str(t) for t in args.teachers]
+        values["teachers"] = args.teachers  # TrainConfig keeps them as strings
     dist = dist_from_env()
     _setup_logging(args.verbose, dist.rank, dist.world)
     result = run_training(args.store, args.output, TrainConfig.from_dict(values),

@@ -143,24 +143,30 @@ def load_members(checkpoints, device="cpu") -> list[Member]:
     return members
 
 
-def run_members(members: list[Member], batch):
+def run_members(members: list[Member], batch, drawn: dict | None = None):
     """Each member's (embedding, logits) on one batch of light curves, without gradients.
 
-    Each member sees its own images; members that share an image spec share one rasterization."""
+    Each member sees its own images; members that share an image spec share one rasterization.
+    ``drawn`` (spec -> (images, scale) as NumPy arrays) passes images already rasterized for this
+    batch, e.g. by a training step, so they are not drawn again."""
     import torch
 
     from snia.raster import _host, rasterize
     from snia.train import scalars_of
 
-    drawn = {}  # spec -> (images, scale)
+    drawn = dict(drawn or {})
+    inputs = {}  # spec -> (image tensor on the device, scale)
     out = []
     with torch.no_grad():
         for m in members:
             if m.spec not in drawn:
                 images = rasterize(batch, m.spec, m.backend)
-                drawn[m.spec] = (torch.as_tensor(_host(images.images)).to(m.device).contiguous(
-                    memory_format=torch.channels_last), _host(images.scale))
-            x, scale = drawn[m.spec]
+                drawn[m.spec] = (_host(images.images), _host(images.scale))
+            if m.spec not in inputs:
+                images, scale = drawn[m.spec]
+                inputs[m.spec] = (torch.as_tensor(images).to(m.device).contiguous(
+                    memory_format=torch.channels_last), scale)
+            x, scale = inputs[m.spec]
             s = torch.as_tensor((scalars_of(batch.meta, scale) - m.mean) / m.std,
                                 dtype=torch.float32, device=m.device)
             e = m.model.embed(x, s)
@@ -168,13 +174,23 @@ def run_members(members: list[Member], batch):
     return out
 
 
-def ensemble_p_ia(members: list[Member], batch) -> np.ndarray:
-    """The members' mean P(Ia) for each light curve of a batch."""
+def mean_probabilities(outputs, classes: list[str]):
+    """The members' mean P(Ia) and, for multi-class members, mean class probabilities (else
+    None), from run_members' outputs."""
+    import torch
+
     from snia.train import p_ia_of
 
-    classes = members[0].classes
-    return np.mean([p_ia_of(logits, classes).cpu().numpy()
-                    for _, logits in run_members(members, batch)], axis=0)
+    p_ia = np.mean([p_ia_of(logits, classes).cpu().numpy() for _, logits in outputs], axis=0)
+    if not classes:
+        return p_ia, None
+    return p_ia, np.mean([torch.softmax(logits, dim=1).cpu().numpy() for _, logits in outputs],
+                         axis=0)
+
+
+def ensemble_p_ia(members: list[Member], batch, drawn: dict | None = None) -> np.ndarray:
+    """The members' mean P(Ia) for each light curve of a batch (``drawn``: see run_members)."""
+    return mean_probabilities(run_members(members, batch, drawn), members[0].classes)[0]
 
 
 def _as_list(checkpoints) -> list:
@@ -187,26 +203,20 @@ def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bo
     Several checkpoints make an ensemble: their probabilities are averaged (each model sees its
     own images; members that share an image spec share one rasterization). The embeddings are
     the first member's."""
-    import torch
-
     from snia.store import Store
-    from snia.train import p_ia_of
 
     members = load_members(checkpoints)
     classes = members[0].classes
     probs, embeds, ids, types, class_probs = [], [], [], [], []
     with Store(store_path) as store:
         for batch in store.iter_batches(batch_size):
-            p_sum, c_sum = 0.0, 0.0
-            for k, (e, logits) in enumerate(run_members(members, batch)):
-                p_sum = p_sum + p_ia_of(logits, classes).numpy()
-                if classes:
-                    c_sum = c_sum + torch.softmax(logits, dim=1).numpy()
-                if embeddings and k == 0:
-                    embeds.append(e.numpy())
-            probs.append(p_sum / len(members))
+            outputs = run_members(members, batch)
+            p_ia, c_probs = mean_probabilities(outputs, classes)
+            probs.append(p_ia)
             if classes:
-                class_probs.append(c_sum / len(members))
+                class_probs.append(c_probs)
+            if embeddings:
+                embeds.append(outputs[0][0].numpy())  # the first member's
             ids.append(batch.object_id)
             types.append(batch.meta["type"])
     out = {"object_id": np.concatenate(ids), "p_ia": np.concatenate(probs).astype(np.float32),

@@ -129,8 +129,9 @@ def _training_lines(training) -> list[str]:
         return [f"CNN training: {epochs} epochs in {training['wall_s'] / 60:.1f} min "
                 f"(median {training['samples_per_s']:.0f} samples/s), best validation AUC {auc}."]
     return [f"CNN training: {training['members']} models (an ensemble, and the model distilled "
-            f"from it if any), {epochs} epochs, {training['wall_s'] / 60:.1f} min in all (median {training['samples_per_s']:.0f} "
-            f"samples/s); best validation AUC of each: {auc}."]
+            f"from it if any), {epochs} epochs, {training['wall_s'] / 60:.1f} min in all "
+            f"(median {training['samples_per_s']:.0f} samples/s); best validation AUC of each: "
+            f"{auc}."]
 
 
 def _markdown(table, figures, training) -> str:

@@ -473,8 +473,9 @@ class Trainer:
             batch = augment(batch, indices[order], epoch, self.cfg, self.spec.wavelengths,
                             self.noise_floor)
         images = rasterize(batch, self.spec, self.cfg.backend)
-        x = torch.as_tensor(_host(images.images))[inverse].to(self.device)
-        s = (scalars_of(batch.meta, _host(images.scale)) - self.norm["mean"]) / self.norm["std"]
+        pixels, scale = _host(images.images), _host(images.scale)
+        x = torch.as_tensor(pixels)[inverse].to(self.device)
+        s = (scalars_of(batch.meta, scale) - self.norm["mean"]) / self.norm["std"]
         s = torch.as_tensor(s[inverse], dtype=torch.float32, device=self.device)
         y = (class_targets(batch.meta["type"], self.classes) if self.classes
              else labels_of(batch.meta["type"]))
@@ -482,7 +483,8 @@ class Trainer:
         if train and self.teachers:
             from snia.evaluate import ensemble_p_ia
 
-            soft = ensemble_p_ia(self.teachers, batch)[inverse]
+            # teachers of this model's image spec reuse its images instead of drawing them again
+            soft = ensemble_p_ia(self.teachers, batch, {self.spec: (pixels, scale)})[inverse]
             y = (y, torch.as_tensor(soft, dtype=torch.float32, device=self.device))
         return x, s, y
 
