@@ -8,7 +8,6 @@ the wheel, or ``--from`` at a folder that already holds the files.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 from snia.errors import SniaError
+from snia.files import atomic_path, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +43,11 @@ OFFLINE_HELP = (
     "the CSV files and SPCC_SUBSET.tar.gz, 'snia data fetch plasticc DIR --from THAT_FOLDER'.")
 
 
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _check(path: Path, expected: str) -> None:
-    actual = sha256_file(path)
+def _check(path: Path, expected: str, shown: str | None = None) -> None:
+    """Raise unless the file's sha256 is ``expected``; the message names ``shown`` (default: path)."""
+    actual = sha256_of(path)
     if actual != expected:
-        raise SniaError(f"{path}: sha256 {actual} does not match the expected {expected} "
+        raise SniaError(f"{shown or path}: sha256 {actual} does not match the expected {expected} "
                         f"(corrupt or different file; delete it and fetch again)")
 
 
@@ -87,7 +83,7 @@ def fetch_plasticc(dest: str | Path, wheel: str | Path | None = None,
 
 
 def _valid(path: Path) -> bool:
-    return path.exists() and sha256_file(path) == FILES[path.name]
+    return path.exists() and sha256_of(path) == FILES[path.name]
 
 
 def _download_wheel(tmp: Path) -> Path:
@@ -110,11 +106,10 @@ def _extract(wheel: Path, dest: Path, names: list[str]) -> None:
             except KeyError:
                 raise SniaError(f"{wheel} has no {MEMBER_DIR + name}: not the snmachine wheel "
                                 f"{WHEEL_SPEC}?") from None
-            part = dest / (name + ".part")
-            with zf.open(info) as src, open(part, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-            _check(part, FILES[name])
-            part.replace(dest / name)
+            with atomic_path(dest / name) as part, zf.open(info) as src:
+                with open(part, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                _check(part, FILES[name], shown=f"{wheel}:{info.filename}")
 
 
 def subset_plasticc(source: str | Path, dest: str | Path, max_objects: int, seed: int = 0) -> Path:
@@ -149,10 +144,8 @@ def subset_plasticc(source: str | Path, dest: str | Path, max_objects: int, seed
 
 def _copy_rows(src: Path, out: Path, object_ids: set) -> None:
     """Header plus the rows whose first field (object_id) is in ``object_ids``."""
-    part = out.with_name(out.name + ".part")
-    with open(src) as f, open(part, "w") as w:
+    with atomic_path(out) as part, open(src) as f, open(part, "w") as w:
         w.write(f.readline())
         for line in f:
             if int(line[:line.index(",")]) in object_ids:
                 w.write(line)
-    part.replace(out)

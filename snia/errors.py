@@ -23,6 +23,11 @@ class InputError(SniaError, ValueError):
     """Bad input data; the message names the file, the line (or row) and the object."""
 
 
+class ConfigError(SniaError, ValueError):
+    """A bad setting or command-line usage (unknown key, value out of range, settings that do not
+    go together); the message names the setting and, where there is one, the file."""
+
+
 class Problems:
     """Collects bad-input findings under one policy (``fail`` raises, ``skip`` counts)."""
 

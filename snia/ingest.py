@@ -15,7 +15,6 @@ is complete; if any rank fails, every rank stops and the temporaries are removed
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import logging
 import os
 import shutil
@@ -26,7 +25,21 @@ from pathlib import Path
 
 import numpy as np
 
+from snia import __version__
+from snia.bands import BandRegistry
 from snia.errors import InputError, Problems, SniaError
+from snia.files import sha256_of
+from snia.lightcurve import clean_chunk
+from snia.parallel import world
+from snia.readers import reader_for, split_work
+from snia.store import (
+    SPLIT_NAMES,
+    ShardWriter,
+    compact_shard,
+    root_attributes,
+    write_collective_store,
+    write_virtual_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +58,6 @@ class IngestResult:
     layout: str
     seconds: float
     problems: Problems
-
-
-def sha256_of(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def shard_dir_of(store: Path) -> Path:
@@ -81,9 +89,6 @@ def run_ingest(fmt: str, inputs, output, metadata=(), *, survey=None, split=None
                on_error="fail", chunk_bytes=16 << 20, compression=None, layout="auto",
                overwrite=False, bands=None, comm=None, progress=True) -> IngestResult:
     """Ingest ``inputs`` of format ``fmt`` into the store ``output`` (see module docstring)."""
-    from snia.bands import BandRegistry
-    from snia.parallel import world
-
     started = time.perf_counter()
     comm = comm or world()
     bands = bands or BandRegistry()
@@ -148,10 +153,6 @@ class _ReadState:
 
 def _read_phase(fmt, inputs, metadata, survey, split, bands, problems, chunk_bytes, compression,
                 shard, comm, progress) -> _ReadState:
-    from snia.lightcurve import clean_chunk
-    from snia.readers import reader_for, split_work
-    from snia.store import ShardWriter
-
     state, error = None, None
     try:
         reader = reader_for(fmt)(inputs, metadata, bands, problems, survey=survey,
@@ -213,8 +214,6 @@ def _cat(parts, dtype):
 
 
 def _split_code(split: str | None) -> int:
-    from snia.store import SPLIT_NAMES
-
     if split is None:
         return -1
     if split not in SPLIT_NAMES:
@@ -277,8 +276,6 @@ def _global_checks(gathered, reader, problems: Problems) -> list[np.ndarray]:
 
 def _assemble_phase(state, drops, problems, compression, layout, bands, output, work, comm,
                     fmt, survey, split, on_error) -> tuple[int, int]:
-    from snia.store import SPLIT_NAMES, compact_shard, root_attributes, write_collective_store
-
     writer = state.writer
     error = None
     try:
@@ -286,8 +283,6 @@ def _assemble_phase(state, drops, problems, compression, layout, bands, output, 
         if drops.size:
             writer.close()
             counts = compact_shard(writer.path, drops, compression)
-            from snia.store import ShardWriter
-
             writer = ShardWriter.reopen(writer.path, *counts)
         obs_base = comm.exscan(counts[1]) or 0
         writer.shift_offsets(obs_base)
@@ -327,8 +322,6 @@ def _assemble_phase(state, drops, problems, compression, layout, bands, output, 
 
 
 def _write_virtual(tmp_store, work, output, all_counts, bands, attrs) -> None:
-    from snia.store import write_virtual_store
-
     # Sources are referenced by their final location, relative to the store's folder.
     final_dir = shard_dir_of(output)
     shards = [(final_dir / f"shard-{r:05d}.h5", n_obj, n_obs)
@@ -352,8 +345,6 @@ def _publish(tmp_store: Path, work: Path, output: Path, layout: str) -> None:
 
 def _provenance(reader, hashes, nranks, fmt, survey, split, on_error, layout, compression,
                 problems) -> dict:
-    from snia import __version__
-
     inputs = [{"path": str(Path(p).resolve()), "bytes": Path(p).stat().st_size,
                "sha256": hashes[str(p)]} for p in reader.input_files()]
     return {"snia_version": __version__, "format": fmt, "inputs": inputs, "ranks": nranks,

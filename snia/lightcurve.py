@@ -1,9 +1,11 @@
 """The light-curve data model: canonical columns, survey aliases, and the checks every reader shares.
 
-Readers turn survey files into ``Chunk`` objects: whole objects in the canonical columns
-``time`` (MJD, float64), ``band`` (band-registry index), ``flux``/``flux_err`` (float32) and ``flag``,
-flat per observation, with per-object ``object_id``/``length`` and metadata. ``clean_chunk`` applies
-the bad-input policy and puts each object's observations in time order.
+Ragged light curves everywhere are a ``Batch``: flat per-observation arrays in the canonical
+columns ``time`` (MJD, float64), ``band`` (band-registry index), ``flux``/``flux_err`` (float32)
+and ``flag``, with per-object ``object_id``, ``offsets`` (object i owns rows offsets[i]:offsets[i+1])
+and metadata. Readers deliver ``Chunk``s: batches of whole objects that also say where each row
+came from. ``clean_chunk`` applies the bad-input policy and puts each object's observations in
+time order.
 """
 
 from __future__ import annotations
@@ -60,24 +62,24 @@ def match_columns(names: list[str], aliases: dict[str, tuple[str, ...]], require
     return found, extra
 
 
-@dataclass
-class Chunk:
-    """Whole objects from one input file, in canonical columns (see module docstring).
+def offsets_from_lengths(lengths) -> np.ndarray:
+    """Offsets (int64, n + 1, starting at 0) of consecutive ragged runs of these lengths."""
+    return np.concatenate(([0], np.cumsum(lengths, dtype=np.int64))).astype(np.int64)
 
-    ``where_obs(i)`` and ``where_object(j)`` describe the source position (file and line or row) of
-    observation ``i`` / object ``j`` for error messages; they may be slow (only called on errors).
-    """
+
+@dataclass
+class Batch:
+    """Ragged light curves, the one batch model of snia: object i owns observations
+    ``offsets[i]:offsets[i+1]`` of the flat ``obs`` arrays (each object's rows time-ordered once
+    a chunk is cleaned). Arrays may be NumPy or, on a GPU, CuPy."""
 
     object_id: np.ndarray  # int64, per object
-    length: np.ndarray  # int64, per object
-    obs: dict[str, np.ndarray]  # OBS_DTYPES columns, flat over objects
+    offsets: np.ndarray  # int64, n_objects + 1, starting at 0
+    obs: dict[str, np.ndarray]  # OBS_DTYPES columns (and optionally "wave"), flat over objects
     meta: dict[str, np.ndarray]  # META_DTYPES columns, per object
-    where_obs: Callable[[int], str]
-    where_object: Callable[[int], str]
-    band_label: np.ndarray | None = None  # survey band spelling per observation, for messages
-    has_meta: np.ndarray | None = None  # bool per object: found in the metadata file(s)
-    files: tuple[str, ...] = ()  # input file(s) the objects come from
-    file_of_object: np.ndarray | None = None  # index into files per object (None: all files[0])
+
+    def __len__(self) -> int:
+        return len(self.object_id)
 
     @property
     def n_objects(self) -> int:
@@ -86,6 +88,31 @@ class Chunk:
     @property
     def n_obs(self) -> int:
         return len(self.obs["time"])
+
+    @property
+    def length(self) -> np.ndarray:
+        """Observations per object."""
+        return np.diff(self.offsets)
+
+    def lightcurve(self, i: int) -> dict[str, np.ndarray]:
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return {k: v[a:b] for k, v in self.obs.items()}
+
+
+@dataclass
+class Chunk(Batch):
+    """Whole objects from one input file, as readers deliver them (see module docstring).
+
+    ``where_obs(i)`` and ``where_object(j)`` describe the source position (file and line or row) of
+    observation ``i`` / object ``j`` for error messages; they may be slow (only called on errors).
+    """
+
+    where_obs: Callable[[int], str] = str
+    where_object: Callable[[int], str] = str
+    band_label: np.ndarray | None = None  # survey band spelling per observation, for messages
+    has_meta: np.ndarray | None = None  # bool per object: found in the metadata file(s)
+    files: tuple[str, ...] = ()  # input file(s) the objects come from
+    file_of_object: np.ndarray | None = None  # index into files per object (None: all files[0])
 
 
 def empty_meta(n: int) -> dict[str, np.ndarray]:
@@ -174,7 +201,7 @@ def _is_clean(chunk: Chunk) -> bool:
             and (b >= 0).all()):
         return False
     inside = np.ones(max(len(t) - 1, 0), dtype=bool)
-    inside[np.cumsum(chunk.length)[:-1] - 1] = False  # pairs of rows that straddle two objects
+    inside[chunk.offsets[1:-1] - 1] = False  # pairs of rows that straddle two objects
     return not np.any((t[1:] <= t[:-1]) & inside)
 
 
@@ -230,7 +257,7 @@ def clean_chunk(chunk: Chunk, problems: Problems) -> Chunk:
     kept_rows, kept_objects = source_row[keep], np.flatnonzero(keep_obj)
     return Chunk(
         object_id=chunk.object_id[keep_obj],
-        length=lengths[keep_obj],
+        offsets=offsets_from_lengths(lengths[keep_obj]),
         obs={k: v[keep] for k, v in obs.items()},
         meta={k: v[keep_obj] for k, v in chunk.meta.items()},
         where_obs=lambda i: chunk.where_obs(int(kept_rows[i])),

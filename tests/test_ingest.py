@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import read_store, synthetic_plasticc, write_plasticc
+
 from snia.errors import InputError, SniaError
 from snia.ingest import run_ingest
 from snia.store import Store
@@ -42,7 +42,7 @@ def test_synthetic_roundtrip_matches_the_input_exactly(tmp_path, chunk_bytes):
     assert list(data["objects/object_id"]) == list(expected), f"seed {seed}"  # input order kept
     offsets = np.concatenate(([0], np.cumsum(data["objects/length"])[:-1]))
     np.testing.assert_array_equal(data["objects/offset"], offsets)
-    for i, (oid, e) in enumerate(expected.items()):
+    for i, (_oid, e) in enumerate(expected.items()):
         a, b = offsets[i], offsets[i] + data["objects/length"][i]
         np.testing.assert_array_equal(data["observations/time"][a:b], e["time"])
         np.testing.assert_array_equal(data["observations/band"][a:b], e["band"])  # LSST u..y = 0..5

@@ -7,9 +7,17 @@ import pytest
 
 from snia import taxonomy
 from snia.bands import BandRegistry
-from snia.errors import InputError, Problems
-from snia.lightcurve import OBS_ALIASES, REQUIRED_OBS, Chunk, clean_chunk, empty_meta, match_columns
-from snia.readers import split_work
+from snia.errors import ConfigError, InputError, Problems
+from snia.lightcurve import (
+    OBS_ALIASES,
+    REQUIRED_OBS,
+    Chunk,
+    clean_chunk,
+    empty_meta,
+    match_columns,
+    offsets_from_lengths,
+)
+from snia.readers import FORMATS, reader_for, split_work
 
 
 def test_survey_spellings_map_to_canonical_columns():
@@ -50,7 +58,7 @@ def test_taxonomy_mappings():
 
 def _chunk(ids, lengths, time, band, flux, err):
     n = len(time)
-    return Chunk(object_id=np.array(ids), length=np.array(lengths),
+    return Chunk(object_id=np.array(ids), offsets=offsets_from_lengths(lengths),
                  obs={"time": np.array(time, float), "band": np.array(band, np.int8),
                       "flux": np.array(flux, np.float32), "flux_err": np.array(err, np.float32),
                       "flag": np.zeros(n, np.int32)},
@@ -90,3 +98,12 @@ def test_split_work_covers_every_unit_once(nranks):
         items_seen += [p.item for p in split_work(weights, nranks, rank, atomic=True)]
     assert np.all(cover == 1)
     assert items_seen == [0, 1, 2, 3, 4]  # whole items, in order, each once
+
+
+def test_reader_for_each_format_and_a_clear_error_otherwise():
+    assert FORMATS == ("plasticc", "snana-fits", "snana-text")
+    assert [reader_for(f).__name__ for f in FORMATS] == ["PlasticcReader", "SnanaFitsReader",
+                                                         "SnanaTextReader"]
+    with pytest.raises(ConfigError, match="unknown input format 'csv'; choose one of plasticc, "
+                                          "snana-fits, snana-text"):
+        reader_for("csv")

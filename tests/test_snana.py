@@ -15,6 +15,7 @@ from snia.bands import BandRegistry
 from snia.errors import InputError, Problems
 from snia.lightcurve import clean_chunk
 from snia.readers import Piece, split_work
+from snia.readers.snana import sentinels_to_nan
 from snia.readers.snana_fits import SnanaFitsReader
 from snia.readers.snana_text import SnanaTextReader
 from snia.taxonomy import INDEX
@@ -420,6 +421,15 @@ def test_text_values(tmp_path):
     obs_lines = [n for n, line in enumerate(path.read_text().splitlines(), 1) if line.startswith("OBS:")]
     assert chunk.where_obs(1) == f"{path}:line {obs_lines[1]}"
     assert chunk.where_object(0) == f"{path}"
+
+
+def test_one_sentinel_rule_for_arrays_and_single_values():
+    # The FITS reader passes HEAD columns, the text reader single header numbers: same rule.
+    np.testing.assert_array_equal(sentinels_to_nan("dec", [-999.0, -90.0, 45.0]), [np.nan, -90, 45])
+    np.testing.assert_array_equal(sentinels_to_nan("specz", [0.0, -9.0, 0.3]), [np.nan, np.nan, 0.3])
+    np.testing.assert_array_equal(sentinels_to_nan("ra", [-999.0, 0.0, 359.0]), [np.nan, 0, 359])
+    assert np.isnan(sentinels_to_nan("mwebv", -9)) and sentinels_to_nan("mwebv", 0.02) == 0.02
+    assert isinstance(sentinels_to_nan("hostgal_photoz_err", 0.1), float)
 
 
 @pytest.mark.parametrize("extra, expected, source", [

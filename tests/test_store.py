@@ -7,8 +7,8 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-
 from conftest import read_store, synthetic_plasticc
+
 from snia.bands import BandRegistry
 from snia.ingest import run_ingest
 from snia.store import Store, summarize, verify

@@ -1,76 +1,53 @@
 """Readers of raw survey files; each turns its share of the input into ``Chunk``s of whole objects.
 
-Work is shared among MPI ranks by ``split_work``: the inputs are laid end to end as one stream of
-work units (bytes for CSV, HEAD rows for SNANA FITS, files for SNANA text) and cut into equal
-contiguous ranges, one per rank. Each reader snaps the cuts to object boundaries the same way on
-every rank, so the ranks' objects, concatenated in rank order, are exactly the single-rank output.
+Every reader has the same small interface (``input_files``, ``weights``, ``atomic``, ``read(pieces)``,
+``metadata_ids``, ``where_metadata``); ``reader_for`` picks one by format name. Shared parts:
+``work`` (how MPI ranks share the input: ``split_work``, ``Piece``), ``csv_file`` (byte ranges of
+whole objects in a CSV file) and ``snana`` (what SNANA's fields and "not known" values mean).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 
-FORMATS = ("plasticc", "snana-fits", "snana-text")
+from snia.errors import ConfigError
+from snia.readers.plasticc import PlasticcReader
+from snia.readers.snana_fits import SnanaFitsReader
+from snia.readers.snana_text import SnanaTextReader
+from snia.readers.work import Piece, split_work
 
+_READERS = {"plasticc": PlasticcReader, "snana-fits": SnanaFitsReader,
+            "snana-text": SnanaTextReader}
+FORMATS = tuple(_READERS)
 
-@dataclass(frozen=True)
-class Piece:
-    """Units [start, stop) of one input item (a file, or a HEAD/PHOT pair)."""
+# the files a folder given as input stands for, per format (sorted by name: a stable order)
+FOLDER_PATTERNS = {"plasticc": "*.csv", "snana-fits": "*HEAD.FITS*", "snana-text": "*.DAT"}
 
-    item: int
-    start: int
-    stop: int
-
-
-def split_work(weights: list[int], nranks: int, rank: int, atomic: bool = False,
-               reserved: list[int] | None = None) -> list[Piece]:
-    """This rank's contiguous share of items with the given unit counts.
-
-    With ``atomic`` an item is never cut: it goes to the rank whose range holds its first unit.
-    ``reserved[r]`` is other work rank r already has, in the same units; ranks get shares that
-    even out the totals (work + reserved).
-    """
-    bounds = _rank_bounds(sum(weights), nranks, reserved or [0] * nranks)
-    lo, hi = bounds[rank], bounds[rank + 1]
-    pieces, start = [], 0
-    for item, weight in enumerate(weights):
-        stop = start + weight
-        if atomic:
-            if lo <= start < hi:
-                pieces.append(Piece(item, 0, weight))
-        else:
-            a, b = max(lo, start), min(hi, stop)
-            if a < b:
-                pieces.append(Piece(item, a - start, b - start))
-        start = stop
-    return pieces
-
-
-def _rank_bounds(total: int, nranks: int, reserved: list[int]) -> list[int]:
-    """Cumulative unit boundaries: rank r takes [b[r], b[r+1]); equal work + reserved per rank."""
-    target = (total + sum(reserved)) / nranks
-    shares = [max(0.0, target - r) for r in reserved]
-    scale = total / sum(shares) if sum(shares) else 0.0  # reserves larger than a share: rescale
-    bounds, acc = [0], 0.0
-    for share in shares:
-        acc += share * scale
-        bounds.append(min(total, round(acc)))
-    bounds[-1] = total
-    return bounds
+__all__ = ["FORMATS", "Piece", "PlasticcReader", "SnanaFitsReader", "SnanaTextReader",
+           "expand_inputs", "reader_for", "split_work"]
 
 
 def reader_for(fmt: str):
     """Reader class for a format name."""
-    if fmt == "plasticc":
-        from snia.readers.plasticc import PlasticcReader
+    try:
+        return _READERS[fmt]
+    except KeyError:
+        raise ConfigError(f"unknown input format {fmt!r}; choose one of {', '.join(FORMATS)}") from None
 
-        return PlasticcReader
-    if fmt == "snana-fits":
-        from snia.readers.snana_fits import SnanaFitsReader
 
-        return SnanaFitsReader
-    if fmt == "snana-text":
-        from snia.readers.snana_text import SnanaTextReader
-
-        return SnanaTextReader
-    raise ValueError(f"unknown input format {fmt!r}; choose one of {', '.join(FORMATS)}")
+def expand_inputs(inputs, fmt: str) -> list[Path]:
+    """Input paths with folders replaced by their files of the format, sorted by name (a stable,
+    documented order); a missing path or a folder without such files is an error naming it."""
+    pattern = FOLDER_PATTERNS[fmt]
+    out = []
+    for path in map(Path, inputs):
+        if path.is_dir():
+            found = sorted(p for p in path.glob(pattern) if "metadata" not in p.name)
+            if not found:
+                raise FileNotFoundError(f"{path}: no {pattern} files for format {fmt}")
+            out += found
+        elif path.exists():
+            out.append(path)
+        else:
+            raise FileNotFoundError(f"input {path} does not exist")
+    return out

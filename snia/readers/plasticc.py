@@ -2,7 +2,8 @@
 
 Light-curve rows of one object must be contiguous (as in every PLAsTiCC release). Each rank reads its
 byte range in blocks of ``chunk_bytes``; a block ends at a line end and the last, possibly unfinished
-object of a block is carried over to the next, so memory stays bounded by the block size.
+object of a block is carried over to the next, so memory stays bounded by the block size. Finding
+object boundaries in byte ranges is ``snia.readers.csv_file``; here: the metadata join and parsing.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from snia.errors import InputError
-from snia.lightcurve import OBS_ALIASES, REQUIRED_OBS, Chunk, empty_meta, match_columns
-from snia.readers import Piece
+from snia.lightcurve import OBS_ALIASES, Chunk, empty_meta, match_columns, offsets_from_lengths
+from snia.readers.csv_file import CsvFile, header_names
+from snia.readers.work import Piece
 from snia.taxonomy import plasticc_types
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ class _Metadata:
         ids, cols, origin = [], {k: [] for k in list(META_ALIASES)[1:] + ["target"]}, []
         for fi, path in enumerate(files):
             with open(path, "rb") as f:
-                header = _header_names(f.readline())
+                header = header_names(f.readline())
             where = f"{path}:line 1"
             found, _ = match_columns(header, META_ALIASES, ("object_id",), where)
             target = next((header.index(c) for c in TARGET_COLUMNS if c in header), None)
@@ -62,7 +64,7 @@ class _Metadata:
                     column_types=types, include_columns=list(types), null_values=[""]))
             except Exception as exc:  # pyarrow names the column and row
                 raise InputError(f"{path}: cannot read metadata: {exc}") from None
-            for name, i in found.items():
+            for i in found.values():
                 column = table.column(header[i])
                 if column.null_count:
                     row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
@@ -123,120 +125,6 @@ class _Metadata:
         return found, meta
 
 
-class _CsvFile:
-    """One light-curve CSV file: its header, the column mapping and object-boundary search."""
-
-    def __init__(self, path: Path, problems):
-        self.path = path
-        self.size = path.stat().st_size
-        with open(path, "rb") as f:
-            raw = f.readline()
-            first = f.readline()
-        if not raw.endswith(b"\n"):
-            raise InputError(f"{path}:line 1: no complete header line (empty or truncated file)")
-        self.data_start = len(raw)
-        self.names = _header_names(raw)
-        self.cols, extra = match_columns(self.names, OBS_ALIASES, REQUIRED_OBS, f"{path}:line 1")
-        if extra:
-            problems.found("extra_column", f"{path}:line 1: unexpected column(s) {extra} (expected "
-                           f"object_id, mjd, passband, flux, flux_err[, detected_bool])")
-        fields = first.split(b",")
-        band_field = fields[self.cols["band"]].strip() if len(fields) > self.cols["band"] else b"0"
-        # PLAsTiCC numbers its passbands; other CSVs may spell filter letters.
-        self.numeric_bands = band_field.lstrip(b"-").isdigit() or not band_field
-        self._base_lines: dict[int, int] = {}
-
-    def line_of(self, start: int, row: int) -> int:
-        """1-based line number of physical row ``row`` of the range starting at byte ``start``."""
-        if start not in self._base_lines:
-            with open(self.path, "rb") as f:
-                self._base_lines[start] = _count_newlines(f, start) + 1
-        return self._base_lines[start] + row
-
-    def _id_field(self, line: bytes) -> bytes:
-        fields = line.split(b",")
-        field = fields[self.cols["object_id"]] if len(fields) > self.cols["object_id"] else b""
-        return field.strip()
-
-    def last_object_start(self, block) -> int:
-        """Offset in ``block`` (which starts at an object) where its last object begins.
-
-        The last object may continue past the block, so the caller cuts the block there. Returns 0
-        when the block holds a single object's rows only.
-        """
-        view = memoryview(block)
-        width = 1 << 16
-        while True:
-            tail_start = max(0, len(view) - width)
-            tail = bytes(view[tail_start:])
-            end = tail.rfind(b"\n")  # the text after the last newline is an unfinished line
-            if end < 0:
-                if tail_start == 0:
-                    return 0
-                width *= 2
-                continue
-            lines = tail[:end].split(b"\n")
-            first_whole = 1 if tail_start else 0  # the window may cut its first line
-            last = self._id_field(lines[-1])
-            k = len(lines) - 1
-            while k > first_whole and self._id_field(lines[k - 1]) == last:
-                k -= 1
-            if k > first_whole or tail_start == 0:
-                return tail_start + sum(len(line) + 1 for line in lines[:k])
-            width *= 2  # the last object's run reaches the window's edge: look further back
-
-    def object_start(self, f, pos: int) -> int:
-        """First byte >= pos where a new object begins (the same answer on every rank)."""
-        if pos <= self.data_start:
-            return self.data_start
-        if pos >= self.size:
-            return self.size
-        start = _line_start(f, pos - 1, self.data_start)
-        f.seek(start)
-        line = f.readline()
-        previous = self._id_field(line)
-        cursor = start + len(line)
-        while cursor < self.size:
-            line = f.readline()
-            if not line or self._id_field(line) != previous:
-                return cursor
-            cursor += len(line)
-        return self.size
-
-
-def _header_names(line: bytes) -> list[str]:
-    """Column names of a CSV header line (quoted names allowed, as pyarrow and pandas write them)."""
-    import csv
-
-    return next(csv.reader([line.decode("utf-8", "replace").strip()]), [])
-
-
-def _count_newlines(f, stop: int, block: int = 1 << 24) -> int:
-    f.seek(0)
-    count, pos = 0, 0
-    while pos < stop:
-        data = f.read(min(block, stop - pos))
-        if not data:
-            break
-        count += data.count(b"\n")
-        pos += len(data)
-    return count
-
-
-def _line_start(f, pos: int, floor: int) -> int:
-    """Start of the line holding byte ``pos`` (never before ``floor``)."""
-    step = 4096
-    end = pos
-    while end > floor:
-        a = max(floor, end - step)
-        f.seek(a)
-        k = f.read(end - a).rfind(b"\n")
-        if k >= 0:
-            return a + k + 1
-        end = a
-    return floor
-
-
 class PlasticcReader:
     """Reads PLAsTiCC light-curve CSV file(s) joined with metadata CSV file(s)."""
 
@@ -256,7 +144,7 @@ class PlasticcReader:
         self.problems = problems
         self.chunk_bytes = int(chunk_bytes)
         self.meta = _Metadata(self.metadata_files, problems)
-        self.csv = [_CsvFile(p, problems) for p in self.files]
+        self.csv = [CsvFile(p, problems) for p in self.files]
 
     def input_files(self) -> list[Path]:
         return self.files + self.metadata_files
@@ -327,9 +215,9 @@ class PlasticcReader:
         def where_object(j):
             return where_obs(int(run_starts[j]))
 
-        return Chunk(object_id=object_id, length=lengths, obs=cols, meta=meta, where_obs=where_obs,
-                     where_object=where_object, band_label=label, has_meta=found,
-                     files=(str(path),))
+        return Chunk(object_id=object_id, offsets=offsets_from_lengths(lengths), obs=cols, meta=meta,
+                     where_obs=where_obs, where_object=where_object, band_label=label,
+                     has_meta=found, files=(str(path),))
 
     def _parse_block(self, block, quoted: bool, csv_file, start: int, row0: int):
         """Parse one block of whole lines into canonical numpy columns.

@@ -17,15 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from snia.errors import InputError
-from snia.lightcurve import OBS_ALIASES, Chunk, empty_meta, match_columns
-from snia.readers import Piece
-from snia.taxonomy import INDEX, MISSING_CODE, snana_code_class, snana_name_class
+from snia.lightcurve import Chunk, empty_meta, match_columns, offsets_from_lengths
+from snia.readers.snana import BYTES_PER_OBS, PHOT_ALIASES, PHOT_REQUIRED, sentinels_to_nan, snana_class
+from snia.readers.work import Piece
+from snia.taxonomy import INDEX, MISSING_CODE
 
 log = logging.getLogger(__name__)
 
-# PHOT columns: the light-curve aliases, without object_id (objects are located through HEAD).
-PHOT_ALIASES = {k: v for k, v in OBS_ALIASES.items() if k != "object_id"}
-PHOT_REQUIRED = ("time", "band", "flux", "flux_err")
 HEAD_REQUIRED = ("SNID", "PTROBS_MIN", "PTROBS_MAX")
 # Store metadata column -> HEAD column spellings (upper case; first present wins).
 HEAD_META = {
@@ -38,29 +36,8 @@ HEAD_META = {
 }
 TYPE_COLUMNS = ("SIM_TYPE_NAME", "SIM_TYPE_INDEX", "SIM_NON1A", "SNTYPE")
 SEPARATOR_MJD = -777.0  # SNANA's end-of-object marker row in PHOT
-BYTES_PER_OBS = 40  # rough in-memory size of one observation, to turn chunk_bytes into a row count
 # What astropy, gzip and numpy raise on a cut or garbled file (astropy has no error class of its own).
 _READ_ERRORS = (OSError, EOFError, IndexError, KeyError, TypeError, ValueError, zlib.error)
-
-
-def snana_class(name=None, type_index=None, non1a=None, sntype=None) -> str:
-    """Common class from SNANA type fields, most specific first; None means the field is absent.
-
-    A type name (SIM_TYPE_NAME, SIM_COMMENT) wins unless it is blank/UNKNOWN; then a positive
-    SIM_TYPE_INDEX; then SIM_NON1a (0 = Ia, a positive template index = some non-Ia we cannot name);
-    last the survey's own SNTYPE. Non-positive codes are treated as "not given".
-    """
-    if name is not None:
-        cls = snana_name_class(name)
-        if cls is not None:
-            return cls
-    if type_index is not None and type_index > 0:
-        return snana_code_class(int(type_index))
-    if non1a is not None and non1a >= 0:
-        return "Ia" if non1a == 0 else "other"
-    if sntype is not None:
-        return snana_code_class(int(sntype))
-    return "unknown"
 
 
 @contextmanager
@@ -288,7 +265,7 @@ class _FitsPair:
         phot, where_object = self.phot, self.where_object
         return Chunk(
             object_id=snid.copy(),
-            length=lengths[a:b].copy(),
+            offsets=offsets_from_lengths(lengths[a:b]),
             obs={"time": time, "band": bands.indices_for_letters(self.survey, letters),
                  "flux": obs["flux"].astype(np.float32), "flux_err": obs["flux_err"].astype(np.float32),
                  "flag": flag},
@@ -327,22 +304,13 @@ def _batches(lengths: np.ndarray, max_obs: int):
 
 
 def _head_meta(head: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    """Store metadata from HEAD columns; SNANA's negative sentinels (-9, -999) become NaN."""
+    """Store metadata from HEAD columns; SNANA's sentinels become NaN (``sentinels_to_nan``)."""
     meta = empty_meta(n)
     for name, spellings in HEAD_META.items():
         column = next((head[c] for c in spellings if c in head), None)
         if column is None:
             continue
-        values = column.astype(np.float64)
-        if name == "ra":
-            missing = values < 0  # RA is in [0, 360)
-        elif name == "dec":
-            missing = np.abs(values) > 90
-        elif name == "specz":
-            missing = values <= 0
-        else:
-            missing = values < 0  # redshifts, their errors and E(B-V) are never negative
-        meta[name][:] = np.where(missing, np.nan, values)
+        meta[name][:] = sentinels_to_nan(name, column)
     meta["type"][:] = _types(head, n)
     code = head.get("SIM_TYPE_INDEX", head.get("SNTYPE"))
     meta["source_type"][:] = code if code is not None else MISSING_CODE

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from snia.errors import InputError
-from snia.lightcurve import Chunk, empty_meta, match_columns
-from snia.readers import Piece
-from snia.readers.snana_fits import BYTES_PER_OBS, PHOT_ALIASES, PHOT_REQUIRED, snana_class
+from snia.lightcurve import Chunk, empty_meta, match_columns, offsets_from_lengths
+from snia.readers.snana import BYTES_PER_OBS, PHOT_ALIASES, PHOT_REQUIRED, sentinels_to_nan, snana_class
+from snia.readers.work import Piece
 from snia.taxonomy import INDEX, MISSING_CODE
 
 log = logging.getLogger(__name__)
@@ -239,24 +239,17 @@ class SnanaTextReader:
 
 
 def _meta(path: Path, header: _Header) -> dict[str, float]:
-    """Header metadata; SNANA's -9/-999 sentinels (and a spec-z <= 0) mean "not known"."""
+    """Header metadata; SNANA's "not known" sentinels become NaN (``sentinels_to_nan``)."""
     meta = {}
     for name, keys in HEADER_META.items():
         value = header.number(path, *keys)
-        if value is None:
-            continue
-        if name == "dec":
-            missing = abs(value) > 90
-        elif name == "specz":
-            missing = value <= 0
-        else:
-            missing = value < 0  # RA in [0, 360); redshifts and E(B-V) are never negative
-        meta[name] = np.nan if missing else value
+        if value is not None:
+            meta[name] = sentinels_to_nan(name, value)
     err = header.number(path, *PHOTOZ_ERR_KEYS)
     if err is None:
         err = _after_plus_minus(header.text("HOST_GALAXY_PHOTO-Z", "HOSTGAL_PHOTOZ"))
     if err is not None:
-        meta["hostgal_photoz_err"] = np.nan if err < 0 else err
+        meta["hostgal_photoz_err"] = sentinels_to_nan("hostgal_photoz_err", err)
     return meta
 
 
@@ -301,7 +294,8 @@ def _chunk(batch: list[_Object]) -> Chunk:
         return f"{paths[int(np.searchsorted(ends, i, side='right'))]}:line {int(lines[i])}"
 
     log.debug("snana-text chunk: %d objects, %d observations", len(batch), int(ends[-1]))
-    return Chunk(object_id=np.array([o.snid for o in batch], dtype=np.int64), length=lengths,
-                 obs=obs, meta=meta, where_obs=where_obs, where_object=lambda j: f"{paths[j]}",
+    return Chunk(object_id=np.array([o.snid for o in batch], dtype=np.int64),
+                 offsets=offsets_from_lengths(lengths), obs=obs, meta=meta, where_obs=where_obs,
+                 where_object=lambda j: f"{paths[j]}",
                  band_label=np.concatenate([o.letters for o in batch]),
                  files=tuple(str(p) for p in paths), file_of_object=np.arange(len(batch)))

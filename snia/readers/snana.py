@@ -1,0 +1,59 @@
+"""What SNANA's fields mean, shared by the FITS (HEAD/PHOT) and text (.DAT) readers.
+
+Both formats carry the same PHOT columns, the same type fields and the same header values, and
+SNANA writes the same sentinels (-9, -999) where a header value is not known. The rules live
+here once, so the two readers cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snia.lightcurve import OBS_ALIASES
+from snia.taxonomy import snana_code_class, snana_name_class
+
+# PHOT columns: the light-curve aliases, without object_id (SNANA locates objects by file or HEAD).
+PHOT_ALIASES = {k: v for k, v in OBS_ALIASES.items() if k != "object_id"}
+PHOT_REQUIRED = ("time", "band", "flux", "flux_err")
+BYTES_PER_OBS = 40  # rough in-memory size of one observation, to turn chunk_bytes into a row count
+
+
+def is_sentinel(name: str, values) -> np.ndarray:
+    """Mask of the values of store metadata column ``name`` that SNANA's sentinels mark as unknown.
+
+    A Dec outside [-90, 90] and a spec-z <= 0 mean "not known"; so does any negative value of the
+    other columns (RA is in [0, 360); redshifts, their errors and E(B-V) are never negative).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if name == "dec":
+        return np.abs(values) > 90
+    if name == "specz":
+        return values <= 0
+    return values < 0
+
+
+def sentinels_to_nan(name: str, values):
+    """``values`` with SNANA's "not known" sentinels (see ``is_sentinel``) replaced by NaN; a single
+    number gives a float."""
+    out = np.where(is_sentinel(name, values), np.nan, np.asarray(values, dtype=np.float64))
+    return out if out.ndim else float(out)
+
+
+def snana_class(name=None, type_index=None, non1a=None, sntype=None) -> str:
+    """Common class from SNANA type fields, most specific first; None means the field is absent.
+
+    A type name (SIM_TYPE_NAME, SIM_COMMENT) wins unless it is blank/UNKNOWN; then a positive
+    SIM_TYPE_INDEX; then SIM_NON1a (0 = Ia, a positive template index = some non-Ia we cannot name);
+    last the survey's own SNTYPE. Non-positive codes are treated as "not given".
+    """
+    if name is not None:
+        cls = snana_name_class(name)
+        if cls is not None:
+            return cls
+    if type_index is not None and type_index > 0:
+        return snana_code_class(int(type_index))
+    if non1a is not None and non1a >= 0:
+        return "Ia" if non1a == 0 else "other"
+    if sntype is not None:
+        return snana_code_class(int(sntype))
+    return "unknown"
