@@ -13,9 +13,9 @@ Slow methods run on a sample of the same objects; LC/s is per object either way.
 from __future__ import annotations
 
 import argparse
-import warnings
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +53,7 @@ def _timed(fn) -> float:
 
 
 def subset(batch, n: int):
-    from snia.store import Batch
+    from snia.lightcurve import Batch
 
     stop = batch.offsets[n]
     return Batch(batch.object_id[:n], batch.offsets[:n + 1],
@@ -108,12 +108,12 @@ def main() -> None:
             for backend in backends:
                 n = min(args.numpy_sample, len(batch)) if backend == "numpy" else len(batch)
                 part = subset(batch, n)
-                rates[kind, backend] = rate(lambda: _sync(rasterize(part, spec, backend)), n)
+                rates[kind, backend] = rate(lambda p=part, s=spec, b=backend: _sync(rasterize(p, s, b)), n)
                 print(f"  {kind:<9}{backend:<12}{n:>14,}{rates[kind, backend]:>14,.0f}")
             if kind == "heatmap":
                 n = min(args.gp_sample, len(batch))
                 part = subset(batch, n)
-                rates[kind, "gp"] = rate(lambda: gp_heatmap(part, spec), n, repeat=1)
+                rates[kind, "gp"] = rate(lambda p=part, s=spec: gp_heatmap(p, s), n, repeat=1)
                 print(f"  {kind:<9}{'2-D GP':<12}{n:>14,}{rates[kind, 'gp']:>14,.1f}")
         print()
         for kind in ("bands", "heatmap"):

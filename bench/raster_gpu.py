@@ -20,7 +20,7 @@ FLOPS_PER_VISIT = 20  # heatmap: ~20 floating-point operations per (pixel, obser
 
 
 def synthetic(n: int, seed: int = 0):
-    from snia.store import Batch
+    from snia.lightcurve import Batch
 
     rng = np.random.default_rng(seed)
     lengths = rng.poisson(80, n).astype(np.int64)
@@ -44,7 +44,7 @@ def synthetic(n: int, seed: int = 0):
 def to_device(batch):
     import cupy as cp
 
-    from snia.store import Batch
+    from snia.lightcurve import Batch
 
     return Batch(batch.object_id, cp.asarray(batch.offsets),
                  {k: cp.asarray(v) for k, v in batch.obs.items()}, batch.meta)
@@ -93,7 +93,7 @@ def heatmap_visits(batch, spec, sample=2000) -> float:
 
 
 def _head(batch, n):
-    from snia.store import Batch
+    from snia.lightcurve import Batch
 
     stop = int(batch.offsets[n])
     return Batch(batch.object_id[:n], batch.offsets[:n + 1],
@@ -123,7 +123,7 @@ def main() -> None:
         visits = heatmap_visits(host, spec) if kind == "heatmap" else 0.0
         for backend in backends:
             batch = device if backend == "cupy" else host  # numba-cuda copies host inputs itself
-            seconds = timed(lambda: rasterize(batch, spec, backend))
+            seconds = timed(lambda b=batch, s=spec, k=backend: rasterize(b, s, k))
             gflops = visits * args.objects * FLOPS_PER_VISIT / seconds / 1e9
             print(f"  {kind:<9}{backend:<12}{args.objects / seconds:>14,.0f}"
                   f"{(in_bytes + out_bytes) / seconds / 1e9:>9,.0f}"

@@ -1,11 +1,11 @@
 // Rasterization kernels of the `cupy` backend: ragged light curves -> images [N, C, H, W] (float32).
 //
-// Loaded at run time by snia.kernels.load_module() (CuPy RawModule, compiled by NVRTC); the
+// Loaded at run time by snia.raster.cuda_sources.load_module() (CuPy RawModule, compiled by NVRTC); the
 // loader prefixes `#line 1 "raster.cu"` so compiler messages name this file and its lines.
 // Plain CUDA C++: no host code, no #include (NVRTC provides exp, sqrt, fabs, floor and the
 // __dadd_rn/__dmul_rn intrinsics as builtins).
 //
-// The math is that of snia.raster._shared_math (the `cpu` and `numba-cuda` backends), line by line:
+// The math is that of snia.raster.shared.shared_math (the `cpu` and `numba-cuda` backends), line by line:
 // object_reference / object_scale -> prepare_objects; time_bin + bands_pixel + finish_bands ->
 // bands_image; heatmap_pixel + finish_heatmap -> heatmap_image. Change one, change the other.
 //
@@ -36,7 +36,7 @@
 //   round-to-nearest intrinsics (__dmul_rn, __dadd_rn) so the compiler cannot contract a*b + c
 //   into a fused multiply-add, whose single rounding could move an observation across an edge.
 // * Nothing is validated here: dtypes, shapes, offsets and the shared-memory size are checked on
-//   the host (snia.kernels.rasterize_cupy) before every launch. Preconditions: offsets are
+//   the host (snia.raster.cupy.rasterize_cupy) before every launch. Preconditions: offsets are
 //   non-decreasing with offsets[0] = 0, observations are time-ordered within each object.
 //
 // Shared-memory layout (bytes per staged observation: bands 17, heatmap 20), tile = `tile`:

@@ -1,27 +1,31 @@
-"""The CUDA C kernels (kernels/raster.cu), their loader and the ``cupy`` backend (snia.kernels).
+"""The CUDA C kernels (kernels/raster.cu), their loader (snia.raster.cuda_sources) and the ``cupy``
+backend (snia.raster.cupy).
 
 Three layers, each skipped on its own when its tool is missing:
-  * the loader and the host-side input checks: always (they run before CuPy is imported);
+  * the loader (installed and from a plain checkout) and the host-side input checks: always (they
+    run before CuPy is imported);
   * compilation: nvcc -arch=sm_90 -ptx (no GPU needed) and NVRTC itself (as CuPy uses it);
   * the kernels on a GPU through CuPy, against the NumPy reference (``rasterize(..., "numpy")``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-import snia.kernels
-from snia.kernels import cuda_source, rasterize_cupy
+from snia.lightcurve import Batch
 from snia.raster import RasterSpec, rasterize
-from snia.store import Batch
+from snia.raster.cuda_sources import cuda_source
+from snia.raster.cupy import KERNELS, MAX_SHARED_BYTES, MAX_TILE, rasterize_cupy, tile_size
 
-KERNELS = ("prepare_objects", "bands_image", "heatmap_image")
+REPO = Path(__file__).resolve().parents[1]
 NVCC = shutil.which("nvcc")
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH (no CUDA toolkit here)")
 
@@ -57,12 +61,34 @@ def test_cuda_source_has_line_directive_and_every_kernel():
         assert name in source
     assert sorted(kernel_names(source)) == sorted(KERNELS)
     # after the directive: the file itself, so line k of the text is line k of raster.cu
-    assert source.split("\n", 1)[1] == (snia.kernels.SOURCE_DIR / "raster.cu").read_text()
+    assert source.split("\n", 1)[1] == (REPO / "kernels" / "raster.cu").read_text()
 
 
 def test_import_is_light():
-    code = "import sys, snia.kernels; assert 'cupy' not in sys.modules, 'cupy imported'"
+    code = ("import sys, snia.raster, snia.raster.cupy, snia.raster.cuda_sources, snia.kernels\n"
+            "assert 'cupy' not in sys.modules, 'cupy imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_cuda_source_is_found_from_a_plain_checkout(tmp_path):
+    # No installed package: only the checkout on PYTHONPATH. The venv's editable install adds a
+    # finder that would supply snia.kernels, so it is taken out before snia is imported.
+    code = """
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+import importlib.util
+from snia.raster.cuda_sources import cuda_source, source_dir
+assert importlib.util.find_spec("snia.kernels") is None, "snia.kernels still importable"
+assert str(source_dir()) == sys.argv[1] + "/kernels", source_dir()
+source = cuda_source()
+assert source.startswith('#line 1 "raster.cu"\\n'), source[:80]
+assert 'extern "C" __global__ void heatmap_image' in source
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code, str(REPO)], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
 
 
 # ----------------------------------------------------------------------------- compilation
@@ -211,10 +237,10 @@ def test_bad_launch_settings_are_refused_on_the_host():
 
 
 def test_tile_size_fits_shared_memory():
-    assert snia.kernels.tile_size("bands", 0) == (1, 17)
-    assert snia.kernels.tile_size("heatmap", 37) == (37, 37 * 20)
-    tile, shared = snia.kernels.tile_size("heatmap", 10**6)
-    assert tile == snia.kernels.MAX_TILE and shared <= snia.kernels.MAX_SHARED_BYTES
+    assert tile_size("bands", 0) == (1, 17)
+    assert tile_size("heatmap", 37) == (37, 37 * 20)
+    tile, shared = tile_size("heatmap", 10**6)
+    assert tile == MAX_TILE and shared <= MAX_SHARED_BYTES
 
 
 # ----------------------------------------------------------------------------- on the GPU
@@ -276,7 +302,7 @@ def test_cupy_rest_frame_and_first_detection(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_cupy_light_curve_longer_than_the_largest_tile(kind):
     seed = fresh_seed()
-    batch = make_batch([snia.kernels.MAX_TILE * 2 + 17, 3], seed, span=200.0)
+    batch = make_batch([MAX_TILE * 2 + 17, 3], seed, span=200.0)
     check(batch, RasterSpec(kind=kind), seed)
 
 

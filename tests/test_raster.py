@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from snia.raster import RasterSpec, available_backends, rasterize
-from snia.store import Batch
+from snia.lightcurve import Batch
+from snia.raster import DEFAULT_KIND, RasterSpec, available_backends, rasterize, redshift_factor, to_host
 
 SMALL = dict(t_before=10.0, t_after=14.0, n_time=12, n_wave=5, bands=(0, 2, 4))
 
@@ -33,10 +33,6 @@ def make_batch(lengths, seed, bands=(0, 1, 2, 3, 4, 5), span=60.0):
 def rel_l2(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)
-
-
-def to_host(x):
-    return x.copy_to_host() if hasattr(x, "copy_to_host") else np.asarray(x)
 
 
 def check_against_reference(batch, spec, backend, seed):
@@ -157,6 +153,26 @@ def test_rest_frame_halves_time_and_wavelength_at_z_1():
     assert rasterize(batch, spec, "numpy").images[0][2, 0, 70] == 1
 
 
+def test_redshift_factor_prefers_spec_z_then_photo_z():
+    meta = {"specz": np.array([0.5, -9.0, np.nan, 0.0], np.float32),
+            "hostgal_photoz": np.array([0.1, 0.25, np.nan, 0.3], np.float32)}
+    rest = RasterSpec(rest_frame=True)
+    np.testing.assert_allclose(redshift_factor(meta, 4, rest), [1.5, 1.25, 1.0, 1.3], rtol=1e-6)
+    np.testing.assert_allclose(redshift_factor(meta, 4, rest, redshift=[1, 0, -1, np.inf]),
+                               [2, 1, 1, 1])
+    np.testing.assert_array_equal(redshift_factor(meta, 4, RasterSpec()), np.ones(4))
+
+
+def test_one_default_kind():
+    import inspect
+
+    from snia.raster import rasterize_store, spec_for_store
+
+    assert RasterSpec().kind == DEFAULT_KIND
+    for fn in (spec_for_store, rasterize_store):
+        assert inspect.signature(fn).parameters["kind"].default == DEFAULT_KIND
+
+
 def test_first_detection_reference():
     batch = one_object([10.0, 20.0, 30.0], [0, 0, 0], [4.0, 30.0, 80.0], [1.0, 5.0, 1.0])
     assert rasterize(batch, RasterSpec(kind="bands", reference="first_detection"),
@@ -179,6 +195,7 @@ def test_auto_backend_and_bad_input():
 @pytest.fixture
 def small_store(tmp_path):
     from conftest import synthetic_plasticc
+
     from snia.ingest import run_ingest
 
     lc, meta, expected = synthetic_plasticc(tmp_path, 25, 8)
