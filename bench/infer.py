@@ -21,8 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 5000.0
 
@@ -63,9 +61,9 @@ def find_store(arg, tmp: Path) -> Path:
 def main() -> None:
     import torch
 
-    from snia.evaluate import predict_store, spec_of
+    from snia.inference import predict_store, spec_of
     from snia.models import CNNConfig, LightCurveCNN
-    from snia.raster import _host, rasterize
+    from snia.raster import rasterize, to_host
     from snia.store import Store
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -91,7 +89,7 @@ def main() -> None:
             read = best_rate(lambda: [store.batch(slice(a, min(a + args.batch_size, n)))
                                       for a in range(0, n, args.batch_size)], n)
             raster = best_rate(lambda: [rasterize(b, spec, "auto") for b in batches], n)
-            images = [torch.as_tensor(_host(rasterize(b, spec, "auto").images))
+            images = [torch.as_tensor(to_host(rasterize(b, spec, "auto").images))
                       .contiguous(memory_format=torch.channels_last) for b in batches]
             scalars = [torch.zeros(len(x), model.config.n_scalars) for x in images]
 

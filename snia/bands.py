@@ -9,8 +9,11 @@ Angstrom from the SVO Filter Profile Service (LSST baseline and DECam throughput
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from snia.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class BandRegistry:
         self._by_survey_letter = {}
         for index, band in enumerate(self.bands):
             if band.name in self._by_name:
-                raise ValueError(f"band {band.name!r} is defined twice in the band registry")
+                raise ConfigError(f"band {band.name!r} is defined twice in the band registry")
             self._by_name[band.name] = index
             self._by_survey_letter[(band.survey.upper(), band.letter)] = index
 
@@ -60,9 +63,21 @@ class BandRegistry:
                 bands.append(Band(str(entry["name"]), str(entry["survey"]), str(entry["letter"]),
                                   float(entry["wavelength"])))
             except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"bad band entry in config {entry!r}: needs name, survey, letter, "
-                                 f"wavelength ({exc})") from None
+                raise ConfigError(f"bad band entry in config {entry!r}: needs name, survey, "
+                                  f"letter, wavelength ({exc})") from None
         return cls(bands)
+
+    @classmethod
+    def from_config_file(cls, path) -> "BandRegistry":
+        """Default bands plus those under ``bands:`` in a YAML config file (none without a file)."""
+        if path is None:
+            return cls()
+        import yaml
+
+        try:
+            return cls.from_config((yaml.safe_load(Path(path).read_text()) or {}).get("bands"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
 
     def __len__(self) -> int:
         return len(self.bands)

@@ -14,6 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from snia.files import write_text_atomic
+from snia.metrics import metrics
+from snia.plots import plot_purity_completeness, plot_roc
+from snia.predictions import write_predictions
+from snia.store import Store
+from snia.taxonomy import INDEX
+
 log = logging.getLogger(__name__)
 
 MIN_POINTS = 5  # fewer observations in a band: its features are missing
@@ -37,13 +44,10 @@ def extractor():
 
 def features(store_path, batch_size: int = 4096):
     """(object ids, feature matrix, feature names, types) for every object of a store."""
-    from snia.raster import spec_for_store
-    from snia.store import Store
-
     ext = extractor()
     ids, rows, types = [], [], []
     with Store(store_path) as store:
-        bands = list(spec_for_store(store, "bands").bands)  # the bands the store holds
+        bands = list(store.bands_present())
         names = [f"{store.bands.bands[b].name}_{n}" for b in bands for n in ext.names]
         names += ["hostgal_photoz", "hostgal_photoz_err", "log10_peak_flux"]
         for batch in store.iter_batches(batch_size):
@@ -83,9 +87,6 @@ def run_baseline(train_store, test_store, out_dir, n_iter: int = 12, seed: int =
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.model_selection import RandomizedSearchCV
 
-    from snia.evaluate import metrics, plot_purity_completeness, plot_roc
-    from snia.taxonomy import INDEX
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _, x_train, names, t_train = features(train_store)
@@ -101,13 +102,12 @@ def run_baseline(train_store, test_store, out_dir, n_iter: int = 12, seed: int =
     result = metrics(y, p[labelled])
     result["best_params"] = {k: v for k, v in search.best_params_.items()}
     result["cv_auc"] = float(search.best_score_)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
-    np.savetxt(out / "predictions.csv", np.column_stack([ids, p]), delimiter=",",
-               header="object_id,p_ia", comments="", fmt=["%d", "%.6f"])
+    write_text_atomic(out / "metrics.json", json.dumps(result, indent=2, default=str))
+    write_predictions(out / "predictions.csv", ids, p, t_test)
     importance = sorted(zip(search.best_estimator_.feature_importances_, names), reverse=True)
     (out / "feature_importance.txt").write_text(
         "\n".join(f"{v:.4f} {n}" for v, n in importance) + "\n")
     joblib.dump(search.best_estimator_, out / "random_forest.joblib")
-    plot_roc(y, p[labelled], out / "roc.png", label="random forest")
+    plot_roc({"random forest": (y, p[labelled])}, out / "roc.png")
     plot_purity_completeness(y, p[labelled], out / "purity_completeness.png")
     return result

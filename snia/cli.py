@@ -12,6 +12,12 @@
   snia classify INPUT --checkpoint CKPT  P(Ia) for new data
   snia scaling run|summarize             training throughput against ranks
   snia profile install cluster/slurm     make 'snakemake --profile slurm' work
+
+Wiring only: each command hands its arguments to its stage's module, which reads its own config
+section and checks its own settings. Stage modules are imported inside the command functions, so
+``snia --help`` stays fast and a stage's optional dependencies (torch, light-curve, mpi4py, cupy)
+are needed only by the commands that use them (a missing one is explained, see OPTIONAL_MODULES).
+Every snia error (bad input, bad setting or usage) is one plain line and exit code 2.
 """
 
 from __future__ import annotations
@@ -102,14 +108,14 @@ def _add_store(sub) -> None:
 
 
 def _add_rasterize(sub) -> None:
-    from snia.raster import BACKENDS, KINDS
+    from snia.raster import BACKENDS, DEFAULT_KIND, KINDS
 
     p = sub.add_parser("rasterize", help="turn a store's light curves into images (HDF5)",
                        description="Stream a store through the rasterization kernels into an "
                                    "HDF5 file of images [N, C, H, W].")
     p.add_argument("store", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True)
-    p.add_argument("--kind", choices=KINDS, default="heatmap")
+    p.add_argument("--kind", choices=KINDS, default=DEFAULT_KIND)
     p.add_argument("--backend", choices=("auto",) + BACKENDS, default="auto",
                    help="auto: cupy > numba-cuda > cpu, whichever is available")
     p.add_argument("--batch-size", type=int, default=4096, help="objects per batch (memory bound)")
@@ -118,6 +124,8 @@ def _add_rasterize(sub) -> None:
 
 
 def _add_train(sub) -> None:
+    from snia.raster import KINDS
+
     p = sub.add_parser("train", help="train the CNN (DDP under torchrun, srun or mpiexec)",
                        description="Train the light-curve CNN on a store; resumes automatically "
                                    "from RUN_DIR/checkpoint.pt.")
@@ -126,7 +134,7 @@ def _add_train(sub) -> None:
     p.add_argument("--config", type=Path, help="YAML config; its 'train:' keys set TrainConfig")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="global batch, split over ranks")
-    p.add_argument("--kind", choices=["bands", "heatmap"])
+    p.add_argument("--kind", choices=KINDS)
     p.add_argument("--seed", type=int)
     p.add_argument("--teachers", type=Path, nargs="+",
                    help="distil these models (an ensemble) into this one: their mean P(Ia) is a "
@@ -272,37 +280,17 @@ def cmd_data(args) -> int:
     return 0
 
 
-def _expand(inputs: list[Path], fmt: str) -> list[Path]:
-    """Folders become their matching files, sorted by name (a stable, documented order)."""
-    pattern = {"plasticc": "*.csv", "snana-fits": "*HEAD.FITS*", "snana-text": "*.DAT"}[fmt]
-    out = []
-    for path in inputs:
-        if path.is_dir():
-            found = sorted(p for p in path.glob(pattern) if "metadata" not in p.name)
-            if not found:
-                raise FileNotFoundError(f"{path}: no {pattern} files for format {fmt}")
-            out += found
-        elif path.exists():
-            out.append(path)
-        else:
-            raise FileNotFoundError(f"input {path} does not exist")
-    return out
-
-
 def cmd_ingest(args) -> int:
     from snia.bands import BandRegistry
     from snia.ingest import IngestAborted, run_ingest
     from snia.parallel import world
+    from snia.readers import expand_inputs
 
     comm = world()
     _setup_logging(args.verbose, comm.rank, comm.size)
-    bands = BandRegistry()
-    if args.config:
-        import yaml
-
-        bands = BandRegistry.from_config(yaml.safe_load(args.config.read_text()).get("bands"))
+    bands = BandRegistry.from_config_file(args.config)
     try:
-        result = run_ingest(args.format, _expand(args.inputs, args.format), args.output,
+        result = run_ingest(args.format, expand_inputs(args.inputs, args.format), args.output,
                             args.metadata, survey=args.survey, split=args.split,
                             on_error=args.on_error, chunk_bytes=int(args.chunk_mb * (1 << 20)),
                             compression=args.compression, layout=args.layout,
@@ -316,11 +304,11 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_store(args) -> int:
-    from snia.store import summarize, verify
+    from snia.store import format_summary, summarize, verify
 
     if args.store_command == "info":
         info = summarize(args.store)
-        print(json.dumps(info, indent=2) if args.json else format_info(info))
+        print(json.dumps(info, indent=2) if args.json else format_summary(info))
         return 0
     failures = verify(args.store, check_inputs=not args.no_inputs)
     if failures:
@@ -331,48 +319,11 @@ def cmd_store(args) -> int:
     return 0
 
 
-def format_info(info: dict) -> str:
-    lines = [f"store         {info['store']}  ({info['layout']} layout, written by "
-             f"{info['ranks']} rank(s))",
-             f"objects       {info['objects']:,}",
-             f"observations  {info['observations']:,}",
-             f"time span     MJD {info['time_span_mjd'][0]:.3f} .. {info['time_span_mjd'][1]:.3f}"]
-    for title, key in (("types", "types"), ("bands", "bands"), ("splits", "splits")):
-        lines.append(f"{title:<13} " + ", ".join(f"{k}: {v:,}" for k, v in info[key].items()))
-    return "\n".join(lines)
-
-
-WORKFLOW_RASTER_KEYS = {"kinds", "backend", "batch_size"}  # read by the Snakemake rules
-
-
-def _raster_options(config: Path) -> dict:
-    """Image-geometry keys of a config's 'raster:' section, as RasterSpec arguments."""
-    from dataclasses import fields
-
-    import yaml
-
-    from snia.errors import SniaError
-    from snia.raster import RasterSpec
-
-    section = dict(yaml.safe_load(config.read_text()).get("raster") or {})
-    known = {f.name for f in fields(RasterSpec)} - {"kind", "wavelengths"}
-    unknown = set(section) - known - WORKFLOW_RASTER_KEYS
-    if unknown:
-        raise SniaError(f"{config}: unknown key(s) {sorted(unknown)} under 'raster:' "
-                        f"(image settings: {sorted(known)})")
-    options = {k: v for k, v in section.items() if k in known}
-    if "bands" in options:
-        options["bands"] = tuple(options["bands"])
-    return options
-
-
 def cmd_rasterize(args) -> int:
-    from snia.raster import rasterize_store, spec_for_store
+    from snia.raster import geometry_from_file, rasterize_store, spec_for_store
     from snia.store import Store
 
-    options = {}
-    if args.config:
-        options = _raster_options(args.config)
+    options = geometry_from_file(args.config)
     with Store(args.store) as store:
         spec = spec_for_store(store, args.kind, **options)
     result = rasterize_store(args.store, args.output, spec, backend=args.backend,
@@ -383,14 +334,20 @@ def cmd_rasterize(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from snia.train import TrainConfig, dist_from_env, run_training
+    from snia.parallel import dist_from_env
+    from snia.train import TrainConfig, run_training, settings_from_file
 
-    values = _train_settings(args.config)
-    for key in ("epochs", "batch_size", "kind", "seed", "distill_weight"):
+    values = settings_from_file(args.config)
+    for key in ("epochs", "batch_size", "kind", "seed"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
+    distill = dict(values.get("distill") or {})
+    if args.distill_weight is not None:
+        distill["weight"] = args.distill_weight
     if args.teachers:
-        values["teachers"] = args.teachers  # TrainConfig keeps them as strings
+        distill["teachers"] = args.teachers  # TrainConfig keeps them as strings
+    if distill:
+        values["distill"] = distill
     dist = dist_from_env()
     _setup_logging(args.verbose, dist.rank, dist.world)
     result = run_training(args.store, args.output, TrainConfig.from_dict(values),
@@ -423,21 +380,14 @@ def cmd_baseline(args) -> int:
 
 
 def cmd_classify(args) -> int:
-    from snia.evaluate import classify
+    from snia.inference import classify
+    from snia.readers import expand_inputs
 
-    inputs = args.inputs if args.format is None else _expand(args.inputs, args.format)
+    inputs = args.inputs if args.format is None else expand_inputs(args.inputs, args.format)
     n = classify(args.checkpoint, inputs, args.output, fmt=args.format, metadata=args.metadata,
                  survey=args.survey)
     log.info("wrote P(Ia) of %d objects to %s", n, args.output)
     return 0
-
-
-def _train_settings(config: Path | None) -> dict:
-    if config is None:
-        return {}
-    import yaml
-
-    return dict(yaml.safe_load(config.read_text()).get("train") or {})
 
 
 def cmd_scaling(args) -> int:
@@ -449,12 +399,13 @@ def cmd_scaling(args) -> int:
             log.info("%s %d rank(s): %.1f samples/s, efficiency %.2f", row["mode"],
                      row["world_size"], row["samples_per_s"], row["efficiency"])
         return 0
-    from snia.train import dist_from_env
+    from snia.parallel import dist_from_env
+    from snia.train import settings_from_file
 
     dist = dist_from_env()
     _setup_logging(args.verbose, dist.rank, dist.world)
     measure(args.store, args.output, args.mode, args.steps, args.batch_size, warmup=args.warmup,
-            train_settings=_train_settings(args.config))
+            train_settings=settings_from_file(args.config))
     return 0
 
 

@@ -1,4 +1,9 @@
-"""MPI world for snia commands: mpi4py's COMM_WORLD, or a one-rank stand-in when run without MPI.
+"""Ranks: who launched this process, as which rank of how many, and the MPI world of ingestion.
+
+One table (``LAUNCHERS``) of the variables through which torchrun, mpiexec (Open MPI, MPICH/PMI,
+PMIx) and srun announce a process's rank, the world size and its rank on the node; ingestion and
+training read it alike (``dist_from_env``). Training then shares the node's CPU cores among its
+ranks (``share_cpu_threads``) and joins a torch process group (``init_distributed``).
 
 A plain ``snia ingest`` runs as one rank with no MPI at all. Under ``mpiexec``/``srun`` the launcher's
 environment says how many ranks to expect; if mpi4py then reports fewer (missing, or built against a
@@ -9,14 +14,88 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
 SUM, MAX = "sum", "max"
 
-# Variables through which common launchers announce the job size.
-_LAUNCHER_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS",
-                       "SLURM_NTASKS")
+# (launcher, rank, world size, local rank): the variables each launcher sets, in the order they
+# are trusted. MPI's come before SLURM's: an mpiexec inside a batch job inherits the job's
+# SLURM_PROCID=0 for every rank it starts, while srun (with PMI) sets both consistently.
+LAUNCHERS = (
+    ("torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK"),
+    ("mpiexec", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"),
+    ("mpiexec", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"),
+    ("mpiexec", "PMIX_RANK", "PMIX_SIZE", "PMIX_LOCAL_RANK"),
+    ("srun", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"),
+)
+# Ranks on this node, from the same launchers (SLURM writes e.g. "2(x3)" for 3 nodes of 2).
+LOCAL_SIZE_VARS = ("LOCAL_WORLD_SIZE", "SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE",
+                   "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS")
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    launcher: str = "none"  # who started the ranks: torchrun, srun, mpiexec or none
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_from_env(env=os.environ, launchers=LAUNCHERS) -> Dist:
+    """Rank, world size and local rank from the first launcher whose variables are set (else
+    one rank). srun with PMI sets PMI_* too: then it is srun, with SLURM's local rank."""
+    for launcher, rank, world, local in launchers:
+        if rank in env and world in env:
+            if launcher == "mpiexec" and env.get("SLURM_PROCID") == env[rank] and "SLURM_STEP_ID" in env:
+                launcher, local = "srun", "SLURM_LOCALID"
+            return Dist(int(env[rank]), int(env[world]), int(env.get(local, 0)), launcher)
+    return Dist()
+
+
+def local_ranks(env=os.environ) -> int:
+    """Ranks on this node, from torchrun, srun or mpiexec (1 when none says)."""
+    for key in LOCAL_SIZE_VARS:
+        value = env.get(key, "").split("(")[0]
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
+def share_cpu_threads(env=os.environ) -> int:
+    """On CPUs, give each rank its share of the cores (torch and numba threads), so N ranks on
+    one node do not oversubscribe it. The cores are this process's CPU affinity, capped by
+    OMP_NUM_THREADS when set: the budget of the node's ranks together (Snakemake sets it to a
+    job's threads; torchrun sets 1)."""
+    import numba
+    import torch
+
+    cores = len(os.sched_getaffinity(0))
+    if env.get("OMP_NUM_THREADS", "").isdigit():
+        cores = min(cores, int(env["OMP_NUM_THREADS"]))
+    threads = max(1, cores // local_ranks(env))
+    torch.set_num_threads(threads)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    return threads
+
+
+def init_distributed(dist: Dist, device) -> None:
+    """Join the torch process group (no-op for one rank). MASTER_ADDR/PORT default to values every
+    rank derives alike: the SLURM launch node and a port from the job id, else localhost:29500."""
+    if dist.world == 1:
+        return
+    import torch.distributed as td
+
+    os.environ.setdefault("MASTER_ADDR", os.environ.get("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1"))
+    job = os.environ.get("SLURM_JOB_ID")
+    os.environ.setdefault("MASTER_PORT", str(20000 + int(job) % 20000) if job else "29500")
+    td.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=dist.rank,
+                          world_size=dist.world)
 
 
 class SerialComm:
@@ -79,14 +158,10 @@ class MPIComm:
         return self._comm
 
 
-def expected_ranks() -> int:
-    for var in _LAUNCHER_SIZE_VARS:
-        value = os.environ.get(var)
-        if value and value.isdigit():
-            if var == "SLURM_NTASKS" and "SLURM_PROCID" not in os.environ:
-                continue  # inside an allocation but not launched by srun: a single process
-            return int(value)
-    return 1
+def expected_ranks(env=os.environ) -> int:
+    """MPI ranks the launcher started (torchrun starts no MPI; inside a SLURM allocation but not
+    under srun, SLURM_NTASKS alone does not count: that is a single process)."""
+    return dist_from_env(env, [row for row in LAUNCHERS if row[0] != "torchrun"]).world
 
 
 def world():

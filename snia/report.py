@@ -12,6 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from snia.files import write_text_atomic
+from snia.plots import plot_roc
+from snia.predictions import read_predictions
+from snia.taxonomy import INDEX
+
 ROWS = [  # (label, path into metrics.json, format)
     ("objects (Ia)", None, None),
     ("AUC", ("auc",), "{:.4f}"),
@@ -38,11 +43,6 @@ def _value(result: dict, path, fmt) -> str:
     return fmt.format(result)
 
 
-def _read_predictions(path: Path) -> dict:
-    with open(path, newline="") as f:
-        return {int(r["object_id"]): r for r in csv.DictReader(f)}
-
-
 def _training_summary(histories) -> dict:
     """Epochs, wall time and throughput of one model's training, or summed over an ensemble's."""
     runs = []
@@ -57,27 +57,19 @@ def _training_summary(histories) -> dict:
 
 
 def _roc_all(folders: dict, path: Path) -> None:
-    """ROC of every classifier (label -> folder of predictions.csv) over the objects all scored
-    (matched by object id)."""
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    from snia.evaluate import _plt, _save
-
-    tables = {label: _read_predictions(folder / "predictions.csv") for label, folder in folders.items()}
-    first = next(iter(tables.values()))
-    ids = [i for i in first if all(i in t for t in tables.values())
-           and first[i]["true_type"] != "unknown"]
-    y = np.array([first[i]["true_type"] == "Ia" for i in ids], dtype=int)
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    """ROC of every classifier (label -> folder of predictions.csv) over the labelled objects all
+    of them scored (matched by object id)."""
+    tables = {label: read_predictions(folder / "predictions.csv") for label, folder in folders.items()}
+    common = None
+    for table in tables.values():
+        labelled = table["object_id"][table["type"] != INDEX["unknown"]]
+        common = labelled if common is None else np.intersect1d(common, labelled)
+    curves = {}
     for label, table in tables.items():
-        p = np.array([float(table[i]["p_ia"]) for i in ids])
-        fpr, tpr, _ = roc_curve(y, p)
-        ax.plot(fpr, tpr, label=f"{label} (AUC {roc_auc_score(y, p):.3f})")
-    ax.plot([0, 1], [0, 1], ls=":", c="grey")
-    ax.set(xlabel="false positive rate", ylabel="completeness", title=f"Ia vs rest, {len(ids)} objects")
-    ax.legend()
-    _save(fig, path)
+        order = np.argsort(table["object_id"])
+        rows = order[np.searchsorted(table["object_id"], common, sorter=order)]
+        curves[label] = ((table["type"][rows] == INDEX["Ia"]).astype(int), table["p_ia"][rows])
+    plot_roc(curves, path, title=f"Ia vs rest, {len(common)} objects")
 
 
 def write_report(out_dir, cnn_dir, baseline_dir=None, history=None, ensemble_dir=None) -> Path:
@@ -115,8 +107,8 @@ def write_report(out_dir, cnn_dir, baseline_dir=None, history=None, ensemble_dir
         history = [history]
     training = _training_summary(history) if history else None
     md = _markdown(table, figures, training)
-    (out / "report.md").write_text(md)
-    (out / "report.html").write_text(_html(table, figures, training))
+    write_text_atomic(out / "report.md", md)
+    write_text_atomic(out / "report.html", _html(table, figures, training))
     return out / "report.md"
 
 

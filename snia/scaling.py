@@ -12,9 +12,16 @@ import csv
 import itertools
 import json
 import logging
-import os
 import time
 from pathlib import Path
+
+import torch
+
+from snia.errors import ConfigError
+from snia.files import write_text_atomic
+from snia.parallel import dist_from_env
+from snia.plots import pyplot, save
+from snia.train import TrainConfig, barrier, close, open_trainer
 
 log = logging.getLogger(__name__)
 
@@ -26,42 +33,37 @@ FIELDS = ["mode", "world_size", "global_batch", "steps", "seconds", "samples_per
 def measure(store, out_json, mode: str, steps: int, batch_size: int, warmup: int = 2,
             train_settings: dict | None = None) -> dict | None:
     """Time ``steps`` training steps on every rank; global rank 0 writes and returns the row."""
-    import torch
-
-    from snia.train import Trainer, TrainConfig, dist_from_env
-
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        raise ConfigError(f"mode must be one of {MODES}, not {mode!r}")
     dist = dist_from_env()
     global_batch = batch_size * dist.world if mode == "weak" else batch_size
     settings = {**(train_settings or {}), "batch_size": global_batch, "epochs": 1}
     out_json = Path(out_json)
-    trainer = Trainer(store, out_json.parent, TrainConfig.from_dict(settings), dist=dist)
+    trainer = open_trainer(store, out_json.parent, TrainConfig.from_dict(settings), dist=dist)
     try:
-        if len(trainer.train_index) < global_batch:
-            raise ValueError(f"{store}: {len(trainer.train_index)} training objects, fewer than "
-                             f"one global batch of {global_batch}")
+        n_train = len(trainer.data.train_index)
+        if n_train < global_batch:
+            raise ConfigError(f"{store}: {n_train} training objects, fewer than one global batch "
+                              f"of {global_batch}")
         trainer.ddp.train()
         batches = itertools.chain.from_iterable(trainer.local_batches(e) for e in itertools.count())
         for _ in range(warmup):
             trainer.train_step(next(batches), 0)
-        trainer._barrier()
+        barrier(dist)
         start = time.perf_counter()
         for _ in range(steps):
             trainer.train_step(next(batches), 0)
-        trainer._barrier()
+        barrier(dist)
         seconds = time.perf_counter() - start
     finally:
-        trainer.close()
+        close(trainer)
     if not dist.main:
         return None
     row = {"mode": mode, "world_size": dist.world, "global_batch": global_batch, "steps": steps,
            "seconds": round(seconds, 4), "samples_per_s": round(steps * global_batch / seconds, 2),
            "device": trainer.device.type, "threads_per_rank": torch.get_num_threads()}
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_json.with_name(out_json.name + ".tmp")
-    tmp.write_text(json.dumps(row, indent=2))
-    os.replace(tmp, out_json)
+    write_text_atomic(out_json, json.dumps(row, indent=2))
     log.info("%s scaling, %d rank(s): %.1f samples/s", mode, dist.world, row["samples_per_s"])
     return row
 
@@ -89,9 +91,7 @@ def summarize(json_files, out_csv, plot=None) -> list[dict]:
 
 
 def _plot(rows, path) -> None:
-    from snia.evaluate import _plt, _save
-
-    plt = _plt()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8))
     for mode in MODES:
         mine = [r for r in rows if r["mode"] == mode]
@@ -107,4 +107,4 @@ def _plot(rows, path) -> None:
               title="throughput(N) / (N x throughput(1))", xticks=ideal)
     left.legend()
     right.legend()
-    _save(fig, path)
+    save(fig, path)

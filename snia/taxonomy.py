@@ -10,6 +10,8 @@ import re
 
 import numpy as np
 
+from snia.errors import ConfigError
+
 CLASSES = ("Ia", "Ia-91bg", "Iax", "II", "Ibc", "SLSN", "other", "unknown")
 INDEX = {name: i for i, name in enumerate(CLASSES)}
 UNKNOWN = INDEX["unknown"]
@@ -82,3 +84,29 @@ def plasticc_types(codes: np.ndarray) -> np.ndarray:
 def table() -> np.ndarray:
     dtype = np.dtype([("index", "i1"), ("name", "S16")])
     return np.array(list(enumerate(CLASSES)), dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- labels for learning
+
+
+def labels_of(types) -> np.ndarray:
+    """1.0 for SN Ia, 0.0 for every other type (the binary Ia-vs-rest target)."""
+    return (np.asarray(types) == INDEX["Ia"]).astype(np.float32)
+
+
+def class_list(task: str, types=()) -> list[str]:
+    """The classes a model predicts, in column order: [] for a binary (Ia vs rest) model; for a
+    multi-class one the chosen ``types``, or every labelled class."""
+    if task == "binary":
+        return []
+    classes = list(types) if types else [c for c in CLASSES if c != "unknown"]
+    if "Ia" not in classes:
+        raise ConfigError(f"multiclass 'types' {classes} must include Ia (P(Ia) is the product)")
+    return classes
+
+
+def class_targets(types, classes: list[str]) -> np.ndarray:
+    """Column index of each object's true type among ``classes`` (-1: not one of them)."""
+    lookup = np.full(len(INDEX), -1, np.int64)
+    lookup[[INDEX[c] for c in classes]] = np.arange(len(classes))
+    return lookup[np.asarray(types, np.int64)]

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("light_curve", reason="light-curve not installed (pip install -e '.[train]')")
 
 from conftest import synthetic_plasticc  # noqa: E402
+
 from snia.baseline import MISSING, extractor, features, run_baseline  # noqa: E402
 from snia.ingest import run_ingest  # noqa: E402
 from snia.store import Store  # noqa: E402
@@ -47,14 +48,19 @@ def test_features_are_the_light_curve_package_values(stores):
 
 
 def test_random_forest_metrics_and_outputs(stores, tmp_path):
-    from snia.evaluate import metrics
+    from snia.metrics import metrics
+    from snia.predictions import read_predictions
 
     out = tmp_path / "rf"
     result = run_baseline(stores[0], stores[1], out, n_iter=2)
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["n"] == 60 and set(saved["best_params"]) >= {"n_estimators", "max_depth"}
-    pred = np.loadtxt(out / "predictions.csv", delimiter=",", skiprows=1)
+    # the one predictions.csv layout of every classifier, true types included
+    assert (out / "predictions.csv").read_text().splitlines()[0] == "object_id,p_ia,true_type"
+    pred = read_predictions(out / "predictions.csv")
     with Store(stores[1]) as store:
         y = (store.objects["type"] == 0).astype(int)
-    assert metrics(y, pred[:, 1])["auc"] == pytest.approx(result["auc"])
+        np.testing.assert_array_equal(pred["object_id"], store.objects["object_id"])
+        np.testing.assert_array_equal(pred["type"], store.objects["type"])
+    assert metrics(y, pred["p_ia"])["auc"] == pytest.approx(result["auc"])
     assert (out / "roc.png").stat().st_size > 5000 and (out / "random_forest.joblib").exists()

@@ -42,3 +42,23 @@ def test_profile_install_copies_the_profile_once(tmp_path, monkeypatch, capsys):
     assert cli.main(["profile", "install", str(source), "--force"]) == 0
     assert installed.read_text() == (source / "config.yaml").read_text()
     assert cli.main(["profile", "install", str(tmp_path / "nowhere")]) == cli.EXIT_FAILED
+
+
+def test_bad_settings_are_one_line_and_exit_2(tmp_path, capsys):
+    """A configuration or usage error names the setting, in one line, exit code 2, no traceback."""
+    config = tmp_path / "settings.yaml"
+    config.write_text("train:\n  epoch: 3\n")  # a typo of 'epochs'
+    assert cli.main(["train", str(tmp_path / "none.h5"), "-o", str(tmp_path / "run"),
+                     "--config", str(config)]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "unknown training setting(s) ['epoch']" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    config.write_text("train:\n  augment: {redshift_probability: 2}\n")
+    assert cli.main(["train", str(tmp_path / "none.h5"), "-o", str(tmp_path / "run"),
+                     "--config", str(config)]) == cli.EXIT_BAD_INPUT
+    assert "augment.redshift_probability must be in [0, 1], not 2" in capsys.readouterr().err
+    raw = tmp_path / "lc.csv"
+    raw.write_text("object_id,mjd,passband,flux,flux_err\n")
+    assert cli.main(["classify", str(raw), "--checkpoint", str(tmp_path / "m.pt"),
+                     "-o", str(tmp_path / "p.csv")]) == cli.EXIT_BAD_INPUT
+    assert "raw input needs --format" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
-from snia.evaluate import confusion_at, figure_of_merit, metrics, threshold_curves, weighted_log_loss
+from snia.metrics import confusion_at, figure_of_merit, metrics, threshold_curves, weighted_log_loss
 
 
 def test_hand_computed_purity_completeness_and_fom():
@@ -51,6 +51,7 @@ def test_metrics_match_scikit_learn_on_random_scores():
 def test_evaluate_command_writes_predictions_metrics_and_plots(tmp_path):
     pytest.importorskip("torch", reason="PyTorch not installed")
     from conftest import synthetic_plasticc
+
     from snia.cli import main
     from snia.ingest import run_ingest
     from snia.train import TrainConfig, run_training
@@ -107,6 +108,7 @@ def test_weighted_log_loss_hand_computed_and_against_scikit_learn():
 def test_multiclass_training_and_evaluation(tmp_path):
     pytest.importorskip("torch", reason="PyTorch not installed")
     from conftest import synthetic_plasticc
+
     from snia.evaluate import evaluate
     from snia.ingest import run_ingest
     from snia.train import TrainConfig, run_training
@@ -137,14 +139,15 @@ def test_multiclass_training_and_evaluation(tmp_path):
 def test_an_ensemble_averages_its_members(tmp_path):
     pytest.importorskip("torch", reason="PyTorch not installed")
     from conftest import synthetic_plasticc
-    from snia.evaluate import predict_store
+
+    from snia.inference import predict_store
     from snia.ingest import run_ingest
     from snia.train import TrainConfig, run_training
 
     lc, meta, _ = synthetic_plasticc(tmp_path, 30, 33)
     run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False)
     runs = []
-    for seed, raster in ((0, {}), (1, {}), (2, {"n_time": 60})):  # the last draws other images
+    for seed, raster in ((0, {}), (1, {}), (2, {"n_time": 45})):  # the last draws other images
         cfg = TrainConfig.from_dict({"kind": "heatmap", "epochs": 1, "batch_size": 8, "seed": seed,
                                      "val_fraction": 0.3, "raster": raster,
                                      "model": {"channels": [4, 8], "groups": 2, "hidden": 8}})

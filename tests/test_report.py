@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from snia.evaluate import metrics
+from snia.metrics import metrics
 
 
 def write_run(folder, ids, p, types):

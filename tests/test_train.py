@@ -13,8 +13,11 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch not installed (make test installs torch==2.13.0)")
 
 from conftest import synthetic_plasticc  # noqa: E402
+
+from snia.augment import AugmentConfig, augment, passes_detection_trigger  # noqa: E402
 from snia.ingest import run_ingest  # noqa: E402
-from snia.train import TrainConfig, dist_from_env, run_training, split_objects  # noqa: E402
+from snia.parallel import dist_from_env, local_ranks, share_cpu_threads  # noqa: E402
+from snia.train import TrainConfig, close, open_trainer, run_training, split_objects  # noqa: E402
 
 TINY = {"kind": "bands", "epochs": 3, "batch_size": 8, "val_fraction": 0.25, "patience": 10,
         "model": {"channels": [4, 8], "groups": 2, "hidden": 8, "dropout": 0.0}}
@@ -57,6 +60,9 @@ def test_checkpoint_holds_everything_to_resume(store, tmp_path):
     assert (tmp_path / "best.pt").exists()
     with pytest.raises(ValueError, match="other training settings"):
         run_training(store, tmp_path, TrainConfig.from_dict({**TINY, "epochs": 1, "lr": 0.5}))
+    # the rasterization backend is a run-time choice: a resume does not compare it
+    assert run_training(store, tmp_path, TrainConfig.from_dict(
+        {**TINY, "epochs": 1, "backend": "numpy"}))["epochs"] == 1
 
 
 def test_split_and_environment():
@@ -86,8 +92,6 @@ def test_launcher_detection():
 
 
 def test_ranks_share_the_cores():
-    from snia.train import local_ranks, share_cpu_threads
-
     assert local_ranks({"SLURM_STEP_TASKS_PER_NODE": "4(x2)"}) == 4
     assert local_ranks({"MPI_LOCALNRANKS": "2"}) == 2 and local_ranks({}) == 1
     before = torch.get_num_threads()
@@ -130,7 +134,7 @@ def test_two_gloo_ranks_train_like_one_rank(store, tmp_path):
 
 def one_band_batch(flux_rows, err, photoz, ddf, photoz_err=0.01, types=None):
     """Objects observed in one band, n points over 100 days each; one row of fluxes per object."""
-    from snia.store import Batch
+    from snia.lightcurve import Batch
 
     flux_rows = np.atleast_2d(np.asarray(flux_rows, np.float32))
     k, n = flux_rows.shape
@@ -145,19 +149,17 @@ def one_band_batch(flux_rows, err, photoz, ddf, photoz_err=0.01, types=None):
 
 
 def test_augmentation_is_reproducible_and_physical():
-    from snia.train import augment
-
     n = 200
     batch = one_band_batch(np.full((2, n), 100.0), 2.0, [0.1, 0.3], [1, 0], photoz_err=[0.01, 0.02],
                            types=[0, 3])
     meta = {k: v.copy() for k, v in batch.meta.items()}
-    cfg = TrainConfig(redshift_probability=1.0, redshift_max=1.0, drop_fraction=0.3, time_shift=0)
+    cfg = AugmentConfig(redshift_probability=1.0, redshift_max=1.0, drop_fraction=0.3, time_shift=0)
     wavelengths = (4000.0,)
-    a = augment(batch, np.array([10, 11]), 0, cfg, wavelengths)
-    b = augment(batch, np.array([10, 11]), 0, cfg, wavelengths)
+    a = augment(batch, np.array([10, 11]), 0, 0, cfg, wavelengths)
+    b = augment(batch, np.array([10, 11]), 0, 0, cfg, wavelengths)
     for key in ("time", "flux", "flux_err"):
         np.testing.assert_array_equal(a.obs[key], b.obs[key])  # same (seed, epoch, index)
-    c = augment(batch, np.array([10, 11]), 1, cfg, wavelengths)
+    c = augment(batch, np.array([10, 11]), 1, 0, cfg, wavelengths)
     assert not np.array_equal(a.obs["flux"][:5], c.obs["flux"][:5])  # fresh every epoch
     lengths = np.diff(a.offsets)
     assert lengths[0] <= 0.5 * n + 10  # the deep-drilling object keeps at most half (+ noise)
@@ -173,11 +175,9 @@ def test_augmentation_is_reproducible_and_physical():
 
 
 def test_deep_field_objects_are_brought_to_wide_survey_noise():
-    from snia.train import augment
-
     batch = one_band_batch(np.full((2, 400), 100.0), 1.0, [0.1, 0.1], [1, 0])
-    cfg = TrainConfig(redshift_probability=0.0, drop_fraction=0.0, time_shift=0)
-    out = augment(batch, np.array([0, 1]), 0, cfg, (4000.0,), noise_floor=np.array([10.0]))
+    cfg = AugmentConfig(redshift_probability=0.0, drop_fraction=0.0, time_shift=0)
+    out = augment(batch, np.array([0, 1]), 0, 0, cfg, (4000.0,), noise_floor=np.array([10.0]))
     deep, wide = out.lightcurve(0), out.lightcurve(1)
     # the deep-field object: errors 7-13 (floor x 0.7-1.3, one factor per object), and its
     # flux scatter grows to match them (sample std of N(100, e) within 15 %)
@@ -189,27 +189,25 @@ def test_deep_field_objects_are_brought_to_wide_survey_noise():
 
 
 def test_moved_objects_still_pass_the_detection_trigger():
-    from snia.train import _detected, augment
-
     n_obj, n = 40, 60
     flux = np.where(np.arange(n) % 10 == 0, 15.0, 1.0)  # 6 points at S/N 7.5
     z = np.linspace(0.05, 0.5, n_obj).astype(np.float32)
     batch = one_band_batch(np.tile(flux, (n_obj, 1)), 2.0, z, np.zeros(n_obj))
-    cfg = TrainConfig(redshift_probability=1.0, redshift_max=1.2, drop_fraction=0.0, time_shift=0,
-                      detection_trigger=True)
-    out = augment(batch, np.arange(n_obj), 0, cfg, (4000.0,))
+    cfg = AugmentConfig(redshift_probability=1.0, redshift_max=1.2, drop_fraction=0.0,
+                        time_shift=0, detection_trigger=True)
+    out = augment(batch, np.arange(n_obj), 0, 0, cfg, (4000.0,))
     moved = out.meta["hostgal_photoz"] != z
     for j in range(n_obj):
         lc = out.lightcurve(j)
         if moved[j]:  # every moved object is still detected ...
-            assert _detected(lc["flux"], lc["flux_err"]), j
+            assert passes_detection_trigger(lc["flux"], lc["flux_err"]), j
         else:  # ... and one that could not be moved is left as it was
             np.testing.assert_array_equal(lc["flux"], batch.lightcurve(j)["flux"])
     assert 0 < moved.sum() < n_obj  # faint objects can only move a little, if at all
 
 
 def test_image_geometry_is_a_training_setting_kept_with_the_model(store, tmp_path):
-    from snia.evaluate import predict_store
+    from snia.inference import predict_store
 
     cfg = TrainConfig.from_dict({**TINY, "kind": "heatmap", "epochs": 1,
                                  "raster": {"n_time": 45, "n_wave": 8}})
@@ -221,11 +219,9 @@ def test_image_geometry_is_a_training_setting_kept_with_the_model(store, tmp_pat
 
 
 def test_flux_noise_grows_errors_and_scatter_together():
-    from snia.train import augment
-
     batch = one_band_batch(np.full((1, 4000), 50.0), 1.0, [0.1], [0])
-    cfg = TrainConfig(redshift_probability=0.0, drop_fraction=0.0, time_shift=0, flux_noise=2.0)
-    lc = augment(batch, np.array([7]), 0, cfg, (4000.0,)).lightcurve(0)
+    cfg = AugmentConfig(redshift_probability=0.0, drop_fraction=0.0, time_shift=0, flux_noise=2.0)
+    lc = augment(batch, np.array([7]), 0, 0, cfg, (4000.0,)).lightcurve(0)
     k2 = lc["flux_err"][0] ** 2 - 1  # the k drawn for this object
     assert 0 < k2 <= 4 + 1e-5 and np.allclose(lc["flux_err"], lc["flux_err"][0])
     # the added scatter matches the added variance: std(flux) = k sigma (within 5 %)
@@ -237,10 +233,16 @@ def test_bad_training_settings_are_refused_by_name(store, tmp_path):
         TrainConfig.from_dict({"task": "regression"})
     with pytest.raises(ValueError, match=r"unknown type\(s\) \['Ib'\]"):
         TrainConfig.from_dict({"types": ["Ia", "Ib"]})
-    from snia.train import class_list
+    from snia.taxonomy import class_list
 
     with pytest.raises(ValueError, match="must include Ia"):
-        class_list(TrainConfig.from_dict({"task": "multiclass", "types": ["II", "Ibc"]}))
+        class_list("multiclass", ["II", "Ibc"])
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) under 'augment' \['redshift'\]"):
+        TrainConfig.from_dict({"augment": {"redshift": 1.0}})
+    with pytest.raises(ValueError, match=r"under 'model' \['in_channels'\]"):
+        TrainConfig.from_dict({"model": {"in_channels": 3}})  # follows from the images
+    with pytest.raises(ValueError, match=r"unknown image setting\(s\) \['n_pixels'\]"):
+        TrainConfig.from_dict({"raster": {"n_pixels": 3}})
     from snia.scaling import measure
 
     with pytest.raises(ValueError, match="fewer than one global batch of 4096"):
@@ -251,20 +253,19 @@ def test_bad_training_settings_are_refused_by_name(store, tmp_path):
 
 
 def test_distillation_targets_are_the_teachers_p_ia_and_the_loss_mixes_both(store, tmp_path):
-    from snia.evaluate import predict_store
-    from snia.train import Trainer
+    from snia.inference import predict_store
 
     teachers = []
     for seed in (0, 1):
         run_training(store, tmp_path / f"t{seed}", TrainConfig.from_dict({**TINY, "epochs": 1,
                                                                            "seed": seed}))
         teachers.append(str(tmp_path / f"t{seed}" / "best.pt"))
-    cfg = TrainConfig.from_dict({**TINY, "augment": False, "teachers": teachers,
-                                 "distill_weight": 0.25})
-    trainer = Trainer(store, tmp_path / "student", cfg)
+    cfg = TrainConfig.from_dict({**TINY, "augment": {"enabled": False},
+                                 "distill": {"teachers": teachers, "weight": 0.25}})
+    trainer = open_trainer(store, tmp_path / "student", cfg)
     try:
-        indices = trainer.train_index[[5, 0, 3]]  # not sorted: targets follow the given order
-        _, _, (label, soft) = trainer._tensors(indices, 0, train=True)
+        indices = trainer.data.train_index[[5, 0, 3]]  # not sorted: targets follow the given order
+        _, _, (label, soft) = trainer.data.tensors(indices, 0, train=True)
         # independent path: the ensemble's predictions over the whole store, read in store order
         expected = predict_store(teachers, store)["p_ia"][indices]
         np.testing.assert_allclose(soft.numpy(), expected, atol=1e-6)
@@ -276,20 +277,20 @@ def test_distillation_targets_are_the_teachers_p_ia_and_the_loss_mixes_both(stor
         def bce(target):
             return -(target * np.log(p) + (1 - target) * np.log(1 - p))
 
-        w = np.where(y == 1, trainer.class_weight[0], trainer.class_weight[1])
+        w = np.where(y == 1, trainer.data.class_weight[0], trainer.data.class_weight[1])
         expected_loss = np.sum(w * (0.75 * bce(y) + 0.25 * bce(q))) / 3
-        assert float(trainer._loss(logits, (label, soft), 3)) == pytest.approx(expected_loss, rel=1e-5)
+        assert float(trainer.loss(logits, (label, soft), 3)) == pytest.approx(expected_loss, rel=1e-5)
         # without teachers in validation, targets are the labels alone
-        assert isinstance(trainer._tensors(indices, 0, train=False)[2], torch.Tensor)
+        assert isinstance(trainer.data.tensors(indices, 0, train=False)[2], torch.Tensor)
     finally:
-        trainer.close()
+        close(trainer)
     # a distilled run trains, resumes like any other, and its checkpoint names its teachers
     run_training(store, tmp_path / "student", cfg)
-    assert weights(tmp_path / "student")["train_config"]["teachers"] == teachers
+    assert weights(tmp_path / "student")["train_config"]["distill"]["teachers"] == teachers
     # a distilled model trains to the end and keeps the last epoch: no early stopping on the
     # labels' validation AUC, whatever the patience
-    short = TrainConfig.from_dict({**TINY, "epochs": 4, "patience": 1, "teachers": teachers,
-                                   "distill_weight": 1.0})
+    short = TrainConfig.from_dict({**TINY, "epochs": 4, "patience": 1,
+                                   "distill": {"teachers": teachers, "weight": 1.0}})
     assert run_training(store, tmp_path / "patient", short)["epochs"] == 4
     assert weights(tmp_path / "patient", "best.pt")["epoch"] == 4
     # `snia train --teachers` is the same run
@@ -298,7 +299,8 @@ def test_distillation_targets_are_the_teachers_p_ia_and_the_loss_mixes_both(stor
     from snia import cli
 
     settings = tmp_path / "settings.yaml"
-    settings.write_text(yaml.safe_dump({"train": {**TINY, "augment": False, "distill_weight": 0.25}}))
+    settings.write_text(yaml.safe_dump({"train": {**TINY, "augment": {"enabled": False},
+                                                  "distill": {"weight": 0.25}}}))
     assert cli.main(["train", str(store), "-o", str(tmp_path / "cli"), "--config", str(settings),
                      "--teachers", *teachers]) == 0
     a, b = weights(tmp_path / "student"), weights(tmp_path / "cli")
@@ -309,22 +311,21 @@ def test_distillation_targets_are_the_teachers_p_ia_and_the_loss_mixes_both(stor
 
 def test_bad_distillation_settings_are_refused_by_name(store, tmp_path):
     with pytest.raises(ValueError, match="need task 'binary'"):
-        TrainConfig.from_dict({"task": "multiclass", "teachers": ["a.pt"]})
-    with pytest.raises(ValueError, match=r"distill_weight must be in \[0, 1\]"):
-        TrainConfig.from_dict({"teachers": ["a.pt"], "distill_weight": 1.5})
+        TrainConfig.from_dict({"task": "multiclass", "distill": {"teachers": ["a.pt"]}})
+    with pytest.raises(ValueError, match=r"distill weight must be in \[0, 1\]"):
+        TrainConfig.from_dict({"distill": {"teachers": ["a.pt"], "weight": 1.5}})
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
         run_training(store, tmp_path / "s", TrainConfig.from_dict(
-            {**TINY, "teachers": [str(tmp_path / "nowhere.pt")]}))
+            {**TINY, "distill": {"teachers": [str(tmp_path / "nowhere.pt")]}}))
 
 
 def test_ranks_split_each_global_batch_of_the_distributed_sampler(store, tmp_path):
-    from types import SimpleNamespace
+    from snia.train import local_batches
 
-    from snia.train import Dist, Trainer
-
-    trainer = Trainer(store, tmp_path, TrainConfig.from_dict({**TINY, "batch_size": 12}))
+    trainer = open_trainer(store, tmp_path, TrainConfig.from_dict({**TINY, "batch_size": 12}))
     try:
-        n = len(trainer.train_index)
+        train_index = trainer.data.train_index
+        n = len(train_index)
         one = [b.copy() for b in trainer.local_batches(0)]
         assert len(one) == n // 12 and all(len(b) == 12 for b in one)
         seen = np.concatenate(one)
@@ -333,11 +334,10 @@ def test_ranks_split_each_global_batch_of_the_distributed_sampler(store, tmp_pat
         for world in (2, 3):
             shares = []
             for rank in range(world):  # what rank r of `world` would take (no process group needed)
-                view = SimpleNamespace(cfg=trainer.cfg, dist=Dist(rank, world), train_index=trainer.train_index)
-                shares.append(list(Trainer.local_batches(view, 0)))
+                shares.append(list(local_batches(train_index, 12, trainer.cfg.seed, 0, rank, world)))
             assert all(len(s) == len(one) for s in shares)
             for step, batch in enumerate(one):
                 together = np.concatenate([s[step] for s in shares])
                 assert sorted(together) == sorted(batch), (world, step)
     finally:
-        trainer.close()
+        close(trainer)

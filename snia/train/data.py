@@ -1,0 +1,139 @@
+"""What training reads, built once before the Trainer: the store's labelled objects split into
+training and validation, their targets and class weights, the scaling of the per-object inputs,
+the wide-survey noise floor of the augmentation and the teachers of a distilled model; and how a
+list of store indices becomes tensors (augmented, rasterized, with targets).
+
+Reproducible by construction: the split depends only on the object ids and the seed (a hash, not
+an order); the order of objects is torch's DistributedSampler permutation of (seed, epoch); each
+object's augmentation draws from an RNG keyed by (seed, epoch, object index).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from snia.augment import augment, wide_survey_noise
+from snia.errors import ConfigError
+from snia.inference import ensemble_p_ia, load_members, scalars_of
+from snia.raster import rasterize, spec_for_store, to_host
+from snia.store import Store
+from snia.taxonomy import INDEX, class_list, class_targets, labels_of
+from snia.train.config import TrainConfig
+
+
+def split_objects(object_id: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of validation objects: a hash of (id, seed), independent of order and ranks."""
+    # the seed's mixing constant is wrapped to 64 bits in Python (exact, and no numpy overflow
+    # warning); the uint64 arithmetic below wraps by design
+    x = object_id.astype(np.uint64) + np.uint64(seed * 0x9E3779B97F4A7C15 % 2 ** 64)
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    x ^= x >> np.uint64(33)
+    return (x % np.uint64(10_000)) < np.uint64(round(val_fraction * 10_000))
+
+
+def local_batches(train_index: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int,
+                  world: int):
+    """This rank's store indices for each step of an epoch, from torch's DistributedSampler.
+
+    The sampler shuffles with (seed, epoch) (``set_epoch``) and gives rank r perm[r::world]; so
+    step s of all ranks together covers perm[s*B:(s+1)*B], the same objects one rank with global
+    batch B uses at step s. The last, incomplete global batch is dropped."""
+    from torch.utils.data import DistributedSampler
+
+    local = batch_size // world
+    sampler = DistributedSampler(train_index, num_replicas=world, rank=rank, shuffle=True,
+                                 seed=seed, drop_last=True)
+    sampler.set_epoch(epoch)
+    mine = np.fromiter(iter(sampler), dtype=np.int64, count=len(sampler))
+    for step in range(len(train_index) // batch_size):
+        yield train_index[mine[step * local:(step + 1) * local]]
+
+
+def load_teachers(checkpoints: list, device) -> list:
+    """The ensemble a model is distilled from (binary models only)."""
+    missing = [t for t in checkpoints if not Path(t).is_file()]
+    if missing:
+        raise FileNotFoundError(f"teacher checkpoint(s) not found: {missing}")
+    teachers = load_members(checkpoints, device) if checkpoints else []
+    if teachers and teachers[0].classes:
+        raise ConfigError(f"teachers {checkpoints} are multi-class models; distillation takes "
+                          "binary (Ia vs rest) teachers")
+    return teachers
+
+
+class TrainingData:
+    """A store's training and validation objects and everything derived from them (see the
+    module docstring); ``tensors()`` makes a batch."""
+
+    def __init__(self, store_path, cfg: TrainConfig, device):
+        self.cfg, self.device = cfg, device
+        self.teachers = load_teachers(cfg.distill.teachers, device)  # before opening the store
+        self.store = Store(store_path)
+        self.spec = spec_for_store(self.store, cfg.kind, **cfg.raster)
+        objects = self.store.objects
+        known = objects["type"] != INDEX["unknown"]  # 'unknown' has no label to learn
+        if cfg.types:
+            known &= np.isin(objects["type"], [INDEX[t] for t in cfg.types])
+        val = split_objects(objects["object_id"], cfg.val_fraction, cfg.seed)
+        self.train_index = np.flatnonzero(known & ~val)
+        self.val_index = np.flatnonzero(known & val)
+        self.classes = class_list(cfg.task, cfg.types)
+        self.class_weight = self._class_weight()
+        self.norm = self._scalar_norm()
+        self.noise_floor = wide_survey_noise(self.store, self.train_index, len(self.spec.wavelengths))
+
+    def _class_weight(self) -> tuple:
+        """Balanced class weights with mean 1 over the training set: a weighted mean loss that is
+        the same however the global batch is split over ranks (see Trainer.loss)."""
+        types = self.store.objects["type"][self.train_index]
+        if self.classes:
+            counts = np.bincount(class_targets(types, self.classes),
+                                 minlength=len(self.classes)).astype(float)
+            return tuple(float(w) for w in np.where(
+                counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.0))
+        positive = max(float(labels_of(types).mean()), 1e-6)
+        return (0.5 / positive, 0.5 / max(1 - positive, 1e-6))
+
+    def _scalar_norm(self) -> dict:
+        """Mean and spread of the per-object inputs over a sample of the training objects."""
+        sample = np.sort(self.train_index[:: max(1, len(self.train_index) // 4096)])
+        scale = rasterize(self.store.batch(sample), self.spec,
+                          "numpy" if len(sample) < 2 else "cpu").scale
+        objects = self.store.objects
+        s = scalars_of({k: objects[k][sample] for k in ("hostgal_photoz", "hostgal_photoz_err")},
+                       scale)
+        return {"mean": s.mean(axis=0).tolist(), "std": (s.std(axis=0) + 1e-6).tolist()}
+
+    def labels(self, indices: np.ndarray) -> np.ndarray:
+        """Ia (1) or not (0) for store indices."""
+        return labels_of(self.store.objects["type"][indices])
+
+    def tensors(self, indices: np.ndarray, epoch: int, train: bool):
+        """Images, scalars and targets of a batch, in the order of ``indices``. The target is
+        the label, or with teachers in training (label, teachers' P(Ia)) on the same images."""
+        order = np.argsort(indices)  # sorted reads from the store, then back to sampler order
+        batch = self.store.batch(indices[order])
+        inverse = np.argsort(order)
+        if train and self.cfg.augment.enabled:
+            batch = augment(batch, indices[order], epoch, self.cfg.seed, self.cfg.augment,
+                            self.spec.wavelengths, self.noise_floor)
+        images = rasterize(batch, self.spec, self.cfg.backend)
+        pixels, scale = to_host(images.images), to_host(images.scale)
+        x = torch.as_tensor(pixels)[inverse].to(self.device)
+        s = (scalars_of(batch.meta, scale) - self.norm["mean"]) / self.norm["std"]
+        s = torch.as_tensor(s[inverse], dtype=torch.float32, device=self.device)
+        types = batch.meta["type"]
+        y = class_targets(types, self.classes) if self.classes else labels_of(types)
+        y = torch.as_tensor(y[inverse], device=self.device)
+        if train and self.teachers:
+            # teachers of this model's image spec reuse its images instead of drawing them again
+            soft = ensemble_p_ia(self.teachers, batch, {self.spec: (pixels, scale)})[inverse]
+            y = (y, torch.as_tensor(soft, dtype=torch.float32, device=self.device))
+        return x, s, y
+
+    def close(self) -> None:
+        self.store.close()
