@@ -24,8 +24,9 @@ include: "workflow/rules/scaling.smk"
 
 rule all:
     input:
-        store_infos(),
-        image_files(),
+        STORE_INFOS,
+        IMAGE_FILES,
+        EVALUATIONS,
         f"{RESULTS}/report/report.md",
     default_target: True
 

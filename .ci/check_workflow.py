@@ -1,7 +1,8 @@
 """Check what a run of the small workflow config (.test/) wrote: every stage's output, counts
 that follow from the config (300 objects per dataset), 2-rank ingestion and DDP training started
-by the expected launcher (2 ensemble members and the model distilled from them), the scaling
-CSV, and (for SLURM runs) one SLURM log per submitted job.
+by the expected launcher (2 ensemble members and the model distilled from them), the image
+files drawn with the model's geometry, the scaling CSV, and (for SLURM runs) one SLURM log per
+submitted job.
 
     python .ci/check_workflow.py RESULTS_DIR --launcher mpiexec|srun [--slurm-logs DIR]
 """
@@ -13,6 +14,12 @@ import csv
 import json
 import sys
 from pathlib import Path
+
+import h5py
+import yaml
+
+from snia.raster import RasterSpec
+from snia.train import TrainConfig
 
 N_OBJECTS = 300  # .test/config/config.yaml: subset
 FAILURES: list[str] = []
@@ -45,9 +52,16 @@ def main() -> int:
         with open(r / "model" / run / "history.csv") as f:
             history = list(csv.DictReader(f))
         check(len(history) == 2, f"{run}: 2 epochs in history.csv")
-    settings = (r / "model" / "student" / "settings.yaml").read_text()
-    check("m0/best.pt" in settings and "m1/best.pt" in settings and "distill_weight: 0.7" in settings,
-          "the student learnt from both members")
+    student = yaml.safe_load((r / "model" / "student" / "settings.yaml").read_text())["train"]
+    teachers = [Path(t).parent.name for t in student["distill"]["teachers"]]
+    check(teachers == ["m0", "m1"] and student["distill"]["weight"] == 0.7,
+          "the student learnt from both members (distill weight 0.7)")
+    geometry = yaml.safe_load((r / "images" / "settings.yaml").read_text())["raster"]
+    check(geometry == TrainConfig.from_dict(student).raster, "image files get the model's geometry")
+    with h5py.File(r / "images" / "plasticc_test.heatmap.h5", "r") as f:
+        shape = f["images"].shape
+    check(shape == (N_OBJECTS, *RasterSpec(kind="heatmap", **geometry).shape),
+          f"heatmap images of shape {shape}, drawn with it")
     evaluated = (r / "evaluate" / "plasticc_test" / "report.md").read_text()
     check("student/best.pt" in evaluated, "the evaluation used the distilled model")
     ensemble = (r / "evaluate" / "plasticc_test" / "ensemble" / "report.md").read_text()

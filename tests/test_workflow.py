@@ -1,16 +1,18 @@
-"""The Snakemake workflow: lint-clean apart from deployment advice, and a real run on tiny data."""
+"""The Snakemake workflow: lint-clean; its config schema types exactly snia's training settings;
+the jobs each config makes (dry runs); a real run of ingestion and images on tiny data."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
 import sys
+from dataclasses import fields, is_dataclass
 
 import numpy as np
 import pytest
 import yaml
-
 from conftest import REPO, read_store, synthetic_plasticc
 
 SNAKEMAKE = shutil.which("snakemake", path=os.path.dirname(sys.executable)) or shutil.which("snakemake")
@@ -26,6 +28,42 @@ def run_snakemake(*args, workdir=None, timeout=300):
                           text=True, env=env, timeout=timeout)
 
 
+def small_config():
+    """The small CI config (.test/config/config.yaml), to change and write with write_config."""
+    return yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
+
+
+def write_config(workdir, config):
+    """A workdir of its own config (a --configfile would be merged into the default datasets)."""
+    (workdir / "config").mkdir()
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def shell_commands(proc):
+    """The shell commands a `--dry-run --printshellcmds` printed."""
+    return [line.split("Shell command: ", 1)[1] for line in (proc.stdout + proc.stderr).splitlines()
+            if "Shell command: " in line]
+
+
+def schema():
+    return yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+
+def settings_schema():
+    return schema()["properties"]["train"]["properties"]["settings"]
+
+
+def refusal(config):
+    """What the schema check that common.smk starts with says about a config; None if it passes."""
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    except Exception as exc:  # snakemake's WorkflowError, naming the key and the rule broken
+        return str(exc)
+    return None
+
+
 def test_lint_reports_nothing():
     proc = run_snakemake("--lint", "text")
     text = proc.stdout + proc.stderr
@@ -37,36 +75,185 @@ def test_default_target_is_the_whole_pipeline():
     proc = run_snakemake("--dry-run", "--forceall", "--quiet", "rules")
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout + proc.stderr
-    for rule in ("ingest", "store_info", "train", "evaluate", "evaluate_ensemble", "baseline",
-                 "report"):
+    for rule in ("ingest", "store_info", "image_settings", "rasterize", "train_settings", "train",
+                 "evaluate", "evaluate_ensemble", "baseline", "report"):
         assert f"\n{rule} " in text or f"{rule} " in text.split("\n")[0], (rule, text)
 
 
 def test_bad_config_is_refused_naming_the_key(tmp_path):
-    config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
+    config = small_config()
     config["ingest"]["ranks"] = 0
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    write_config(tmp_path, config)
     proc = run_snakemake("--dry-run", workdir=tmp_path)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "ranks" in text and "minimum" in text, text
 
 
-@pytest.mark.parametrize("distil", [0.7, 0])
-def test_distillation_adds_a_student_trained_after_the_members(tmp_path, distil):
-    config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
-    config["train"].update(members=3, distil=distil)
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+def test_shipped_configs_pass_the_check():
+    for path in (REPO / "config" / "config.yaml", REPO / ".test" / "config" / "config.yaml"):
+        assert refusal(yaml.safe_load(path.read_text())) is None, path
+
+
+@pytest.mark.parametrize("where, key, value", [
+    (("settings", "augment"), "redshift_probabilty", 1.0),  # a typo
+    (("settings",), "redshift_probability", 1.0),  # the flat shape of old: now under augment
+    (("settings", "raster"), "n_times", 60),
+    (("settings", "raster"), "kind", "bands"),  # the kind is a setting of its own
+    (("settings", "model"), "in_channels", 2),  # derived from the images, not a setting
+    ((), "distil", 1.0),  # the old spelling
+])
+def test_unknown_training_setting_is_refused(where, key, value):
+    config = small_config()
+    section = config["train"]
+    for name in where:
+        section = section.setdefault(name, {})
+    section[key] = value
+    assert f"'{key}' was unexpected" in (refusal(config) or "")
+
+
+@pytest.mark.parametrize("key, value", [
+    ("epochs", 0), ("kind", "image"), ("task", "ia"), ("types", ["Ia", "SNII"]),
+    ("val_fraction", 1.0), ("lr", "1e-3"),  # YAML reads 1e-3 as a string (1.0e-3 is a number)
+    ("backend", "gpu"), ("augment", {"redshift_probability": 1.5}),
+    ("raster", {"reference": "max"}), ("model", {"dropout": 1.0}),
+])
+def test_bad_training_setting_value_is_refused(key, value):
+    config = small_config()
+    config["train"]["settings"][key] = value
+    text = refusal(config) or ""
+    assert "ValidationError" in text and f"['{key}']" in text, text
+
+
+def test_config_settings_are_training_settings():
+    """The settings the shipped configs give, and those the workflow adds for the distilled
+    model, are read by TrainConfig as they stand."""
+    from snia.train import TrainConfig
+
+    for path in (REPO / "config" / "config.yaml", REPO / ".test" / "config" / "config.yaml"):
+        settings = yaml.safe_load(path.read_text())["train"]["settings"]
+        TrainConfig.from_dict(settings)
+        cfg = TrainConfig.from_dict({**settings, "distill": {"teachers": ["m0/best.pt"],
+                                                             "weight": 0.7}})
+        assert cfg.distill.teachers == ["m0/best.pt"] and cfg.distill.weight == 0.7
+
+
+@pytest.mark.parametrize("section, dataclass, not_settings", [
+    (None, "snia.train.TrainConfig", ()),
+    ("augment", "snia.augment.AugmentConfig", ()),
+    ("model", "snia.models.CNNConfig", ("in_channels", "n_classes")),  # from the data
+    ("raster", "snia.raster.RasterSpec", ("kind", "bands", "wavelengths")),  # not geometry
+])
+def test_settings_schema_types_exactly_the_training_settings(section, dataclass, not_settings):
+    """The schema knows every training setting and no other: a key it lacks is refused when the
+    workflow starts, and a key the dataclass lacks would only fail when the train job starts."""
+    module, name = dataclass.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    part = settings_schema() if section is None else settings_schema()["properties"][section]
+    assert part["additionalProperties"] is False
+    assert set(part["properties"]) == {f.name for f in fields(cls)} - set(not_settings)
+
+
+def test_settings_schema_distill_is_the_training_settings_distill():
+    from snia.train import TrainConfig
+
+    distill = TrainConfig().distill
+    keys = {f.name for f in fields(distill)} if is_dataclass(distill) else set(distill)
+    part = settings_schema()["properties"]["distill"]
+    assert part["additionalProperties"] is False
+    assert set(part["properties"]) == keys == {"teachers", "weight"}  # what train.smk writes
+
+
+def test_schema_kinds_are_the_raster_kinds():
+    from snia.raster import KINDS
+
+    assert tuple(schema()["properties"]["raster"]["properties"]["kinds"]["items"]["enum"]) == KINDS
+    assert tuple(settings_schema()["properties"]["kind"]["enum"]) == KINDS
+
+
+def test_schema_names_are_snias_names():
+    from snia.raster import BACKENDS, REFERENCES
+    from snia.taxonomy import CLASSES
+    from snia.train import TASKS
+
+    settings = settings_schema()["properties"]
+    assert tuple(settings["task"]["enum"]) == TASKS
+    assert tuple(settings["types"]["items"]["enum"]) == tuple(c for c in CLASSES if c != "unknown")
+    assert tuple(settings["backend"]["enum"]) == ("auto",) + BACKENDS
+    assert tuple(schema()["properties"]["raster"]["properties"]["backend"]["enum"]) == (
+        ("auto",) + BACKENDS)
+    assert tuple(settings["raster"]["properties"]["reference"]["enum"]) == REFERENCES
+
+
+def test_run_settings_files(tmp_path):
+    """What each training run and the image files get: the members their seeds, the distilled
+    model its teachers and weight, the images the model's geometry."""
+    from snia.train import TrainConfig
+
+    config = small_config()
+    config["train"]["settings"]["raster"] = {"n_time": 90}
+    write_config(tmp_path, config)
+    targets = ["results/model/m1/settings.yaml", "results/model/student/settings.yaml",
+               "results/images/settings.yaml"]
+    proc = run_snakemake("--cores", "1", *targets, workdir=tmp_path)  # no inputs: only these
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    written = [yaml.safe_load((tmp_path / target).read_text()) for target in targets]
+    settings = config["train"]["settings"]
+    assert written[0] == {"train": {**settings, "seed": 1}}
+    assert written[1] == {"train": {**settings, "seed": 2, "distill": {
+        "teachers": ["results/model/m0/best.pt", "results/model/m1/best.pt"], "weight": 0.7}}}
+    # the model's geometry as TrainConfig resolves it (keys not given keep the shipped model's)
+    assert written[2] == {"raster": TrainConfig.from_dict(settings).raster}
+    assert written[2]["raster"]["n_time"] == 90
+
+
+def test_distill_in_the_settings_is_refused(tmp_path):
+    config = small_config()
+    config["train"]["settings"]["distill"] = {"weight": 0.5}
+    write_config(tmp_path, config)
+    proc = run_snakemake("--dry-run", workdir=tmp_path)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "train.settings.distill" in text, text[-3000:]
+
+
+def test_every_evaluate_dataset_is_evaluated(tmp_path):
+    config = small_config()
+    config["evaluate"]["datasets"] = ["plasticc_test", "spcc"]
+    write_config(tmp_path, config)
     proc = run_snakemake("--dry-run", "--forceall", "--printshellcmds", workdir=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluations = [c for c in shell_commands(proc) if "snia evaluate" in c]
+    assert len(evaluations) == 4, evaluations  # the distilled model and the ensemble on each
+    for name in ("plasticc_test", "spcc"):
+        for sub in ("", "/ensemble"):
+            assert any(f" -o results/evaluate/{name}{sub} " in c for c in evaluations), evaluations
+
+
+@pytest.mark.parametrize("section, key, value, named", [
+    ("report", "dataset", "spcc", "report.dataset"),  # not evaluated
+    ("baseline", "test", "spcc", "baseline.test"),  # the report would compare two datasets
+    ("evaluate", "datasets", ["plasticc_test", "nowhere"], "evaluate.datasets"),
+])
+def test_datasets_that_do_not_fit_are_refused_naming_the_key(tmp_path, section, key, value, named):
+    config = small_config()
+    config[section][key] = value
+    write_config(tmp_path, config)
+    proc = run_snakemake("--dry-run", workdir=tmp_path)
     text = proc.stdout + proc.stderr
-    commands = [line.split("Shell command: ", 1)[1] for line in text.splitlines()
-                if "Shell command: " in line]
+    assert proc.returncode != 0 and named in text, text[-3000:]
+
+
+@pytest.mark.parametrize("distill", [0.7, 0])
+def test_distillation_adds_a_student_trained_after_the_members(tmp_path, distill):
+    config = small_config()
+    config["train"].update(members=3, distill=distill)
+    write_config(tmp_path, config)
+    proc = run_snakemake("--dry-run", "--forceall", "--printshellcmds", workdir=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    commands = shell_commands(proc)
     trains = [c for c in commands if "snia train " in c]
     evaluations = [c for c in commands if "snia evaluate" in c]
     members = ["results/model/m0/best.pt", "results/model/m1/best.pt", "results/model/m2/best.pt"]
-    if distil:
+    if distill:
         assert len(trains) == 4 and "-o results/model/student " in trains[-1]  # last: after m0-m2
         assert any("--checkpoint results/model/student/best.pt -o results/evaluate/plasticc_test "
                    in c for c in evaluations), evaluations
@@ -80,7 +267,7 @@ def test_distillation_adds_a_student_trained_after_the_members(tmp_path, distil)
 @pytest.mark.mpi
 def test_ingest_rule_builds_a_verified_store(tmp_path, mpirun):
     lc, meta, expected = synthetic_plasticc(tmp_path, 30, 3)
-    config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
+    config = small_config()
     config.update({"data_dir": str(tmp_path), "results_dir": str(tmp_path / "results"),
                    "subset": 0, "ingest": {"ranks": 2, "on_error": "fail", "chunk_mb": 0.001},
                    "raster": {"datasets": ["tiny"], "kinds": ["bands", "heatmap"],
@@ -90,9 +277,8 @@ def test_ingest_rule_builds_a_verified_store(tmp_path, mpirun):
     config["train"]["dataset"] = config["report"]["dataset"] = "tiny"
     config["evaluate"]["datasets"] = ["tiny"]
     config["baseline"].update(train="tiny", test="tiny")
-    # A config of its own (a --configfile would be merged into the default datasets).
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    config["train"]["settings"]["raster"] = {"n_time": 45, "n_wave": 8}  # the images' geometry
+    write_config(tmp_path, config)
     results = tmp_path / "results"
     targets = [f"{results}/stores/tiny.info.txt", f"{results}/images/tiny.bands.h5",
                f"{results}/images/tiny.heatmap.h5"]
@@ -107,6 +293,6 @@ def test_ingest_rule_builds_a_verified_store(tmp_path, mpirun):
     assert "2 rank(s)" in (tmp_path / "results" / "logs" / "ingest_tiny.log").read_text()
     import h5py
 
-    for kind, shape in (("bands", (30, 3, 6, 180)), ("heatmap", (30, 2, 32, 180))):
+    for kind, shape in (("bands", (30, 3, 6, 45)), ("heatmap", (30, 2, 8, 45))):
         with h5py.File(tmp_path / "results" / "images" / f"tiny.{kind}.h5", "r") as f:
             assert f["images"].shape == shape and list(f["object_id"][...]) == list(expected)

@@ -1,4 +1,6 @@
-# Helpers shared by the rule files, and the config check.
+# Helpers shared by several stages' rule files, and the config check. What belongs to one stage
+# (the ensemble in train.smk, the image files in raster.smk, the scaling runs in scaling.smk)
+# lives in that stage's file.
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -12,6 +14,10 @@ DATA = config["data_dir"]
 # Where the datasets' files are read from: the fetched data, or a random subset of it.
 SUBSET_DIR = f"{RESULTS}/data/subset"
 INPUT_DIR = SUBSET_DIR if config["subset"] else DATA
+# A dataset's name (the `name` wildcard of every stage) is one path component.
+wildcard_constraints:
+    name=r"[^/]+",
+
 PLASTICC_FILES = ["plasticc_train_lightcurves.csv", "plasticc_train_metadata.csv",
                   "sniabcii_test_lightcurves_example.csv", "sniabcii_test_metadata_example.csv"]
 
@@ -20,6 +26,31 @@ def dataset(name):
     if name not in config["datasets"]:
         raise ValueError(f"config: no dataset named {name!r} (known: {list(config['datasets'])})")
     return config["datasets"][name]
+
+
+def check_dataset_names():
+    """Every key that names datasets names known ones, and the report's dataset is evaluated
+    (the report shows that dataset's evaluation next to the baseline's, tested on it too)."""
+    for key, names in (("raster.datasets", config["raster"]["datasets"]),
+                       ("train.dataset", [config["train"]["dataset"]]),
+                       ("evaluate.datasets", config["evaluate"]["datasets"]),
+                       ("baseline.train", [config["baseline"]["train"]]),
+                       ("baseline.test", [config["baseline"]["test"]])):
+        unknown = [name for name in names if name not in config["datasets"]]
+        if unknown:
+            raise ValueError(f"config: {key} names {unknown}, which are not under `datasets` "
+                             f"(known: {list(config['datasets'])})")
+    shown, evaluated = config["report"]["dataset"], config["evaluate"]["datasets"]
+    if shown not in evaluated:
+        raise ValueError(f"config: report.dataset {shown!r} must be one of evaluate.datasets "
+                         f"{evaluated}: the report shows that dataset's evaluation")
+    if shown != config["baseline"]["test"]:
+        raise ValueError(f"config: report.dataset {shown!r} must be baseline.test "
+                         f"({config['baseline']['test']!r}): the report compares the CNN and "
+                         f"the random forest on one dataset")
+
+
+check_dataset_names()
 
 
 def dataset_inputs(wildcards):
@@ -34,13 +65,8 @@ def store(name):
     return f"{RESULTS}/stores/{name}.h5"
 
 
-def store_infos():
-    return [f"{RESULTS}/stores/{name}.info.txt" for name in config["datasets"]]
-
-
-def image_files():
-    return [f"{RESULTS}/images/{name}.{kind}.h5" for name in config["raster"]["datasets"]
-            for kind in config["raster"]["kinds"]]
+# Every dataset's store summary (`rule all` asks for them, and so for every store).
+STORE_INFOS = [f"{RESULTS}/stores/{name}.info.txt" for name in config["datasets"]]
 
 
 def mpi_resource(ranks):
@@ -52,43 +78,3 @@ def mpi_resource(ranks):
 def launch(wildcards, resources):
     """Shell prefix that starts `tasks` ranks (mpiexec locally, srun on SLURM); none for 1."""
     return f"{resources.mpi} -n {resources.tasks}" if int(resources.tasks) > 1 else ""
-
-
-# The ensemble: one model per member, seeds seed, seed + 1, ...
-MODELS = [f"{RESULTS}/model/m{m}/best.pt" for m in range(config["train"]["members"])]
-# With `train.distil` > 0, one more model (seed + members) learns from the members' mean P(Ia):
-# it is the model that is evaluated and reported; the ensemble is evaluated beside it.
-DISTIL = float(config["train"]["distil"])
-STUDENT = f"{RESULTS}/model/student/best.pt"
-EVALUATED = [STUDENT] if DISTIL > 0 else MODELS
-TRAINED = MODELS + ([STUDENT] if DISTIL > 0 else [])
-
-
-def run_settings(run):
-    """TrainConfig settings of one training run: member m<k>, or the distilled student."""
-    settings = dict(config["train"]["settings"])
-    seed = settings.get("seed", 0)
-    if run == "student":
-        settings["seed"] = seed + len(MODELS)
-        settings["teachers"] = MODELS
-        settings["distill_weight"] = DISTIL
-    else:
-        settings["seed"] = seed + int(run.removeprefix("m"))
-    return settings
-
-
-def teachers_of(wildcards):
-    return MODELS if wildcards.run == "student" else []
-
-
-# Scaling runs: one per (mode, ranks), in this order.
-SCALING = config["scaling"]
-SCALING_RUNS = [f"{RESULTS}/scaling/{mode}_{ranks}.json" for mode in SCALING["modes"]
-                for ranks in SCALING["ranks"]]
-
-
-def previous_scaling_run(wildcards):
-    """Runs go one after another (each waits for the one before), so that no two measurements
-    share the cores and skew each other."""
-    this = SCALING_RUNS.index(f"{RESULTS}/scaling/{wildcards.mode}_{wildcards.ranks}.json")
-    return SCALING_RUNS[this - 1:this]

@@ -1,6 +1,13 @@
-# Stage 4: the trained CNN on labelled datasets -> predictions, metrics.json, plots. With
-# `train.distil` > 0 that is the distilled model, and the ensemble it learnt from is evaluated
-# beside it (in the `ensemble/` subfolder) for comparison.
+# Stage 4: the trained CNN on labelled datasets (`evaluate.datasets`) -> predictions,
+# metrics.json, plots. With `train.distill` > 0 that is the distilled model, and the ensemble it
+# learnt from is evaluated beside it (in the `ensemble/` subfolder) for comparison.
+
+# The ensemble beside the distilled model (one member alone is just its teacher).
+ENSEMBLE_BESIDE = DISTILL > 0 and len(MODELS) > 1
+# The evaluations `rule all` asks for: every dataset of evaluate.datasets.
+EVALUATIONS = [f"{RESULTS}/evaluate/{name}/{sub}metrics.json"
+               for name in config["evaluate"]["datasets"]
+               for sub in [""] + (["ensemble/"] if ENSEMBLE_BESIDE else [])]
 
 
 rule evaluate:

@@ -1,14 +1,38 @@
-# Stage 2: light-curve store -> images (HDF5), one file per dataset and image kind. Training
-# rasterizes on the fly; these files are for inspection and for other tools.
+# Stage 2: light-curve store -> images (HDF5), one file per dataset and image kind, drawn with the
+# model's image geometry (`train.settings.raster`). Training rasterizes on the fly; these files
+# are for inspection and for other tools.
+
+
+# The image files `rule all` asks for: every dataset in every kind.
+IMAGE_FILES = [f"{RESULTS}/images/{name}.{kind}.h5" for name in config["raster"]["datasets"]
+               for kind in config["raster"]["kinds"]]
+
+
+localrules:
+    image_settings,
+
+
+rule image_settings:
+    output:
+        f"{RESULTS}/images/settings.yaml",
+    params:
+        settings=config["train"]["settings"],
+    conda:
+        SNIA_ENV
+    log:
+        f"{RESULTS}/logs/image_settings.log",
+    script:
+        "../scripts/image_settings.py"
 
 
 rule rasterize:
     input:
-        f"{RESULTS}/stores/{{name}}.h5",
+        store=f"{RESULTS}/stores/{{name}}.h5",
+        settings=f"{RESULTS}/images/settings.yaml",
     output:
         f"{RESULTS}/images/{{name}}.{{kind}}.h5",
     wildcard_constraints:
-        kind="bands|heatmap",
+        kind="|".join(config["raster"]["kinds"]),
     params:
         backend=config["raster"]["backend"],
         batch_size=config["raster"]["batch_size"],
@@ -18,5 +42,5 @@ rule rasterize:
     log:
         f"{RESULTS}/logs/rasterize_{{name}}_{{kind}}.log",
     shell:
-        "snia rasterize {input} -o {output} --kind {wildcards.kind} --backend {params.backend}"
-        " --batch-size {params.batch_size} --no-progress > {log} 2>&1"
+        "snia rasterize {input.store} -o {output} --kind {wildcards.kind} --config {input.settings}"
+        " --backend {params.backend} --batch-size {params.batch_size} --no-progress > {log} 2>&1"

@@ -1,15 +1,15 @@
 # Stage 5: the CNN and the baseline side by side (Markdown + HTML with every plot); with a
 # distilled CNN, the ensemble it learnt from is a column too.
 
+# One of evaluate.datasets, and the baseline's test set (common.smk checks both).
 REPORT_DATASET = config["report"]["dataset"]
-ENSEMBLE_COLUMN = DISTIL > 0 and len(MODELS) > 1
 
 
 rule report:
     input:
         cnn=f"{RESULTS}/evaluate/{REPORT_DATASET}/metrics.json",
         ensemble=(f"{RESULTS}/evaluate/{REPORT_DATASET}/ensemble/metrics.json"
-                  if ENSEMBLE_COLUMN else []),
+                  if ENSEMBLE_BESIDE else []),
         baseline=f"{RESULTS}/baseline/metrics.json",
         history=[str(Path(m).parent / "history.csv") for m in TRAINED],
     output:

@@ -1,6 +1,15 @@
 # Scaling runs (`snakemake scaling`): training throughput for each number of ranks, strong and
 # weak scaling, then one CSV and one plot.
 
+# Scaling runs: one per (mode, ranks), in this order.
+SCALING = config["scaling"]
+SCALING_RUNS = [f"{RESULTS}/scaling/{mode}_{ranks}.json" for mode in SCALING["modes"]
+                for ranks in SCALING["ranks"]]
+# Runs go one after another (each waits for the one before), so that no two measurements share
+# the cores and skew each other.
+PREVIOUS_SCALING_RUN = {run: SCALING_RUNS[i - 1:i] for i, run in enumerate(SCALING_RUNS)}
+
+
 rule scaling:
     input:
         f"{RESULTS}/scaling/scaling.csv",
@@ -25,7 +34,7 @@ rule scaling_run:
     input:
         store=store(config["train"]["dataset"]),
         settings=f"{RESULTS}/model/m0/settings.yaml",
-        previous=previous_scaling_run,
+        previous=lambda wc: PREVIOUS_SCALING_RUN[f"{RESULTS}/scaling/{wc.mode}_{wc.ranks}.json"],
     output:
         f"{RESULTS}/scaling/{{mode}}_{{ranks}}.json",
     wildcard_constraints:

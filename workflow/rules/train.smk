@@ -1,6 +1,27 @@
 # Stage 3: train the CNN on a store, data-parallel (DDP) over `train.ranks` ranks; `train.members`
 # models with seeds seed, seed + 1, ... make an ensemble (their probabilities are averaged), and
-# with `train.distil` > 0 a last model ("student") learns from the ensemble (one model's speed).
+# with `train.distill` > 0 a last model ("student") learns from the ensemble (one model's speed).
+
+# The ensemble: one model per member, seeds seed, seed + 1, ...
+MODELS = [f"{RESULTS}/model/m{m}/best.pt" for m in range(config["train"]["members"])]
+# With `train.distill` > 0, one more model (seed + members) learns from the members' mean P(Ia):
+# it is the model that is evaluated and reported; the ensemble is evaluated beside it.
+DISTILL = float(config["train"]["distill"])
+STUDENT = f"{RESULTS}/model/student/best.pt"
+EVALUATED = [STUDENT] if DISTILL > 0 else MODELS
+TRAINED = MODELS + ([STUDENT] if DISTILL > 0 else [])
+
+SETTINGS = config["train"]["settings"]
+if "distill" in SETTINGS:
+    raise ValueError("config: train.settings.distill is set per run by the workflow (the members "
+                     "are the student's teachers); set the weight with train.distill")
+SEED = SETTINGS.get("seed", 0)
+# TrainConfig settings of each training run: member m<k> (seed + k), and the distilled student
+# (seed + members), which learns from the members.
+RUN_SETTINGS = {f"m{k}": {**SETTINGS, "seed": SEED + k} for k in range(len(MODELS))}
+RUN_SETTINGS["student"] = {**SETTINGS, "seed": SEED + len(MODELS),
+                           "distill": {"teachers": MODELS, "weight": DISTILL}}
+RUN = "|".join(RUN_SETTINGS)  # the `run` wildcard: m0, m1, ..., student
 
 
 localrules:
@@ -11,9 +32,9 @@ rule train_settings:
     output:
         f"{RESULTS}/model/{{run}}/settings.yaml",
     wildcard_constraints:
-        run=r"m\d+|student",
+        run=RUN,
     params:
-        settings=lambda wc: run_settings(wc.run),
+        settings=lambda wc: RUN_SETTINGS[wc.run],
     log:
         f"{RESULTS}/logs/train_settings_{{run}}.log",
     run:
@@ -27,12 +48,12 @@ rule train:
     input:
         store=store(config["train"]["dataset"]),
         settings=f"{RESULTS}/model/{{run}}/settings.yaml",
-        teachers=teachers_of,
+        teachers=lambda wc: MODELS if wc.run == "student" else [],
     output:
         model=f"{RESULTS}/model/{{run}}/best.pt",
         history=f"{RESULTS}/model/{{run}}/history.csv",
     wildcard_constraints:
-        run=r"m\d+|student",
+        run=RUN,
     params:
         run_dir=lambda wc, output: Path(output.model).parent,
         launch=launch,
