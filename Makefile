@@ -28,7 +28,10 @@ run: $(BIN)/.installed
 	@cat $(RESULTS)/stores/*.info.txt
 	@sed -n '/^|/p' $(RESULTS)/report/report.md
 
+# The architecture contract (import-linter: layers, no cycles) and the lint rules (ruff) first.
 test: $(BIN)/.installed
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 # Parallel HDF5 (h5py built against Debian's OpenMPI HDF5) for the collective single-file layout.
