@@ -107,3 +107,26 @@ def test_reader_for_each_format_and_a_clear_error_otherwise():
     with pytest.raises(ConfigError, match="unknown input format 'csv'; choose one of plasticc, "
                                           "snana-fits, snana-text"):
         reader_for("csv")
+
+
+@pytest.mark.parametrize("nranks", [1, 2, 3])
+def test_split_work_gives_empty_atomic_items_at_the_end_to_a_rank(nranks):
+    # an empty file (0 bytes) still has to be read, so that it is reported
+    for weights in ([5, 3, 0], [0], [0, 0, 4, 0]):
+        items = [p.item for r in range(nranks) for p in split_work(weights, nranks, r, atomic=True)]
+        assert items == list(range(len(weights)))
+
+
+@pytest.mark.parametrize("nranks", [1, 2, 3, 7])
+def test_split_work_with_atomic_items_among_cut_ones(nranks):
+    weights, atomic = [10, 6, 3, 25, 1], [False, True, False, True, False]
+    cover = np.zeros(sum(weights), int)
+    starts = np.cumsum([0] + weights[:-1])
+    for rank in range(nranks):
+        for p in split_work(weights, nranks, rank, atomic=atomic):
+            if atomic[p.item]:
+                assert (p.start, p.stop) == (0, weights[p.item])  # never cut
+            cover[starts[p.item] + p.start: starts[p.item] + p.stop] += 1
+    assert np.all(cover == 1)
+    plain = [split_work(weights, nranks, r) for r in range(nranks)]
+    assert [split_work(weights, nranks, r, atomic=[False] * 5) for r in range(nranks)] == plain

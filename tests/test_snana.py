@@ -478,7 +478,7 @@ def test_text_non_numeric(tmp_path):
 def test_text_wrong_field_count(tmp_path):
     rows = GOOD_ROWS[:2] + ["56178.266  i NULL   4.541e-01"]
     path = write_dat(tmp_path / "a.DAT", rows=rows)
-    with pytest.raises(InputError, match=rf"{re.escape(str(path))}:line 15: expected 5 fields"):
+    with pytest.raises(InputError, match=rf"{re.escape(str(path))}:line 15: object 642: expected 5 fields"):
         list(text_reader([path]).read([Piece(0, 0, 1)]))
     reader = text_reader([path], "skip")
     chunk = next(iter(reader.read([Piece(0, 0, 1)])))
@@ -554,3 +554,138 @@ def test_same_snid_in_two_text_files_names_both_files(tmp_path):
     with pytest.raises(InputError, match=rf"object 77 appears more than once: in {re.escape(str(first))} "
                                          rf"and again in {re.escape(str(third))}"):
         run_ingest("snana-text", sorted(tmp_path.glob("*.DAT")), tmp_path / "s.h5", progress=False)
+
+
+# ---------------------------------------------------------------- bad SNANA text files: fail names, skip counts
+
+# (case, write_dat arguments (None: an empty file), reason under skip, line named, message)
+BAD_TEXT_FILES = [
+    ("empty", None, "empty_file", 1, "empty file"),
+    ("blank", "\n  \n", "empty_file", 1, "empty file"),
+    ("no_varlist", {"varlist": False}, "missing_varlist", 12, "OBS row before any VARLIST line"),
+    ("no_varlist_no_rows", {"varlist": False, "rows": []}, "missing_varlist", 10, "no VARLIST line"),
+    ("nobs_mismatch", {"nobs": 5}, "nobs_mismatch", 10, "NOBS says 5 but 3 OBS rows were found"),
+    ("no_end", {"end": False}, "truncated_file", 15, "no END: line after 3 OBS rows: truncated"),
+    ("nvar_mismatch", {"extra": "NVAR: 7"}, "nvar_mismatch", 13, "VARLIST names 5 columns but NVAR"),
+    ("no_snid", {"snid": None}, "missing_snid", 9, "no SNID line"),
+    ("bad_snid", {"snid": "SN642"}, "bad_header_value", 2, "'SN642' is not an integer"),
+    ("bad_photoz_err", {"extra": "HOSTGAL_PHOTOZ_ERR: abc"}, "bad_header_value", 9,
+     "'abc' is not a number"),
+    ("no_flux_err", "SURVEY: DES\nSNID: 7\nNOBS: 1\nVARLIST: MJD FLT FLUXCAL\nOBS: 1 g 2\nEND:\n",
+     "missing_column", 4, "missing column(s) ['flux_err']"),
+]
+
+
+def _bad_text_file(tmp_path, spec):
+    path = tmp_path / "a.DAT"
+    if spec is None:
+        path.write_text("")
+    elif isinstance(spec, str):
+        path.write_text(spec)
+    else:
+        write_dat(path, **spec)
+    return path, write_dat(tmp_path / "b.DAT", snid="643")
+
+
+@pytest.mark.parametrize("case,spec,reason,line,message", BAD_TEXT_FILES,
+                         ids=[c[0] for c in BAD_TEXT_FILES])
+def test_bad_text_file_fails_naming_file_and_line(tmp_path, case, spec, reason, line, message):
+    from snia.ingest import run_ingest
+
+    bad, good = _bad_text_file(tmp_path, spec)
+    with pytest.raises(InputError, match=re.escape(f"{bad}:line {line}: ") + ".*" + re.escape(message)):
+        run_ingest("snana-text", [bad, good], tmp_path / "s.h5", progress=False)
+
+
+@pytest.mark.parametrize("case,spec,reason,line,message", BAD_TEXT_FILES,
+                         ids=[c[0] for c in BAD_TEXT_FILES])
+def test_bad_text_file_is_dropped_and_counted_under_skip(tmp_path, case, spec, reason, line, message):
+    from snia.ingest import run_ingest
+    from snia.store import Store
+
+    bad, good = _bad_text_file(tmp_path, spec)
+    result = run_ingest("snana-text", [bad, good], tmp_path / "s.h5", progress=False,
+                        on_error="skip")
+    assert result.problems.counts == {reason: 1}
+    assert result.problems.examples[reason].startswith(f"{bad}:line {line}: ")
+    with Store(tmp_path / "s.h5") as store:
+        assert list(store.objects["object_id"]) == [643]
+        assert store.provenance["skipped"] == {reason: 1}
+
+
+def test_empty_text_file_last_is_still_read(tmp_path):
+    # an empty file weighs 0 bytes: the work split must still give it to a rank
+    from snia.ingest import run_ingest
+
+    good = write_dat(tmp_path / "a.DAT")
+    empty = tmp_path / "z.DAT"
+    empty.write_text("")
+    with pytest.raises(InputError, match=re.escape(f"{empty}:line 1: empty file")):
+        run_ingest("snana-text", [good, empty], tmp_path / "s.h5", progress=False)
+
+
+def test_text_row_problems_name_the_object(tmp_path):
+    rows = GOOD_ROWS[:1] + ["56178.250  r NULL   abc   7.841e+00", "56178.266  i NULL"]
+    path = write_dat(tmp_path / "a.DAT", rows=rows)
+    with pytest.raises(InputError, match=re.escape(f"{path}:line 14: object 642: column 'FLUXCAL': "
+                                                   f"'abc' is not a number")):
+        list(text_reader([path]).read([Piece(0, 0, 1)]))
+    reader = text_reader([path], "skip")
+    list(reader.read([Piece(0, 0, 1)]))
+    assert reader.problems.examples["wrong_field_count"].startswith(f"{path}:line 15: object 642: ")
+
+
+# ---------------------------------------------------------------- SNANA's missing-measurement rows
+
+
+def _missing_row_in_fits(phot):
+    phot["FLUXCAL"][1] = phot["FLUXCALERR"][1] = -9.0  # object 11, second observation
+
+
+@pytest.mark.parametrize("policy", ["fail", "skip"])
+def test_fits_missing_measurement_rows_are_dropped_and_counted(tmp_path, policy):
+    from snia.ingest import run_ingest
+    from snia.store import Store
+
+    head_path, phot_path = make_pair(tmp_path, edit_phot=_missing_row_in_fits)
+    result = run_ingest("snana-fits", [head_path], tmp_path / "s.h5", progress=False,
+                        on_error=policy)
+    assert (result.n_objects, result.n_obs) == (3, 11)
+    assert result.problems.counts == {"missing_measurement": 1}
+    assert result.problems.examples["missing_measurement"].startswith(
+        f"{phot_path}:row 2: object 11: ")
+    with Store(tmp_path / "s.h5") as store:
+        assert store.provenance["skipped"] == {"missing_measurement": 1}
+        assert list(store.lightcurve(11)["flux"]) == [0.0, 2.0, 3.0]
+
+
+def test_fits_missing_measurement_keeps_positions(tmp_path):
+    head_path, phot_path = make_pair(tmp_path, edit_phot=_missing_row_in_fits)
+    reader = fits_reader(head_path)
+    chunk = next(iter(reader.read([Piece(0, 0, 3)])))
+    assert list(chunk.length) == [3, 4, 4]
+    assert chunk.where_obs(1) == f"{phot_path}:row 3"  # the row after the dropped one
+
+
+def test_fits_negative_error_alone_is_still_an_error(tmp_path):
+    def half(phot):
+        phot["FLUXCALERR"][1] = -9.0  # flux is a real value: not SNANA's "no measurement" row
+
+    head_path, phot_path = make_pair(tmp_path, edit_phot=half)
+    with pytest.raises(InputError, match=rf"{re.escape(str(phot_path))}:row 2: object 11: flux_err"):
+        read_all(fits_reader(head_path), [Piece(0, 0, 3)])
+
+
+@pytest.mark.parametrize("policy", ["fail", "skip"])
+def test_text_missing_measurement_rows_are_dropped_and_counted(tmp_path, policy):
+    from snia.ingest import run_ingest
+    from snia.store import Store
+
+    rows = GOOD_ROWS[:1] + ["56178.250  r NULL  -9.000e+00  -9.000e+00"] + GOOD_ROWS[2:]
+    path = write_dat(tmp_path / "a.DAT", rows=rows)
+    result = run_ingest("snana-text", [path], tmp_path / "s.h5", progress=False, on_error=policy)
+    assert (result.n_objects, result.n_obs) == (1, 2)
+    assert result.problems.counts == {"missing_measurement": 1}
+    assert result.problems.examples["missing_measurement"].startswith(f"{path}:line 14: object 642")
+    with Store(tmp_path / "s.h5") as store:
+        assert store.provenance["skipped"] == {"missing_measurement": 1}

@@ -1,7 +1,8 @@
 """Readers of raw survey files; each turns its share of the input into ``Chunk``s of whole objects.
 
-Every reader has the same small interface (``input_files``, ``weights``, ``atomic``, ``read(pieces)``,
-``metadata_ids``, ``where_metadata``); ``reader_for`` picks one by format name. Shared parts:
+Every reader has the same small interface (``input_files``, ``weights``, ``atomic`` (one flag, or
+one per input item), ``read(pieces)``, ``metadata_ids``, ``where_metadata``); ``reader_for`` picks
+one by format name. Shared parts:
 ``work`` (how MPI ranks share the input: ``split_work``, ``Piece``), ``csv_file`` (byte ranges of
 whole objects in a CSV file) and ``snana`` (what SNANA's fields and "not known" values mean).
 """
@@ -21,7 +22,8 @@ _READERS = {"plasticc": PlasticcReader, "snana-fits": SnanaFitsReader,
 FORMATS = tuple(_READERS)
 
 # the files a folder given as input stands for, per format (sorted by name: a stable order)
-FOLDER_PATTERNS = {"plasticc": "*.csv", "snana-fits": "*HEAD.FITS*", "snana-text": "*.DAT"}
+FOLDER_PATTERNS = {"plasticc": ("*.csv", "*.csv.gz"), "snana-fits": ("*HEAD.FITS*",),
+                   "snana-text": ("*.DAT",)}
 
 __all__ = ["FORMATS", "Piece", "PlasticcReader", "SnanaFitsReader", "SnanaTextReader",
            "expand_inputs", "reader_for", "split_work"]
@@ -38,13 +40,14 @@ def reader_for(fmt: str):
 def expand_inputs(inputs, fmt: str) -> list[Path]:
     """Input paths with folders replaced by their files of the format, sorted by name (a stable,
     documented order); a missing path or a folder without such files is an error naming it."""
-    pattern = FOLDER_PATTERNS[fmt]
+    patterns = FOLDER_PATTERNS[fmt]
     out = []
     for path in map(Path, inputs):
         if path.is_dir():
-            found = sorted(p for p in path.glob(pattern) if "metadata" not in p.name)
+            found = sorted({p for pattern in patterns for p in path.glob(pattern)
+                            if "metadata" not in p.name})
             if not found:
-                raise FileNotFoundError(f"{path}: no {pattern} files for format {fmt}")
+                raise FileNotFoundError(f"{path}: no {' or '.join(patterns)} files for format {fmt}")
             out += found
         elif path.exists():
             out.append(path)

@@ -4,6 +4,9 @@ Light-curve rows of one object must be contiguous (as in every PLAsTiCC release)
 byte range in blocks of ``chunk_bytes``; a block ends at a line end and the last, possibly unfinished
 object of a block is carried over to the next, so memory stays bounded by the block size. Finding
 object boundaries in byte ranges is ``snia.readers.csv_file``; here: the metadata join and parsing.
+Files may be gzip-compressed (each such file is read whole by one rank). Parsing is typed and fast;
+only a block or metadata file with a problem is read again as text, to name each bad value's line
+and object.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from snia.errors import InputError
+from snia.errors import InputError, Problems
 from snia.lightcurve import OBS_ALIASES, Chunk, empty_meta, match_columns, offsets_from_lengths
-from snia.readers.csv_file import CsvFile, header_names
+from snia.readers.csv_file import CsvFile, gzip_errors, open_bytes, read_header
 from snia.readers.work import Piece
 from snia.taxonomy import plasticc_types
 
@@ -33,6 +36,9 @@ META_ALIASES = {
 }
 # The test set hides the class in `target` (0) and gives it in `true_target`: prefer the truth.
 TARGET_COLUMNS = ("true_target", "target")
+META_COLUMNS = list(META_ALIASES)[1:] + ["target"]
+# A bad value in a required column drops the object (skip); in the others it is stored as "not known".
+REQUIRED_META = ("object_id", "target")
 PARSE_BLOCK = 1 << 22
 
 
@@ -43,55 +49,247 @@ def _pa():
     return pa, csv
 
 
+def _parses(text: str, kind) -> bool:
+    """Whether Python reads ``text`` as a number of this kind (stricter than Python: no '_' or
+    surrounding blanks, which Arrow refuses too)."""
+    if not text or "_" in text or text != text.strip():
+        return False
+    try:
+        kind(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _to_numbers(column, target):
+    """A text (or binary) Arrow column -> (Arrow array of ``target`` with nulls where a value is
+    empty or not a number, empty mask, not-a-number mask).
+
+    Values are Arrow's own conversion, as in the fast typed read. The bad ones are found with Python
+    first, then any Python accepted but Arrow does not by halving (few, so cheap).
+    """
+    pa, _ = _pa()
+    import pyarrow.compute as pc
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_binary(column.type):
+        try:
+            column = column.cast(pa.string())
+        except pa.ArrowInvalid:  # not UTF-8: the bytes, shown with replacement characters
+            column = pa.array([None if v is None else v.decode("utf-8", "replace")
+                               for v in column.to_pylist()], pa.string())
+    column = column.fill_null("")
+    empty = pc.equal(column, "").to_numpy(zero_copy_only=False)
+    as_null = pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), column)
+    try:
+        return as_null.cast(target), empty, np.zeros(len(column), dtype=bool)
+    except pa.ArrowInvalid:
+        pass
+    kind = int if pa.types.is_integer(target) else float
+    texts = column.to_pylist()
+    bad = np.array([not e and not _parses(t, kind) for t, e in zip(texts, empty)], dtype=bool)
+    _bisect_bad(as_null, target, np.flatnonzero(~bad & ~empty), bad)
+    cleaned = pc.if_else(pa.array(bad), pa.scalar(None, pa.string()), as_null)
+    return cleaned.cast(target), empty, bad
+
+
+def _bisect_bad(column, target, rows: np.ndarray, bad: np.ndarray) -> None:
+    """Mark in ``bad`` the ``rows`` of ``column`` that Arrow cannot convert."""
+    pa, _ = _pa()
+    try:
+        column.take(pa.array(rows, pa.int64())).cast(target)
+        return
+    except pa.ArrowInvalid:
+        if len(rows) == 1:
+            bad[rows[0]] = True
+            return
+    half = len(rows) // 2
+    _bisect_bad(column, target, rows[:half], bad)
+    _bisect_bad(column, target, rows[half:], bad)
+
+
+def _object(oid) -> str:
+    return "" if oid is None else f"object {oid}: "
+
+
 class _Metadata:
-    """All metadata rows (small: one row per object), sorted by object id for joins."""
+    """All metadata rows (small: one row per object), sorted by object id for joins.
+
+    A bad required value drops the row (``dropped``: the ids of such objects, so that their light
+    curves are left out without being reported a second time); a bad optional one becomes NaN.
+    """
 
     def __init__(self, files: list[Path], problems):
-        pa, csv = _pa()
-        ids, cols, origin = [], {k: [] for k in list(META_ALIASES)[1:] + ["target"]}, []
-        for fi, path in enumerate(files):
-            with open(path, "rb") as f:
-                header = header_names(f.readline())
-            where = f"{path}:line 1"
-            found, _ = match_columns(header, META_ALIASES, ("object_id",), where)
-            target = next((header.index(c) for c in TARGET_COLUMNS if c in header), None)
-            types = {header[i]: (pa.int64() if name == "object_id" else pa.float64())
-                     for name, i in found.items()}
-            if target is not None:
-                types[header[target]] = pa.float64()
-            try:
-                table = csv.read_csv(path, convert_options=csv.ConvertOptions(
-                    column_types=types, include_columns=list(types), null_values=[""]))
-            except Exception as exc:  # pyarrow names the column and row
-                raise InputError(f"{path}: cannot read metadata: {exc}") from None
-            for i in found.values():
-                column = table.column(header[i])
-                if column.null_count:
-                    row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-                    raise InputError(f"{path}:line {row + 2}: empty value in column {header[i]!r}")
-            n = table.num_rows
-            ids.append(table.column(header[found["object_id"]]).to_numpy())
-            for name in cols:
-                if name == "target":
-                    values = (table.column(header[target]).to_numpy() if target is not None
-                              else np.full(n, np.nan))
-                elif name in found:
-                    values = table.column(header[found[name]]).to_numpy()
-                else:
-                    values = np.full(n, np.nan)
-                cols[name].append(values)
-            origin.append(np.stack([np.full(n, fi), np.arange(n) + 2], axis=1))
         self.files = files
-        ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
-        origin = np.concatenate(origin) if origin else np.empty((0, 2), np.int64)
+        self._blanks: dict[int, np.ndarray] = {}
+        ids, cols, origin, dropped, empty = [], {k: [] for k in META_COLUMNS}, [], [], []
+        for fi, path in enumerate(files):
+            file_ids, file_cols, rows, file_dropped, n_lines = self._read(fi, path, problems)
+            ids.append(file_ids)
+            for name in META_COLUMNS:
+                cols[name].append(file_cols[name])
+            origin.append(np.stack([np.full(len(rows), fi), rows], axis=1))
+            dropped.append(file_dropped)
+            if n_lines == 0:
+                empty.append(path)
+        if len(empty) == len(files):
+            raise InputError(f"no objects to store: metadata file(s) {', '.join(map(str, empty))} "
+                             f"have a header but no rows (every light curve needs its metadata row)")
+        for path in empty:
+            problems.found("empty_file", f"{path}:line 2: no data rows after the header line "
+                                         f"(metadata file)")
+        ids = np.concatenate(ids).astype(np.int64)
+        if ids.size == 0:  # only under 'skip': every row had a problem
+            counts = ", ".join(f"{reason} {n}" for reason, n in sorted(problems.counts.items()))
+            raise InputError(f"no objects to store: no row of metadata file(s) "
+                             f"{', '.join(map(str, files))} is usable ({counts})")
+        origin = np.concatenate(origin).astype(np.int64)
         order = np.argsort(ids, kind="stable")
         self.ids, self.origin = ids[order], origin[order]
-        self.columns = {k: np.concatenate(v)[order] if v else np.empty(0) for k, v in cols.items()}
+        self.columns = {k: np.concatenate(v).astype(np.float64)[order] for k, v in cols.items()}
+        self.dropped = np.unique(np.concatenate(dropped).astype(np.int64))
         self._drop_duplicates(problems)
 
-    def where(self, k: int) -> str:
-        fi, line = self.origin[k]
+    def _read(self, fi: int, path: Path, problems):
+        """(ids, columns, data-row index of each row, dropped ids, data rows in the file)."""
+        pa, _ = _pa()
+        with gzip_errors(path), open_bytes(path) as f:
+            _, header = read_header(path, f)
+        found, _ = match_columns(header, META_ALIASES, ("object_id",), f"{path}:line 1")
+        wanted = dict(found)
+        target = next((header.index(c) for c in TARGET_COLUMNS if c in header), None)
+        if target is not None:
+            wanted["target"] = target
+        types = {name: pa.int64() if name == "object_id" else pa.float64() for name in wanted}
+        table, invalid = self._csv(path, header, wanted, types, threads=True)
+        if table is None or invalid or any(c.null_count for c in table.columns):
+            return self._diagnose(fi, path, header, wanted, types, problems)
+        n = table.num_rows
+        cols = {name: (table.column(header[wanted[name]]).to_numpy() if name in wanted
+                       else np.full(n, np.nan)) for name in META_COLUMNS}
+        ids = table.column(header[wanted["object_id"]]).to_numpy()
+        return ids, cols, np.arange(n), np.empty(0, np.int64), n
+
+    def _csv(self, path: Path, header, wanted, types, threads: bool):
+        """The wanted columns (None if some value does not convert) and the rows of the wrong
+        length. Blank lines are not rows."""
+        pa, csv = _pa()
+        invalid = []
+
+        def bad_row(row):
+            invalid.append(row)
+            return "skip"
+
+        try:
+            with gzip_errors(path), open_bytes(path) as f:
+                table = csv.read_csv(f, read_options=csv.ReadOptions(
+                    column_names=header, skip_rows=1, use_threads=threads),
+                    parse_options=csv.ParseOptions(invalid_row_handler=bad_row),
+                    convert_options=csv.ConvertOptions(
+                        column_types={header[i]: types[name] for name, i in wanted.items()},
+                        include_columns=[header[i] for i in wanted.values()],
+                        null_values=[""], strings_can_be_null=False))
+        except pa.ArrowInvalid as exc:
+            if not threads:  # the text read has nothing left to convert: something else is wrong
+                raise InputError(f"{path}: cannot read metadata: {exc}") from None
+            return None, invalid
+        return table, invalid
+
+    def _diagnose(self, fi, path, header, wanted, types, problems):
+        """Slow path for a file with some bad row or value: each problem reported with its line
+        and object, earliest line first (the one a 'fail' run names)."""
+        pa, _ = _pa()
+        table, invalid = self._csv(path, header, wanted, {n: pa.binary() for n in wanted}, False)
+        skipped = [row.number - 2 for row in invalid]  # data-row index (the header is row 1)
+        n = table.num_rows
+        rows = np.delete(np.arange(n + len(skipped)), skipped)
+        findings = []  # (data row, column position, reason, message, count)
+
+        def note(reason, mask, column_pos, message_of):
+            if mask.any():
+                r = int(np.flatnonzero(mask)[0])
+                findings.append((int(rows[r]), column_pos, reason,
+                                 f"{self.where_row(fi, int(rows[r]))}: {message_of(r)}",
+                                 int(mask.sum())))
+
+        dropped = []
+        if invalid:
+            id_at = wanted["object_id"]
+            invalid_ids = [_int_field(row.text, id_at) for row in invalid]
+            first = invalid[0]
+            findings.append((first.number - 2, -1, "metadata_wrong_field_count",
+                             f"{self.where_row(fi, first.number - 2)}: {_object(invalid_ids[0])}"
+                             f"expected {first.expected_columns} fields, found {first.actual_columns}",
+                             len(invalid)))
+            dropped += [oid for oid in invalid_ids if oid is not None]
+
+        texts = {name: table.column(header[i]) for name, i in wanted.items()}
+        id_values, id_empty, id_bad = _to_numbers(texts["object_id"], types["object_id"])
+        bad_id = id_empty | id_bad
+        id_text = texts["object_id"]
+        note("metadata_bad_object_id", bad_id, wanted["object_id"],
+             lambda r: "empty object_id" if id_empty[r] else
+             f"object_id {_text(id_text, r)!r} is not an integer")
+        ids = id_values.fill_null(0).to_numpy(zero_copy_only=False)
+        keep = ~bad_id
+        missing_any, non_numeric_any = np.zeros(n, bool), np.zeros(n, bool)
+        first_missing = first_non_numeric = None
+        cols = {}
+        for name in sorted(set(wanted) - {"object_id"}, key=wanted.get):
+            pos, column_name = wanted[name], header[wanted[name]]
+            values, empty, bad = _to_numbers(texts[name], types[name])
+            empty, bad = empty & ~bad_id, bad & ~bad_id
+
+            def message(r, column_name=column_name, empty=empty, text=texts[name]):
+                said = (f"empty value in column {column_name!r}" if empty[r] else
+                        f"column {column_name!r}: {_text(text, r)!r} is not a number")
+                return f"object {ids[r]}: {said}"
+
+            if name in REQUIRED_META:
+                note("metadata_bad_target", empty | bad, pos, message)
+                keep &= ~(empty | bad)
+                dropped += ids[empty | bad].tolist()
+            else:
+                if empty.any() and (first_missing is None or _first(empty) < first_missing[0]):
+                    first_missing = (_first(empty), pos, message)
+                if bad.any() and (first_non_numeric is None or _first(bad) < first_non_numeric[0]):
+                    first_non_numeric = (_first(bad), pos, message)
+                missing_any |= empty
+                non_numeric_any |= bad
+            cols[name] = values.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls: NaN
+        for reason, mask, first in (("metadata_missing_value", missing_any, first_missing),
+                                    ("metadata_non_numeric", non_numeric_any, first_non_numeric)):
+            if first is not None:
+                r, pos, message = first
+                findings.append((int(rows[r]), pos, reason,
+                                 f"{self.where_row(fi, int(rows[r]))}: {message(r)}",
+                                 int(mask.sum())))
+        for _, _, reason, text, count in sorted(findings, key=lambda f: f[:2]):
+            problems.found(reason, text, count)
+        m = int(keep.sum())
+        out = {name: cols[name][keep] if name in cols else np.full(m, np.nan) for name in META_COLUMNS}
+        return ids[keep], out, rows[keep], np.array(dropped, np.int64), len(rows)
+
+    def where_row(self, fi: int, row: int) -> str:
+        """File and line of data row ``row`` (0-based, blank lines not counted) of file ``fi``."""
+        line = row + 2
+        for blank in self._blank_lines(fi):
+            if blank > line:
+                break
+            line += 1
         return f"{self.files[fi]}:line {line}"
+
+    def _blank_lines(self, fi: int) -> np.ndarray:
+        """Line numbers of the empty lines of file ``fi``, which the CSV parser skips (found once,
+        and only when a message needs a line)."""
+        if fi not in self._blanks:
+            self._blanks[fi] = _empty_lines(self.files[fi])
+        return self._blanks[fi]
+
+    def where(self, k: int) -> str:
+        fi, row = self.origin[k]
+        return self.where_row(int(fi), int(row))
 
     def _drop_duplicates(self, problems) -> None:
         dup = np.flatnonzero(self.ids[1:] == self.ids[:-1]) + 1
@@ -107,10 +305,11 @@ class _Metadata:
 
     def join(self, object_id: np.ndarray):
         """(found mask, per-object store metadata) for light-curve object ids."""
-        k = np.searchsorted(self.ids, object_id)
-        k = np.minimum(k, max(len(self.ids) - 1, 0))
-        found = (self.ids[k] == object_id) if len(self.ids) else np.zeros(len(object_id), bool)
         meta = empty_meta(len(object_id))
+        if len(self.ids) == 0:
+            return np.zeros(len(object_id), dtype=bool), meta
+        k = np.minimum(np.searchsorted(self.ids, object_id), len(self.ids) - 1)
+        found = self.ids[k] == object_id
         c = {name: values[k] for name, values in self.columns.items()}
         for name in ("ra", "dec", "hostgal_photoz", "hostgal_photoz_err", "mwebv"):
             meta[name][found] = c[name][found]
@@ -125,10 +324,53 @@ class _Metadata:
         return found, meta
 
 
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _text(column, r: int) -> str:
+    value = column[r].as_py()
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _int_field(text: str, position: int) -> int | None:
+    """Field ``position`` of a CSV line as an integer, if it is one (to name a row's object)."""
+    fields = text.split(",")
+    if position < len(fields) and _parses(fields[position].strip(), int):
+        return int(fields[position].strip())
+    return None
+
+
+def _empty_lines(path: Path, block: int = 1 << 24) -> np.ndarray:
+    """1-based numbers of the empty lines ('' or a lone CR) of a file, streamed in blocks."""
+    found, line, carry = [], 1, b""  # carry: the start of the unfinished line (at most 2 bytes)
+    carry_len = 0
+    with gzip_errors(path), open_bytes(path) as f:
+        while True:
+            data = f.read(block)
+            if not data:
+                break
+            nl = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+            if nl.size == 0:
+                carry, carry_len = (carry + data)[:2], carry_len + len(data)
+                continue
+            first = carry_len + int(nl[0])
+            if first == 0 or (first == 1 and (carry + data[:1])[:1] == b"\r"):
+                found.append(line)
+            starts = nl[:-1] + 1
+            lengths = nl[1:] - starts
+            cr = np.frombuffer(data, np.uint8)[starts] == 13 if starts.size else np.zeros(0, bool)
+            blank = (lengths == 0) | ((lengths == 1) & cr)
+            found.extend((line + 1 + np.flatnonzero(blank)).tolist())
+            line += nl.size
+            tail = data[int(nl[-1]) + 1:]
+            carry, carry_len = tail[:2], len(tail)
+    return np.array(found, dtype=np.int64)
+
+
 class PlasticcReader:
     """Reads PLAsTiCC light-curve CSV file(s) joined with metadata CSV file(s)."""
 
-    atomic = False  # byte ranges may cut a file (snapped to object boundaries)
     # sha256 runs ~7x faster than parsing + validating + writing a CSV byte (measured on PLAsTiCC):
     # the rank that checksums a file parses that much less of it.
     hash_speedup = 7
@@ -143,8 +385,23 @@ class PlasticcReader:
         self.survey = survey or "LSST"
         self.problems = problems
         self.chunk_bytes = int(chunk_bytes)
-        self.meta = _Metadata(self.metadata_files, problems)
-        self.csv = [CsvFile(p, problems) for p in self.files]
+        # Every rank builds the reader, so what it finds here is counted by one rank only: the
+        # one whose share starts the input (see ``read``). A 'fail' run stops here, on every rank.
+        self._setup_problems = Problems(problems.policy)
+        self.csv = [CsvFile(p, self._setup_problems) for p in self.files]
+        empty = [c.path for c in self.csv if c.empty]
+        if len(empty) == len(self.csv):
+            raise InputError(f"no objects to store: {', '.join(map(str, empty))} "
+                             f"{'has' if len(empty) == 1 else 'have'} a header line but no data rows")
+        for path in empty:
+            self._setup_problems.found("empty_file", f"{path}:line 2: no data rows after the "
+                                                     f"header line")
+        self.meta = _Metadata(self.metadata_files, self._setup_problems)
+
+    @property
+    def atomic(self) -> list[bool]:
+        """Plain files are cut into byte ranges (snapped to objects); a gzip file is read whole."""
+        return [c.compressed for c in self.csv]
 
     def input_files(self) -> list[Path]:
         return self.files + self.metadata_files
@@ -159,45 +416,42 @@ class PlasticcReader:
         return self.meta.where(int(np.searchsorted(self.meta.ids, object_id)))
 
     def read(self, pieces: list[Piece]):
+        if any(p.item == 0 and p.start == 0 for p in pieces):  # exactly one rank has this piece
+            self.problems.merge(self._setup_problems.counts, self._setup_problems.examples)
         for piece in pieces:
             csv_file = self.csv[piece.item]
-            with open(csv_file.path, "rb") as f:
-                start = csv_file.object_start(f, piece.start)
-                stop = csv_file.object_start(f, piece.stop)
-            # Plain reads, not a memory map: mapped pages would count towards the rank's resident
-            # memory for the whole file, while a block read is freed once parsed.
-            with open(csv_file.path, "rb") as source:
-                yield from self._read_range(source, csv_file, start, stop)
+            if csv_file.empty:
+                continue
+            if csv_file.compressed:
+                start, stop = csv_file.data_start, None
+            else:
+                with open(csv_file.path, "rb") as f:
+                    start = csv_file.object_start(f, piece.start)
+                    stop = csv_file.object_start(f, piece.stop)
+            yield from self._read_range(csv_file, start, stop)
 
-    def _read_range(self, source, csv_file, start, stop):
-        """Chunks of whole objects from bytes [start, stop), which begin and end at objects.
-
-        Each block is cut before the last object it (maybe partly) holds, so the parser only ever
-        sees whole objects and no rows have to be carried from one block to the next.
-        """
-        pos, row0 = start, 0
-        while pos < stop:
-            size = min(self.chunk_bytes, stop - pos)
-            while True:
-                data = _read(source, pos, size)
-                if not data:
-                    raise InputError(f"{csv_file.path}: file ended at byte {pos}, before the "
-                                     f"{stop} bytes it had when ingestion started")
-                end = len(data)
-                if pos + end >= stop:
-                    break
-                end = csv_file.last_object_start(data)
-                if end > 0:
-                    break
-                size = min(2 * size, stop - pos)  # one object fills the block: read more
+    def _read_range(self, csv_file, start, stop):
+        """Chunks of whole objects from bytes [start, stop) (``CsvFile.blocks``)."""
+        row0 = 0
+        for data, end in csv_file.blocks(start, stop, self.chunk_bytes):
             # Quote handling costs ~5% of the parse; numeric survey files rarely quote anything.
             quoted = data.find(b'"', 0, end) >= 0
             cols, row_map, n_rows = self._parse_block(memoryview(data)[:end], quoted, csv_file,
                                                       start, row0)
+            cols, row_map = self._without_dropped(cols, row_map)
             if len(cols["object_id"]):
                 yield self._chunk(cols, csv_file, start, row0, row_map)
             row0 += n_rows
-            pos += end
+
+    def _without_dropped(self, cols, row_map):
+        """Leave out the rows of objects whose metadata row was dropped (already counted there)."""
+        if not self.meta.dropped.size:
+            return cols, row_map
+        keep = ~np.isin(cols["object_id"], self.meta.dropped)
+        if keep.all():
+            return cols, row_map
+        rows = row_map if row_map is not None else np.arange(len(keep))
+        return {k: v[keep] for k, v in cols.items()}, rows[keep]
 
     def _chunk(self, cols, csv_file, start, row0, row_map) -> Chunk:
         ids = cols.pop("object_id")
@@ -255,6 +509,9 @@ class PlasticcReader:
                     include_columns=[names[i] for i in wanted.values()],
                     null_values=[""], strings_can_be_null=False))
 
+        def line(r):
+            return csv_file.line_of(start, row0 + r)
+
         try:
             table = read(types)
             bad = np.zeros(table.num_rows, dtype=bool)
@@ -262,17 +519,18 @@ class PlasticcReader:
             # Rare path: some value is not a number. Re-read as text to find and report each one.
             skipped.clear()
             invalid.clear()
-            table, bad = self._find_non_numeric(read, wanted, types, csv_file, start, row0, skipped)
+            table, bad = self._find_non_numeric(read, wanted, types, csv_file, line, skipped)
 
         if invalid:
             row = invalid[0]
-            line = csv_file.line_of(start, row0 + row.number - 1)
+            oid = csv_file.object_id_of(row.text)
             self.problems.found("wrong_field_count",
-                                f"{csv_file.path}:line {line}: expected {row.expected_columns} "
-                                f"fields, found {row.actual_columns} ({row.text[:80]!r})",
-                                len(invalid))
+                                f"{csv_file.path}:line {line(row.number - 1)}: {_object(oid)}"
+                                f"expected {row.expected_columns} fields, found {row.actual_columns} "
+                                f"({row.text[:80]!r})", len(invalid))
         n_physical = table.num_rows + len(skipped)
         physical = np.delete(np.arange(n_physical), skipped) if skipped else None
+        id_column = table.column(names[wanted["object_id"]])
         out = {}
         for name, i in wanted.items():
             column = table.column(names[i])
@@ -281,8 +539,9 @@ class PlasticcReader:
                 if nulls.any():
                     r = int(np.flatnonzero(nulls)[0])
                     row = int(physical[r]) if physical is not None else r
+                    oid = id_column[r].as_py()  # None when the id is what is empty
                     self.problems.found("missing_value",
-                                        f"{csv_file.path}:line {csv_file.line_of(start, row0 + row)}: "
+                                        f"{csv_file.path}:line {line(row)}: {_object(oid)}"
                                         f"empty value in column {names[i]!r}", int(nulls.sum()))
                     bad |= nulls
                 column = column.fill_null(0)
@@ -306,45 +565,30 @@ class PlasticcReader:
             return np.where(ok, lookup[np.clip(labels, 0, len(lookup) - 1)], -1).astype(np.int8)
         return self.bands.indices_for_letters(self.survey, labels.astype(str))
 
-    def _find_non_numeric(self, read, wanted, types, csv_file, start, row0, skipped):
+    def _find_non_numeric(self, read, wanted, types, csv_file, line, skipped):
+        """The block as text, converted column by column; each column's first value that is not a
+        number is reported with its line and object. Returns (table, mask of bad rows)."""
         pa, _ = _pa()
-        import pyarrow.compute as pc
 
-        table = read({name: pa.string() for name in wanted})
+        table = read({name: pa.binary() for name in wanted})
         bad = np.zeros(table.num_rows, dtype=bool)
         physical = np.delete(np.arange(table.num_rows + len(skipped)), skipped)
-        converted = {}
-        for name, i in wanted.items():
+        converted, ids = {}, None
+        for name, i in wanted.items():  # object_id first: the other columns' messages name it
             text = table.column(csv_file.names[i])
-            target = types[name]
-            as_null = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
-            try:
-                converted[name] = as_null.cast(target)
+            if name == "band" and not csv_file.numeric_bands:
+                converted[name] = pa.array([v.decode("utf-8", "replace") for v in text.to_pylist()],
+                                           pa.string())
                 continue
-            except pa.ArrowInvalid:
-                pass
-            values = text.to_pylist()
-            parse = int if pa.types.is_integer(target) else float
-            column_bad = np.zeros(len(values), dtype=bool)
-            for r, value in enumerate(values):
-                try:
-                    if value != "":
-                        parse(value)
-                except ValueError:
-                    column_bad[r] = True
-            r = int(np.flatnonzero(column_bad)[0])
-            line = csv_file.line_of(start, row0 + int(physical[r]))
-            kind = "an integer" if parse is int else "a number"
-            self.problems.found("non_numeric", f"{csv_file.path}:line {line}: column "
-                                f"{csv_file.names[i]!r}: {values[r]!r} is not {kind}",
-                                int(column_bad.sum()))
-            bad |= column_bad
-            cleaned = pc.if_else(pa.array(column_bad), pa.scalar(None, pa.string()), as_null)
-            converted[name] = cleaned.cast(target)
+            converted[name], _, column_bad = _to_numbers(text, types[name])
+            if name == "object_id":
+                ids = converted[name]
+            if column_bad.any():
+                r = _first(column_bad)
+                oid = None if name == "object_id" or not ids[r].is_valid else ids[r].as_py()
+                kind = "an integer" if pa.types.is_integer(types[name]) else "a number"
+                self.problems.found("non_numeric", f"{csv_file.path}:line {line(int(physical[r]))}: "
+                                    f"{_object(oid)}column {csv_file.names[i]!r}: "
+                                    f"{_text(text, r)!r} is not {kind}", int(column_bad.sum()))
+                bad |= column_bad
         return pa.table({csv_file.names[i]: converted[n] for n, i in wanted.items()}), bad
-
-
-def _read(source, pos: int, n: int) -> bytes:
-    """Bytes [pos, pos + n) of a file."""
-    source.seek(pos)
-    return source.read(n)

@@ -1,8 +1,9 @@
 """What SNANA's fields mean, shared by the FITS (HEAD/PHOT) and text (.DAT) readers.
 
 Both formats carry the same PHOT columns, the same type fields and the same header values, and
-SNANA writes the same sentinels (-9, -999) where a header value is not known. The rules live
-here once, so the two readers cannot drift apart.
+SNANA writes the same sentinels (-9, -999) where a header value is not known, and in a PHOT row
+without a measurement (FLUXCAL = FLUXCALERR = -9). The rules live here once, so the two readers
+cannot drift apart.
 """
 
 from __future__ import annotations
@@ -16,6 +17,32 @@ from snia.taxonomy import snana_code_class, snana_name_class
 PHOT_ALIASES = {k: v for k, v in OBS_ALIASES.items() if k != "object_id"}
 PHOT_REQUIRED = ("time", "band", "flux", "flux_err")
 BYTES_PER_OBS = 40  # rough in-memory size of one observation, to turn chunk_bytes into a row count
+
+
+# SNANA's "not known" values. In PHOT, FLUXCAL = FLUXCALERR = one of them marks an epoch without a
+# measurement (public SNANA simulations carry such rows): not data, and not an error either.
+MISSING_MARKERS = (-9.0, -999.0)
+MISSING_MEASUREMENT = "missing_measurement"  # the provenance's count of such rows
+
+
+def missing_measurements(flux, flux_err) -> np.ndarray:
+    """Mask of PHOT rows that SNANA marks as "no measurement" (FLUXCAL = FLUXCALERR = -9 or -999).
+    A negative error beside a real flux is not the marker: it stays a bad row."""
+    flux, flux_err = np.asarray(flux), np.asarray(flux_err)
+    return np.isin(flux_err, MISSING_MARKERS) & (flux == flux_err)
+
+
+def count_missing(problems, mask: np.ndarray, flux_err, where_first: str, object_id) -> None:
+    """Count SNANA's no-measurement rows (``mask``; ``where_first`` names the first, of object
+    ``object_id``), which the readers leave out under either policy (they are no error), so the
+    run's summary and the store's provenance say how many rows went."""
+    n = int(np.count_nonzero(mask))
+    if n:
+        marker = float(np.asarray(flux_err)[np.flatnonzero(mask)[0]])
+        problems.merge({MISSING_MEASUREMENT: n},
+                       {MISSING_MEASUREMENT: f"{where_first}: object {object_id}: FLUXCAL = "
+                                             f"FLUXCALERR = {marker:g}, SNANA's 'no measurement': "
+                                             f"row left out"})
 
 
 def is_sentinel(name: str, values) -> np.ndarray:

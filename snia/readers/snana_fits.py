@@ -3,7 +3,8 @@
 A HEAD table has one row per object; its PTROBS_MIN/PTROBS_MAX give the object's 1-based, inclusive
 row range in the PHOT table, where objects are separated by rows with MJD = -777. Work is shared in
 HEAD rows, so every object is whole in exactly one piece. Plain files are memory-mapped and only the
-PHOT rows of the objects being read are touched; gzipped files are decompressed by astropy.
+PHOT rows of the objects being read are touched; gzipped files are decompressed by astropy. PHOT rows
+SNANA marks as "no measurement" (``snana.missing_measurements``) are left out and counted.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ import numpy as np
 
 from snia.errors import InputError
 from snia.lightcurve import Chunk, empty_meta, match_columns, offsets_from_lengths
-from snia.readers.snana import BYTES_PER_OBS, PHOT_ALIASES, PHOT_REQUIRED, sentinels_to_nan, snana_class
+from snia.readers.snana import (
+    BYTES_PER_OBS,
+    PHOT_ALIASES,
+    PHOT_REQUIRED,
+    count_missing,
+    missing_measurements,
+    sentinels_to_nan,
+    snana_class,
+)
 from snia.readers.work import Piece
 from snia.taxonomy import INDEX, MISSING_CODE
 
@@ -202,8 +211,9 @@ class _FitsPair:
     def where_object(self, head_row: int, snid) -> str:
         return f"{self.head}:row {head_row + 1} (SNID {snid})"
 
-    def read(self, start: int, stop: int, max_obs: int, bands):
-        """Chunks of whole objects for HEAD rows [start, stop)."""
+    def read(self, start: int, stop: int, max_obs: int, bands, problems):
+        """Chunks of whole objects for HEAD rows [start, stop); SNANA's no-measurement rows are
+        left out (and counted in ``problems``)."""
         head = self._head_rows(start, stop)
         first, lengths = self.first[start:stop], self.lengths[start:stop]
         meta = _head_meta(head, stop - start)
@@ -213,7 +223,7 @@ class _FitsPair:
             for a, b in _batches(lengths, max_obs):
                 with _fits_errors(self.phot):
                     obs, rows = self._phot_rows(hdul, first[a:b], lengths[a:b])
-                yield self._chunk(head, meta, lengths, a, b, start, obs, rows, bands)
+                yield self._chunk(head, meta, lengths, a, b, start, obs, rows, bands, problems)
         finally:
             hdul.close()
 
@@ -256,16 +266,27 @@ class _FitsPair:
         obs = {name: np.array(block.field(column))[rows - lo] for name, column in self.phot_cols.items()}
         return obs, rows
 
-    def _chunk(self, head, meta, lengths, a, b, start, obs, rows, bands) -> Chunk:
+    def _chunk(self, head, meta, lengths, a, b, start, obs, rows, bands, problems) -> Chunk:
         time = obs["time"].astype(np.float64)
-        self._check_separators(time, rows, lengths[a:b], head["SNID"][a:b], start + a)
+        lengths = lengths[a:b]
+        snid = head["SNID"][a:b]
+        self._check_separators(time, rows, lengths, snid, start + a)
+        missing = missing_measurements(obs["flux"], obs["flux_err"])
+        if missing.any():
+            i = int(np.flatnonzero(missing)[0])
+            j = int(np.searchsorted(np.cumsum(lengths), i, side="right"))
+            count_missing(problems, missing, obs["flux_err"], f"{self.phot}:row {int(rows[i]) + 1}",
+                          snid[j])
+            object_of = np.repeat(np.arange(len(lengths)), lengths)
+            lengths = np.bincount(object_of[~missing], minlength=len(lengths)).astype(np.int64)
+            obs = {k: v[~missing] for k, v in obs.items()}
+            time, rows = time[~missing], rows[~missing]
         letters = _strings(obs["band"])
         flag = obs["flag"].astype(np.int32) if "flag" in obs else np.zeros(len(time), np.int32)
-        snid = head["SNID"][a:b]
         phot, where_object = self.phot, self.where_object
         return Chunk(
             object_id=snid.copy(),
-            offsets=offsets_from_lengths(lengths[a:b]),
+            offsets=offsets_from_lengths(lengths),
             obs={"time": time, "band": bands.indices_for_letters(self.survey, letters),
                  "flux": obs["flux"].astype(np.float32), "flux_err": obs["flux_err"].astype(np.float32),
                  "flag": flag},
@@ -360,4 +381,4 @@ class SnanaFitsReader:
         for piece in pieces:
             if piece.stop > piece.start:
                 yield from self.pairs[piece.item].read(piece.start, piece.stop, self.max_obs,
-                                                       self.bands)
+                                                       self.bands, self.problems)

@@ -3,7 +3,9 @@
 A file is a header of ``KEY: value`` lines (SURVEY, SNID, SNTYPE, RA, DECL, MWEBV, redshifts,
 SIM_* truth), then ``NOBS: n``, ``VARLIST: MJD FLT ...`` and ``n`` ``OBS:`` rows, then ``END:``.
 Files are never cut (``atomic``): each piece is one whole file, and the objects of up to
-``FILES_PER_CHUNK`` files go into one chunk to keep per-chunk overhead low.
+``FILES_PER_CHUNK`` files go into one chunk to keep per-chunk overhead low. A file that cannot be
+read as a whole (empty, no VARLIST, NOBS not matching its rows, no END, a bad header value) is one
+object's problem: ``fail`` stops naming its file and line, ``skip`` leaves the file out and counts it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ import numpy as np
 
 from snia.errors import InputError
 from snia.lightcurve import Chunk, empty_meta, match_columns, offsets_from_lengths
-from snia.readers.snana import BYTES_PER_OBS, PHOT_ALIASES, PHOT_REQUIRED, sentinels_to_nan, snana_class
+from snia.readers.snana import (
+    BYTES_PER_OBS,
+    PHOT_ALIASES,
+    PHOT_REQUIRED,
+    count_missing,
+    missing_measurements,
+    sentinels_to_nan,
+    snana_class,
+)
 from snia.readers.work import Piece
 from snia.taxonomy import INDEX, MISSING_CODE
 
@@ -33,6 +43,15 @@ HEADER_META = {
 }
 # Photo-z errors are written either after '+-' on the photo-z line or on a line of their own.
 PHOTOZ_ERR_KEYS = ("HOSTGAL_PHOTOZ_ERR",)
+
+
+class _FileProblem(InputError):
+    """A problem that makes one whole file (one object) unreadable; ``reason`` names it for the
+    skip counts."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -64,19 +83,38 @@ class _Header(dict):
         try:
             return kind(token)
         except ValueError:
-            raise InputError(f"{path}:line {line}: {token!r} is not "
-                             f"{'an integer' if kind is int else 'a number'}") from None
+            raise _FileProblem("bad_header_value",
+                               f"{path}:line {line}: {token!r} is not "
+                               f"{'an integer' if kind is int else 'a number'}") from None
+
+    def end_line(self, varlist) -> int:
+        """Where the header ends (the NOBS or VARLIST line): what a missing key's message names."""
+        found = self.text("NOBS")
+        return found[1] if found else varlist[1] if varlist else 1
 
 
-def _scan(path: Path):
-    """Split a file into its header, VARLIST, OBS rows (tokens + line numbers), and END flag."""
-    header, varlist, rows, lines, end = _Header(), None, [], [], False
+@dataclass
+class _Scan:
+    """A file split into its header, VARLIST (names, line), OBS rows (tokens + line numbers)."""
+
+    header: _Header
+    varlist: tuple[list[str], int] | None
+    rows: list[list[str]]
+    lines: list[int]
+    end: bool  # an END: line was found
+    n_lines: int  # lines read
+
+
+def _scan(path: Path) -> _Scan:
+    header, varlist, rows, lines, end, blank = _Header(), None, [], [], False, True
     try:
         f = open(path, encoding="utf-8", errors="replace")
     except OSError as exc:
         raise InputError(f"{path}: cannot open ({exc})") from None
+    n = 0
     with f:
         for n, line in enumerate(f, 1):
+            blank = blank and not line.strip()
             if line.lstrip().startswith("#"):
                 continue
             key, sep, rest = line.partition(":")
@@ -85,8 +123,9 @@ def _scan(path: Path):
             key = key.strip().upper()
             if key == "OBS":
                 if varlist is None:
-                    raise InputError(f"{path}:line {n}: OBS row before any VARLIST line (cannot "
-                                     f"tell which column is which)")
+                    raise _FileProblem("missing_varlist",
+                                       f"{path}:line {n}: OBS row before any VARLIST line (cannot "
+                                       f"tell which column is which)")
                 rows.append(rest.split())
                 lines.append(n)
             elif key == "VARLIST":
@@ -96,23 +135,29 @@ def _scan(path: Path):
                 break
             else:
                 header.setdefault(key, (rest.strip(), n))
-    return header, varlist, rows, lines, end
+    if blank:
+        raise _FileProblem("empty_file", f"{path}:line 1: empty file (no header, no observations)")
+    return _Scan(header, varlist, rows, lines, end, n)
 
 
-def _check_complete(path: Path, header: _Header, varlist, n_rows: int, end: bool) -> None:
+def _check_complete(path: Path, scan: _Scan) -> None:
     """NOBS must match the OBS rows and the file must reach END: otherwise it was cut short."""
+    header, varlist, n_rows = scan.header, scan.varlist, len(scan.rows)
     if varlist is None:
-        raise InputError(f"{path}: no VARLIST line (the OBS columns are not named)")
+        raise _FileProblem("missing_varlist", f"{path}:line {header.end_line(varlist)}: no VARLIST "
+                                              f"line (the OBS columns are not named)")
     nobs = header.number(path, "NOBS", kind=int)
     if nobs is not None and nobs != n_rows:
-        raise InputError(f"{path}: NOBS says {nobs} but {n_rows} OBS rows were found: truncated "
-                         f"or garbled file")
-    if not end:
-        raise InputError(f"{path}: no END: line after {n_rows} OBS rows: truncated file")
+        raise _FileProblem("nobs_mismatch", f"{path}:line {header.text('NOBS')[1]}: NOBS says {nobs} "
+                                            f"but {n_rows} OBS rows were found: truncated or garbled "
+                                            f"file")
+    if not scan.end:
+        raise _FileProblem("truncated_file", f"{path}:line {scan.n_lines}: no END: line after "
+                                             f"{n_rows} OBS rows: truncated file")
     nvar = header.number(path, "NVAR", kind=int)
     if nvar is not None and nvar != len(varlist[0]):
-        raise InputError(f"{path}:line {varlist[1]}: VARLIST names {len(varlist[0])} columns but "
-                         f"NVAR says {nvar}")
+        raise _FileProblem("nvar_mismatch", f"{path}:line {varlist[1]}: VARLIST names "
+                                            f"{len(varlist[0])} columns but NVAR says {nvar}")
 
 
 def _parse_numbers(tokens: list[str], kind) -> tuple[np.ndarray, np.ndarray]:
@@ -173,7 +218,11 @@ class SnanaTextReader:
     def read(self, pieces: list[Piece]):
         batch, n_obs = [], 0
         for piece in pieces:
-            obj = self._parse(self.files[piece.item])
+            try:
+                obj = self._parse(self.files[piece.item])
+            except _FileProblem as problem:
+                self.problems.found(problem.reason, str(problem))  # 'fail' raises here
+                continue
             batch.append(obj)
             n_obs += len(obj.lines)
             if len(batch) >= self.FILES_PER_CHUNK or n_obs >= self.max_obs:
@@ -183,26 +232,33 @@ class SnanaTextReader:
             yield _chunk(batch)
 
     def _parse(self, path: Path) -> _Object:
-        header, varlist, rows, lines, end = _scan(path)
-        _check_complete(path, header, varlist, len(rows), end)
+        scan = _scan(path)
+        _check_complete(path, scan)
+        header, varlist = scan.header, scan.varlist
         snid = header.number(path, "SNID", kind=int)
         if snid is None:
-            raise InputError(f"{path}: no SNID line (the object id)")
+            raise _FileProblem("missing_snid", f"{path}:line {header.end_line(varlist)}: no SNID "
+                                               f"line (the object id) in the header")
         found = header.text("SURVEY")
         survey = self.survey or (found[0].split()[0] if found and found[0].split() else None)
-        if not survey:
-            raise InputError(f"{path}: no SURVEY line; pass --survey (e.g. --survey DES) to say "
-                             f"which survey's filters FLT names")
+        if not survey:  # not one file's problem: every file needs it, and --survey gives it
+            raise InputError(f"{path}:line {header.end_line(varlist)}: no SURVEY line; pass "
+                             f"--survey (e.g. --survey DES) to say which survey's filters FLT names")
         self._lookup_check(survey, path)
-        obs, letters, lines = self._observations(path, varlist, rows, np.asarray(lines, np.int64))
+        obs, letters, lines = self._observations(path, snid, varlist, scan.rows,
+                                                 np.asarray(scan.lines, np.int64))
         obs["band"] = self.bands.indices_for_letters(survey, letters)
         cls, source = _types(path, header)
         return _Object(path, snid, obs, letters, lines, _meta(path, header), cls, source)
 
-    def _observations(self, path: Path, varlist, rows, lines):
-        """Canonical columns from OBS rows; malformed rows are reported and dropped."""
+    def _observations(self, path: Path, snid: int, varlist, rows, lines):
+        """Canonical columns from OBS rows; malformed rows are reported and dropped, and so are
+        (counted, not as an error) rows SNANA marks as "no measurement"."""
         names, varlist_line = varlist
-        cols, _ = match_columns(names, PHOT_ALIASES, PHOT_REQUIRED, f"{path}:line {varlist_line}")
+        try:
+            cols, _ = match_columns(names, PHOT_ALIASES, PHOT_REQUIRED, f"{path}:line {varlist_line}")
+        except InputError as exc:
+            raise _FileProblem("missing_column", str(exc)) from None
         wrong = np.array([len(r) != len(names) for r in rows], dtype=bool)
         good = [r for r, w in zip(rows, wrong) if not w]
         good_lines = lines[~wrong]
@@ -227,8 +283,13 @@ class SnanaTextReader:
             found.append((int(good_lines[first_bad[0]]), "non_numeric", first_bad[1],
                           int(non_numeric.sum())))
         for line, reason, text, count in sorted(found):
-            self.problems.found(reason, f"{path}:line {line}: {text}", count)
+            self.problems.found(reason, f"{path}:line {line}: object {snid}: {text}", count)
         keep = ~non_numeric
+        missing = missing_measurements(out["flux"], out["flux_err"]) & keep
+        if missing.any():
+            count_missing(self.problems, missing, out["flux_err"],
+                          f"{path}:line {int(good_lines[_first(missing)])}", snid)
+            keep &= ~missing
         letters = np.array([r[cols["band"]] for r in good], dtype=str)[keep]
         obs = {k: v[keep] for k, v in out.items()}
         if "flag" not in obs:
@@ -236,6 +297,10 @@ class SnanaTextReader:
         obs["flux"] = obs["flux"].astype(np.float32)
         obs["flux_err"] = obs["flux_err"].astype(np.float32)
         return obs, letters, good_lines[keep]
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
 
 
 def _meta(path: Path, header: _Header) -> dict[str, float]:

@@ -8,6 +8,7 @@ exactly the single-rank output. Kept apart from the package ``__init__`` so read
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -20,21 +21,27 @@ class Piece:
     stop: int
 
 
-def split_work(weights: list[int], nranks: int, rank: int, atomic: bool = False,
+def split_work(weights: list[int], nranks: int, rank: int, atomic: bool | Sequence[bool] = False,
                reserved: list[int] | None = None) -> list[Piece]:
     """This rank's contiguous share of items with the given unit counts.
 
-    With ``atomic`` an item is never cut: it goes to the rank whose range holds its first unit.
-    ``reserved[r]`` is other work rank r already has, in the same units; ranks get shares that
-    even out the totals (work + reserved).
+    An ``atomic`` item is never cut: it goes to the rank whose range holds its first unit (an empty
+    one at the very end, to the last rank). ``atomic`` is one flag for all items or one per item
+    (e.g. compressed files among plain ones). ``reserved[r]`` is other work rank r already has, in
+    the same units; ranks get shares that even out the totals (work + reserved).
     """
-    bounds = _rank_bounds(sum(weights), nranks, reserved or [0] * nranks)
+    flags = [atomic] * len(weights) if isinstance(atomic, bool) else [bool(a) for a in atomic]
+    if len(flags) != len(weights):
+        raise ValueError(f"atomic has {len(flags)} flags for {len(weights)} items")
+    total = sum(weights)
+    bounds = _rank_bounds(total, nranks, reserved or [0] * nranks)
     lo, hi = bounds[rank], bounds[rank + 1]
+    last = rank == nranks - 1
     pieces, start = [], 0
     for item, weight in enumerate(weights):
         stop = start + weight
-        if atomic:
-            if lo <= start < hi:
+        if flags[item]:
+            if lo <= start < hi or (last and start == total):
                 pieces.append(Piece(item, 0, weight))
         else:
             a, b = max(lo, start), min(hi, stop)
