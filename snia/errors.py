@@ -28,6 +28,16 @@ class ConfigError(SniaError, ValueError):
     go together); the message names the setting and, where there is one, the file."""
 
 
+class StoreError(SniaError, ValueError):
+    """A store that cannot be trusted: not readable as HDF5 (truncated, overwritten, a shard file
+    damaged or swapped) or breaking an invariant of docs/store.md; the message names the file."""
+
+
+class CheckpointError(SniaError):
+    """A checkpoint that cannot be used: unreadable (truncated, empty) or not a snia checkpoint
+    (a torch file of another structure); the message names the file."""
+
+
 class Problems:
     """Collects bad-input findings under one policy (``fail`` raises, ``skip`` counts)."""
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import read_store, synthetic_plasticc, write_plasticc
 
-from snia.errors import InputError, SniaError
-from snia.ingest import run_ingest
-from snia.store import Store
+from snia.errors import ConfigError, InputError, SniaError
+from snia.ingest import HOST, run_ingest
+from snia.store import Store, verify
 from snia.taxonomy import INDEX
 
 META = "{oid},10.0,-20.0,1,-9,0.5,0.05,0.02,90"
@@ -193,6 +199,7 @@ def test_duplicate_object_ids_across_files(tmp_path):
     with Store(tmp_path / "s.h5") as store:
         assert len(store) == 2 and list(store.lightcurve(2)["flux"]) == [-3.25, 4.0]  # first kept
         assert store.n_observations == 4
+    assert verify(tmp_path / "s.h5") == []  # the compacted shard's checksums are its own
 
 
 def test_non_contiguous_object_is_a_duplicate(tmp_path):
@@ -218,7 +225,8 @@ def test_header_only_file_has_no_objects(tmp_path):
 def test_bad_metadata_value_names_the_file(tmp_path):
     lc, meta = write_plasticc(tmp_path, GOOD, ["1,10.0,-20.0,1,-9,zero,0.05,0.02,90",
                                                META.format(oid=2)])
-    with pytest.raises(InputError, match=r"meta_lc.csv: cannot read metadata"):
+    with pytest.raises(InputError, match=r"meta_lc.csv:line 2: object 1: column 'hostgal_photoz': "
+                                         r"'zero' is not a number"):
         ingest(tmp_path, lc, meta)
 
 
@@ -246,6 +254,193 @@ def test_existing_store_is_kept_without_overwrite(tmp_path):
         ingest(tmp_path, lc, meta)
     ingest(tmp_path, lc, meta, overwrite=True)
     assert len(read_store(tmp_path / "s.h5")["objects/object_id"]) == 2
+
+
+def test_orphan_shard_folder_is_named_with_the_way_out(tmp_path):
+    lc, meta = bad_case(tmp_path, GOOD)
+    (tmp_path / "s.h5.shards").mkdir()  # e.g. the store file was deleted, its shards were not
+    with pytest.raises(SniaError) as err:
+        ingest(tmp_path, lc, meta)
+    message = str(err.value)
+    assert f"{tmp_path / 's.h5.shards'} exists without its store file s.h5" in message
+    assert "remove that folder, or pass --overwrite" in message
+    ingest(tmp_path, lc, meta, overwrite=True)
+    assert len(read_store(tmp_path / "s.h5")["objects/object_id"]) == 2
+
+
+def _dat(path, snid):
+    path.write_text(f"SURVEY: DES\nSNID: {snid}\nSNTYPE: -9\nRA: 48.0 deg\nDECL: -1.5 deg\n"
+                    "MWEBV: 0.0713\n\nNOBS: 2\nNVAR: 5\nVARLIST:  MJD  FLT FIELD   FLUXCAL   FLUXCALERR\n"
+                    "OBS: 56178.234  g NULL  -7.663e-01   1.048e+01\n"
+                    "OBS: 56178.250  r NULL   3.049e+00   7.841e+00\nEND:\n")
+    return path
+
+
+def _collision(tmp_path, case):
+    """(format, inputs, metadata, output) where the output would replace or empty an input."""
+    lc, meta = bad_case(tmp_path, GOOD)
+    plasticc = ["--format", "plasticc"]
+    if case == "lightcurve_file":
+        return plasticc, [lc], [meta], lc, [lc, meta]
+    if case == "metadata_file":
+        return plasticc, [lc], [meta], meta, [lc, meta]
+    if case == "link_to_input":
+        (tmp_path / "link.h5").symlink_to(lc)
+        return plasticc, [lc], [meta], tmp_path / "link.h5", [lc, meta]
+    if case == "dat_in_input_folder":
+        folder = tmp_path / "dat"
+        folder.mkdir()
+        dats = [_dat(folder / "a.DAT", 1), _dat(folder / "b.DAT", 2)]
+        return ["--format", "snana-text"], [folder], [], folder / "b.DAT", dats
+    # inputs inside the output's shard folder, which publishing the store replaces
+    shards = tmp_path / "s.h5.shards"
+    shards.mkdir()
+    moved = [shutil.move(lc, shards / "lc.csv"), shutil.move(meta, shards / "meta.csv")]
+    return plasticc, [moved[0]], [moved[1]], tmp_path / "s.h5", moved
+
+
+@pytest.mark.parametrize("overwrite", [True, False])
+@pytest.mark.parametrize("case", ["lightcurve_file", "metadata_file", "link_to_input",
+                                  "dat_in_input_folder", "input_in_shard_folder"])
+def test_output_that_would_replace_an_input_is_refused(tmp_path, capsys, case, overwrite):
+    from snia.cli import main
+
+    fmt, inputs, metadata, output, files = _collision(tmp_path, case)
+    before = {p: p.read_bytes() for p in files}
+    args = ["ingest", *fmt, *map(str, inputs), "-o", str(output), "--no-progress"]
+    args += ["--metadata", *map(str, metadata)] if metadata else []
+    code = main(args + (["--overwrite"] if overwrite else []))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert str(output) in err and ("is the input" in err or "is inside" in err)
+    named = [p for p in files if str(p) in err]
+    assert named, err  # the input it collides with is named too
+    assert {p: p.read_bytes() for p in files} == before  # inputs untouched
+    assert not list(tmp_path.glob(".*.tmp-*")) and not list(tmp_path.glob("*/.*.tmp-*"))
+
+
+def test_output_inside_an_input_folder_given_to_run_ingest(tmp_path):
+    lc, meta = bad_case(tmp_path, GOOD)
+    with pytest.raises(ConfigError, match=r"inside the input folder"):
+        run_ingest("plasticc", [lc], tmp_path / "s.h5", [tmp_path], progress=False)
+
+
+# ----------------------------------------------------------------------------- signals
+
+
+def _start_ingest(lc, meta, out, *extra):
+    """A real `snia ingest` process (one rank, its own process group), slowed by tiny chunks."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI", "OMPI", "SLURM", "HYDRA"))}
+    cmd = [sys.executable, "-m", "snia", "ingest", "--format", "plasticc", str(lc), "--metadata",
+           str(meta), "-o", str(out), "--no-progress", "--layout", "virtual", *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for_temporary(proc, out, timeout=120):
+    """The temporary folder of a running ingest, once its shard file is being written."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for temp in out.parent.glob(f".{out.name}.tmp-*"):
+            if (temp / "shards" / "shard-00000.h5").exists():
+                return temp
+        if proc.poll() is not None:
+            pytest.fail(f"ingest ended (exit {proc.returncode}) before it was signalled: "
+                        f"{proc.stderr.read()}")
+        time.sleep(0.01)
+    proc.kill()
+    pytest.fail("no temporary folder appeared")
+
+
+@pytest.fixture
+def big_input(tmp_path):
+    lc, meta, _ = synthetic_plasticc(tmp_path, 4000, 7)  # ~80,000 rows: seconds with tiny chunks
+    return lc, meta
+
+
+def test_sigterm_removes_the_temporary_folder(tmp_path, big_input):
+    before = sorted(p.name for p in tmp_path.iterdir())
+    proc = _start_ingest(*big_input, tmp_path / "s.h5", "--chunk-mb", "0.002")
+    temp = _wait_for_temporary(proc, tmp_path / "s.h5")
+    assert temp.name.startswith(f".s.h5.tmp-{HOST}-{proc.pid}-")  # host and pid name the owner
+    proc.send_signal(signal.SIGTERM)  # what SLURM sends at a time limit or preemption
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1].endswith("ERROR snia: ingestion stopped by SIGTERM: its "
+                                                 "temporary files were removed and no store was written")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no store, no temporaries
+
+
+def test_next_run_removes_what_a_sigkill_left(tmp_path, big_input, caplog):
+    out = tmp_path / "s.h5"
+    proc = _start_ingest(*big_input, out, "--chunk-mb", "0.002")
+    temp = _wait_for_temporary(proc, out)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert temp.exists() and not out.exists()  # a killed run never shows a store
+    # a live run's temporary (a running process of this host) and another host's are kept
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        live = tmp_path / f".s.h5.tmp-{HOST}-{sleeper.pid}-{int(time.time() * 1000)}"
+        other = tmp_path / ".s.h5.tmp-node042.cluster-123-1700000000000"
+        live.mkdir()
+        other.mkdir()
+        caplog.set_level("INFO", logger="snia.ingest")
+        result = run_ingest("plasticc", [big_input[0]], out, [big_input[1]], progress=False)
+        assert result.n_objects == 4000
+        assert not temp.exists()
+        assert live.exists() and other.exists()
+        assert f"process {sleeper.pid} of this host, which wrote it, is still running" in caplog.text
+        assert "host node042.cluster, which this host cannot check" in caplog.text
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def _reads(cmdline: Path) -> list[str]:
+    try:
+        return cmdline.read_bytes().decode(errors="replace").split("\0")
+    except OSError:  # the process ended
+        return []
+
+
+def test_a_sigterm_whose_exception_was_lost_still_stops_the_run():
+    from snia.ingest import IngestInterrupted, _Signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    with _Signals():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs here; its exception is then "lost":
+        except BaseException:  # noqa: BLE001 - as in a weakref callback or a destructor
+            pass
+        with pytest.raises(IngestInterrupted, match="stopped by SIGTERM"):
+            _Signals.check()  # what the read loop and every rank synchronisation call
+    assert signal.getsignal(signal.SIGTERM) == before  # the previous handler is back
+
+
+@pytest.mark.mpi
+def test_sigterm_to_every_rank_removes_the_temporary_folder(tmp_path, big_input, mpirun):
+    from conftest import _mpiexec
+
+    out = tmp_path / "s.h5"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    cmd = [*_mpiexec(), "-n", "2", sys.executable, "-m", "snia", "ingest", "--format", "plasticc",
+           str(big_input[0]), "--metadata", str(big_input[1]), "-o", str(out), "--no-progress",
+           "--layout", "virtual", "--chunk-mb", "0.002"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _wait_for_temporary(proc, out)
+    # srun signals every task of the step at a time limit: here every rank of this test's run
+    ranks = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/cmdline")
+             if _reads(p) and _reads(p)[:4] == [sys.executable, "-m", "snia", "ingest"]
+             and str(out) in _reads(p)]
+    assert len(ranks) == 2, ranks
+    for pid in ranks:
+        os.kill(pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "stopped by SIGTERM" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 def test_virtual_store_moves_with_its_shards(tmp_path):
@@ -315,6 +510,7 @@ def test_one_two_three_ranks_write_identical_stores(tmp_path, mpirun):
         for name in stores[1]:
             np.testing.assert_array_equal(stores[n][name], stores[1][name], err_msg=f"{n} ranks: {name}")
     assert len(list((tmp_path / "r3.h5.shards").iterdir())) == 3
+    assert verify(tmp_path / "r3.h5") == []  # one checksum part per shard, offsets made global
 
 
 @pytest.mark.mpi

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import h5py
@@ -11,7 +12,7 @@ from conftest import read_store, synthetic_plasticc
 
 from snia.bands import BandRegistry
 from snia.ingest import run_ingest
-from snia.store import Store, summarize, verify
+from snia.store import Store, StoreError, summarize, verify
 
 
 @pytest.fixture
@@ -116,3 +117,168 @@ def test_h5dump_reads_the_virtual_store_from_another_folder(store_path, tmp_path
                          capture_output=True, text=True, cwd="/", check=True).stdout
     first = list(expected)[:3]
     assert f"(0): {first[0]}, {first[1]}, {first[2]}" in out
+
+
+# ----------------------------------------------------------------------------- damaged stores
+
+
+def _shard(path):
+    return path.with_name(path.name + ".shards") / "shard-00000.h5"
+
+
+def _byte_of(path, dataset, index):
+    """File offset of element ``index`` of ``dataset``: through its chunk when chunked (shards),
+    else the dataset's contiguous storage."""
+    with h5py.File(path, "r") as f:
+        ds = f[dataset]
+        size = ds.dtype.itemsize
+        if ds.chunks is None:
+            return ds.id.get_offset() + index * size
+        first = index // ds.chunks[0] * ds.chunks[0]
+        return ds.id.get_chunk_info_by_coord((first,)).byte_offset + (index - first) * size
+
+
+def _flip(path, offset, mask=0x01):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ mask]))
+
+
+@pytest.mark.parametrize("dataset,index,byte", [
+    ("observations/flux", 17, 0),  # lowest mantissa bits: still a plausible, finite flux
+    ("objects/object_id", 4, 5),  # a large, unique id: no invariant notices
+])
+def test_verify_names_flipped_bytes_in_a_shard(store_path, dataset, index, byte):
+    path, _ = store_path
+    _flip(_shard(path), _byte_of(_shard(path), dataset, index) + byte)
+    failures = verify(path)
+    named = [f for f in failures if f.startswith(f"{dataset} in {_shard(path)}")]
+    assert named and "damaged" in named[0], failures
+    # read through the store's virtual datasets, HDF5's fletcher32 refuses the chunk
+    with Store(path) as store, pytest.raises(StoreError, match=rf"{path}: the store is corrupt"):
+        store.batch(slice(0, 25))
+
+
+def test_verify_catches_data_rewritten_through_hdf5(store_path):
+    # HDF5 recomputes its own fletcher32 on a write; only the sha256 recorded at ingest notices.
+    path, _ = store_path
+    _corrupt(path, "observations/flux", 3, 1234.5)
+    failures = verify(path)
+    assert f"observations/flux in {_shard(path)}: checksum mismatch" in " ".join(failures)
+
+
+def _single_file_copy(path, dest):
+    """The single-file layout as the collective writer makes it: contiguous datasets, each with
+    the per-rank sha256_parts (here taken over from the virtual store)."""
+    with h5py.File(path, "r") as src, h5py.File(dest, "w", libver=("v110", "latest")) as out:
+        for name in (f"{g}/{k}" for g in ("observations", "objects") for k in src[g]):
+            out.create_dataset(name, data=src[name][...]).attrs.update(src[name].attrs)
+        for name in ("bands", "taxonomy"):
+            src.copy(src[name], out, name)
+        out.attrs.update(src.attrs)
+        out.attrs["layout"] = np.bytes_(b"single")
+    return dest
+
+
+@pytest.mark.parametrize("dataset", ["observations/flux", "objects/object_id", "bands"])
+def test_verify_names_flipped_bytes_in_a_single_file_store(store_path, tmp_path, dataset):
+    path, _ = store_path
+    single = _single_file_copy(path, tmp_path / "single.h5")
+    assert verify(single) == []
+    _flip(single, _byte_of(single, dataset, 4) + 5)
+    failures = verify(single)
+    assert any(f.startswith(f"{dataset} in {single}") and "checksum mismatch" in f
+               for f in failures), failures
+
+
+def test_a_shard_from_another_store_is_refused(store_path, tmp_path):
+    path, _ = store_path
+    other = tmp_path / "other"
+    other.mkdir()
+    lc, meta, _ = synthetic_plasticc(other, 25, 5)  # same objects and counts ...
+    lc.write_text(lc.read_text().replace(".", "1.", 1))  # ... one value differs
+    run_ingest("plasticc", [lc], other / "s.h5", [meta], progress=False, split="test")
+    shutil.copy(_shard(other / "s.h5"), _shard(path))
+    with pytest.raises(StoreError, match=r"shard-00000.h5: .* is not the data the store was written with"):
+        Store(path)
+    assert any("is not the data the store was written with" in f for f in verify(path))
+
+
+def _run(capsys, *args):
+    from snia.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_damaged_lengths_are_refused_at_open_and_reported_by_verify(store_path, tmp_path, capsys):
+    path, _ = store_path
+    with h5py.File(_shard(path), "r+") as f:
+        f["objects/length"][3] += 1  # HDF5 checks pass: the value itself is wrong
+    with Store(path) as store, pytest.raises(
+            StoreError, match=rf"{path}: the store is corrupt: offsets not contiguous: object 5 \(row 4\)"):
+        store.batch(slice(0, 10))
+    code, _, err = _run(capsys, "rasterize", path, "-o", tmp_path / "img.h5", "--backend", "cpu",
+                        "--no-progress")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "offsets not contiguous" in err
+    assert not (tmp_path / "img.h5").exists()
+    failures = verify(path)  # every broken rule, no IndexError
+    text = " ".join(failures)
+    assert "offsets not contiguous" in text and "lengths add up to" in text
+    assert "objects/length in" in text and "checksum mismatch" in text
+
+
+@pytest.mark.parametrize("value", [42, -3])
+def test_type_outside_the_taxonomy_is_reported_by_info_and_verify(store_path, capsys, value):
+    path, _ = store_path
+    _corrupt(path, "objects/type", 2, value)
+    code, out, err = _run(capsys, "store", "info", path)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert f"object 3 (row 2) has type code {value}" in err and str(path) in err
+    assert "with a type outside the taxonomy table" in " ".join(verify(path))
+
+
+def test_verify_names_the_object_and_row_of_bad_observations(store_path):
+    path, _ = store_path
+    raw = read_store(path)
+    i = int(np.flatnonzero(raw["objects/length"] >= 3)[1])
+    oid, first = raw["objects/object_id"][i], int(raw["objects/offset"][i])
+    _corrupt(path, "observations/time", first, 70000.0)  # after the object's second row
+    _corrupt(path, "observations/flux_err", first + 2, -1.0)
+    text = " ".join(verify(path))
+    assert f"not in time order within their object; the first: object {oid}, observation row {first + 1}" in text
+    assert f"flux_err <= 0; the first: object {oid}, observation row {first + 2}" in text
+
+
+def _truncate(path):
+    os.truncate(path, path.stat().st_size // 2)
+
+
+def _zero_header(path):
+    with open(path, "r+b") as f:
+        f.write(bytes(512))
+
+
+@pytest.mark.parametrize("damage", [_truncate, _zero_header], ids=["truncated", "zeroed_header"])
+@pytest.mark.parametrize("which", ["store", "shard"])
+def test_damaged_files_give_one_line_not_a_traceback(store_path, tmp_path, capsys, damage, which):
+    path, _ = store_path
+    damaged = path if which == "store" else _shard(path)
+    damage(damaged)
+    for command in (["store", "info", path], ["rasterize", path, "-o", tmp_path / "img.h5",
+                                              "--backend", "cpu", "--no-progress"]):
+        code, out, err = _run(capsys, *command)
+        assert code == 2 and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1, err
+        assert "the store is corrupt" in err and str(damaged) in err
+    code, out, err = _run(capsys, "store", "verify", path)
+    assert "Traceback" not in err
+    if which == "store":  # nothing to verify: one line, as above
+        assert code == 2 and len(err.strip().splitlines()) == 1 and str(path) in err
+    else:  # the store opens: the damaged shard is a failure it reports
+        assert code == 1 and out.startswith(f"FAIL shard file {damaged} cannot be read")

@@ -1,50 +1,73 @@
 """Checking a store: ``summarize`` (the counts a survey scientist looks at first) and ``verify``
-(every invariant of docs/store.md, plus the inputs' sha256 against the provenance record).
+(every invariant of docs/store.md, the data against the checksums recorded when it was written,
+and the inputs' sha256 against the provenance record).
 
-Both read observations in bounded blocks, so they run on stores larger than memory.
+Both read observations in bounded blocks, so they run on stores larger than memory. ``verify``
+reports what it finds as a list of failures, each naming the dataset, file, object or row; only a
+store file that cannot be opened at all raises (``StoreError``).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from snia import taxonomy
+from snia.errors import StoreError
 from snia.files import sha256_of
-from snia.lightcurve import OBS_DTYPES
-from snia.store.reader import Store, missing_sources, scan
-from snia.store.schema import OBJECT_DTYPES
+from snia.store.reader import (
+    HDF5_ERRORS,
+    Store,
+    corrupt,
+    missing_sources,
+    scan,
+    source_problems,
+    structure_problems,
+    table_problems,
+    virtual_sources,
+)
+from snia.store.schema import DATASETS, dataset_sha256, read_checksum, read_parts
+
+log = logging.getLogger(__name__)
+
+VERIFY_BATCH = 1 << 16  # objects per block of the observation checks
 
 
 def summarize(path: str | Path) -> dict:
     """Counts a survey scientist checks first: objects, observations, per type/band/split, time span."""
     with Store(path) as store:
-        objs = store.objects
+        objs = store.objects  # checked on reading: type codes are inside the taxonomy
         bands = store.bands
         band_counts = np.zeros(len(bands), dtype=np.int64)
         span = [np.inf, -np.inf]
 
         def count_bands(block):
-            band_counts[:] += np.bincount(block, minlength=len(bands))[:len(bands)]
+            if block.size and (block.min() < 0 or block.max() >= len(bands)):
+                bad = block.min() if block.min() < 0 else block.max()
+                raise corrupt(store.path, f"band code {bad} in observations/band is outside the "
+                                          f"bands table (0..{len(bands) - 1})")
+            band_counts[:] += np.bincount(block, minlength=len(bands))
 
         def time_span(block):
             if block.size:
                 span[0], span[1] = min(span[0], block.min()), max(span[1], block.max())
 
-        scan(store.file["observations/band"], count_bands)
-        scan(store.file["observations/time"], time_span)
+        with store.reading("observations"):
+            scan(store.file["observations/band"], count_bands)
+            scan(store.file["observations/time"], time_span)
         types = np.bincount(objs["type"], minlength=len(taxonomy.CLASSES))
         splits = store.split_names
         split_codes, split_counts = np.unique(objs["split"], return_counts=True)
         return {
             "store": str(store.path),
-            "layout": bytes(store.file.attrs["layout"]).decode(),
+            "layout": store.layout,
             "objects": len(store),
             "observations": store.n_observations,
             "types": {taxonomy.CLASSES[i]: int(n) for i, n in enumerate(types) if n},
             "bands": {bands.bands[i].name: int(n) for i, n in enumerate(band_counts) if n},
-            "splits": {(splits[c] if c >= 0 else "none"): int(n)
+            "splits": {(splits[c] if 0 <= c < len(splits) else "none" if c == -1 else f"code {c}"): int(n)
                        for c, n in zip(split_codes, split_counts)},
             "time_span_mjd": [float(span[0]), float(span[1])],
             "ranks": store.provenance.get("ranks"),
@@ -53,69 +76,144 @@ def summarize(path: str | Path) -> dict:
 
 
 def verify(path: str | Path, check_inputs: bool = True) -> list[str]:
-    """Every structural invariant of the store; returns a list of failures (empty = valid)."""
-    import h5py
+    """Every structural invariant of the store, its data against the recorded checksums and (with
+    ``check_inputs``) its inputs against the provenance; returns a list of failures (empty = valid).
+    A store file that cannot be opened at all raises StoreError."""
+    with Store(path, check=False) as store, store.reading("its structure"):
+        return _verify(store, check_inputs)
 
-    failures: list[str] = []
-    with h5py.File(path, "r") as f:
-        failures += [f"missing shard file {p}" for p in missing_sources(f)]
-        if failures:
-            return failures
-    with Store(path) as store:
-        failures += _verify_table(store)
-        failures += _verify_observations(store)
-        if check_inputs:
-            failures += _verify_inputs(store.provenance)
+
+def _verify(store: Store, check_inputs: bool) -> list[str]:
+    failures = [f"missing shard file {p}" for p in missing_sources(store.file)]
+    if failures:
+        return failures
+    structure = structure_problems(store.file, len(store), store.n_observations)
+    sources = source_problems(store.file)
+    failures += structure + sources
+    if not structure:
+        failures += _verify_checksums(store)
+    if structure or sources:
+        return failures  # the data cannot be read as the store describes it
+    try:
+        table = table_problems(store.objects, store.n_observations) + _duplicate_ids(store)
+        failures += table
+        if not table:  # the observation checks find objects through the table
+            failures += _verify_observations(store)
+    except StoreError as exc:  # data HDF5 cannot read (already named by the checksums)
+        failures.append(str(exc))
+    if check_inputs:
+        failures += _verify_inputs(store.provenance)
     return failures
 
 
-def _verify_table(store: Store) -> list[str]:
-    out = []
-    objs = store.objects
-    n, n_obs = len(store), store.n_observations
-    sizes = {name: store.file["objects"][name].shape[0] for name in OBJECT_DTYPES}
-    out += [f"objects/{k} has {v} rows, expected {n}" for k, v in sizes.items() if v != n]
-    sizes = {name: store.file["observations"][name].shape[0] for name in OBS_DTYPES}
-    out += [f"observations/{k} has {v} rows, expected {n_obs}" for k, v in sizes.items() if v != n_obs]
-    if out:
-        return out
-    offset, length = objs["offset"], objs["length"]
-    expected = np.concatenate(([0], np.cumsum(length)[:-1]))
-    if np.any(offset != expected):
-        i = int(np.flatnonzero(offset != expected)[0])
-        out.append(f"offsets not contiguous: object {objs['object_id'][i]} (row {i}) has offset "
-                   f"{offset[i]}, expected {expected[i]}")
-    if np.any(length <= 0):
-        out.append(f"{int(np.sum(length <= 0))} object(s) with no observations")
-    if length.sum() != n_obs:
-        out.append(f"lengths add up to {length.sum()}, but the store holds {n_obs} observations")
-    ids = np.sort(objs["object_id"])
-    if np.any(ids[1:] == ids[:-1]):
-        out.append(f"object id {ids[1:][ids[1:] == ids[:-1]][0]} appears more than once")
-    bad_type = (objs["type"] < 0) | (objs["type"] >= len(taxonomy.CLASSES))
-    if bad_type.any():
-        out.append(f"{int(bad_type.sum())} object(s) with a type outside the taxonomy table")
+def _duplicate_ids(store: Store) -> list[str]:
+    ids = np.sort(store.objects["object_id"])
+    repeated = ids[1:][ids[1:] == ids[:-1]]
+    return [f"object id {repeated[0]} appears more than once"] if repeated.size else []
+
+
+def _verify_checksums(store: Store) -> list[str]:
+    """Hash every dataset again and compare with the writer's record: for a virtual store each
+    shard's datasets (their ``sha256``), else the store's datasets part by part (``sha256_parts``);
+    plus ``/bands`` and ``/taxonomy``. A read error (e.g. a chunk failing HDF5's fletcher32 check)
+    is a failure of that dataset too."""
+    import h5py
+
+    out, unrecorded = [], []
+    checks = []  # (file, dataset, None: all rows against its sha256, or (a, b, recorded sha256))
+    sources = virtual_sources(store.file)
+    for source in sources:
+        checks.append((source.path, source.dataset, None))
+    virtual = {s.dataset for s in sources}
+    for name in DATASETS:
+        if name in virtual:
+            continue
+        parts = read_parts(store.file[name])
+        if parts is None:
+            unrecorded.append(name)
+            continue
+        for start, rows, digest in parts:
+            checks.append((store.path, name, (start, start + rows, digest)))
+    for name in ("bands", "taxonomy"):
+        checks.append((store.path, name, None))
+    handles = {}
+    try:
+        for file_path, name, rows in checks:
+            where = f"{name} in {file_path}"
+            try:
+                if file_path not in handles:
+                    handles[file_path] = (store.file if file_path == store.path
+                                          else h5py.File(file_path, "r"))
+                ds = handles[file_path][name]
+                if rows is None:
+                    recorded = read_checksum(ds)
+                    if recorded is None:
+                        unrecorded.append(where)
+                        continue
+                    if dataset_sha256(ds) != recorded:
+                        out.append(f"{where}: checksum mismatch, the data changed since it was "
+                                   f"written (damaged file)")
+                else:
+                    a, b, recorded = rows
+                    if dataset_sha256(ds, a, b) != recorded:
+                        out.append(f"{where}, rows {a}..{b - 1}: checksum mismatch, the data changed "
+                                   f"since it was written (damaged file)")
+            except HDF5_ERRORS as exc:
+                out.append(f"{where}: cannot be read, the file is damaged ({exc})")
+    finally:
+        for file_path, handle in handles.items():
+            if file_path != store.path:
+                handle.close()
+    if unrecorded:
+        log.warning("%s: no checksum recorded for %d dataset(s) (e.g. %s): written by an older snia; "
+                    "their bytes are not compared", store.path, len(unrecorded), unrecorded[0])
     return out
+
+
+class _First:
+    """Counts observations breaking one rule and keeps the first as an example."""
+
+    def __init__(self, rule: str):
+        self.rule, self.count, self.example = rule, 0, None
+
+    def add(self, bad: np.ndarray, describe) -> None:
+        hits = np.flatnonzero(bad)
+        if hits.size:
+            self.count += hits.size
+            if self.example is None:
+                self.example = describe(int(hits[0]))
+
+    def message(self) -> str | None:
+        return f"{self.count} observation(s) {self.rule}; the first: {self.example}" if self.count else None
 
 
 def _verify_observations(store: Store) -> list[str]:
-    out = []
     n_bands = len(store.bands)
-    for batch in store.iter_batches(1 << 16):
-        o = batch.obs
-        if np.any((o["band"] < 0) | (o["band"] >= n_bands)):
-            out.append("band index outside the bands table")
-        if not (np.all(np.isfinite(o["flux"])) and np.all(np.isfinite(o["flux_err"]))
-                and np.all(o["flux_err"] > 0) and np.all(np.isfinite(o["time"]))):
-            out.append("non-finite time/flux/flux_err or flux_err <= 0")
+    objs = store.objects
+    band = _First(f"with a band index outside the bands table (0..{n_bands - 1})")
+    finite = _First("with non-finite time/flux/flux_err or flux_err <= 0")
+    order = _First("not in time order within their object")
+    for start in range(0, len(store), VERIFY_BATCH):
+        batch = store.batch(slice(start, min(start + VERIFY_BATCH, len(store))))
+        o, row0 = batch.obs, int(objs["offset"][start])
+
+        def at(k, batch=batch, row0=row0):  # the object and the store row of batch row k
+            j = int(np.searchsorted(batch.offsets, k, side="right") - 1)
+            return f"object {batch.object_id[j]}, observation row {row0 + k}"
+
+        band.add((o["band"] < 0) | (o["band"] >= n_bands),
+                 lambda k, o=o, at=at: f"{at(k)} has band {o['band'][k]}")
+        finite.add(~(np.isfinite(o["flux"]) & np.isfinite(o["flux_err"]) & (o["flux_err"] > 0)
+                     & np.isfinite(o["time"])),
+                   lambda k, o=o, at=at: f"{at(k)} has time {o['time'][k]}, flux {o['flux'][k]}, "
+                                         f"flux_err {o['flux_err'][k]}")
         t = o["time"]
-        inside = np.ones(len(t) - 1 if len(t) else 0, dtype=bool)
+        inside = np.ones(max(len(t) - 1, 0), dtype=bool)
         inside[batch.offsets[1:-1] - 1] = False  # pairs that straddle two objects
-        if np.any((t[1:] < t[:-1]) & inside):
-            out.append("observations not in time order within an object")
-        if out:
-            return [f"{m} (in objects {batch.object_id[0]}..{batch.object_id[-1]})" for m in out]
-    return out
+        order.add((t[1:] < t[:-1]) & inside,
+                  lambda k, t=t, at=at, row0=row0: f"{at(k + 1)} has MJD {t[k + 1]}, earlier than MJD "
+                                                   f"{t[k]} of row {row0 + k}")
+    return [m for m in (band.message(), finite.message(), order.message()) if m]
 
 
 def _verify_inputs(provenance: dict) -> list[str]:

@@ -1,22 +1,33 @@
 """Reading a store: ``Store`` gives objects and ragged batches without loading the file whole.
 
 The per-object table (a few tens of bytes per object) is read once; observations are read per
-object or per batch (one contiguous read for a slice). A virtual store whose shard files are missing
-is refused: HDF5 itself would quietly return fill values.
+object or per batch (one contiguous read for a slice). Opening checks what is cheap to check, so a
+damaged store is refused with a ``StoreError`` naming the file instead of being read wrongly:
+the datasets and their row counts; for a virtual store that its shard files exist (HDF5 itself
+would quietly return fill values), open as HDF5 and hold the datasets the store was written with
+(their recorded checksums, attributes only); and, when the object table is first read, that
+offsets are the running sum of lengths, lengths are positive and add up to the observations, and
+types are codes of the taxonomy. Any HDF5 error while reading becomes a ``StoreError`` too.
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from snia import taxonomy
 from snia.bands import BandRegistry
+from snia.errors import SniaError, StoreError
 from snia.lightcurve import OBS_DTYPES, Batch, offsets_from_lengths
-from snia.store.schema import SCHEMA_VERSION
+from snia.store.schema import DATASETS, SCHEMA_VERSION, read_checksum, read_parts
 
 SCAN_BLOCK = 1 << 24
+# what h5py raises on bytes that are not the HDF5 it expects (truncated, overwritten, swapped)
+HDF5_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError)
 
 
 def scan(ds, fn) -> None:
@@ -25,48 +36,189 @@ def scan(ds, fn) -> None:
         fn(ds[a:a + SCAN_BLOCK])
 
 
+def corrupt(path, what: str) -> StoreError:
+    """The one wording of a damaged store: the file, then what is wrong with it."""
+    return StoreError(f"{path}: the store is corrupt: {what}")
+
+
+@contextmanager
+def reading(path, what: str):
+    """Turn HDF5's errors while reading ``what`` of store ``path`` into a StoreError naming it."""
+    try:
+        yield
+    except (SniaError, FileNotFoundError, PermissionError):
+        raise  # ours, with their own message; a missing file is not a damaged one
+    except HDF5_ERRORS as exc:
+        raise corrupt(path, f"cannot read {what} ({exc})") from exc
+
+
+@dataclass(frozen=True)
+class Source:
+    """One slice of a virtual dataset: rows ``start:start + rows`` of ``dataset`` are the whole
+    dataset ``dataset`` of the shard file ``path``."""
+
+    dataset: str
+    path: Path
+    start: int
+    rows: int
+
+
+def virtual_sources(f) -> list[Source]:
+    """The shard slices behind a virtual store's datasets (empty for the single-file layout)."""
+    out = []
+    for name in DATASETS:
+        if name not in f or not f[name].is_virtual:
+            continue
+        dcpl = f[name].id.get_create_plist()  # kept alive while its dataspaces are read
+        for i in range(dcpl.get_virtual_count()):
+            path = Path(dcpl.get_virtual_filename(i))
+            if not path.is_absolute():
+                path = Path(f.filename).parent / path
+            vspace = dcpl.get_virtual_vspace(i)
+            start = int(vspace.get_regular_hyperslab()[0][0])
+            out.append(Source(name, path, start, int(vspace.get_select_npoints())))
+    return out
+
+
 def missing_sources(f) -> list[str]:
     """Shard files a virtual store points at that are not on disk (HDF5 would read fill values)."""
-    missing = set()
-    for group in ("observations", "objects"):
-        for name in f[group]:
-            ds = f[group][name]
-            if ds.is_virtual:
-                for source in ds.virtual_sources():
-                    path = Path(source.file_name)
-                    if not path.is_absolute():
-                        path = Path(f.filename).parent / path
-                    if not path.exists():
-                        missing.add(str(path))
-    return sorted(missing)
+    return sorted({str(s.path) for s in virtual_sources(f) if not s.path.exists()})
+
+
+def structure_problems(f, n_objects: int, n_obs: int) -> list[str]:
+    """Every dataset of the schema is there, with one row per object or per observation."""
+    out = [f"dataset /{name} is missing" for name in ("bands", "taxonomy") if name not in f]
+    for name in DATASETS:
+        rows = n_obs if name.startswith("observations/") else n_objects
+        if name not in f:
+            out.append(f"dataset /{name} is missing")
+        elif f[name].shape != (rows,):
+            out.append(f"{name} has {f[name].shape[0] if f[name].shape else 0} rows, expected {rows}")
+    return out
+
+
+def source_problems(f) -> list[str]:
+    """Each shard file opens as HDF5 and holds, with the rows the store maps, the data the store
+    was written with (the shard's recorded sha256 equals the store's record; attributes only)."""
+    import h5py
+
+    by_file: dict[Path, list[Source]] = {}
+    for source in virtual_sources(f):
+        by_file.setdefault(source.path, []).append(source)
+    parts = {name: {p[0]: p[2] for p in read_parts(f[name]) or []} for name in DATASETS
+             if by_file and name in f}
+    out = []
+    for path, sources in by_file.items():
+        try:
+            with h5py.File(path, "r") as shard:
+                for s in sources:
+                    if s.dataset not in shard:
+                        out.append(f"shard file {path} has no dataset {s.dataset}")
+                        continue
+                    ds = shard[s.dataset]
+                    if ds.shape != (s.rows,):
+                        out.append(f"shard file {path}: {s.dataset} has {ds.shape[0] if ds.shape else 0} "
+                                   f"rows where the store expects {s.rows} (a shard file swapped or "
+                                   f"from another store?)")
+                        continue
+                    recorded, theirs = parts[s.dataset].get(s.start), read_checksum(ds)
+                    if recorded and theirs and recorded != theirs:
+                        out.append(f"shard file {path}: {s.dataset} is not the data the store was "
+                                   f"written with (its sha256 differs from the store's record: a "
+                                   f"shard file swapped or from another store?)")
+        except HDF5_ERRORS as exc:
+            out.append(f"shard file {path} cannot be read as HDF5 ({exc})")
+    return out
+
+
+def table_problems(objects: dict[str, np.ndarray], n_obs: int) -> list[str]:
+    """The object table's cheap invariants: lengths positive, offsets their running sum, lengths
+    adding up to the observations, types codes of the taxonomy. One message per broken rule,
+    naming the first object that breaks it."""
+    ids, offset, length, types = (objects[k] for k in ("object_id", "offset", "length", "type"))
+    out = []
+    empty = np.flatnonzero(length <= 0)
+    if empty.size:
+        i = int(empty[0])
+        out.append(f"{empty.size} object(s) with no observations: object {ids[i]} (row {i}) has "
+                   f"length {length[i]}")
+    expected = offsets_from_lengths(length)
+    wrong = np.flatnonzero(offset != expected[:-1])
+    if wrong.size:
+        i = int(wrong[0])
+        out.append(f"offsets not contiguous: object {ids[i]} (row {i}) has offset {offset[i]}, "
+                   f"expected {expected[i]}")
+    if expected[-1] != n_obs:
+        out.append(f"lengths add up to {expected[-1]}, but the store holds {n_obs} observations")
+    bad = np.flatnonzero((types < 0) | (types >= len(taxonomy.CLASSES)))
+    if bad.size:
+        i = int(bad[0])
+        out.append(f"{bad.size} object(s) with a type outside the taxonomy table: object {ids[i]} "
+                   f"(row {i}) has type code {types[i]} (codes are 0..{len(taxonomy.CLASSES) - 1})")
+    return out
+
+
+def _refuse(path, problems: list[str]) -> None:
+    if problems:
+        more = f" (and {len(problems) - 1} more; see 'snia store verify')" if len(problems) > 1 else ""
+        raise corrupt(path, problems[0] + more)
 
 
 class Store:
     """Read access to a light-curve store without loading it whole.
 
     The per-object table (a few tens of bytes per object) is read on first use; observations are
-    read per object or per batch.
+    read per object or per batch. ``check=False`` skips the invariant checks (for ``verify``,
+    which reports every broken one instead of refusing at the first).
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, check: bool = True):
         import h5py
 
         self.path = Path(path)
-        self.file = h5py.File(self.path, "r")
-        version = int(self.file.attrs.get("schema_version", -1))
-        if version != SCHEMA_VERSION:
-            raise ValueError(f"{self.path}: store schema version {version}, this snia reads "
-                             f"{SCHEMA_VERSION}")
-        missing = missing_sources(self.file)
-        if missing:
+        self.check = check
+        try:
+            self.file = h5py.File(self.path, "r")
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            raise
+        except HDF5_ERRORS as exc:
+            raise corrupt(self.path, f"cannot be read as HDF5 ({exc})") from exc
+        try:
+            self._open()
+        except BaseException:
             self.file.close()
+            raise
+        self._objects: dict[str, np.ndarray] | None = None
+        self._order: np.ndarray | None = None
+        self._bands: BandRegistry | None = None
+        self._bands_present: tuple[int, ...] | None = None
+
+    def _open(self) -> None:
+        with self.reading("its root attributes"):
+            version = int(self.file.attrs.get("schema_version", -1))
+            if version == -1:
+                raise StoreError(f"{self.path} is not a snia store (no schema_version attribute)")
+            if version != SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: store schema version {version}, this snia reads "
+                                 f"{SCHEMA_VERSION}")
+            self._n_objects = int(self.file.attrs["n_objects"])
+            self._n_obs = int(self.file.attrs["n_observations"])
+        if not self.check:
+            return
+        with self.reading("its virtual datasets"):
+            missing = missing_sources(self.file)
+        if missing:
             raise FileNotFoundError(
                 f"{self.path} is a virtual store and its shard file(s) are missing ({missing[0]}"
                 f"{' ...' if len(missing) > 1 else ''}): keep the store and its "
                 f"'{self.path.name}.shards' folder together when moving or copying it")
-        self._objects: dict[str, np.ndarray] | None = None
-        self._order: np.ndarray | None = None
-        self._bands_present: tuple[int, ...] | None = None
+        with self.reading("its datasets"):
+            _refuse(self.path, structure_problems(self.file, self._n_objects, self._n_obs))
+            _refuse(self.path, source_problems(self.file))
+
+    def reading(self, what: str):
+        """Context: HDF5 errors while reading ``what`` become a StoreError naming this store."""
+        return reading(self.path, what)
 
     def close(self) -> None:
         self.file.close()
@@ -78,39 +230,62 @@ class Store:
         self.close()
 
     def __len__(self) -> int:
-        return int(self.file.attrs["n_objects"])
+        return self._n_objects
 
     @property
     def n_observations(self) -> int:
-        return int(self.file.attrs["n_observations"])
+        return self._n_obs
+
+    @property
+    def layout(self) -> str:
+        with self.reading("its root attributes"):
+            return bytes(self.file.attrs["layout"]).decode()
 
     @property
     def objects(self) -> dict[str, np.ndarray]:
         if self._objects is None:
-            self._objects = {k: self.file["objects"][k][...] for k in self.file["objects"]}
+            with self.reading("the objects table"):
+                objects = {k: self.file["objects"][k][...] for k in self.file["objects"]}
+            if self.check:
+                _refuse(self.path, table_problems(objects, self._n_obs))
+            self._objects = objects
         return self._objects
 
     @property
     def bands(self) -> BandRegistry:
-        return BandRegistry.from_table(self.file["bands"][...])
+        if self._bands is None:
+            with self.reading("the bands table"):
+                self._bands = BandRegistry.from_table(self.file["bands"][...])
+        return self._bands
 
     def bands_present(self) -> tuple[int, ...]:
         """Registry indices of the bands that have observations, in registry order (one scan of
         observations/band in bounded blocks, then cached)."""
         if self._bands_present is None:
             present = np.zeros(len(self.bands), dtype=bool)
-            scan(self.file["observations/band"], lambda block: present.__setitem__(
-                np.unique(block), True))
+
+            def mark(block):
+                codes = np.unique(block)
+                if codes.size and (codes[0] < 0 or codes[-1] >= len(present)):
+                    bad = codes[0] if codes[0] < 0 else codes[-1]
+                    raise corrupt(self.path, f"band code {bad} in observations/band is outside the "
+                                             f"bands table (0..{len(present) - 1})")
+                present[codes] = True
+
+            with self.reading("observations/band"):
+                scan(self.file["observations/band"], mark)
             self._bands_present = tuple(int(b) for b in np.flatnonzero(present))
         return self._bands_present
 
     @property
     def provenance(self) -> dict:
-        return json.loads(bytes(self.file.attrs["provenance"]).decode())
+        with self.reading("its provenance attribute"):
+            return json.loads(bytes(self.file.attrs["provenance"]).decode())
 
     @property
     def split_names(self) -> list[str]:
-        return json.loads(bytes(self.file.attrs["split_names"]).decode())
+        with self.reading("its split_names attribute"):
+            return json.loads(bytes(self.file.attrs["split_names"]).decode())
 
     def index_of(self, object_id: int) -> int:
         ids = self.objects["object_id"]
@@ -137,18 +312,19 @@ class Store:
         else:
             idx = np.asarray(selection, dtype=np.int64)
         offsets = offsets_from_lengths(objs["length"][idx])
-        obs_group = self.file["observations"]
-        if len(idx) and np.all(np.diff(idx) == 1):
-            lo = objs["offset"][idx[0]]
-            hi = lo + offsets[-1]
-            obs = {k: obs_group[k][lo:hi] for k in OBS_DTYPES}
-        else:
-            obs = {k: np.empty(offsets[-1], dtype=OBS_DTYPES[k]) for k in OBS_DTYPES}
-            for k in OBS_DTYPES:
-                ds = obs_group[k]
-                for j, i in enumerate(idx):
-                    lo = objs["offset"][i]
-                    obs[k][offsets[j]:offsets[j + 1]] = ds[lo:lo + objs["length"][i]]
+        with self.reading("observations"):
+            obs_group = self.file["observations"]
+            if len(idx) and np.all(np.diff(idx) == 1):
+                lo = objs["offset"][idx[0]]
+                hi = lo + offsets[-1]
+                obs = {k: obs_group[k][lo:hi] for k in OBS_DTYPES}
+            else:
+                obs = {k: np.empty(offsets[-1], dtype=OBS_DTYPES[k]) for k in OBS_DTYPES}
+                for k in OBS_DTYPES:
+                    ds = obs_group[k]
+                    for j, i in enumerate(idx):
+                        lo = objs["offset"][i]
+                        obs[k][offsets[j]:offsets[j + 1]] = ds[lo:lo + objs["length"][i]]
         meta = {k: objs[k][idx] for k in objs if k not in ("object_id", "offset", "length")}
         return Batch(object_id=objs["object_id"][idx], offsets=offsets, obs=obs, meta=meta)
 

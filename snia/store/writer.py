@@ -1,13 +1,16 @@
 """Writing a store: per-rank shard files, then the store file over them (virtual or collective).
 
-Each rank appends cleaned chunks to its own shard (resizable, chunked datasets; memory bounded by a
-chunk). The store file is then either HDF5 virtual datasets over the shards, written by one rank
-with stock h5py, or one file all ranks write collectively with parallel HDF5. Text attributes are
-fixed-length byte strings, so both ways can write them.
+Each rank appends cleaned chunks to its own shard (resizable, chunked datasets with HDF5's
+fletcher32 filter; memory bounded by a chunk) and checksums every dataset as it goes (sha256 of
+the bytes, an attribute of the dataset). The store file is then either HDF5 virtual datasets over
+the shards, written by one rank with stock h5py, or one file all ranks write collectively with
+parallel HDF5; either way each of its datasets records the shards' checksums as its parts, so no
+byte is hashed twice. Text attributes are fixed-length byte strings, so both ways can write them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -18,16 +21,29 @@ from snia import __version__, taxonomy
 from snia.files import atomic_path
 from snia.lightcurve import META_DTYPES, OBS_DTYPES, Batch, offsets_from_lengths
 from snia.parallel import MAX
-from snia.store.schema import OBJ_CHUNK, OBJ_FLUSH, OBJECT_DTYPES, OBS_CHUNK, SCHEMA_VERSION
-
-
-def _text_attr(text: str) -> np.bytes_:
-    # Fixed-length byte string: readable by h5dump and writable by parallel HDF5 (no vlen types).
-    return np.bytes_(text.encode("utf-8"))
+from snia.store.schema import (
+    CHECKSUM_ATTR,
+    DATASETS,
+    HASH_BLOCK,
+    OBJ_CHUNK,
+    OBJ_FLUSH,
+    OBJECT_DTYPES,
+    OBS_CHUNK,
+    PARTS_ATTR,
+    SCHEMA_VERSION,
+    parts_attr,
+    read_checksum,
+    text_attr,
+    update_digest,
+)
 
 
 class ShardWriter:
-    """Appends cleaned chunks to one rank's shard file (resizable, chunked datasets)."""
+    """Appends cleaned chunks to one rank's shard file (resizable, chunked datasets).
+
+    Every dataset is checksummed as it is written (``objects/offset`` when its values become
+    global, in ``shift_offsets``); ``close`` stores the digests as ``sha256`` attributes and
+    leaves them in ``checksums``."""
 
     def __init__(self, path: str | Path, compression: str | None = None):
         import h5py
@@ -38,13 +54,17 @@ class ShardWriter:
         self.n_objects = 0
         self._pending: list[dict] = []  # object rows not yet written (few HDF5 calls per flush)
         self._written_objects = 0
+        # offsets are checksummed once final (shift_offsets): they change when made global
+        self._digests = {name: hashlib.sha256() for name in DATASETS if name != "objects/offset"}
+        self.checksums: dict[str, str] = {}
         opts = {"compression": compression} if compression else {}
         for group, dtypes, chunk in (("observations", OBS_DTYPES, OBS_CHUNK),
                                      ("objects", OBJECT_DTYPES, OBJ_CHUNK)):
             g = self.file.create_group(group)
             for name, dtype in dtypes.items():
+                # fletcher32: HDF5 itself refuses to return a chunk whose bytes changed on disk
                 g.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(chunk,),
-                                 **opts)
+                                 fletcher32=True, **opts)
 
     def append(self, chunk: Batch) -> None:
         if chunk.n_objects == 0:
@@ -69,8 +89,12 @@ class ShardWriter:
     def _extend(self, group: str, columns: dict, start: int, n: int) -> None:
         for name, values in columns.items():
             ds = self.file[group][name]
+            values = np.asarray(values, dtype=ds.dtype)
             ds.resize((start + n,))
             ds[start:start + n] = values
+            digest = self._digests.get(f"{group}/{name}")
+            if digest is not None:
+                update_digest(digest, values)
 
     @classmethod
     def reopen(cls, path: Path, n_objects: int, n_obs: int) -> "ShardWriter":
@@ -81,18 +105,29 @@ class ShardWriter:
         self.path, self.file = Path(path), h5py.File(path, "r+")
         self.n_objects, self.n_obs = n_objects, n_obs
         self._pending, self._written_objects = [], n_objects
+        self._digests, self.checksums = {}, {}  # the other datasets' checksums are in the file
         return self
 
     def shift_offsets(self, base: int) -> None:
-        """Make object offsets global (base = observations held by lower ranks)."""
+        """Make object offsets global (base = observations held by lower ranks) and checksum them."""
         self._flush()
-        if base and self.n_objects:
-            ds = self.file["objects/offset"]
-            ds[...] = ds[...] + base
+        ds = self.file["objects/offset"]
+        digest = hashlib.sha256()
+        for a in range(0, self.n_objects, HASH_BLOCK):
+            b = min(a + HASH_BLOCK, self.n_objects)
+            values = ds[a:b]
+            if base:
+                values += base
+                ds[a:b] = values
+            update_digest(digest, values)
+        self._digests["objects/offset"] = digest
 
     def close(self) -> None:
         if self.file:
             self._flush()
+            for name, digest in self._digests.items():
+                self.file[name].attrs[CHECKSUM_ATTR] = text_attr(digest.hexdigest())
+            self.checksums = {name: read_checksum(self.file[name]) for name in DATASETS}
             self.file.close()
 
 
@@ -126,24 +161,37 @@ def compact_shard(path: Path, drop_objects: np.ndarray, compression: str | None 
 
 def root_attributes(provenance: dict, n_objects: int, n_obs: int, layout: str,
                     split_names: list[str]) -> dict:
-    return {"schema_version": SCHEMA_VERSION, "snia_version": _text_attr(__version__),
+    return {"schema_version": SCHEMA_VERSION, "snia_version": text_attr(__version__),
             "n_objects": np.int64(n_objects), "n_observations": np.int64(n_obs),
-            "layout": _text_attr(layout), "split_names": _text_attr(json.dumps(split_names)),
-            "provenance": _text_attr(json.dumps(provenance, indent=1))}
+            "layout": text_attr(layout), "split_names": text_attr(json.dumps(split_names)),
+            "provenance": text_attr(json.dumps(provenance, indent=1))}
 
 
 def _write_tables(f, bands) -> None:
-    f.create_dataset("bands", data=bands.table())
-    f.create_dataset("taxonomy", data=taxonomy.table())
+    for name, table in (("bands", bands.table()), ("taxonomy", taxonomy.table())):
+        ds = f.create_dataset(name, data=table)
+        digest = hashlib.sha256()
+        # in the dtype a reader gets back; no read here (collective writers would need a sync)
+        update_digest(digest, np.asarray(table).astype(ds.dtype))
+        ds.attrs[CHECKSUM_ATTR] = text_attr(digest.hexdigest())
+
+
+def _parts(name: str, rows: list[int], checksums: list[dict] | None) -> list[tuple[int, int, str]]:
+    """(first row, rows, sha256) of each shard's slice of dataset ``name`` (rank order)."""
+    if checksums is None:
+        return []
+    starts = np.concatenate(([0], np.cumsum(rows)[:-1])) if rows else []
+    return [(a, n, sums.get(name)) for a, n, sums in zip(starts, rows, checksums)]
 
 
 def write_virtual_store(path: Path, shards: list[tuple[Path, int, int]], bands, attrs: dict,
-                        relative_to: Path | None = None) -> None:
+                        relative_to: Path | None = None, checksums: list[dict] | None = None) -> None:
     """Write the store file whose datasets are virtual datasets over the shards.
 
     ``shards``: (shard path, n_objects, n_obs) in rank order. Source paths are stored relative to
     the store's folder (``relative_to``, default: ``path``'s folder), so the store file and its
-    shard folder move together.
+    shard folder move together. ``checksums``: each shard's {dataset: sha256} (ShardWriter's
+    ``checksums``), recorded as each store dataset's ``sha256_parts``.
     """
     import h5py
 
@@ -152,7 +200,8 @@ def write_virtual_store(path: Path, shards: list[tuple[Path, int, int]], bands, 
     with h5py.File(path, "w", libver=("v110", "latest")) as f:
         for group, dtypes, count_index in (("observations", OBS_DTYPES, 2), ("objects", OBJECT_DTYPES, 1)):
             g = f.create_group(group)
-            total = sum(s[count_index] for s in shards)
+            rows = [s[count_index] for s in shards]
+            total = sum(rows)
             for name, dtype in dtypes.items():
                 layout = h5py.VirtualLayout(shape=(total,), dtype=dtype, maxshape=(total,))
                 start = 0
@@ -162,7 +211,9 @@ def write_virtual_store(path: Path, shards: list[tuple[Path, int, int]], bands, 
                         rel = os.path.relpath(shard_path, base)
                         layout[start:start + n] = h5py.VirtualSource(rel, f"{group}/{name}", shape=(n,))
                     start += n
-                g.create_virtual_dataset(name, layout, fillvalue=_fill(dtype))
+                ds = g.create_virtual_dataset(name, layout, fillvalue=_fill(dtype))
+                if checksums is not None:
+                    ds.attrs[PARTS_ATTR] = parts_attr(_parts(f"{group}/{name}", rows, checksums))
         _write_tables(f, bands)
         f.attrs.update(attrs)
 
@@ -181,19 +232,29 @@ def write_collective_store(path: Path, comm, shard: Path, counts: tuple[int, int
     obj_base = comm.exscan(n_objects) or 0
     obs_base = comm.exscan(n_obs) or 0
     totals = (comm.allreduce(n_objects), comm.allreduce(n_obs))
+    with h5py.File(shard, "r") as src:
+        sums = {name: read_checksum(src[name]) for name in DATASETS}
+    # Every rank needs every part: attributes are written collectively, with identical values.
+    # No fletcher32 here: filters under parallel HDF5 need collective chunked writes (HDF5 >=
+    # 1.10.2), untested without a parallel h5py build; the sha256 parts cover the data.
+    everyone = comm.allgather(((n_objects, n_obs), sums))
+    obj_rows = [c[0] for c, _ in everyone]
+    obs_rows = [c[1] for c, _ in everyone]
+    shard_sums = [s for _, s in everyone]
     opts = {"compression": compression} if compression else {}
     # libver v110+: large attributes (provenance of thousands of inputs) go to dense storage.
     with h5py.File(path, "w", driver="mpio", comm=comm.mpi_comm, libver=("v110", "latest")) as f, \
             h5py.File(shard, "r") as src:
         # Structural changes are collective: every rank creates every dataset identically.
-        for group, dtypes, total, base, n, chunk in (
-                ("observations", OBS_DTYPES, totals[1], obs_base, n_obs, OBS_CHUNK),
-                ("objects", OBJECT_DTYPES, totals[0], obj_base, n_objects, OBJ_CHUNK)):
+        for group, dtypes, total, base, n, chunk, rows in (
+                ("observations", OBS_DTYPES, totals[1], obs_base, n_obs, OBS_CHUNK, obs_rows),
+                ("objects", OBJECT_DTYPES, totals[0], obj_base, n_objects, OBJ_CHUNK, obj_rows)):
             g = f.create_group(group)
             rounds = comm.allreduce(-(-n // block), op=MAX)
             for name, dtype in dtypes.items():
                 ds = g.create_dataset(name, shape=(total,), dtype=dtype,
                                       chunks=(min(chunk, max(total, 1)),) if opts else None, **opts)
+                ds.attrs[PARTS_ATTR] = parts_attr(_parts(f"{group}/{name}", rows, shard_sums))
                 for r in range(rounds):
                     a, b = min(r * block, n), min((r + 1) * block, n)
                     with ds.collective:
