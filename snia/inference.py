@@ -3,23 +3,36 @@
 A ``Member`` is one checkpoint ready to run: its network, the image spec it was trained on and its
 input scaling. Members of an ensemble each see their own images (members that share an image spec
 share one rasterization) and their probabilities are averaged. Training uses the same code for the
-teachers of a distilled model, evaluation and ``snia classify`` for their predictions.
+teachers of a distilled model, evaluation and ``snia classify`` for their predictions. A model
+runs only on data of the bands it was trained on (``check_bands``; ``--allow-other-bands`` to
+override), and a checkpoint that cannot be read is a CheckpointError naming the file.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import tempfile
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from snia.errors import ConfigError
+from snia.bands import DEFAULT_BANDS
+from snia.errors import CheckpointError, ConfigError
 from snia.ingest import run_ingest
 from snia.models import CNNConfig, LightCurveCNN
 from snia.predictions import write_predictions
 from snia.raster import RasterSpec, rasterize, to_host
+from snia.readers import expand_inputs
 from snia.store import Store
+
+log = logging.getLogger(__name__)
+
+# what a checkpoint needs to be an ensemble member (training needs more to resume)
+MEMBER_KEYS = ("model", "model_config", "spec", "norm", "train_config")
 
 
 def scalars_of(meta: dict, scale) -> np.ndarray:
@@ -37,6 +50,37 @@ def p_ia_of(logits, classes: list[str]):
     return torch.softmax(logits, dim=1)[:, classes.index("Ia")]
 
 
+def first_line(exc: BaseException) -> str:
+    """The gist of an exception in one line: its type and first sentence (torch's messages run
+    over many lines)."""
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+    gist = lines[0].split(". ")[0].rstrip(".")[:120] if lines else ""
+    return f"{type(exc).__name__}: {gist}" if gist else type(exc).__name__
+
+
+def read_checkpoint(path, keys=MEMBER_KEYS, map_location="cpu") -> dict:
+    """A checkpoint's state (``torch.load(..., weights_only=True)``) holding ``keys``. A file that
+    is not one (truncated, empty, another structure) is a CheckpointError naming it; a missing
+    file stays a FileNotFoundError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: not a readable checkpoint (an empty file)")
+    try:
+        with warnings.catch_warnings():  # torch's notes on pickle protocols, not the point here
+            warnings.simplefilter("ignore")
+            state = torch.load(path, weights_only=True, map_location=map_location)
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except Exception as exc:  # whatever reading a damaged file raises (OSError for a bad zip)
+        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or not a torch file "
+                              f"({first_line(exc)})") from None
+    missing = [k for k in keys if k not in state] if isinstance(state, dict) else list(keys)
+    if missing:
+        raise CheckpointError(f"{path}: not a snia checkpoint (it has no {', '.join(missing)})")
+    return state
+
 
 def spec_of(state: dict):
     """The RasterSpec a checkpoint was trained with."""
@@ -46,22 +90,61 @@ def spec_of(state: dict):
     return RasterSpec(**values)
 
 
+def band_names_of(state: dict) -> tuple[str, ...]:
+    """Names of the registry bands a checkpoint's ``spec.wavelengths`` lists, by band index
+    (saved by training; for older checkpoints the default registry's, where its wavelengths
+    agree)."""
+    if state.get("band_names"):
+        return tuple(state["band_names"])
+    return tuple(DEFAULT_BANDS[k].name if k < len(DEFAULT_BANDS)
+                 and abs(DEFAULT_BANDS[k].wavelength - w) < 1 else f"band {k}"
+                 for k, w in enumerate(state["spec"]["wavelengths"]))
+
+
 class Member:
     """One trained model ready for inference: the network, its image spec and input scaling."""
 
     def __init__(self, checkpoint, device="cpu"):
-        state = torch.load(checkpoint, weights_only=True, map_location="cpu")
-        model = LightCurveCNN(CNNConfig.from_dict(state["model_config"]))
-        model.load_state_dict(state["model"])
+        self.path = Path(checkpoint)
+        state = read_checkpoint(checkpoint)
+        try:
+            model = LightCurveCNN(CNNConfig.from_dict(state["model_config"]))
+            model.load_state_dict(state["model"])
+            self.spec = spec_of(state)
+            self.band_names = band_names_of(state)
+            self.mean = np.asarray(state["norm"]["mean"], dtype=np.float64)
+            self.std = np.asarray(state["norm"]["std"], dtype=np.float64)
+            self.classes = list(state.get("classes") or [])
+            self.backend = state["train_config"].get("backend", "auto")
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{checkpoint}: not a usable snia checkpoint "
+                                  f"({first_line(exc)})") from None
         # channels-last memory: ~1.5x faster convolutions for inference on CPUs (not for
         # training, where GroupNorm's backward pass is slower in it)
         self.device = torch.device(device)
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
-        self.spec = spec_of(state)
-        self.mean = np.asarray(state["norm"]["mean"])
-        self.std = np.asarray(state["norm"]["std"])
-        self.classes = list(state.get("classes") or [])
-        self.backend = state["train_config"].get("backend", "auto")
+
+    @property
+    def trained_bands(self) -> list[str]:
+        """The bands this model was trained on (their names)."""
+        return [self.band_names[b] for b in self.spec.bands]
+
+    def spec_for(self, registry) -> RasterSpec:
+        """This model's image spec for data indexed by ``registry`` (a store's bands): each of
+        its bands found by name (its image row) and every band at its own wavelength. The spec
+        itself when the registries agree (the usual case: registries only grow at the end)."""
+        names = [b.name for b in registry.bands]
+        if tuple(names) == self.band_names:
+            return self.spec
+        wavelengths = [float(b.wavelength) for b in registry.bands]
+        rows = []
+        for b in self.spec.bands:
+            name = self.band_names[b]
+            if name not in names:  # not in the data's registry: a row no observation fills
+                names.append(name)
+                wavelengths.append(self.spec.wavelengths[b])
+            rows.append(names.index(name))
+        return replace(self.spec, bands=tuple(rows), wavelengths=tuple(wavelengths))
 
 
 def load_members(checkpoints, device="cpu") -> list[Member]:
@@ -70,8 +153,35 @@ def load_members(checkpoints, device="cpu") -> list[Member]:
     classes = members[0].classes
     if any(m.classes != classes for m in members):
         raise ConfigError("ensemble members predict different classes: "
-                         f"{[m.classes for m in members]}")
+                          f"{[m.classes for m in members]}")
     return members
+
+
+def check_bands(members: list[Member], store: Store, allow_other_bands: bool = False) -> None:
+    """Refuse data with a band a model was not trained on (or, allowed, warn). A bands model has
+    no image row for such a band (DES griz into an LSST ugrizy model: empty images); a heatmap
+    model places observations by wavelength, but light at wavelengths of a band it never saw is
+    still outside what it learnt, so that is refused too. Data lacking some of the model's
+    bands run (an object need not be seen in every band), with a warning."""
+    registry = store.bands
+    data = [registry.bands[b].name for b in store.bands_present()]
+    for m in members:
+        trained = m.trained_bands
+        unseen = [b for b in data if b not in trained]
+        if unseen:
+            how = ("a bands model has no image row for them" if m.spec.kind == "bands" else
+                   "a heatmap model would see light where it never learnt any")
+            message = (f"the data's bands {data} are not the bands {m.path} was trained on "
+                       f"{trained}: it never saw {unseen} ({how})")
+            if not allow_other_bands:
+                raise ConfigError(f"{message}; use a model trained on these bands, or "
+                                  "--allow-other-bands to run it anyway")
+            log.warning("%s; running it anyway (--allow-other-bands): expect poor predictions",
+                        message)
+        absent = [b for b in trained if b not in data]
+        if absent and data:
+            log.warning("%s was trained on bands %s; the data have no observations in %s, so "
+                        "those parts of its images stay empty", m.path, trained, absent)
 
 
 def run_members(members: list[Member], batch, drawn: dict | None = None):
@@ -116,19 +226,26 @@ def ensemble_p_ia(members: list[Member], batch, drawn: dict | None = None) -> np
 
 
 def as_list(checkpoints) -> list:
-    return [checkpoints] if isinstance(checkpoints, (str, Path)) else list(checkpoints)
+    return [checkpoints] if isinstance(checkpoints, (str, Path, Member)) else list(checkpoints)
 
 
-def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bool = False):
+def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bool = False,
+                  allow_other_bands: bool = False):
     """P(Ia) (and optionally penultimate embeddings) for every object of a store.
 
-    Several checkpoints make an ensemble: their probabilities are averaged (each model sees its
-    own images; members that share an image spec share one rasterization). The embeddings are
-    the first member's."""
-    members = load_members(checkpoints)
+    Several checkpoints (or loaded Members) make an ensemble: their probabilities are averaged
+    (each model sees its own images; members that share an image spec share one rasterization).
+    The embeddings are the first member's. Data of bands a model was not trained on are refused
+    unless ``allow_other_bands`` (see check_bands)."""
+    checkpoints = as_list(checkpoints)
+    members = (checkpoints if all(isinstance(c, Member) for c in checkpoints)
+               else load_members(checkpoints))
     classes = members[0].classes
     probs, embeds, ids, types, class_probs = [], [], [], [], []
     with Store(store_path) as store:
+        check_bands(members, store, allow_other_bands)
+        for m in members:
+            m.spec = m.spec_for(store.bands)
         for batch in store.iter_batches(batch_size):
             outputs = run_members(members, batch)
             p_ia, c_probs = mean_probabilities(outputs, classes)
@@ -149,21 +266,42 @@ def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bo
     return out
 
 
-def classify(checkpoints, inputs, out_csv, fmt: str | None = None, metadata=(), survey=None) -> int:
+def classify(checkpoints, inputs, out_csv, fmt: str | None = None, metadata=(), survey=None,
+             allow_other_bands: bool = False) -> int:
     """P(Ia) for every object of a store, or of raw survey files (ingested to a temporary store
-    first, with the default checks). Returns the number of objects classified."""
+    first, with the default checks). Returns the number of objects classified. The output
+    folder, the inputs and the checkpoints are checked before any work."""
     import h5py
 
+    check_output_folder(out_csv)
     inputs = [Path(p) for p in inputs]
+    for path in [*inputs, *map(Path, metadata)]:
+        if not path.exists():
+            raise ConfigError(f"input {path} does not exist")
     is_store = len(inputs) == 1 and inputs[0].is_file() and h5py.is_hdf5(inputs[0])
+    if not is_store:
+        if fmt is None:
+            raise ConfigError("raw input needs --format (plasticc, snana-fits or snana-text)")
+        try:
+            inputs = expand_inputs(inputs, fmt)
+        except FileNotFoundError as exc:  # a folder without files of the format
+            raise ConfigError(str(exc)) from None
+    members = load_members(checkpoints)
     with tempfile.TemporaryDirectory() as tmp:
         store = inputs[0]
         if not is_store:
-            if fmt is None:
-                raise ConfigError("raw input needs --format (plasticc, snana-fits or snana-text)")
             store = Path(tmp) / "input.h5"
             run_ingest(fmt, inputs, store, metadata, survey=survey, progress=False)
-        pred = predict_store(checkpoints, store)
+        pred = predict_store(members, store, allow_other_bands=allow_other_bands)
     write_predictions(out_csv, pred["object_id"], pred["p_ia"], pred["type"],
                       pred.get("classes", ()), pred.get("class_probs"))
     return len(pred["object_id"])
+
+
+def check_output_folder(path) -> None:
+    """Refuse an output file whose folder is missing or not writable, before the work."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise ConfigError(f"cannot write {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {path}: folder {folder} is not writable")

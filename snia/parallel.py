@@ -3,7 +3,8 @@
 One table (``LAUNCHERS``) of the variables through which torchrun, mpiexec (Open MPI, MPICH/PMI,
 PMIx) and srun announce a process's rank, the world size and its rank on the node; ingestion and
 training read it alike (``dist_from_env``). Training then shares the node's CPU cores among its
-ranks (``share_cpu_threads``) and joins a torch process group (``init_distributed``).
+ranks (``share_cpu_threads``) and joins a torch process group (``init_distributed``) at a port of
+its own (``rendezvous``: torchrun's, one from the SLURM job, or a free one rank 0 shares over MPI).
 
 A plain ``snia ingest`` runs as one rank with no MPI at all. Under ``mpiexec``/``srun`` the launcher's
 environment says how many ranks to expect; if mpi4py then reports fewer (missing, or built against a
@@ -84,18 +85,79 @@ def share_cpu_threads(env=os.environ) -> int:
     return threads
 
 
+class LaunchError(RuntimeError):
+    """The ranks cannot meet: no rendezvous port known, or it cannot be opened (the message says
+    what to set)."""
+
+
+# srun: ports from the job and step ids, below Linux's ephemeral range (32768-60999), where
+# the kernel hands out ports to outgoing connections
+SLURM_PORTS = (20000, 12000)  # first port, how many
+
+
+def rendezvous(dist: Dist, env=os.environ) -> tuple[str, int]:
+    """Where this job's ranks meet (MASTER_ADDR, MASTER_PORT), the same on every rank and unique
+    to the job: never a fixed port, since a second job on the node would then die with EADDRINUSE
+    or, worse, join the first job's process group.
+
+    - MASTER_PORT set (torchrun always sets it, or a user): respected as given;
+    - srun: a port from the SLURM job and step ids (the steps of one job may run side by side),
+      at the launch node;
+    - mpiexec: a free port picked by rank 0 and broadcast over MPI with rank 0's host name;
+    - else a LaunchError asking for MASTER_PORT."""
+    addr = env.get("MASTER_ADDR")
+    if env.get("MASTER_PORT"):
+        if not env["MASTER_PORT"].isdigit():
+            raise LaunchError(f"MASTER_PORT must be a port number, not {env['MASTER_PORT']!r}")
+        return addr or "127.0.0.1", int(env["MASTER_PORT"])
+    if dist.launcher == "srun" and env.get("SLURM_JOB_ID", "").isdigit():
+        step = env.get("SLURM_STEP_ID", "0")
+        key = int(env["SLURM_JOB_ID"]) * 64 + (int(step) if step.isdigit() else 0)
+        first, count = SLURM_PORTS
+        return addr or env.get("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1"), first + key % count
+    if dist.launcher == "mpiexec":
+        import socket
+
+        try:
+            comm = world()
+        except RuntimeError as exc:
+            raise LaunchError(f"{exc}; or set MASTER_PORT (a free port, the same for every rank) "
+                              "and MASTER_ADDR (rank 0's host)") from None
+        if comm.size != dist.world:
+            raise LaunchError(f"mpiexec started {dist.world} ranks but MPI sees {comm.size}; set "
+                              "MASTER_PORT (a free port, the same for every rank) and MASTER_ADDR")
+        here = socket.gethostname()
+        host, port = comm.bcast((here, free_port()) if comm.rank == 0 else None)
+        return addr or ("127.0.0.1" if host == here else host), port
+    raise LaunchError(f"{dist.world} ranks ({dist.launcher}) but no rendezvous port: set MASTER_PORT "
+                      "(a free port, the same for every rank) and MASTER_ADDR (rank 0's host)")
+
+
+def free_port() -> int:
+    """A TCP port free on this host now (the OS picks it; the process group opens it moments
+    later)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
 def init_distributed(dist: Dist, device) -> None:
-    """Join the torch process group (no-op for one rank). MASTER_ADDR/PORT default to values every
-    rank derives alike: the SLURM launch node and a port from the job id, else localhost:29500."""
+    """Join the torch process group (no-op for one rank), meeting at ``rendezvous(dist)``."""
     if dist.world == 1:
         return
     import torch.distributed as td
 
-    os.environ.setdefault("MASTER_ADDR", os.environ.get("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1"))
-    job = os.environ.get("SLURM_JOB_ID")
-    os.environ.setdefault("MASTER_PORT", str(20000 + int(job) % 20000) if job else "29500")
-    td.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=dist.rank,
-                          world_size=dist.world)
+    addr, port = rendezvous(dist)
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = addr, str(port)
+    try:
+        td.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=dist.rank,
+                              world_size=dist.world)
+    except td.DistNetworkError as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        raise LaunchError(f"rank {dist.rank} cannot open the rendezvous at {addr}:{port} ({reason}): "
+                          "another job may hold the port; set MASTER_PORT to a free one") from None
 
 
 class SerialComm:
@@ -187,3 +249,37 @@ def world():
 def raw_comm(comm):
     """mpi4py communicator for h5py's mpio driver (only for MPIComm)."""
     return comm.mpi_comm
+
+
+# ----------------------------------------------------------------------------- torch collectives
+# (no-ops for one rank; torch imported only where there are ranks to talk to)
+
+
+def all_reduce_sum(values: list, dist: Dist, device) -> list:
+    """Sums over ranks (of sums and counts: never average per-rank averages)."""
+    if dist.world == 1:
+        return values
+    import torch
+    import torch.distributed as td
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    td.all_reduce(t)
+    return t.tolist()
+
+
+def all_gather(obj, dist: Dist) -> list:
+    """Every rank's ``obj``, in rank order, on every rank."""
+    if dist.world == 1:
+        return [obj]
+    import torch.distributed as td
+
+    parts = [None] * dist.world
+    td.all_gather_object(parts, obj)
+    return parts
+
+
+def barrier(dist: Dist) -> None:
+    if dist.world > 1:
+        import torch.distributed as td
+
+        td.barrier()

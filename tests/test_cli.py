@@ -62,3 +62,36 @@ def test_bad_settings_are_one_line_and_exit_2(tmp_path, capsys):
     assert cli.main(["classify", str(raw), "--checkpoint", str(tmp_path / "m.pt"),
                      "-o", str(tmp_path / "p.csv")]) == cli.EXIT_BAD_INPUT
     assert "raw input needs --format" in capsys.readouterr().err
+
+
+def error_line(err: str) -> str:
+    """The one line main logged for a snia error: last, whole, no traceback."""
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and " ERROR " in lines[-1], err
+    return lines[-1]
+
+
+def test_classify_on_a_missing_path_is_one_line_exit_2(tmp_path, capsys):
+    for extra in ([], ["--format", "plasticc"], ["--format", "snana-text"]):
+        missing = tmp_path / "nowhere.h5"
+        assert cli.main(["classify", str(missing), *extra, "--checkpoint", str(tmp_path / "m.pt"),
+                         "-o", str(tmp_path / "p.csv")]) == cli.EXIT_BAD_INPUT, extra
+        line = error_line(capsys.readouterr().err)
+        assert str(missing) in line and "does not exist" in line, extra
+    assert cli.main(["classify", str(tmp_path), "--format", "snana-text", "--checkpoint",
+                     str(tmp_path / "m.pt"), "-o", str(tmp_path / "p.csv")]) == cli.EXIT_BAD_INPUT
+    line = error_line(capsys.readouterr().err)  # a folder without files of the format
+    assert str(tmp_path) in line and "no *.DAT files" in line
+
+
+def test_unknown_training_setting_and_raw_input_without_format_are_one_line(tmp_path, capsys):
+    config = tmp_path / "settings.yaml"
+    config.write_text("train:\n  model: {width: 3}\n")
+    assert cli.main(["train", str(tmp_path / "none.h5"), "-o", str(tmp_path / "run"),
+                     "--config", str(config)]) == cli.EXIT_BAD_INPUT
+    assert "unknown setting(s) under 'model' ['width']" in error_line(capsys.readouterr().err)
+    raw = tmp_path / "lc.csv"
+    raw.write_text("object_id,mjd,passband,flux,flux_err\n")
+    assert cli.main(["classify", str(raw), "--checkpoint", str(tmp_path / "m.pt"),
+                     "-o", str(tmp_path / "p.csv")]) == cli.EXIT_BAD_INPUT
+    assert "raw input needs --format" in error_line(capsys.readouterr().err)

@@ -3,7 +3,8 @@
 Conv blocks (two 3x3 convolutions with GroupNorm and ReLU, then 2x2 max pooling), global average
 pooling, and a small head that also sees per-object scalars (host photo-z, its error, log10 of the
 flux scale the image was divided by). GroupNorm, not BatchNorm: its statistics do not depend on how
-a global batch is split over data-parallel ranks, so N ranks train exactly like one.
+a global batch is split over data-parallel ranks; and dropout keyed per sample (``KeyedDropout``),
+not drawn from each rank's RNG: so N ranks train exactly like one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+from snia.models.dropout import KeyedDropout
 
 
 @dataclass
@@ -51,14 +54,17 @@ class LightCurveCNN(nn.Module):
                                         for a, b in zip(widths[:-1], widths[1:])))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.embedding = nn.Sequential(
-            nn.Linear(widths[-1] + config.n_scalars, config.hidden), nn.ReLU(),
-            nn.Dropout(config.dropout))
+            nn.Linear(widths[-1] + config.n_scalars, config.hidden), nn.ReLU())
+        self.dropout = KeyedDropout(config.dropout)  # no parameters: checkpoints keep their keys
         self.head = nn.Linear(config.hidden, config.n_classes)
 
-    def embed(self, images: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
-        """The penultimate representation (for t-SNE plots)."""
+    def embed(self, images: torch.Tensor, scalars: torch.Tensor,
+              keys: torch.Tensor | None = None) -> torch.Tensor:
+        """The penultimate representation (for t-SNE plots). ``keys``: one per sample
+        (``snia.models.sample_keys``), needed in training with dropout."""
         x = self.pool(self.features(images)).flatten(1)
-        return self.embedding(torch.cat([x, scalars], dim=1))
+        return self.dropout(self.embedding(torch.cat([x, scalars], dim=1)), keys)
 
-    def forward(self, images: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(images, scalars))
+    def forward(self, images: torch.Tensor, scalars: torch.Tensor,
+                keys: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.embed(images, scalars, keys))

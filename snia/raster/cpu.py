@@ -26,7 +26,8 @@ _KERNELS = {}
 
 
 def kernels() -> dict:
-    """Compile the CPU kernels once per process (numba caches them on disk too)."""
+    """Compile the CPU kernels once per process (numba caches them on disk too). They release the
+    GIL (nogil), so training can draw the next batch in a thread while the model steps."""
     if _KERNELS:
         return _KERNELS
     import numba
@@ -38,13 +39,13 @@ def kernels() -> dict:
     heatmap_pixel = m.heatmap_pixel  # the CPU bands kernel scatters instead of bands_pixel
     finish_bands, finish_heatmap = m.finish_bands, m.finish_heatmap
 
-    @numba.njit(parallel=True, cache=True)
+    @numba.njit(parallel=True, cache=True, nogil=True)
     def prepare(offsets, time, flux, err, mode, snr, t_ref, scale):
         for i in numba.prange(len(offsets) - 1):
             t_ref[i] = object_reference(time, flux, err, offsets[i], offsets[i + 1], mode, snr)
             scale[i] = object_scale(flux, offsets[i], offsets[i + 1])
 
-    @numba.njit(parallel=True, cache=True)
+    @numba.njit(parallel=True, cache=True, nogil=True)
     def bands(offsets, time, band, flux, err, t_ref, scale, zfac, row_of_band, t_before, dt, out):
         # One object per thread: scatter its observations into per-object sums (a single pass,
         # no search), then finish every pixel with the shared math.
@@ -64,7 +65,7 @@ def kernels() -> dict:
                     out[i, 0, r, j], out[i, 1, r, j], out[i, 2, r, j] = finish_bands(
                         ivar[r, j], wflux[r, j], scale[i])
 
-    @numba.njit(parallel=True, cache=True)
+    @numba.njit(parallel=True, cache=True, nogil=True)
     def heatmap(offsets, time, wave, flux, err, t_ref, scale, zfac, t_before, dt, wave_min, dwave,
                 sigma_t, sigma_l, support, out):
         for i in numba.prange(len(offsets) - 1):

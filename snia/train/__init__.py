@@ -19,10 +19,12 @@ import logging
 
 import torch
 
-from snia.parallel import Dist, dist_from_env, init_distributed, share_cpu_threads
+from snia.errors import ConfigError
+from snia.parallel import Dist, LaunchError, barrier, dist_from_env, init_distributed, share_cpu_threads
 from snia.train.config import TASKS, DistillConfig, TrainConfig, settings_from_file
 from snia.train.data import TrainingData, local_batches, split_objects
-from snia.train.trainer import BEST, CHECKPOINT, HISTORY, Trainer, barrier
+from snia.train.run_folder import BEST, CHECKPOINT, HISTORY
+from snia.train.trainer import Trainer
 
 __all__ = ["BEST", "CHECKPOINT", "HISTORY", "TASKS", "DistillConfig", "TrainConfig", "Trainer",
            "TrainingData", "barrier", "close", "local_batches", "open_trainer", "run_training",
@@ -47,7 +49,10 @@ def open_trainer(store_path, out_dir, cfg: TrainConfig, dist: Dist | None = None
     """This rank's Trainer: device, process group, training data, model. ``close()`` it."""
     dist = dist or dist_from_env()
     device = device_for(dist)
-    init_distributed(dist, device)
+    try:
+        init_distributed(dist, device)
+    except LaunchError as exc:  # what to set, in one line
+        raise ConfigError(str(exc)) from None
     log.info("rank %d of %d (started by %s) on %s", dist.rank, dist.world, dist.launcher, device)
     data = TrainingData(store_path, cfg, device)
     try:

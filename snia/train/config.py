@@ -83,6 +83,8 @@ class TrainConfig:
             RasterSpec(kind=self.kind, **self.raster)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"raster: {exc}") from None
+        if not 0 <= self.model.dropout < 1:
+            raise ConfigError(f"model dropout must be in [0, 1), not {self.model.dropout}")
         self.types = list(self.types)
         self.distill.teachers = [str(t) for t in self.distill.teachers]
         if self.distill.teachers and self.task != "binary":
@@ -122,7 +124,7 @@ def _without_runtime(values: dict) -> dict:
 
 def same_training(saved: dict, cfg: TrainConfig) -> bool:
     """Whether a checkpoint's saved settings are these settings (run-time choices aside)."""
-    return _without_runtime(saved) == cfg.resume_key()
+    return isinstance(saved, dict) and _without_runtime(saved) == cfg.resume_key()
 
 
 def _refuse_unknown(values: dict, cls, what: str, excluded=()) -> None:

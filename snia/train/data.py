@@ -5,11 +5,14 @@ list of store indices becomes tensors (augmented, rasterized, with targets).
 
 Reproducible by construction: the split depends only on the object ids and the seed (a hash, not
 an order); the order of objects is torch's DistributedSampler permutation of (seed, epoch); each
-object's augmentation draws from an RNG keyed by (seed, epoch, object index).
+object's augmentation draws from an RNG keyed by (seed, epoch, object); its dropout masks are
+keyed by (seed, epoch, store index) (``snia.models.KeyedDropout``, keys from ``sample_keys``).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +21,14 @@ import torch
 from snia.augment import augment, wide_survey_noise
 from snia.errors import ConfigError
 from snia.inference import ensemble_p_ia, load_members, scalars_of
+from snia.parallel import local_ranks
 from snia.raster import rasterize, spec_for_store, to_host
 from snia.store import Store
+from snia.store.resident import ResidentStore, fits, resident_bytes
 from snia.taxonomy import INDEX, class_list, class_targets, labels_of
 from snia.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 def split_objects(object_id: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
@@ -65,6 +72,19 @@ def load_teachers(checkpoints: list, device) -> list:
     return teachers
 
 
+def resident_or_store(store, share: float = 0.5):
+    """The store's observations in memory when they take at most ``share`` of the memory
+    available to each of this node's ranks (a batch is then a vectorised gather), else the store
+    itself (each batch read from HDF5: slower, any size)."""
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / local_ranks()
+    if not fits(store, share * available):
+        log.warning("%s: %.1f GB of observations do not fit in memory beside the other ranks: "
+                    "reading each batch from the store (slower)", store.path,
+                    resident_bytes(store) / 1e9)
+        return store
+    return ResidentStore(store)
+
+
 class TrainingData:
     """A store's training and validation objects and everything derived from them (see the
     module docstring); ``tensors()`` makes a batch."""
@@ -73,7 +93,11 @@ class TrainingData:
         self.cfg, self.device = cfg, device
         self.teachers = load_teachers(cfg.distill.teachers, device)  # before opening the store
         self.store = Store(store_path)
+        self.source = resident_or_store(self.store)  # where batches are gathered from
         self.spec = spec_for_store(self.store, cfg.kind, **cfg.raster)
+        # names of the registry bands the spec's wavelengths list (kept with the model, so that
+        # inference can tell data of other bands)
+        self.band_names = tuple(b.name for b in self.store.bands.bands)
         objects = self.store.objects
         known = objects["type"] != INDEX["unknown"]  # 'unknown' has no label to learn
         if cfg.types:
@@ -116,11 +140,11 @@ class TrainingData:
         """Images, scalars and targets of a batch, in the order of ``indices``. The target is
         the label, or with teachers in training (label, teachers' P(Ia)) on the same images."""
         order = np.argsort(indices)  # sorted reads from the store, then back to sampler order
-        batch = self.store.batch(indices[order])
+        batch = self.source.batch(indices[order])
         inverse = np.argsort(order)
         if train and self.cfg.augment.enabled:
-            batch = augment(batch, indices[order], epoch, self.cfg.seed, self.cfg.augment,
-                            self.spec.wavelengths, self.noise_floor)
+            batch = augment(batch, epoch, self.cfg.seed, self.cfg.augment, self.spec.wavelengths,
+                            self.noise_floor)
         images = rasterize(batch, self.spec, self.cfg.backend)
         pixels, scale = to_host(images.images), to_host(images.scale)
         x = torch.as_tensor(pixels)[inverse].to(self.device)

@@ -1,0 +1,73 @@
+"""The augmentation on the CPU: Numba kernels, objects in parallel, over the shared per-object math.
+
+Two passes: the number of observations each object keeps (so every object's output place is
+known: an exclusive cumulative sum), then every object's variant written in place.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import float64 as f64
+
+from snia.augment.shared import augment_math
+from snia.lightcurve import Batch, offsets_from_lengths
+
+# The shared math compiled for the CPU, as module globals: the kernels below reference them as
+# globals, so Numba's on-disk cache of the kernels is found again by the next process (kernels
+# that reference closure variables are compiled anew in every process, ~10 s).
+_math = augment_math(numba.njit)
+kept_count, write_object = _math.kept_count, _math.write_object
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def count(offsets, keys, ddf, seed, epoch, drop_fraction, out):
+    for i in numba.prange(len(keys)):
+        out[i] = kept_count(seed, epoch, keys[i], ddf[i], drop_fraction, offsets[i + 1] - offsets[i])
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def write(offsets, out_offsets, keys, ddf, z, z_err, time, band, flux, err, band_wave, floor,
+          has_floor, seed, epoch, drop_fraction, time_shift, flux_noise, redshift_probability,
+          redshift_max, detection_trigger, redshift_tries, out_time, out_band, out_flux, out_err,
+          out_wave, out_z, out_z_err):
+    for i in numba.prange(len(keys)):
+        moved, z_new, stretch = write_object(
+            seed, epoch, keys[i], ddf[i], f64(z[i]), offsets[i], offsets[i + 1], out_offsets[i],
+            time, band, flux, err, band_wave, floor, has_floor, drop_fraction, time_shift,
+            flux_noise, redshift_probability, redshift_max, detection_trigger, redshift_tries,
+            out_time, out_band, out_flux, out_err, out_wave)
+        out_z[i] = z_new if moved else z[i]
+        out_z_err[i] = z_err[i] * stretch
+
+
+def augment_cpu(batch: Batch, epoch: int, seed: int, cfg, band_wave, floor=None) -> Batch:
+    n = len(batch)
+    offsets = np.ascontiguousarray(batch.offsets, dtype=np.int64)
+    keys = np.ascontiguousarray(batch.object_id, dtype=np.int64)
+    meta = dict(batch.meta)
+    ddf = np.ascontiguousarray(meta["ddf"] if "ddf" in meta else np.zeros(n), dtype=np.int8)
+    counts = np.empty(n, dtype=np.int64)
+    count(offsets, keys, ddf, seed, epoch, float(cfg.drop_fraction), counts)
+    out_offsets = offsets_from_lengths(counts)
+    total = int(out_offsets[-1])
+    obs = {"time": np.empty(total), "band": np.empty(total, np.int8),
+           "flux": np.empty(total, np.float32), "flux_err": np.empty(total, np.float32),
+           "wave": np.empty(total, np.float32), "flag": np.zeros(total, np.int32)}
+    z = np.asarray(meta["hostgal_photoz"], dtype=np.float32)
+    z_err = np.asarray(meta["hostgal_photoz_err"], dtype=np.float32)
+    meta["hostgal_photoz"], meta["hostgal_photoz_err"] = np.empty_like(z), np.empty_like(z_err)
+    has_floor = floor is not None
+    floor = np.asarray(floor if has_floor else np.zeros(len(band_wave)), dtype=np.float64)
+    write(offsets, out_offsets, keys, ddf, z, z_err,
+               np.ascontiguousarray(batch.obs["time"], dtype=np.float64),
+               np.ascontiguousarray(batch.obs["band"], dtype=np.int8),
+               np.ascontiguousarray(batch.obs["flux"], dtype=np.float32),
+               np.ascontiguousarray(batch.obs["flux_err"], dtype=np.float32),
+               np.asarray(band_wave, dtype=np.float64), floor, has_floor, seed, epoch,
+               float(cfg.drop_fraction), float(cfg.time_shift), float(cfg.flux_noise),
+               float(cfg.redshift_probability), float(cfg.redshift_max),
+               bool(cfg.detection_trigger), int(cfg.redshift_tries), obs["time"], obs["band"],
+               obs["flux"], obs["flux_err"], obs["wave"], meta["hostgal_photoz"],
+               meta["hostgal_photoz_err"])
+    return Batch(batch.object_id, out_offsets, obs, meta)

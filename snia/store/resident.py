@@ -1,0 +1,63 @@
+"""A store held in memory: the observation columns a model needs, read once in large contiguous
+blocks, so that a training batch is a vectorised gather instead of scattered HDF5 reads.
+
+On a GPU the columns can live in device memory (``xp=cupy``): gathering, augmenting and
+rasterizing a batch then never leaves the device. ``fits`` says whether a store's columns fit a
+memory budget; a store that does not is read per batch from HDF5 instead (``Store.batch``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snia.lightcurve import OBS_DTYPES, Batch, offsets_from_lengths
+
+COLUMNS = ("time", "band", "flux", "flux_err")  # what augmentation and images read
+READ_BLOCK = 1 << 24  # observations per contiguous read
+
+
+def resident_bytes(store, columns=COLUMNS) -> int:
+    """Memory the columns of a store take when resident."""
+    per_obs = sum(np.dtype(OBS_DTYPES[k]).itemsize for k in columns)
+    return store.n_observations * per_obs
+
+
+def fits(store, budget_bytes: float, columns=COLUMNS) -> bool:
+    return resident_bytes(store, columns) <= budget_bytes
+
+
+class ResidentStore:
+    """The light curves of a ``Store`` in memory; ``batch(indices)`` as ``Store.batch`` does."""
+
+    def __init__(self, store, xp=np, columns=COLUMNS):
+        objects = store.objects
+        self.xp = xp
+        self.object_id = objects["object_id"]
+        self.offset = objects["offset"].astype(np.int64)
+        self.length = objects["length"].astype(np.int64)
+        self.meta = {k: v for k, v in objects.items() if k not in ("object_id", "offset", "length")}
+        self.obs = {k: np.empty(store.n_observations, OBS_DTYPES[k]) for k in columns}
+        start = 0
+        while start < len(self.object_id):  # whole objects, about READ_BLOCK observations a read
+            stop = int(np.searchsorted(self.offset, self.offset[start] + READ_BLOCK, "right"))
+            stop = max(stop, start + 1)
+            block = store.batch(slice(start, stop))
+            lo = int(self.offset[start])
+            for k in columns:
+                self.obs[k][lo:lo + len(block.obs[k])] = block.obs[k]
+            start = stop
+        self.obs = {k: xp.asarray(v) for k, v in self.obs.items()}
+
+    def __len__(self) -> int:
+        return len(self.object_id)
+
+    def batch(self, indices) -> Batch:
+        """Objects by store index (any order): one vectorised gather per column."""
+        idx = np.asarray(indices, dtype=np.int64)
+        lengths = self.length[idx]
+        offsets = offsets_from_lengths(lengths)
+        # row of every observation: its object's first row, plus its place within the object
+        rows = np.repeat(self.offset[idx] - offsets[:-1], lengths) + np.arange(offsets[-1])
+        rows = self.xp.asarray(rows)
+        obs = {k: v[rows] for k, v in self.obs.items()}
+        return Batch(self.object_id[idx], offsets, obs, {k: v[idx] for k, v in self.meta.items()})

@@ -1,0 +1,225 @@
+"""Augmentation: every backend draws exactly what the NumPy reference draws, the physics holds
+(dimming by the distance ratio squared, time dilation, errors that never shrink), and a variant
+depends only on (seed, epoch, object id), not on the batch or rank that draws it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from snia.augment import (
+    AugmentConfig,
+    augment,
+    augment_cpu,
+    augment_numpy,
+    luminosity_distance,
+    passes_detection_trigger,
+    stream,
+)
+from snia.lightcurve import Batch, offsets_from_lengths
+
+WAVE = np.array([3671.0, 4827.0, 6223.0, 7546.0, 8691.0, 9712.0])  # LSST ugrizy
+FLOOR = np.array([30.0, 5.0, 4.0, 5.0, 8.0, 15.0])
+
+
+def survey_batch(n_objects: int, seed: int) -> Batch:
+    """Time-ordered multi-band light curves of mixed kinds: wide and deep-field, galactic (z = 0),
+    extragalactic, beyond redshift_max, unknown redshift, and a one-observation object."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 120, n_objects)
+    lengths[0] = 1
+    n = int(lengths.sum())
+    time = np.concatenate([np.sort(rng.uniform(60000, 60300, k)) for k in lengths])
+    obs = {"time": time, "band": rng.integers(0, 6, n).astype(np.int8),
+           "flux": rng.normal(20, 40, n).astype(np.float32),
+           "flux_err": rng.uniform(0.5, 20, n).astype(np.float32), "flag": np.zeros(n, np.int32)}
+    z = rng.uniform(0.01, 1.0, n_objects)
+    z[1::7], z[2::7], z[3::7] = 0.0, 1.5, np.nan
+    meta = {"hostgal_photoz": z.astype(np.float32),
+            "hostgal_photoz_err": rng.uniform(0.01, 0.1, n_objects).astype(np.float32),
+            "ddf": (rng.random(n_objects) < 0.3).astype(np.int8),
+            "type": rng.integers(0, 7, n_objects).astype(np.int8)}
+    ids = rng.choice(10 ** 9, n_objects, replace=False).astype(np.int64)
+    return Batch(ids, offsets_from_lengths(lengths), obs, meta)
+
+
+CONFIGS = [AugmentConfig(),
+           AugmentConfig(flux_noise=1.5, detection_trigger=True, redshift_tries=3),
+           AugmentConfig(drop_fraction=0.0, time_shift=0.0, redshift_probability=0.5)]
+
+
+def host(a):
+    return a.copy_to_host() if hasattr(a, "copy_to_host") else np.asarray(a)
+
+
+def assert_same(got: Batch, want: Batch) -> None:
+    np.testing.assert_array_equal(host(got.offsets), want.offsets)
+    for key in ("time", "band", "flux", "flux_err", "wave"):
+        np.testing.assert_allclose(host(got.obs[key]), want.obs[key], rtol=1e-6, atol=0, err_msg=key)
+    for key in ("hostgal_photoz", "hostgal_photoz_err"):
+        np.testing.assert_allclose(host(got.meta[key]), want.meta[key], rtol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+@pytest.mark.parametrize("floor", [FLOOR, None])
+def test_cpu_kernels_equal_the_reference(cfg, floor):
+    batch = survey_batch(200, 1)
+    assert_same(augment_cpu(batch, 3, 11, cfg, WAVE, floor), augment_numpy(batch, 3, 11, cfg, WAVE, floor))
+
+
+@pytest.mark.parametrize("cfg", CONFIGS[:2])
+def test_numba_cuda_kernels_equal_the_reference(cfg):
+    """On the GPU, or in Numba's CUDA simulator; 4 threads x 2 blocks for 20 objects: every
+    thread runs the grid-stride loop more than once."""
+    pytest.importorskip("numba.cuda")
+    from snia.augment.numba_cuda import augment_numba_cuda
+
+    batch = survey_batch(20, 2)
+    got = augment_numba_cuda(batch, 1, 5, cfg, WAVE, FLOOR, threads=4, max_blocks=2)
+    assert_same(got, augment_numpy(batch, 1, 5, cfg, WAVE, FLOOR))
+
+
+def test_a_variant_depends_on_the_object_not_on_its_batch():
+    """What a rank draws for an object is what one rank drawing the whole batch draws for it."""
+    batch = survey_batch(60, 3)
+    whole = augment(batch, 2, 9, AugmentConfig(flux_noise=1.0), WAVE, FLOOR)
+    pick = np.array([41, 7, 30])
+    lengths = np.diff(batch.offsets)[pick]
+    rows = np.concatenate([np.arange(batch.offsets[i], batch.offsets[i + 1]) for i in pick])
+    part = Batch(batch.object_id[pick], offsets_from_lengths(lengths),
+                 {k: v[rows] for k, v in batch.obs.items()}, {k: v[pick] for k, v in batch.meta.items()})
+    alone = augment(part, 2, 9, AugmentConfig(flux_noise=1.0), WAVE, FLOOR)
+    for j, i in enumerate(pick):
+        for key in ("time", "flux", "flux_err", "wave"):
+            np.testing.assert_array_equal(alone.lightcurve(j)[key], whole.lightcurve(i)[key])
+    other = augment(batch, 3, 9, AugmentConfig(flux_noise=1.0), WAVE, FLOOR)  # the next epoch
+    assert not np.array_equal(other.obs["flux"][:50], whole.obs["flux"][:50])
+
+
+def test_the_stream_is_uniform_and_normal():
+    i = np.arange(200_000)
+    u = stream.uniform(1, 2, i * 7919, i, 3)
+    assert u.min() >= 0 and u.max() < 1
+    assert abs(u.mean() - 0.5) < 0.003 and abs(u.var() * 12 - 1) < 0.01
+    g = stream.normal(1, 2, i * 7919, i, 4)
+    assert abs(g.mean()) < 0.01 and abs(g.std() - 1) < 0.01
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.01  # neighbours are independent
+
+
+def test_moves_dim_by_the_distance_ratio_squared_and_dilate_time():
+    """Noise-free light curves (tiny errors): the moved fluxes are the distance ratio squared of
+    the originals, times stretch by (1+z')/(1+z) about the first observation, and no error
+    shrinks."""
+    n = 50
+    batch = one_band_batch(np.full((30, n), 100.0), 1e-6, np.linspace(0.05, 0.9, 30), np.zeros(30))
+    cfg = AugmentConfig(drop_fraction=0.0, time_shift=0.0, redshift_probability=1.0)
+    out = augment(batch, 0, 4, cfg, (4000.0,))
+    for j in range(30):
+        z, z_new = float(batch.meta["hostgal_photoz"][j]), float(out.meta["hostgal_photoz"][j])
+        assert z < z_new < 1.2
+        lc, before = out.lightcurve(j), batch.lightcurve(j)
+        ratio = (luminosity_distance(z) / luminosity_distance(z_new)) ** 2
+        np.testing.assert_allclose(lc["flux"], 100.0 * ratio, rtol=1e-4)
+        stretch = (1 + z_new) / (1 + z)
+        np.testing.assert_allclose(lc["time"] - lc["time"][0],
+                                   (before["time"] - before["time"][0]) * stretch, rtol=1e-6)
+        assert np.all(lc["flux_err"] >= before["flux_err"])
+        np.testing.assert_allclose(out.meta["hostgal_photoz_err"][j],
+                                   batch.meta["hostgal_photoz_err"][j] * stretch, rtol=1e-6)
+
+
+def test_luminosity_distance_against_scipy_and_a_closed_form():
+    """Flat LCDM with Om = 0.3: (1 + z) times the comoving integral (scipy's adaptive quadrature),
+    and at small z the expansion d_L ~ z (1 + (1 - q0) z / 2), q0 = 3 Om / 2 - 1."""
+    from scipy.integrate import quad
+
+    for z in (0.1, 0.5, 1.2):
+        exact = (1 + z) * quad(lambda x: 1 / np.sqrt(0.3 * (1 + x) ** 3 + 0.7), 0, z)[0]
+        assert luminosity_distance(z) == pytest.approx(exact, rel=1e-4)
+    q0 = 1.5 * 0.3 - 1
+    assert luminosity_distance(0.001) == pytest.approx(0.001 * (1 + (1 - q0) * 0.0005), rel=1e-5)
+    assert luminosity_distance(0.0) == 0.0
+
+
+
+def one_band_batch(flux_rows, err, photoz, ddf, photoz_err=0.01, types=None):
+    """Objects observed in one band, n points over 100 days each; one row of fluxes per object."""
+    flux_rows = np.atleast_2d(np.asarray(flux_rows, np.float32))
+    k, n = flux_rows.shape
+    obs = {"time": np.tile(np.linspace(60000, 60100, n), k), "band": np.zeros(k * n, np.int8),
+           "flux": flux_rows.ravel(), "flux_err": np.full(k * n, err, np.float32),
+           "flag": np.zeros(k * n, np.int32)}
+    meta = {"hostgal_photoz": np.asarray(photoz, np.float32),
+            "hostgal_photoz_err": np.broadcast_to(np.asarray(photoz_err, np.float32), (k,)).copy(),
+            "ddf": np.asarray(ddf, np.int8),
+            "type": np.zeros(k, np.int8) if types is None else np.asarray(types, np.int8)}
+    return Batch(np.arange(1, k + 1), np.arange(0, k * n + 1, n), obs, meta)
+
+
+def test_augmentation_is_reproducible_and_physical():
+    n = 200
+    batch = one_band_batch(np.full((2, n), 100.0), 2.0, [0.1, 0.3], [1, 0], photoz_err=[0.01, 0.02],
+                           types=[0, 3])
+    meta = {k: v.copy() for k, v in batch.meta.items()}
+    cfg = AugmentConfig(redshift_probability=1.0, redshift_max=1.0, drop_fraction=0.3, time_shift=0)
+    wavelengths = (4000.0,)
+    a = augment(batch, 0, 0, cfg, wavelengths)
+    b = augment(batch, 0, 0, cfg, wavelengths)
+    for key in ("time", "flux", "flux_err"):
+        np.testing.assert_array_equal(a.obs[key], b.obs[key])  # same (seed, epoch, object id)
+    c = augment(batch, 1, 0, cfg, wavelengths)
+    assert not np.array_equal(a.obs["flux"][:5], c.obs["flux"][:5])  # fresh every epoch
+    lengths = np.diff(a.offsets)
+    assert lengths[0] <= 0.5 * n + 10  # the deep-drilling object keeps at most half (+ noise)
+    assert lengths[1] >= 0.6 * n  # a wide-survey object loses at most 30 % (+ noise)
+    assert np.all(a.meta["hostgal_photoz"] > meta["hostgal_photoz"])  # moved to higher z
+    assert batch.meta["hostgal_photoz"][0] == np.float32(0.1)  # the input batch is unchanged
+    assert np.all(a.obs["flux_err"] >= 2.0)  # not cleaner ...
+    assert all(np.mean(a.lightcurve(j)["flux"]) < 90 for j in range(2))  # ... but fainter
+    span = [np.ptp(a.lightcurve(j)["time"]) for j in range(2)]
+    assert span[1] > 100  # time dilation (1+z')/(1+z) > 1
+    for j in range(2):  # observed wavelengths move redward by the same factor as time
+        stretch = (1 + a.meta["hostgal_photoz"][j]) / (1 + meta["hostgal_photoz"][j])
+        np.testing.assert_allclose(a.lightcurve(j)["wave"], 4000.0 * stretch, rtol=1e-6)
+
+
+def test_deep_field_objects_are_brought_to_wide_survey_noise():
+    batch = one_band_batch(np.full((2, 400), 100.0), 1.0, [0.1, 0.1], [1, 0])
+    cfg = AugmentConfig(redshift_probability=0.0, drop_fraction=0.0, time_shift=0)
+    out = augment(batch, 0, 0, cfg, (4000.0,), noise_floor=np.array([10.0]))
+    deep, wide = out.lightcurve(0), out.lightcurve(1)
+    # the deep-field object: errors 7-13 (floor x 0.7-1.3, one factor per object), and its
+    # flux scatter grows to match them (sample std of N(100, e) within 15 %)
+    assert np.all(deep["flux_err"] >= 7.0) and np.all(deep["flux_err"] <= 13.0)
+    assert abs(np.std(deep["flux"]) / deep["flux_err"][0] - 1) < 0.15
+    # the wide-survey object, not moved: untouched
+    np.testing.assert_array_equal(wide["flux_err"], 1.0)
+    np.testing.assert_array_equal(wide["flux"], 100.0)
+
+
+def test_moved_objects_still_pass_the_detection_trigger():
+    n_obj, n = 40, 60
+    flux = np.where(np.arange(n) % 10 == 0, 15.0, 1.0)  # 6 points at S/N 7.5
+    z = np.linspace(0.05, 0.5, n_obj).astype(np.float32)
+    batch = one_band_batch(np.tile(flux, (n_obj, 1)), 2.0, z, np.zeros(n_obj))
+    cfg = AugmentConfig(redshift_probability=1.0, redshift_max=1.2, drop_fraction=0.0,
+                        time_shift=0, detection_trigger=True)
+    out = augment(batch, 0, 0, cfg, (4000.0,))
+    moved = out.meta["hostgal_photoz"] != z
+    for j in range(n_obj):
+        lc = out.lightcurve(j)
+        if moved[j]:  # every moved object is still detected ...
+            assert passes_detection_trigger(lc["flux"], lc["flux_err"]), j
+        else:  # ... and one that could not be moved is left as it was
+            np.testing.assert_array_equal(lc["flux"], batch.lightcurve(j)["flux"])
+    assert 0 < moved.sum() < n_obj  # faint objects can only move a little, if at all
+
+
+def test_flux_noise_grows_errors_and_scatter_together():
+    batch = one_band_batch(np.full((1, 4000), 50.0), 1.0, [0.1], [0])
+    cfg = AugmentConfig(redshift_probability=0.0, drop_fraction=0.0, time_shift=0, flux_noise=2.0)
+    lc = augment(batch, 0, 0, cfg, (4000.0,)).lightcurve(0)
+    k2 = lc["flux_err"][0] ** 2 - 1  # the k drawn for this object
+    assert 0 < k2 <= 4 + 1e-5 and np.allclose(lc["flux_err"], lc["flux_err"][0])
+    # the added scatter matches the added variance: std(flux) = k sigma (within 5 %)
+    assert np.std(lc["flux"]) == pytest.approx(np.sqrt(k2), rel=0.05)
