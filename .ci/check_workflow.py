@@ -1,8 +1,11 @@
 """Check what a run of the small workflow config (.test/) wrote: every stage's output, counts
 that follow from the config (300 objects per dataset), 2-rank ingestion and DDP training started
 by the expected launcher (2 ensemble members and the model distilled from them), the image
-files drawn with the model's geometry, the scaling CSV, and (for SLURM runs) one SLURM log per
-submitted job.
+files drawn with the model's geometry, metrics with bootstrap intervals and provenance, the report
+(every classifier's section, provenance, definitions, self-contained HTML) opened in headless
+Chromium at 1280 px (every image decodes, no horizontal overflow; the screenshot is kept as
+RESULTS/report/report_1280.png), the scaling CSV, and (for SLURM runs) one SLURM log per submitted
+job.
 
     python .ci/check_workflow.py RESULTS_DIR --launcher mpiexec|srun [--slurm-logs DIR]
 """
@@ -19,6 +22,7 @@ import h5py
 import yaml
 
 from snia.raster import RasterSpec
+from snia.report import SCREENSHOT, check_in_browser
 from snia.train import TrainConfig
 
 N_OBJECTS = 300  # .test/config/config.yaml: subset
@@ -76,10 +80,45 @@ def main() -> int:
     for png in ("roc", "purity_completeness", "p_ia_by_type", "confusion", "tsne", "gallery"):
         path = r / "evaluate" / "plasticc_test" / f"{png}.png"
         check(path.exists() and path.read_bytes()[:4] == b"\x89PNG", f"plot {png}.png")
+    for who, folder in (("CNN", r / "evaluate" / "plasticc_test"), ("baseline", r / "baseline")):
+        m = json.loads((folder / "metrics.json").read_text())
+        lo, hi = m["intervals"]["auc"]
+        check(m["intervals"]["resamples"] == 1000 and 0 <= lo <= hi <= 1,
+              f"{who} metrics.json: bootstrap 68 % interval of the AUC [{lo:.3f}, {hi:.3f}]")
+        prov = m["provenance"]
+        check(prov["store"]["objects"] == N_OBJECTS and prov["git_commit"] and prov["hardware"]["cpu"],
+              f"{who} metrics.json: provenance (data set, git commit, hardware)")
+    cnn = json.loads((r / "evaluate" / "plasticc_test" / "metrics.json").read_text())["provenance"]
+    check([c["run"] for c in cnn["checkpoints"]] == ["student"]
+          and cnn["checkpoints"][0]["distilled_from"] == ["m0/best.pt", "m1/best.pt"],
+          "the CNN's provenance names its checkpoint and the teachers it was distilled from")
+    check((r / "baseline" / "feature_importance.png").read_bytes()[:4] == b"\x89PNG",
+          "the forest's feature importance as a plot")
+
     report = (r / "report" / "report.md").read_text()
     check("| CNN | CNN ensemble | random forest |" in report and "| AUC |" in report,
           "report puts the CNN, the ensemble and the random forest side by side")
-    check((r / "report" / "report.html").exists(), "report.html")
+    check(all(f"## {s}" in report for s in ("Provenance", "CNN", "CNN ensemble", "random forest",
+                                             "Mistakes of the CNN", "Training")),
+          "report: provenance, a section per classifier, the mistakes, training")
+    summary = json.loads((r / "report" / "metrics.json").read_text())
+    check(summary["provenance"]["datasets"]["test"]["objects"] == N_OBJECTS
+          and summary["provenance"]["config"]["subset"] == N_OBJECTS
+          and set(summary["classifiers"]) == {"CNN", "CNN ensemble", "random forest"},
+          "report metrics.json: provenance (data sets, the complete config) and every classifier")
+    html = (r / "report" / "report.html").read_text()
+    check("src='data:image/png;base64," in html and "src='data:" in html
+          and html.count("<img ") == html.count("src='data:image/png;base64,"),
+          "report.html is self-contained (every image embedded)")
+    shot = r / "report" / SCREENSHOT
+    seen = check_in_browser(r / "report" / "report.html", shot, width=1280)
+    check(seen["images"] >= 15 and not seen["broken"] and not seen["external"],
+          f"report.html in Chromium: {seen['images']} images, all decode ({seen['broken']} broken)")
+    check(seen["scroll_width"] <= 1280, f"report.html: no horizontal overflow at 1280 px "
+          f"(document {seen['scroll_width']} px wide)")
+    check("git commit" in seen["provenance"] and "completeness" in seen["definitions"],
+          "report.html shows the provenance block and the definitions")
+    check(shot.read_bytes()[:4] == b"\x89PNG", f"screenshot kept: {shot}")
 
     with open(r / "scaling" / "scaling.csv") as f:
         rows = list(csv.DictReader(f))

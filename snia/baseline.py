@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
 
 from snia.files import write_text_atomic
 from snia.metrics import metrics
-from snia.plots import plot_purity_completeness, plot_roc
+from snia.plots import plot_feature_importance, plot_purity_completeness, plot_roc
 from snia.predictions import write_predictions
+from snia.provenance import describe_store, environment
 from snia.store import Store
 from snia.taxonomy import INDEX
 
@@ -82,19 +84,23 @@ def _batch_features(ext, batch, bands) -> np.ndarray:
 
 
 def run_baseline(train_store, test_store, out_dir, n_iter: int = 12, seed: int = 0) -> dict:
-    """Tune a random forest on the training store, evaluate on the test store."""
+    """Tune a random forest on the training store, evaluate on the test store: metrics.json
+    (with ``provenance``: the environment, both data sets, the search and its wall time),
+    predictions.csv, feature_importance.txt/.png, the forest (random_forest.joblib), plots."""
     import joblib
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.model_selection import RandomizedSearchCV
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
     _, x_train, names, t_train = features(train_store)
     known = t_train != INDEX["unknown"]
     y_train = (t_train[known] == INDEX["Ia"]).astype(int)
     search = RandomizedSearchCV(RandomForestClassifier(random_state=seed), SEARCH_SPACE,
                                 n_iter=n_iter, cv=3, scoring="roc_auc", random_state=seed, n_jobs=-1)
     search.fit(x_train[known], y_train)
+    wall_s = time.perf_counter() - start  # features of the training set, the search and the refit
     ids, x_test, _, t_test = features(test_store)
     labelled = t_test != INDEX["unknown"]
     p = search.best_estimator_.predict_proba(x_test)[:, 1]
@@ -102,11 +108,17 @@ def run_baseline(train_store, test_store, out_dir, n_iter: int = 12, seed: int =
     result = metrics(y, p[labelled])
     result["best_params"] = {k: v for k, v in search.best_params_.items()}
     result["cv_auc"] = float(search.best_score_)
+    result["provenance"] = {
+        **environment(), "store": describe_store(test_store), "train_store": describe_store(train_store),
+        "model": {"path": str(out / "random_forest.joblib"), "kind": "random forest",
+                  "search": {"n_iter": n_iter, "cv": 3, "scoring": "roc_auc", "seed": seed},
+                  "training": {"wall_s": wall_s, "objects": int(known.sum())}}}
     write_text_atomic(out / "metrics.json", json.dumps(result, indent=2, default=str))
     write_predictions(out / "predictions.csv", ids, p, t_test)
     importance = sorted(zip(search.best_estimator_.feature_importances_, names), reverse=True)
-    (out / "feature_importance.txt").write_text(
-        "\n".join(f"{v:.4f} {n}" for v, n in importance) + "\n")
+    write_text_atomic(out / "feature_importance.txt",
+                      "\n".join(f"{v:.4f} {n}" for v, n in importance) + "\n")
+    plot_feature_importance(importance, out / "feature_importance.png")
     joblib.dump(search.best_estimator_, out / "random_forest.joblib")
     plot_roc({"random forest": (y, p[labelled])}, out / "roc.png")
     plot_purity_completeness(y, p[labelled], out / "purity_completeness.png")

@@ -73,7 +73,7 @@ def _add_ingest(sub) -> None:
                        description="Ingest light curves into one HDF5 store. Run under "
                                    "'mpiexec -n N' or 'srun' to use N ranks.")
     p.add_argument("inputs", nargs="+", type=Path,
-                   help="light-curve files (plasticc: CSV; snana-fits: *HEAD.FITS[.gz]; snana-text: "
+                   help="light-curve files (plasticc: CSV or CSV.gz; snana-fits: *HEAD.FITS[.gz]; snana-text: "
                         "*.DAT) or folders holding them")
     p.add_argument("-o", "--output", type=Path, required=True, help="store file to write (.h5)")
     p.add_argument("--format", required=True, choices=FORMATS)
@@ -141,8 +141,9 @@ def _add_train(sub) -> None:
                         "soft target")
     p.add_argument("--distill-weight", type=float, help="share of the loss on the teachers' P(Ia)")
     p.add_argument("--restart", action="store_true",
-                   help="start over when RUN_DIR holds a checkpoint of other settings (default: "
-                        "refuse); a checkpoint of the same settings is always resumed")
+                   help="start over when RUN_DIR holds a checkpoint of other settings or one that "
+                        "cannot be read (default: refuse; the old files are kept as *.stale); a "
+                        "checkpoint of the same settings is always resumed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: a run cut short
 
@@ -153,6 +154,15 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--checkpoint", type=Path, nargs="+", required=True,
                    help="a model, or several: an ensemble averaging their probabilities")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder for the results")
+    _add_allow_other_bands(p)
+
+
+def _add_allow_other_bands(p) -> None:
+    p.add_argument("--allow-other-bands", action="store_true",
+                   help="run a model on data with bands it was not trained on, with a warning "
+                        "(default: refuse, naming both). A heatmap model places observations by "
+                        "wavelength, yet a band it never saw still counts: its light falls where "
+                        "the model never learnt any. Data lacking some of the model's bands run.")
 
 
 def _add_baseline(sub) -> None:
@@ -175,6 +185,7 @@ def _add_classify(sub) -> None:
     p.add_argument("--format", choices=FORMATS, help="format of raw inputs")
     p.add_argument("--metadata", nargs="+", type=Path, default=[])
     p.add_argument("--survey")
+    _add_allow_other_bands(p)
 
 
 def _add_scaling(sub) -> None:
@@ -199,13 +210,21 @@ def _add_scaling(sub) -> None:
 
 
 def _add_report(sub) -> None:
-    p = sub.add_parser("report", help="CNN and random forest side by side (Markdown + HTML)")
+    p = sub.add_parser("report", help="every classifier side by side, with provenance, intervals and "
+                                      "mistakes (Markdown + self-contained HTML)")
     p.add_argument("--cnn", type=Path, required=True, help="folder written by 'snia evaluate'")
     p.add_argument("--ensemble", type=Path,
                    help="'snia evaluate' folder of the ensemble a distilled CNN learnt from")
     p.add_argument("--baseline", type=Path, help="folder written by 'snia baseline'")
     p.add_argument("--history", type=Path, nargs="+",
                    help="training history.csv of the model, or of each model trained")
+    p.add_argument("--store", type=Path,
+                   help="the evaluated store: the CNN's mistakes (light curves, images) and its data set")
+    p.add_argument("--train-store", type=Path, help="the CNN's training store (objects, class mix)")
+    p.add_argument("--config", type=Path, help="configuration file to show, complete, in the provenance")
+    p.add_argument("--target", help="the workflow target that asked for the report (provenance)")
+    p.add_argument("--resamples", type=int, default=1000,
+                   help="bootstrap resamples for the 68 %% intervals and bands (default 1000)")
     p.add_argument("-o", "--output", type=Path, required=True, help="report folder")
 
 
@@ -282,7 +301,7 @@ def cmd_data(args) -> int:
 
 def cmd_ingest(args) -> int:
     from snia.bands import BandRegistry
-    from snia.ingest import IngestAborted, run_ingest
+    from snia.ingest import IngestAborted, IngestInterrupted, run_ingest
     from snia.parallel import world
     from snia.readers import expand_inputs
 
@@ -299,6 +318,9 @@ def cmd_ingest(args) -> int:
     except IngestAborted as exc:
         log.debug("%s", exc)  # the failing rank reports the cause itself
         return EXIT_BAD_INPUT
+    except IngestInterrupted as exc:  # SIGTERM (SLURM's time limit): the shell's 128 + signal
+        log.error("%s", exc)
+        return 128 + exc.signum
     # run_ingest logged the result and any skipped-input summary on rank 0.
     return 0 if result.n_objects else EXIT_FAILED
 
@@ -362,7 +384,8 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from snia.evaluate import evaluate
 
-    result = evaluate(args.checkpoint, args.store, args.output)
+    result = evaluate(args.checkpoint, args.store, args.output,
+                      allow_other_bands=args.allow_other_bands)
     half = result["at_0.5"]
     log.info("AUC %.4f; at P(Ia) >= 0.5 purity %.3f, completeness %.3f; report: %s",
              result["auc"], half["purity"], half["completeness"], args.output / "report.md")
@@ -381,11 +404,10 @@ def cmd_baseline(args) -> int:
 
 def cmd_classify(args) -> int:
     from snia.inference import classify
-    from snia.readers import expand_inputs
 
-    inputs = args.inputs if args.format is None else expand_inputs(args.inputs, args.format)
-    n = classify(args.checkpoint, inputs, args.output, fmt=args.format, metadata=args.metadata,
-                 survey=args.survey)
+    n = classify(args.checkpoint, args.inputs, args.output, fmt=args.format,
+                 metadata=args.metadata, survey=args.survey,
+                 allow_other_bands=args.allow_other_bands)
     log.info("wrote P(Ia) of %d objects to %s", n, args.output)
     return 0
 
@@ -413,7 +435,8 @@ def cmd_report(args) -> int:
     from snia.report import write_report
 
     path = write_report(args.output, args.cnn, baseline_dir=args.baseline, history=args.history,
-                        ensemble_dir=args.ensemble)
+                        ensemble_dir=args.ensemble, store=args.store, train_store=args.train_store,
+                        config=args.config, target=args.target, n_resamples=args.resamples)
     log.info("report: %s (and %s)", path, path.with_suffix(".html"))
     print(f"report: {path.resolve()}")
     return 0

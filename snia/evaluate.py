@@ -23,15 +23,18 @@ from snia.plots import (
     plot_tsne,
 )
 from snia.predictions import write_predictions
+from snia.provenance import evaluation_provenance
 from snia.taxonomy import INDEX
 
 
-def evaluate(checkpoints, store_path, out_dir) -> dict:
-    """Predictions, metrics.json, plots and a Markdown report for a store (types known)."""
+def evaluate(checkpoints, store_path, out_dir, allow_other_bands: bool = False) -> dict:
+    """Predictions, metrics.json, plots and a Markdown report for a store (types known). Data
+    of bands a model was not trained on are refused unless ``allow_other_bands``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     checkpoints = as_list(checkpoints)
-    pred = predict_store(checkpoints, store_path, embeddings=True)
+    pred = predict_store(checkpoints, store_path, embeddings=True,
+                         allow_other_bands=allow_other_bands)
     labelled = pred["type"] != INDEX["unknown"]
     y = (pred["type"][labelled] == INDEX["Ia"]).astype(int)
     p = pred["p_ia"][labelled]
@@ -41,6 +44,7 @@ def evaluate(checkpoints, store_path, out_dir) -> dict:
         result["classes"] = pred["classes"]
         result["weighted_log_loss"], result["log_loss_objects"] = weighted_log_loss(
             types, pred["class_probs"][labelled], pred["classes"])
+    result["provenance"] = evaluation_provenance(checkpoints, store_path, pred["spec"])
     write_predictions(out / "predictions.csv", pred["object_id"], pred["p_ia"], pred["type"],
                       pred.get("classes", ()), pred.get("class_probs"))
     write_text_atomic(out / "metrics.json", json.dumps(result, indent=2))

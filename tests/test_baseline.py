@@ -1,4 +1,5 @@
-"""Baseline: features equal the light-curve package's on the same data; the forest's metrics."""
+"""Baseline: features equal the light-curve package's on the same data; the forest's metrics,
+intervals, feature importance and provenance."""
 
 from __future__ import annotations
 
@@ -64,3 +65,10 @@ def test_random_forest_metrics_and_outputs(stores, tmp_path):
         np.testing.assert_array_equal(pred["type"], store.objects["type"])
     assert metrics(y, pred["p_ia"])["auc"] == pytest.approx(result["auc"])
     assert (out / "roc.png").stat().st_size > 5000 and (out / "random_forest.joblib").exists()
+    # bootstrap intervals, the feature importance as a plot, and where the numbers come from
+    assert saved["intervals"]["resamples"] == 1000 and len(saved["intervals"]["at_0.5"]["purity"]) == 2
+    assert (out / "feature_importance.png").stat().st_size > 5000
+    prov = saved["provenance"]
+    assert prov["train_store"]["objects"] == 60 and sum(prov["train_store"]["class_mix"].values()) == 60
+    assert prov["store"]["path"] == str(stores[1]) and prov["model"]["search"]["n_iter"] == 2
+    assert prov["model"]["training"]["wall_s"] > 0 and prov["git_commit"] and prov["hardware"]["cpu"]

@@ -157,3 +157,140 @@ def test_an_ensemble_averages_its_members(tmp_path):
     both = predict_store(runs, tmp_path / "s.h5")
     np.testing.assert_allclose(both["p_ia"], np.mean(alone, axis=0), rtol=1e-5, atol=1e-7)
     assert not np.allclose(alone[0], alone[1])  # the members do differ
+
+
+# ------------------------------------------------------------- models meet data they do not fit
+
+TINY_MODEL = {"epochs": 1, "batch_size": 8, "val_fraction": 0.3,
+              "model": {"channels": [4, 8], "groups": 2, "hidden": 8}}
+
+
+def error_line(err: str) -> str:
+    """The one line ``snia.cli.main`` logged for a snia error: last, whole, no traceback."""
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and " ERROR " in lines[-1], err
+    return lines[-1]
+
+
+def des_text_files(folder, n: int) -> list:
+    """n DES light curves in griz (SNANA text), four epochs a band."""
+    rng = np.random.default_rng(7)
+    paths = []
+    for k in range(n):
+        rows = [f"OBS: {56170 + 4 * j + i:.3f}  {band} NULL  {rng.normal(50, 20):.3f}  {rng.uniform(2, 9):.3f}"
+                for j in range(4) for i, band in enumerate("griz")]
+        lines = ["SURVEY: DES", f"SNID: {100 + k}", f"SNTYPE: {1 if k % 2 else 20}", "RA: 48.0 deg",
+                 "DECL: -1.5 deg", "MWEBV: 0.07", "REDSHIFT_SPEC: -9.0 +- 9.0",
+                 "HOST_GALAXY_PHOTO-Z: 0.4 +- 0.04", "", f"NOBS: {len(rows)}", "NVAR: 5",
+                 "VARLIST:  MJD  FLT FIELD   FLUXCAL   FLUXCALERR", *rows, "END:"]
+        paths.append(folder / f"DES_{k}.DAT")
+        paths[-1].write_text("\n".join(lines) + "\n")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Stores (LSST ugrizy, LSST griz only, DES griz) and tiny models trained on LSST data."""
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    from conftest import synthetic_plasticc
+
+    from snia.ingest import run_ingest
+    from snia.train import TrainConfig, run_training
+
+    folder = tmp_path_factory.mktemp("models")
+    lc, meta, _ = synthetic_plasticc(folder, 40, 35)
+    out = {"lsst": folder / "lsst.h5", "griz": folder / "griz.h5", "des": folder / "des.h5"}
+    run_ingest("plasticc", [lc], out["lsst"], [meta], progress=False)
+    lines = lc.read_text().splitlines()
+    griz = folder / "griz.csv"  # PLAsTiCC passbands 1-4: LSST g, r, i, z
+    griz.write_text("\n".join([lines[0]] + [r for r in lines[1:] if r.split(",")[2] in "1234"]) + "\n")
+    run_ingest("plasticc", [griz], out["griz"], [meta], on_error="skip", progress=False)
+    run_ingest("snana-text", des_text_files(folder, 6), out["des"], progress=False)
+    for name, store, extra in (("bands", "lsst", {"kind": "bands"}),
+                               ("multiclass", "lsst", {"kind": "bands", "task": "multiclass"}),
+                               ("heatmap_griz", "griz", {"kind": "heatmap"})):
+        run_training(out[store], folder / name, TrainConfig.from_dict({**TINY_MODEL, **extra}))
+        out[name] = folder / name / "best.pt"
+    return out
+
+
+def test_a_model_refuses_data_of_bands_it_was_not_trained_on(models, tmp_path, capsys):
+    from snia.cli import EXIT_BAD_INPUT, main
+
+    lsst = "['lsstu', 'lsstg', 'lsstr', 'lssti', 'lsstz', 'lssty']"
+    des = "['desg', 'desr', 'desi', 'desz']"
+    classify = ["classify", str(models["des"]), "--checkpoint", str(models["bands"]),
+                "-o", str(tmp_path / "p.csv")]
+    # DES griz into an LSST ugrizy model: it would see empty images
+    assert main(classify) == EXIT_BAD_INPUT
+    line = error_line(capsys.readouterr().err)
+    assert des in line and lsst in line and "--allow-other-bands" in line
+    assert not (tmp_path / "p.csv").exists()
+    assert main(["evaluate", str(models["des"]), "--checkpoint", str(models["bands"]),
+                 "-o", str(tmp_path / "eval")]) == EXIT_BAD_INPUT
+    line = error_line(capsys.readouterr().err)
+    assert des in line and lsst in line
+    # asked for explicitly: it runs, with a warning naming both
+    assert main(classify + ["--allow-other-bands"]) == 0
+    warnings = [x for x in capsys.readouterr().err.splitlines() if " WARNING " in x]
+    assert any(des in x and lsst in x for x in warnings), warnings
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 7
+    # a heatmap model places observations by wavelength, yet a band it never saw is refused
+    # (u and y light where it never learnt any)
+    assert main(["classify", str(models["lsst"]), "--checkpoint", str(models["heatmap_griz"]),
+                 "-o", str(tmp_path / "h.csv")]) == EXIT_BAD_INPUT
+    line = error_line(capsys.readouterr().err)
+    assert "['lsstu', 'lssty']" in line and "['lsstg', 'lsstr', 'lssti', 'lsstz']" in line
+    # data without some of the model's bands: runs (objects need not be seen in every band),
+    # with a warning that those image rows stay empty
+    assert main(["classify", str(models["griz"]), "--checkpoint", str(models["bands"]),
+                 "-o", str(tmp_path / "g.csv")]) == 0
+    assert "['lsstu', 'lssty']" in capsys.readouterr().err
+
+
+def test_damaged_checkpoints_are_named_in_one_line(models, tmp_path, capsys):
+    import torch
+
+    from snia.cli import EXIT_BAD_INPUT, main
+
+    good = models["bands"].read_bytes()
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    damaged = {"truncated": good[:len(good) // 2], "empty": b"", "text": b"epoch 1\n",
+               "other": (tmp_path / "other.pt").read_bytes()}
+    bad = tmp_path / "bad.pt"
+    for what, content in damaged.items():
+        bad.write_bytes(content)
+        for command in (["evaluate", str(models["lsst"]), "--checkpoint", str(bad), "-o", str(tmp_path / "e")],
+                        ["classify", str(models["lsst"]), "--checkpoint", str(models["bands"]), str(bad),
+                         "-o", str(tmp_path / "p.csv")]):
+            capsys.readouterr()
+            assert main(command) == EXIT_BAD_INPUT, (what, command[0])
+            assert str(bad) in error_line(capsys.readouterr().err), (what, command[0])
+
+
+def test_ensemble_members_of_other_classes_are_one_line_exit_2(models, tmp_path, capsys):
+    from snia.cli import EXIT_BAD_INPUT, main
+
+    assert main(["classify", str(models["lsst"]), "--checkpoint", str(models["bands"]),
+                 str(models["multiclass"]), "-o", str(tmp_path / "p.csv")]) == EXIT_BAD_INPUT
+    assert "ensemble members predict different classes" in error_line(capsys.readouterr().err)
+
+
+def test_classify_checks_its_output_folder_before_the_work(models, tmp_path, capsys, monkeypatch):
+    import snia.inference
+    from snia.cli import EXIT_BAD_INPUT, main
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started")
+
+    monkeypatch.setattr(snia.inference, "run_members", no_work)
+    monkeypatch.setattr(snia.inference, "run_ingest", no_work)
+    out = tmp_path / "no" / "such" / "dir" / "p.csv"
+    assert main(["classify", str(models["lsst"]), "--checkpoint", str(models["bands"]),
+                 "-o", str(out)]) == EXIT_BAD_INPUT
+    assert str(out.parent) in error_line(capsys.readouterr().err)
+    lc = tmp_path / "lc.csv"
+    lc.write_text("object_id,mjd,passband,flux,flux_err,detected_bool\n")
+    assert main(["classify", str(lc), "--format", "plasticc", "--metadata", str(lc),
+                 "--checkpoint", str(models["bands"]), "-o", str(out)]) == EXIT_BAD_INPUT
+    assert str(out.parent) in error_line(capsys.readouterr().err)

@@ -1,5 +1,6 @@
 # Stage 4: the trained CNN on labelled datasets (`evaluate.datasets`) -> predictions,
-# metrics.json, plots. With `train.distill` > 0 that is the distilled model, and the ensemble it
+# metrics.json (with bootstrap intervals and the provenance: checkpoints, data set, hardware),
+# plots. With `train.distill` > 0 that is the distilled model, and the ensemble it
 # learnt from is evaluated beside it (in the `ensemble/` subfolder) for comparison.
 
 # The ensemble beside the distilled model (one member alone is just its teacher).
