@@ -155,6 +155,7 @@ def _add_evaluate(sub) -> None:
                    help="a model, or several: an ensemble averaging their probabilities")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder for the results")
     _add_allow_other_bands(p)
+    _add_ia_prior(p)
 
 
 def _add_allow_other_bands(p) -> None:
@@ -163,6 +164,12 @@ def _add_allow_other_bands(p) -> None:
                         "(default: refuse, naming both). A heatmap model places observations by "
                         "wavelength, yet a band it never saw still counts: its light falls where "
                         "the model never learnt any. Data lacking some of the model's bands run.")
+
+
+def _add_ia_prior(p) -> None:
+    p.add_argument("--ia-prior", type=float, metavar="Q",
+                   help="the share of SNe Ia expected in the data, if known: a calibrated model's "
+                        "P(Ia) is moved from the validation split's share to it")
 
 
 def _add_baseline(sub) -> None:
@@ -186,6 +193,7 @@ def _add_classify(sub) -> None:
     p.add_argument("--metadata", nargs="+", type=Path, default=[])
     p.add_argument("--survey")
     _add_allow_other_bands(p)
+    _add_ia_prior(p)
 
 
 def _add_scaling(sub) -> None:
@@ -385,7 +393,7 @@ def cmd_evaluate(args) -> int:
     from snia.evaluate import evaluate
 
     result = evaluate(args.checkpoint, args.store, args.output,
-                      allow_other_bands=args.allow_other_bands)
+                      allow_other_bands=args.allow_other_bands, prior=args.ia_prior)
     half = result["at_0.5"]
     log.info("AUC %.4f; at P(Ia) >= 0.5 purity %.3f, completeness %.3f; report: %s",
              result["auc"], half["purity"], half["completeness"], args.output / "report.md")
@@ -405,10 +413,11 @@ def cmd_baseline(args) -> int:
 def cmd_classify(args) -> int:
     from snia.inference import classify
 
-    n = classify(args.checkpoint, args.inputs, args.output, fmt=args.format,
-                 metadata=args.metadata, survey=args.survey,
-                 allow_other_bands=args.allow_other_bands)
-    log.info("wrote P(Ia) of %d objects to %s", n, args.output)
+    done = classify(args.checkpoint, args.inputs, args.output, fmt=args.format,
+                    metadata=args.metadata, survey=args.survey,
+                    allow_other_bands=args.allow_other_bands, prior=args.ia_prior)
+    log.info("wrote P(Ia) of %d objects to %s: %s", done["objects"], args.output,
+             done["calibration"])
     return 0
 
 

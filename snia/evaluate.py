@@ -27,14 +27,15 @@ from snia.provenance import evaluation_provenance
 from snia.taxonomy import INDEX
 
 
-def evaluate(checkpoints, store_path, out_dir, allow_other_bands: bool = False) -> dict:
+def evaluate(checkpoints, store_path, out_dir, allow_other_bands: bool = False,
+             prior: float | None = None) -> dict:
     """Predictions, metrics.json, plots and a Markdown report for a store (types known). Data
     of bands a model was not trained on are refused unless ``allow_other_bands``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     checkpoints = as_list(checkpoints)
     pred = predict_store(checkpoints, store_path, embeddings=True,
-                         allow_other_bands=allow_other_bands)
+                         allow_other_bands=allow_other_bands, prior=prior)
     labelled = pred["type"] != INDEX["unknown"]
     y = (pred["type"][labelled] == INDEX["Ia"]).astype(int)
     p = pred["p_ia"][labelled]
@@ -44,9 +45,10 @@ def evaluate(checkpoints, store_path, out_dir, allow_other_bands: bool = False) 
         result["classes"] = pred["classes"]
         result["weighted_log_loss"], result["log_loss_objects"] = weighted_log_loss(
             types, pred["class_probs"][labelled], pred["classes"])
+    result["calibration"] = pred["calibration"]
     result["provenance"] = evaluation_provenance(checkpoints, store_path, pred["spec"])
     write_predictions(out / "predictions.csv", pred["object_id"], pred["p_ia"], pred["type"],
-                      pred.get("classes", ()), pred.get("class_probs"))
+                      pred.get("classes", ()), pred.get("class_probs"), pred.get("p_ia_uncalibrated"))
     write_text_atomic(out / "metrics.json", json.dumps(result, indent=2))
     plots = {"roc.png": lambda f: plot_roc({"CNN": (y, p)}, f),
              "purity_completeness.png": lambda f: plot_purity_completeness(y, p, f),

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from snia.bands import DEFAULT_BANDS
+from snia.calibration import calibrate, describe
 from snia.errors import CheckpointError, ConfigError
 from snia.ingest import run_ingest
 from snia.models import CNNConfig, LightCurveCNN
@@ -116,6 +117,7 @@ class Member:
             self.std = np.asarray(state["norm"]["std"], dtype=np.float64)
             self.classes = list(state.get("classes") or [])
             self.backend = state["train_config"].get("backend", "auto")
+            self.calibration = state.get("calibration")  # None: an uncalibrated model
         except (AttributeError, IndexError, KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{checkpoint}: not a usable snia checkpoint "
                                   f"({first_line(exc)})") from None
@@ -211,13 +213,31 @@ def run_members(members: list[Member], batch, drawn: dict | None = None):
 
 
 def mean_probabilities(outputs, classes: list[str]):
-    """The members' mean P(Ia) and, for multi-class members, mean class probabilities (else
-    None), from run_members' outputs."""
+    """The members' mean P(Ia) (their scores, before any calibration) and, for multi-class
+    members, mean class probabilities (else None), from run_members' outputs."""
     p_ia = np.mean([p_ia_of(logits, classes).cpu().numpy() for _, logits in outputs], axis=0)
     if not classes:
         return p_ia, None
     return p_ia, np.mean([torch.softmax(logits, dim=1).cpu().numpy() for _, logits in outputs],
                          axis=0)
+
+
+def calibrated_mean(outputs, members: list[Member], prior: float | None = None):
+    """The members' mean calibrated P(Ia) (each member's own calibration, optionally moved to an
+    Ia share ``prior``), or None when a member carries no calibration."""
+    if any(m.calibration is None for m in members):
+        return None
+    return np.mean([calibrate(p_ia_of(logits, m.classes).cpu().numpy(), m.calibration, prior)
+                    for (_, logits), m in zip(outputs, members)], axis=0)
+
+
+def calibration_of(members: list[Member], prior: float | None = None) -> str:
+    """What the P(Ia) of these members is: calibrated (how) or not."""
+    missing = [str(m.path) for m in members if m.calibration is None]
+    if missing:
+        return describe(None) + (f": {', '.join(missing)}" if len(members) > 1 else "")
+    text = describe(members[0].calibration, prior)
+    return text if len(members) == 1 else f"mean of {len(members)} members, each {text}"
 
 
 def ensemble_p_ia(members: list[Member], batch, drawn: dict | None = None) -> np.ndarray:
@@ -230,18 +250,20 @@ def as_list(checkpoints) -> list:
 
 
 def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bool = False,
-                  allow_other_bands: bool = False):
+                  allow_other_bands: bool = False, prior: float | None = None):
     """P(Ia) (and optionally penultimate embeddings) for every object of a store.
 
     Several checkpoints (or loaded Members) make an ensemble: their probabilities are averaged
     (each model sees its own images; members that share an image spec share one rasterization).
     The embeddings are the first member's. Data of bands a model was not trained on are refused
-    unless ``allow_other_bands`` (see check_bands)."""
+    unless ``allow_other_bands`` (see check_bands). When every member carries a calibration,
+    ``p_ia`` is calibrated (moved to an Ia share ``prior`` if given) and ``p_ia_uncalibrated``
+    holds the scores; ``calibration`` says which."""
     checkpoints = as_list(checkpoints)
     members = (checkpoints if all(isinstance(c, Member) for c in checkpoints)
                else load_members(checkpoints))
     classes = members[0].classes
-    probs, embeds, ids, types, class_probs = [], [], [], [], []
+    probs, raw, embeds, ids, types, class_probs = [], [], [], [], [], []
     with Store(store_path) as store:
         check_bands(members, store, allow_other_bands)
         for m in members:
@@ -249,7 +271,9 @@ def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bo
         for batch in store.iter_batches(batch_size):
             outputs = run_members(members, batch)
             p_ia, c_probs = mean_probabilities(outputs, classes)
-            probs.append(p_ia)
+            raw.append(p_ia)
+            calibrated = calibrated_mean(outputs, members, prior)
+            probs.append(p_ia if calibrated is None else calibrated)
             if classes:
                 class_probs.append(c_probs)
             if embeddings:
@@ -257,7 +281,10 @@ def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bo
             ids.append(batch.object_id)
             types.append(batch.meta["type"])
     out = {"object_id": np.concatenate(ids), "p_ia": np.concatenate(probs).astype(np.float32),
-           "type": np.concatenate(types), "spec": members[0].spec}
+           "type": np.concatenate(types), "spec": members[0].spec,
+           "calibration": calibration_of(members, prior)}
+    if all(m.calibration is not None for m in members):
+        out["p_ia_uncalibrated"] = np.concatenate(raw).astype(np.float32)
     if embeddings:
         out["embedding"] = np.concatenate(embeds)
     if classes:
@@ -267,10 +294,11 @@ def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bo
 
 
 def classify(checkpoints, inputs, out_csv, fmt: str | None = None, metadata=(), survey=None,
-             allow_other_bands: bool = False) -> int:
+             allow_other_bands: bool = False, prior: float | None = None) -> dict:
     """P(Ia) for every object of a store, or of raw survey files (ingested to a temporary store
-    first, with the default checks). Returns the number of objects classified. The output
-    folder, the inputs and the checkpoints are checked before any work."""
+    first, with the default checks). Returns the number of objects classified and what their
+    P(Ia) is (calibrated or not). The output folder, the inputs and the checkpoints are checked
+    before any work."""
     import h5py
 
     check_output_folder(out_csv)
@@ -292,10 +320,10 @@ def classify(checkpoints, inputs, out_csv, fmt: str | None = None, metadata=(), 
         if not is_store:
             store = Path(tmp) / "input.h5"
             run_ingest(fmt, inputs, store, metadata, survey=survey, progress=False)
-        pred = predict_store(members, store, allow_other_bands=allow_other_bands)
+        pred = predict_store(members, store, allow_other_bands=allow_other_bands, prior=prior)
     write_predictions(out_csv, pred["object_id"], pred["p_ia"], pred["type"],
-                      pred.get("classes", ()), pred.get("class_probs"))
-    return len(pred["object_id"])
+                      pred.get("classes", ()), pred.get("class_probs"), pred.get("p_ia_uncalibrated"))
+    return {"objects": len(pred["object_id"]), "calibration": pred["calibration"]}
 
 
 def check_output_folder(path) -> None:

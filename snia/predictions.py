@@ -1,7 +1,8 @@
 """predictions.csv: one layout for every classifier (CNN, ensemble, random forest, classify).
 
 Columns: ``object_id``, ``p_ia``, ``true_type`` (a taxonomy class name; ``unknown`` when the data
-carry no type), then ``p_<class>`` for each class of a multi-class model.
+carry no type), ``p_ia_uncalibrated`` when ``p_ia`` is calibrated (the model's score before it),
+then ``p_<class>`` for each class of a multi-class model.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ from snia.taxonomy import CLASSES, INDEX
 COLUMNS = ("object_id", "p_ia", "true_type")
 
 
-def write_predictions(path, object_id, p_ia, types, classes=(), class_probs=None) -> None:
+def write_predictions(path, object_id, p_ia, types, classes=(), class_probs=None,
+                      p_uncalibrated=None) -> None:
     """Write one row per object (atomically: a predictions file that exists is complete)."""
     classes = list(classes)
+    raw = [] if p_uncalibrated is None else ["p_ia_uncalibrated"]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([*COLUMNS, *(f"p_{c}" for c in classes)])
+        writer.writerow([*COLUMNS, *raw, *(f"p_{c}" for c in classes)])
         for i, (oid, p, t) in enumerate(zip(object_id, p_ia, types)):
-            extra = [f"{q:.6f}" for q in class_probs[i]] if classes else []
+            extra = [f"{p_uncalibrated[i]:.6f}"] if raw else []
+            extra += [f"{q:.6f}" for q in class_probs[i]] if classes else []
             writer.writerow([int(oid), f"{p:.6f}", CLASSES[int(t)], *extra])
 
 

@@ -65,6 +65,7 @@ def test_evaluate_command_writes_predictions_metrics_and_plots(tmp_path):
     assert main(["evaluate", str(tmp_path / "s.h5"), "--checkpoint", str(tmp_path / "run" / "best.pt"),
                  "-o", str(out)]) == 0
     rows = (out / "predictions.csv").read_text().splitlines()
+    # no calibration: the validation split of these 40 objects holds no SN Ia (nothing to fit)
     assert rows[0] == "object_id,p_ia,true_type" and len(rows) == 41
     assert [int(r.split(",")[0]) for r in rows[1:]] == list(expected)
     m = json.loads((out / "metrics.json").read_text())
@@ -127,11 +128,15 @@ def test_multiclass_training_and_evaluation(tmp_path):
     assert state["model_config"]["n_classes"] == 7
     m = evaluate(tmp_path / "run" / "best.pt", tmp_path / "s.h5", tmp_path / "eval")
     rows = (tmp_path / "eval" / "predictions.csv").read_text().splitlines()
-    assert rows[0].split(",") == ["object_id", "p_ia", "true_type"] + [f"p_{c}" for c in classes]
+    assert rows[0].split(",") == (["object_id", "p_ia", "true_type", "p_ia_uncalibrated"]
+                                  + [f"p_{c}" for c in classes])
+    from snia.calibration import calibrate
+
     for row in rows[1:]:
-        values = [float(v) for v in row.split(",")[3:]]
+        p_ia, raw, *values = [float(v) for v in row.split(",")[1:2] + row.split(",")[3:]]
         assert sum(values) == pytest.approx(1, abs=1e-5)
-        assert float(row.split(",")[1]) == pytest.approx(values[0], abs=1e-6)  # P(Ia) = the Ia column
+        assert raw == pytest.approx(values[0], abs=1e-6)  # the score: the Ia column
+        assert p_ia == pytest.approx(calibrate(raw, state["calibration"]), abs=3e-5)  # 6 decimals
     assert m["log_loss_objects"] == 40 and 0 < m["weighted_log_loss"] < 20
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["classes"] == classes
 
@@ -294,3 +299,84 @@ def test_classify_checks_its_output_folder_before_the_work(models, tmp_path, cap
     assert main(["classify", str(lc), "--format", "plasticc", "--metadata", str(lc),
                  "--checkpoint", str(models["bands"]), "-o", str(out)]) == EXIT_BAD_INPUT
     assert str(out.parent) in error_line(capsys.readouterr().err)
+
+
+def test_platt_calibration_is_scikit_learns_sigmoid_calibration():
+    """fit_platt + calibrate give what CalibratedClassifierCV(method="sigmoid") gives for a
+    classifier whose decision function is the logit of the scores."""
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    from snia.calibration import calibrate, fit_platt, logit
+
+    class Scores(ClassifierMixin, BaseEstimator):
+        def fit(self, x, y):
+            self.classes_ = np.array([0, 1])
+            return self
+
+        def decision_function(self, x):
+            return x[:, 0]
+
+        def predict(self, x):
+            return (x[:, 0] > 0).astype(int)
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(800) < 0.3).astype(int)
+    p = 1 / (1 + np.exp(-(rng.normal(0, 1, 800) + 1.5 * y - 0.2)))  # overconfident-ish scores
+    x = logit(p)[:, None]
+    # ensemble=False: one sigmoid fitted on the (frozen) scores of all objects
+    sklearn_p = CalibratedClassifierCV(FrozenEstimator(Scores().fit(x, y)), method="sigmoid",
+                                       ensemble=False).fit(x, y).predict_proba(x)[:, 1]
+    calibration = fit_platt(y, p)
+    np.testing.assert_allclose(calibrate(p, calibration), sklearn_p, atol=1e-4)
+    assert calibration["objects"] == 800 and calibration["prior"] == pytest.approx(y.mean())
+    assert fit_platt(np.ones(5), np.full(5, 0.9)) is None  # one class: nothing to fit
+
+
+def test_a_known_ia_share_moves_the_prior_odds():
+    """Bayes: the likelihood ratio stays, the prior odds change. Identity map fitted at an Ia
+    share of 0.5: a score of 0.5 becomes the new share, and the odds scale by q / (1 - q)."""
+    from snia.calibration import calibrate
+
+    identity = {"method": "platt", "a": 1.0, "b": 0.0, "prior": 0.5}
+    assert calibrate(0.5, identity, prior=0.8) == pytest.approx(0.8)
+    p = calibrate(0.6, identity, prior=0.2)
+    assert p / (1 - p) == pytest.approx((0.6 / 0.4) * (0.2 / 0.8))
+    np.testing.assert_allclose(calibrate([0.1, 0.9], identity), [0.1, 0.9])
+    with pytest.raises(ValueError, match="prior"):
+        calibrate(0.5, identity, prior=1.0)
+
+
+def test_classify_writes_calibrated_p_ia_and_says_so(tmp_path, capsys):
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    import torch
+    from conftest import synthetic_plasticc
+
+    from snia.calibration import calibrate
+    from snia.cli import main
+    from snia.ingest import run_ingest
+    from snia.predictions import read_predictions
+    from snia.train import TrainConfig, run_training
+
+    lc, meta, _ = synthetic_plasticc(tmp_path, 40, 34)
+    run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False)
+    run_training(tmp_path / "s.h5", tmp_path / "run", TrainConfig.from_dict(
+        {"kind": "bands", "epochs": 1, "batch_size": 8, "val_fraction": 0.3,
+         "model": {"channels": [4, 8], "groups": 2, "hidden": 8}}))
+    ckpt = tmp_path / "run" / "best.pt"
+    calibration = torch.load(ckpt, weights_only=True)["calibration"]
+    assert calibration["method"] == "platt" and calibration["fitted_on"] == "validation split"
+    capsys.readouterr()
+    assert main(["classify", str(tmp_path / "s.h5"), "--checkpoint", str(ckpt), "-o",
+                 str(tmp_path / "p.csv"), "--ia-prior", "0.6"]) == 0
+    said = capsys.readouterr().err  # the command line logs to stderr
+    assert "calibrated (platt scaling fitted on the validation split" in said
+    assert "moved to an Ia share of 0.600" in said
+    import csv
+
+    with open(tmp_path / "p.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    raw = np.array([float(r["p_ia_uncalibrated"]) for r in rows])
+    np.testing.assert_allclose(read_predictions(tmp_path / "p.csv")["p_ia"],
+                               calibrate(raw, calibration, prior=0.6), atol=3e-5)

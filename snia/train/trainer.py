@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from snia.calibration import fit_platt
 from snia.errors import CheckpointError, ConfigError
 from snia.inference import first_line, p_ia_of
 from snia.metrics import auc
@@ -59,6 +60,7 @@ class Trainer:
             self.ddp = DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None)
         self.epoch = 0
+        self.calibration = None  # Platt scaling fitted on the validation split (validate)
         self.history: list[dict] = []  # one row per epoch done, kept in the checkpoint
         # a distilled model trains all epochs and keeps the last (see EarlyStopping)
         self.stopping = EarlyStopping(cfg.patience, keep_last=bool(self.data.teachers))
@@ -139,6 +141,8 @@ class Trainer:
         y = self.data.labels(index)
         eps = 1e-7
         loss = float(-np.mean(y * np.log(prob + eps) + (1 - y) * np.log(1 - prob + eps)))
+        # the map from this epoch's scores to probabilities, kept with its checkpoints
+        self.calibration = fit_platt(y, prob)
         return {"val_loss": loss, "val_auc": auc(y, prob)}
 
     def fit(self, stop_after: int | None = None) -> dict:
@@ -172,7 +176,7 @@ class Trainer:
                 "model_config": self.model.config.to_dict(), "spec": self.data.spec.to_dict(),
                 "norm": self.data.norm, "class_weight": list(self.data.class_weight),
                 "classes": self.data.classes, "band_names": list(self.data.band_names),
-                "history": list(self.history)}
+                "history": list(self.history), "calibration": self.calibration}
 
     def resume(self) -> bool:
         """Continue from the run folder's checkpoint, if there is one (see RunFolder.resumable)."""
@@ -195,6 +199,7 @@ class Trainer:
             torch.set_rng_state(state["torch_rng"].cpu())  # loaded onto the device
             self.epoch = int(state["epoch"])
             self.stopping.load(state)
+            self.calibration = state.get("calibration")
             self.data.norm = state["norm"]
             self.history = resumed_history(state, self.folder.out / HISTORY)
         except (AttributeError, IndexError, KeyError, TypeError, ValueError, RuntimeError) as exc:
