@@ -405,17 +405,17 @@ def _reads(cmdline: Path) -> list[str]:
 
 
 def test_a_sigterm_whose_exception_was_lost_still_stops_the_run():
-    from snia.ingest import IngestInterrupted, _Signals
+    from snia.ingest import IngestInterrupted, Signals
 
     before = signal.getsignal(signal.SIGTERM)
-    with _Signals():
+    with Signals():
         try:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)  # the handler runs here; its exception is then "lost":
         except BaseException:  # noqa: BLE001 - as in a weakref callback or a destructor
             pass
         with pytest.raises(IngestInterrupted, match="stopped by SIGTERM"):
-            _Signals.check()  # what the read loop and every rank synchronisation call
+            Signals.check()  # what the read loop and every rank synchronisation call
     assert signal.getsignal(signal.SIGTERM) == before  # the previous handler is back
 
 

@@ -14,22 +14,19 @@ at a time limit or preemption; handled like Ctrl-C), every rank stops and the te
 removed. A SIGKILL leaves its temporary folder behind: the next run for the same output removes it
 once no live process of this host owns it. Outputs that would replace or sit inside an input are
 refused before any work.
+
+The output's safety (paths that would overwrite an input, temporary folders named by host and
+process, stale ones removed, signals) is ``snia.ingest.guard``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import glob
 import logging
 import os
-import re
 import shutil
-import signal
-import socket
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +34,18 @@ import numpy as np
 
 from snia import __version__
 from snia.bands import BandRegistry
-from snia.errors import ConfigError, InputError, Problems, SniaError
+from snia.errors import InputError, Problems, SniaError
 from snia.files import sha256_of
+from snia.ingest.guard import (
+    HOST,
+    IngestInterrupted,
+    Signals,
+    check_paths,
+    prepare_output,
+    remove_stale_temporaries,
+    shard_dir_of,
+    temp_name,
+)
 from snia.lightcurve import clean_chunk
 from snia.parallel import world
 from snia.readers import reader_for, split_work
@@ -53,22 +60,15 @@ from snia.store import (
 
 log = logging.getLogger(__name__)
 
+__all__ = ["HOST", "LAYOUTS", "IngestAborted", "IngestInterrupted", "IngestResult", "Signals",
+           "check_paths", "remove_stale_temporaries", "run_ingest", "shard_dir_of", "temp_name"]
+
+
 LAYOUTS = ("auto", "virtual", "single")
 
 
 class IngestAborted(SniaError):
     """Another rank failed; this rank stopped cleanly."""
-
-
-class IngestInterrupted(KeyboardInterrupt):
-    """A signal (SIGTERM) stopped the ingestion; its temporary files were removed. Raised from the
-    signal handler like Ctrl-C's KeyboardInterrupt, and for the same reason not an Exception:
-    library code's ``except Exception`` (tqdm's, for one) must not swallow it."""
-
-    def __init__(self, signum: int):
-        self.signum = signum
-        super().__init__(f"ingestion stopped by {signal.Signals(signum).name}: its temporary files "
-                         f"were removed and no store was written")
 
 
 @dataclass
@@ -79,11 +79,6 @@ class IngestResult:
     layout: str
     seconds: float
     problems: Problems
-
-
-def shard_dir_of(store: Path) -> Path:
-    """Folder holding a virtual store's per-rank shard files (moves together with the store)."""
-    return store.with_name(store.name + ".shards")
 
 
 def parallel_h5py() -> bool:
@@ -98,8 +93,8 @@ def _sync(comm, error: BaseException | None, stage: str) -> None:
     The lowest failing rank re-raises its own error (so it is reported once, with its file, line
     and object); every other rank raises IngestAborted, which the command line reports quietly.
     """
-    if error is None and _Signals.active is not None and _Signals.active.received is not None:
-        error = _Signals.active.interruption()  # the handler's exception was lost
+    if error is None and Signals.active is not None and Signals.active.received is not None:
+        error = Signals.active.interruption()  # the handler's exception was lost
     failed = [rank for rank, bad in enumerate(comm.allgather(error is not None)) if bad]
     if not failed:
         return
@@ -127,12 +122,12 @@ def run_ingest(fmt: str, inputs, output, metadata=(), *, survey=None, split=None
     work = output.parent / comm.bcast(temp_name(output) if comm.rank == 0 else None)
     shard = work / "shards" / f"shard-{comm.rank:05d}.h5"
 
-    with _Signals() as signals:
+    with Signals() as signals:
         try:
             error = None
             if comm.rank == 0:
                 try:
-                    _prepare(output, work, overwrite, [*inputs, *metadata], requested)
+                    prepare_output(output, work, overwrite, [*inputs, *metadata], requested)
                 except BaseException as exc:  # noqa: BLE001 - passed to every rank by _sync
                     error = exc
             _sync(comm, error, "setup")
@@ -154,171 +149,6 @@ def run_ingest(fmt: str, inputs, output, metadata=(), *, survey=None, split=None
         if problems.counts:
             log.warning(problems.summary())
     return IngestResult(output, counts[0], counts[1], layout, seconds, problems)
-
-
-class _Signals:
-    """SIGTERM raises IngestInterrupted in the main thread, as Ctrl-C raises KeyboardInterrupt, so
-    the same cleanup runs. An exception raised from a signal handler can be lost (it may land in a
-    weakref callback or a destructor, where Python only prints it), so the signal is also noted
-    and checked at every chunk and every rank synchronisation (``check``). While the finished
-    store is renamed into place (``hold``) signals wait: stopping between the renames would leave
-    shards without their store."""
-
-    HANDLED = (signal.SIGTERM, signal.SIGINT)
-    active: _Signals | None = None  # of the ingestion running in this process's main thread
-
-    def __init__(self):
-        self.previous: dict = {}
-        self.holding = False
-        self.received: int | None = None  # the signal that stops this run
-        self.pending: int | None = None  # one that arrived while holding
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():  # where Python runs handlers
-            for signum in self.HANDLED:
-                self.previous[signum] = signal.signal(signum, self._handle)
-            _Signals.active = self
-        return self
-
-    def __exit__(self, *exc):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        if _Signals.active is self:
-            _Signals.active = None
-
-    def _handle(self, signum, frame):
-        if self.holding:
-            self.pending = signum
-        elif self.received is None:  # later ones: let the cleanup finish
-            self.received = signum
-            raise self.interruption()
-
-    def interruption(self) -> BaseException:
-        return KeyboardInterrupt() if self.received == signal.SIGINT else IngestInterrupted(self.received)
-
-    @classmethod
-    def check(cls) -> None:
-        """Raise the interruption if a signal arrived whose exception was lost."""
-        if cls.active is not None and cls.active.received is not None:
-            raise cls.active.interruption()
-
-    @contextmanager
-    def hold(self):
-        self.holding = True
-        try:
-            yield
-        finally:
-            self.holding = False
-            if self.pending is not None:
-                log.warning("%s arrived while the store was renamed into place; the store is "
-                            "complete", signal.Signals(self.pending).name)
-
-
-HOST = re.sub(r"[^A-Za-z0-9._]", "_", socket.gethostname()) or "host"
-
-
-def temp_name(output: Path) -> str:
-    """Name of a run's temporary folder beside ``output``: host, process id and start time say
-    whose it is, so a later run can tell a dead run's leftovers from a live run's work."""
-    return f".{output.name}.tmp-{HOST}-{os.getpid()}-{int(time.time() * 1000)}"
-
-
-def _prepare(output: Path, work: Path, overwrite: bool, inputs, requested: Path) -> None:
-    if not output.parent.is_dir():
-        raise SniaError(f"output folder {output.parent} does not exist")
-    if output.is_dir():
-        raise ConfigError(f"output {output} is a folder; give the store's file name (e.g. "
-                          f"{output / 'store.h5'})")
-    check_paths(output, work, inputs, requested)
-    remove_stale_temporaries(output)
-    shards = shard_dir_of(output)
-    if output.exists() and not overwrite:
-        raise SniaError(f"{output} already exists; pass --overwrite to replace it")
-    if shards.exists() and not overwrite:
-        raise SniaError(f"{shards} exists without its store file {output.name} (left by a store "
-                        f"that was deleted or moved without its shards): remove that folder, or "
-                        f"pass --overwrite to replace it")
-    (work / "shards").mkdir(parents=True)
-
-
-def check_paths(output: Path, work: Path, inputs, requested: Path | None = None) -> None:
-    """Refuse an output (the store, its shard folder, the temporary folder) that is an input or
-    inside an input folder, and an input inside the shard folder: publishing replaces them.
-    Compared by resolved path and by file identity (links, hard links); ``requested``: the store's
-    path as the user gave it, for the message."""
-    shown = f"{requested} (= {output})" if requested and Path(requested).absolute() != output else output
-    outputs = (("store", output, shown), ("shard folder", shard_dir_of(output), shard_dir_of(output)),
-               ("temporary folder", work, work))
-    for given in inputs:
-        given = Path(given)
-        real = given.resolve()
-        for what, out, name in outputs:
-            out_real = out.resolve()
-            if out_real == real or _same_file(out, given):
-                raise ConfigError(f"the output {what} {name} is the input {given}: writing the store "
-                                  f"would replace it; choose another output path")
-            if real.is_dir() and out_real.is_relative_to(real):
-                raise ConfigError(f"the output {what} {name} is inside the input folder {given}; "
-                                  f"choose an output outside it")
-            if what == "shard folder" and real.is_relative_to(out_real):
-                raise ConfigError(f"the input {given} is inside {out}, the shard folder of the "
-                                  f"output store, which writing the store replaces; choose another "
-                                  f"output path")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist
-        return False
-
-
-def remove_stale_temporaries(output: Path) -> None:
-    """Remove temporary folders of earlier runs for ``output`` that no live process owns (a run
-    killed by SIGKILL). Only this host's can be judged: another host's is left, with a warning."""
-    prefix = f".{output.name}.tmp-"
-    for path in output.parent.glob(glob.escape(prefix) + "*"):
-        parts = path.name[len(prefix):].rsplit("-", 2)
-        if len(parts) != 3 or not (parts[1].isdigit() and parts[2].isdigit()):
-            log.warning("left %s: a temporary folder of an older snia; remove it if no ingestion "
-                        "is writing %s", path, output)
-            continue
-        host, pid, started = parts[0], int(parts[1]), int(parts[2]) / 1000
-        if host != HOST:
-            log.warning("left %s: a temporary folder of a run on host %s, which this host cannot "
-                        "check; remove it if no ingestion is writing %s there", path, host, output)
-        elif _alive(pid, started):
-            log.warning("left %s: process %d of this host, which wrote it, is still running", path,
-                        pid)
-        else:
-            log.info("removing %s, left by process %d, which is no longer running", path, pid)
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int, since: float) -> bool:
-    """Whether process ``pid`` of this host may be the run that started at time ``since``."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # another user's process: alive
-    return not _started_after(pid, since)
-
-
-def _started_after(pid: int, since: float) -> bool:
-    """Whether ``pid`` started after ``since`` (then the id was reused: not the run we look for).
-    Linux /proc; False where it cannot be told."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
-        start = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return False
-    return start > since + 2  # btime has 1 s resolution
 
 
 @dataclass
@@ -351,7 +181,7 @@ def _read_phase(fmt, inputs, metadata, survey, split, bands, problems, chunk_byt
         t0 = time.perf_counter()
         bar = _progress(progress and comm.rank == 0)
         for chunk in reader.read(pieces):
-            _Signals.check()
+            Signals.check()
             raw_ids.append(chunk.object_id)
             chunk = clean_chunk(chunk, problems)
             if chunk.n_objects == 0:
