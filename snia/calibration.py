@@ -56,5 +56,6 @@ def describe(calibration: dict | None, prior: float | None = None) -> str:
     if not calibration:
         return "uncalibrated (the model carries no calibration)"
     text = (f"calibrated ({calibration['method']} scaling fitted on the {calibration['fitted_on']}, "
-            f"{calibration['objects']} objects, Ia share {calibration['prior']:.3f})")
+            f"{calibration['objects']} objects, Ia share {calibration['prior']:.3f}; "
+            f"a {calibration['a']:.3f}, b {calibration['b']:.3f})")
     return text if prior is None else f"{text}, moved to an Ia share of {prior:.3f}"

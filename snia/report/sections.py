@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from snia.calibration import describe
 from snia.errors import ConfigError
 from snia.metrics import (
     INTERVAL_PERCENTILES,
@@ -61,8 +62,8 @@ def _checkpoint_text(c: dict) -> str:
                  f"{c.get('distill_weight')}")
     if c.get("calibration"):
         calibration = c["calibration"]
-        text += "; calibrated: " + (", ".join(f"{k} {v}" for k, v in calibration.items())
-                                    if isinstance(calibration, dict) else str(calibration))
+        text += "; " + (describe(calibration) if isinstance(calibration, dict) and "a" in calibration
+                        else f"calibrated: {calibration}")
     return text + ")"
 
 
