@@ -103,6 +103,9 @@ def test_checkpoint_holds_everything_to_resume(store, tmp_path):
     assert set(state) >= {"model", "optimizer", "scheduler", "torch_rng", "epoch", "train_config",
                           "model_config", "spec", "norm"}
     assert state["train_config"]["batch_size"] == 8 and state["spec"]["kind"] == "bands"
+    # where it trained, for the report's provenance: this process, one rank on the CPU
+    hw = state["hardware"]
+    assert (hw["device"], hw["ranks"], hw["launcher"], hw["cores"]) == ("cpu", 1, "none", os.cpu_count())
     assert (tmp_path / "best.pt").exists()
     with pytest.raises(ValueError, match="other training settings"):
         run_training(store, tmp_path, TrainConfig.from_dict({**TINY, "epochs": 1, "lr": 0.5}))

@@ -24,6 +24,7 @@ from snia.inference import first_line, p_ia_of
 from snia.metrics import auc
 from snia.models import LightCurveCNN, sample_keys
 from snia.parallel import Dist, all_gather, all_reduce_sum, barrier
+from snia.provenance import hardware
 from snia.train.config import TrainConfig
 from snia.train.data import TrainingData, local_batches
 from snia.train.run_folder import HISTORY, EarlyStopping, RunFolder, resumed_history, write_history
@@ -41,6 +42,9 @@ class Trainer:
         self.data, self.cfg, self.dist, self.device = data, cfg, dist, device
         self.folder = RunFolder(out_dir, dist, restart_on_change)
         self.progress = progress
+        # where this run trains, kept with its checkpoints (the report's provenance shows it)
+        self.hardware = {**hardware(), "device": str(device), "ranks": dist.world,
+                         "launcher": dist.launcher}
         self.build()
 
     def build(self) -> None:
@@ -176,7 +180,8 @@ class Trainer:
                 "model_config": self.model.config.to_dict(), "spec": self.data.spec.to_dict(),
                 "norm": self.data.norm, "class_weight": list(self.data.class_weight),
                 "classes": self.data.classes, "band_names": list(self.data.band_names),
-                "history": list(self.history), "calibration": self.calibration}
+                "history": list(self.history), "calibration": self.calibration,
+                "hardware": self.hardware}
 
     def resume(self) -> bool:
         """Continue from the run folder's checkpoint, if there is one (see RunFolder.resumable)."""
