@@ -4,6 +4,10 @@ Strong scaling keeps the global batch fixed and splits it over more ranks; weak 
 batch per rank fixed, so the global batch grows with the ranks. Each measurement is a fixed number
 of real optimiser steps (``Trainer.train_step``, DDP all-reduce included) after a few warm-up
 steps, timed between barriers. Parallel efficiency = throughput(N) / (N x throughput(1)).
+
+Measuring trains (torch, ``snia.train``: imported by ``measure``); summarizing reads JSON rows and
+plots. So the command line, which takes its choices from ``MODES``, and ``summarize`` need no
+torch.
 """
 
 from __future__ import annotations
@@ -15,13 +19,10 @@ import logging
 import time
 from pathlib import Path
 
-import torch
-
 from snia.errors import ConfigError
 from snia.files import write_text_atomic
 from snia.parallel import dist_from_env
 from snia.plots import pyplot, save
-from snia.train import TrainConfig, barrier, close, open_trainer
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,10 @@ FIELDS = ["mode", "world_size", "global_batch", "steps", "seconds", "samples_per
 def measure(store, out_json, mode: str, steps: int, batch_size: int, warmup: int = 2,
             train_settings: dict | None = None) -> dict | None:
     """Time ``steps`` training steps on every rank; global rank 0 writes and returns the row."""
+    import torch
+
+    from snia.train import TrainConfig, barrier, close, open_trainer  # training needs torch
+
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {MODES}, not {mode!r}")
     dist = dist_from_env()

@@ -95,3 +95,19 @@ def test_unknown_training_setting_and_raw_input_without_format_are_one_line(tmp_
     assert cli.main(["classify", str(raw), "--checkpoint", str(tmp_path / "m.pt"),
                      "-o", str(tmp_path / "p.csv")]) == cli.EXIT_BAD_INPUT
     assert "raw input needs --format" in error_line(capsys.readouterr().err)
+
+
+def test_the_command_line_needs_no_torch_until_a_command_does(tmp_path):
+    """Without PyTorch (e.g. a venv for ingestion only), `snia --help`, ingestion and the scaling
+    summary still work; only the commands that train or classify need it."""
+    import subprocess
+    import sys
+
+    blocked = ("import sys; sys.modules['torch'] = None; from snia import cli; "
+               "import contextlib, io; buf = io.StringIO()\n"
+               "with contextlib.redirect_stdout(buf):\n"
+               "    try:\n        cli.main(['--help'])\n    except SystemExit as e:\n        assert e.code == 0\n"
+               "assert 'ingest' in buf.getvalue()\n"
+               "import snia.ingest, snia.scaling, snia.store, snia.raster, snia.readers")
+    done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -35,20 +35,23 @@ from snia.raster.files import geometry_from_file, rasterize_store, spec_for_stor
 from snia.raster.plots import plot_object
 from snia.raster.reference import rasterize_numpy
 from snia.raster.spec import (
-                              BACKENDS,
-                              DEFAULT_KIND,
-                              GEOMETRY_FIELDS,
-                              KINDS,
-                              OUTPUT_DTYPES,
-                              REFERENCES,
-                              Images,
-                              RasterSpec,
-                              observation_wavelengths,
-                              redshift_factor,
-                              to_host,
+    BACKENDS,
+    DEFAULT_KIND,
+    GEOMETRY_FIELDS,
+    KINDS,
+    MODEL_GEOMETRY,
+    OUTPUT_DTYPES,
+    REFERENCES,
+    Images,
+    RasterSpec,
+    model_geometry,
+    observation_wavelengths,
+    redshift_factor,
+    to_host,
 )
 
 __all__ = ["RasterSpec", "Images", "KINDS", "DEFAULT_KIND", "BACKENDS", "REFERENCES",
            "OUTPUT_DTYPES", "rasterize", "available_backends", "rasterize_numpy", "rasterize_cpu",
            "spec_for_store", "rasterize_store", "plot_object", "observation_wavelengths",
-           "redshift_factor", "to_host", "GEOMETRY_FIELDS", "geometry_from_file"]
+           "redshift_factor", "to_host", "GEOMETRY_FIELDS", "geometry_from_file", "MODEL_GEOMETRY",
+           "model_geometry"]

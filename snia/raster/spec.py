@@ -72,6 +72,17 @@ class RasterSpec:
         return asdict(self)
 
 
+# The image geometry of the model the workflow ships (3-day x 500 A pixels, 60 x 16; measured:
+# docs/results.md): the training settings' default, and what the workflow's image files use for
+# geometry keys a config leaves out (``model_geometry``).
+MODEL_GEOMETRY = {"n_time": 60, "n_wave": 16}
+
+
+def model_geometry(raster: dict | None) -> dict:
+    """A training config's ``raster:`` section with the keys it leaves out at the shipped model's."""
+    return {**MODEL_GEOMETRY, **(raster or {})}
+
+
 # The image-geometry settings of a spec (all but the kind and the store-given bands/wavelengths):
 # what a config's `raster:` section and the training settings' `raster:` may set.
 GEOMETRY_FIELDS = tuple(f.name for f in fields(RasterSpec)

@@ -15,7 +15,7 @@ from pathlib import Path
 from snia.augment import AugmentConfig
 from snia.errors import ConfigError
 from snia.models import CNNConfig
-from snia.raster import DEFAULT_KIND, GEOMETRY_FIELDS, KINDS, RasterSpec
+from snia.raster import DEFAULT_KIND, GEOMETRY_FIELDS, KINDS, MODEL_GEOMETRY, RasterSpec, model_geometry
 from snia.taxonomy import CLASSES
 
 TASKS = ("binary", "multiclass")
@@ -25,8 +25,6 @@ RUNTIME_FIELDS = ("backend",)
 # on 2 CPU cores (in_channels and n_classes follow from the images and the task)
 SHIPPED_MODEL = CNNConfig(channels=(8, 16, 32), groups=4, hidden=64, dropout=0.2)
 DERIVED_MODEL_FIELDS = ("in_channels", "n_classes")
-# image geometry of the shipped model: 3-day x 500 A pixels, 60 x 16 (docs/results.md)
-SHIPPED_GEOMETRY = {"n_time": 60, "n_wave": 16}
 
 
 @dataclass
@@ -58,7 +56,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     backend: str = "auto"  # rasterization backend (run time: not compared on resume)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    raster: dict = field(default_factory=lambda: dict(SHIPPED_GEOMETRY))  # RasterSpec geometry
+    raster: dict = field(default_factory=lambda: dict(MODEL_GEOMETRY))  # RasterSpec geometry
     model: CNNConfig = field(default_factory=lambda: replace(SHIPPED_MODEL))
     distill: DistillConfig = field(default_factory=DistillConfig)
 
@@ -106,7 +104,7 @@ class TrainConfig:
             _refuse_unknown(model, CNNConfig, "setting(s) under 'model'", DERIVED_MODEL_FIELDS)
             values["model"] = CNNConfig.from_dict({**asdict(SHIPPED_MODEL), **model})
         if "raster" in values:  # geometry keys not given keep the shipped model's
-            values["raster"] = {**SHIPPED_GEOMETRY, **(values["raster"] or {})}
+            values["raster"] = model_geometry(values["raster"])
         return cls(**values)
 
     def to_dict(self) -> dict:

@@ -1,14 +1,15 @@
 """The image geometry of the model the workflow trains, as a config's `raster:` section for
-`snia rasterize --config`: TrainConfig resolves it (geometry keys the config leaves out keep the
-shipped model's), so the image files are exactly what the CNN sees."""
+`snia rasterize --config`: geometry keys the training settings leave out keep the shipped model's
+(as TrainConfig resolves them), so the image files are exactly what the CNN sees. Needs no torch:
+an environment that only ingests and draws images can run it."""
 
 from pathlib import Path
 
 import yaml
 
-from snia.train import TrainConfig
+from snia.raster import model_geometry
 
 # `snakemake` (params, output) is set by Snakemake's `script:` directive.
-settings = TrainConfig.from_dict(snakemake.params.settings)  # noqa: F821
+geometry = model_geometry(snakemake.params.settings.get("raster"))  # noqa: F821
 Path(snakemake.output[0]).write_text(  # noqa: F821
-    yaml.safe_dump({"raster": dict(settings.raster)}, sort_keys=False))
+    yaml.safe_dump({"raster": dict(geometry)}, sort_keys=False))
