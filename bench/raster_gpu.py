@@ -1,4 +1,4 @@
-"""GPU rasterization benchmark (run by bench/gpu_check.sh on a machine with an NVIDIA GPU).
+"""GPU rasterization benchmark (run by bench/device_check.sh on a machine with an NVIDIA GPU).
 
     python bench/raster_gpu.py [--objects 1000000]
 

@@ -1,0 +1,164 @@
+"""One check of a machine with an NVIDIA GPU, in one command and one table (run by
+bench/device_check.sh, which sets PYTHONPATH to this checkout: nothing is installed).
+
+    PYTHON=python3 bash bench/device_check.sh [--store STORE] [--objects 1000000] [--steps 100]
+    bash bench/device_check.sh --smoke          # CPU only, small sizes: what CI runs
+
+Input: the PLAsTiCC training store, ``results/stores/plasticc_train.h5`` and its
+``plasticc_train.h5.shards/`` folder (about 35 MB; written by ``make run``, or by ``snia ingest``).
+Both are git-ignored: give them to a device machine as extra paths beside the checkout.
+
+Rows:
+  versions and device   Python, NumPy, torch (CUDA), CuPy, Numba (CUDA), the GPU
+  GPU tests             pytest of the Numba CUDA and CuPy kernels against the NumPy reference
+                        (raster, augmentation; a forced small grid runs the grid-stride wrap)
+  rasterize             light curves/s per image kind and backend on N real objects: the store's
+                        objects tiled to N, read from host memory (the copy to the device counted)
+  ceilings              (on a GPU) bench/raster_gpu.py: the kernels on synthetic light curves
+                        already on the device, next to the device's copy and matmul ceilings
+  train                 bench/train.py: samples/s of the shipped model, per-stage breakdown and
+                        the pipeline efficiency (end to end / ready tensors)
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS: list[tuple[str, str, str]] = []
+
+
+def row(section: str, item: str, value) -> None:
+    ROWS.append((section, item, str(value)))
+    print(f"{section:<12} {item:<34} {value}", flush=True)
+
+
+def versions() -> dict:
+    """What is installed, and which GPU backends run here."""
+    import numba
+    import torch
+
+    row("versions", "python / numpy", f"{platform.python_version()} / {np.__version__}")
+    cuda = torch.cuda.is_available()
+    row("versions", "torch", f"{torch.__version__} (CUDA {'yes: ' + torch.cuda.get_device_name(0) if cuda else 'no'})")
+    try:
+        import cupy
+
+        row("versions", "cupy", f"{cupy.__version__} (available: {cupy.is_available()})")
+    except Exception as exc:  # noqa: BLE001 - not installed, or without its CUDA libraries
+        row("versions", "cupy", f"not usable ({type(exc).__name__})")
+    from numba import cuda as numba_cuda
+
+    row("versions", "numba", f"{numba.__version__} (CUDA: {numba_cuda.is_available()})")
+    from snia.raster import available_backends
+    from snia.raster.cuda_sources import source_dir
+
+    row("versions", "raster backends here", ", ".join(available_backends()))
+    row("versions", "CUDA sources from", source_dir())
+    return {"cuda": cuda}
+
+
+def gpu_tests(smoke: bool) -> None:
+    """The kernels against their NumPy reference (on the device; in the simulator without one)."""
+    files = ["tests/test_augment.py"] if smoke else ["tests/test_raster.py", "tests/test_kernels.py",
+                                                     "tests/test_augment.py"]
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files]
+    if smoke:
+        args += ["-k", "numba_cuda"]
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
+    last = [line for line in done.stdout.splitlines() if line.strip()][-1:] or ["no output"]
+    row("GPU tests", " ".join(files), f"{last[0]} (exit {done.returncode})")
+
+
+def tiled_batches(store, n: int, batch: int):
+    """The store's objects repeated to ``n``, in batches gathered from memory."""
+    from snia.store.resident import ResidentStore
+
+    resident = ResidentStore(store)
+    order = np.arange(n) % len(resident)
+    return [resident.batch(order[a:a + batch]) for a in range(0, n, batch)]
+
+
+def rasterize_rates(store_path: Path, n: int, smoke: bool) -> None:
+    from snia.raster import MODEL_GEOMETRY, available_backends, rasterize, spec_for_store
+    from snia.store import Store
+
+    backends = [b for b in available_backends() if b != "numpy"]
+    with Store(store_path) as store:
+        batch = 4096 if smoke else 65536
+        batches = tiled_batches(store, n, batch)
+        for kind in ("bands", "heatmap"):
+            spec = spec_for_store(store, kind, **MODEL_GEOMETRY)
+            for backend in backends:
+                m = n if backend != "cpu" or smoke else min(n, 200_000)  # the CPU, on fewer
+                use = batches[:max(1, m // batch)]
+                count = sum(len(b) for b in use)
+                rasterize(use[0], spec, backend)  # warm-up: compilation
+                start = time.perf_counter()
+                for b in use:
+                    images = rasterize(b, spec, backend)
+                sync(images.images)
+                rate = count / (time.perf_counter() - start)
+                row("rasterize", f"{kind} {spec.shape[1]}x{spec.shape[2]}, {backend}",
+                    f"{rate:,.0f} LC/s ({count:,} objects)")
+
+
+def sync(a) -> None:
+    if hasattr(a, "copy_to_host"):  # Numba device array
+        from numba import cuda
+
+        cuda.synchronize()
+    elif type(a).__module__.startswith("cupy"):
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+
+
+def script_rows(section: str, script: str, *args) -> None:
+    """Another benchmark's output lines as rows of this table."""
+    done = subprocess.run([sys.executable, str(REPO / "bench" / script), *map(str, args)],
+                          cwd=REPO, capture_output=True, text=True)
+    if done.returncode:
+        row(section, script, f"failed (exit {done.returncode}): {done.stderr[-300:]}")
+        return
+    for line in done.stdout.splitlines():
+        if line.strip():
+            row(section, "", line.strip())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", type=Path, default=REPO / "results" / "stores" / "plasticc_train.h5")
+    ap.add_argument("--objects", type=int, help="light curves to rasterize (default 1,000,000; "
+                                                "smoke 2,000)")
+    ap.add_argument("--steps", type=int, help="training steps timed (default 100; smoke 3)")
+    ap.add_argument("--batch-size", type=int, default=64, help="global batch (the shipped 64)")
+    ap.add_argument("--smoke", action="store_true", help="CPU, small sizes (CI)")
+    args = ap.parse_args()
+    if not args.store.exists():
+        sys.exit(f"{args.store}: no training store here; run make run (or snia ingest) and bring "
+                 f"it and its .shards folder along")
+    start = time.perf_counter()
+    device = versions()
+    gpu_tests(args.smoke)
+    rasterize_rates(args.store, args.objects or (2_000 if args.smoke else 1_000_000), args.smoke)
+    if device["cuda"] and not args.smoke:
+        script_rows("ceilings", "raster_gpu.py", "--objects", 200_000)
+    script_rows("train", "train.py", "--store", args.store, "--steps",
+                args.steps or (3 if args.smoke else 100), "--batch-size", args.batch_size)
+    row("total", "seconds", f"{time.perf_counter() - start:.0f}")
+    print("\n| section | item | value |\n|---|---|---|")
+    for section, item, value in ROWS:
+        print(f"| {section} | {item} | {value} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
