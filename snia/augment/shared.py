@@ -86,13 +86,11 @@ def augment_math(jit):
         """Write object's variant from out_start; returns (moved, new redshift, stretch)."""
         n = b - a
         drop = drop_share(seed, epoch, key, ddf, drop_fraction)
-        rescue = -1
-        if kept_count(seed, epoch, key, ddf, drop_fraction, n) == 1:
-            # one survivor: the thinning's, or the rescued one if the thinning kept none
-            rescue = rescued(seed, epoch, key, n)
-            for k in range(n):
-                if uniform(seed, epoch, key, k, KEEP) >= drop:
-                    rescue = -1
+        thinned = 0  # observations the thinning keeps; none kept: one is rescued
+        for k in range(n):
+            if uniform(seed, epoch, key, k, KEEP) >= drop:
+                thinned += 1
+        rescue = rescued(seed, epoch, key, n) if thinned == 0 and n > 0 else -1
         shift = time_shift * (2.0 * uniform(seed, epoch, key, 0, SHIFT) - 1.0)
         k_noise = flux_noise * uniform(seed, epoch, key, 0, NOISE_K)
         t0 = 0.0
