@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from stores import plasticc_store  # bench/stores.py, beside this script
+
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 5000.0
 
@@ -42,22 +44,6 @@ def default_checkpoints() -> list[str]:
     return sorted(str(p) for p in models.glob("m*/best.pt"))
 
 
-def find_store(arg, tmp: Path) -> Path:
-    if arg:
-        return Path(arg)
-    for candidate in (REPO / "results" / "stores" / "plasticc_test.h5",):
-        if candidate.exists():
-            return candidate
-    from snia.data import fetch_plasticc
-    from snia.ingest import run_ingest
-
-    data = fetch_plasticc(REPO / "data" / "plasticc")
-    path = tmp / "test.h5"
-    run_ingest("plasticc", [data / "sniabcii_test_lightcurves_example.csv"], path,
-               [data / "sniabcii_test_metadata_example.csv"], progress=False)
-    return path
-
-
 def main() -> None:
     import torch
 
@@ -75,7 +61,7 @@ def main() -> None:
     args = ap.parse_args()
     threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
-        store_path = find_store(args.store, Path(tmp))
+        store_path = plasticc_store("plasticc_test", args.store, Path(tmp))
         if not args.checkpoint:
             raise SystemExit("no checkpoint: run the workflow (make run) or give --checkpoint")
         state = torch.load(args.checkpoint[0], weights_only=True, map_location="cpu")

@@ -23,23 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def find_store(arg, tmp: Path) -> Path:
-    if arg:
-        return Path(arg)
-    candidate = REPO / "results" / "stores" / "plasticc_train.h5"
-    if candidate.exists():
-        return candidate
-    from snia.data import fetch_plasticc
-    from snia.ingest import run_ingest
-
-    data = fetch_plasticc(REPO / "data" / "plasticc")
-    path = tmp / "train.h5"
-    run_ingest("plasticc", [data / "plasticc_train_lightcurves.csv"], path,
-               [data / "plasticc_train_metadata.csv"], progress=False)
-    return path
+from stores import plasticc_store  # bench/stores.py, beside this script
 
 
 class Timer:
@@ -71,7 +55,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="timed runs of each loop (best kept)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        store = find_store(args.store, Path(tmp))
+        store = plasticc_store("plasticc_train", args.store, Path(tmp))
         settings = {**settings_from_file(args.config), "batch_size": args.batch_size}
         trainer = open_trainer(store, Path(tmp) / "run", TrainConfig.from_dict(settings), dist=Dist())
         try:
