@@ -236,8 +236,12 @@ def calibration_of(members: list[Member], prior: float | None = None) -> str:
     missing = [str(m.path) for m in members if m.calibration is None]
     if missing:
         return describe(None) + (f": {', '.join(missing)}" if len(members) > 1 else "")
-    text = describe(members[0].calibration, prior)
-    return text if len(members) == 1 else f"mean of {len(members)} members, each {text}"
+    if len(members) == 1:
+        return describe(members[0].calibration, prior)
+    methods = sorted({m.calibration["method"] for m in members})
+    moved = "" if prior is None else f", moved to an Ia share of {prior:.3f}"
+    return (f"mean of {len(members)} members' P(Ia), each calibrated by its own "
+            f"{'/'.join(methods)} scaling fitted on its validation split{moved}")
 
 
 def ensemble_p_ia(members: list[Member], batch, drawn: dict | None = None) -> np.ndarray:

@@ -380,3 +380,20 @@ def test_classify_writes_calibrated_p_ia_and_says_so(tmp_path, capsys):
     raw = np.array([float(r["p_ia_uncalibrated"]) for r in rows])
     np.testing.assert_allclose(read_predictions(tmp_path / "p.csv")["p_ia"],
                                calibrate(raw, calibration, prior=0.6), atol=3e-5)
+
+
+def test_what_an_ensembles_p_ia_is_is_said_without_one_members_numbers():
+    from types import SimpleNamespace
+
+    from snia.inference import calibration_of
+
+    platt = {"method": "platt", "a": 1.0, "b": 0.0, "fitted_on": "validation split", "objects": 10,
+             "prior": 0.3}
+    one = SimpleNamespace(path="m0/best.pt", calibration=platt)
+    other = SimpleNamespace(path="m1/best.pt", calibration={**platt, "a": 2.0})
+    assert calibration_of([one]).startswith("calibrated (platt scaling") and "a 1.000" in calibration_of([one])
+    both = calibration_of([one, other], prior=0.6)
+    assert both == ("mean of 2 members' P(Ia), each calibrated by its own platt scaling fitted on "
+                    "its validation split, moved to an Ia share of 0.600")
+    bare = SimpleNamespace(path="m2/best.pt", calibration=None)
+    assert calibration_of([one, bare]).startswith("uncalibrated") and "m2/best.pt" in calibration_of([one, bare])
