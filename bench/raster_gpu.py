@@ -1,53 +1,29 @@
-"""GPU rasterization benchmark (run by bench/device_check.sh on a machine with an NVIDIA GPU).
+"""GPU rasterization benchmark on real PLAsTiCC light curves (run by bench/device_check.sh on a
+machine with an NVIDIA GPU).
 
-    python bench/raster_gpu.py [--objects 1000000]
+    python bench/raster_gpu.py [--store STORE] [--objects 1000000]
 
-Synthetic PLAsTiCC-like light curves (about 80 observations over three years in six bands).
-For each GPU backend and image kind: light curves per second with the inputs already on the
-device (kernel time, synchronised), the achieved memory throughput and an estimate of useful
-GFLOP/s, next to the device's measured ceilings (a large device-to-device copy, a large float32
-matrix product). Target on an H200: >= 2 M light curves per second for the heatmap kind.
+The training store's objects tiled to ``--objects`` and gathered into device memory (real light
+curves: synthetic ones are about 1.8x cheaper to draw). For each image kind and geometry (the
+model's 60 x 16 and the default 180 x 32), kernel time only (inputs already on the device,
+synchronised):
+  cupy            kernels/raster.cu
+  numba-cuda      the Numba CUDA kernels (host inputs: its copy to the device is counted)
+  heatmap before  the heatmap kernel as it was before issue 11 (bench/raster_before.cu), side by
+                  side in the same run, with the speed-up and the largest difference of their
+                  images relative to the image's peak (the same math: rounding only)
+and the device's ceilings (a large device-to-device copy, a float32 matrix product).
+Target (issue 11): the heatmap kernel >= 3x the one before, identical results.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
-
-FLOPS_PER_VISIT = 20  # heatmap: ~20 floating-point operations per (pixel, observation) in range
-
-
-def synthetic(n: int, seed: int = 0):
-    from snia.lightcurve import Batch
-
-    rng = np.random.default_rng(seed)
-    lengths = rng.poisson(80, n).astype(np.int64)
-    offsets = np.concatenate(([0], np.cumsum(lengths)))
-    total = int(offsets[-1])
-    start = np.repeat(rng.uniform(59580, 60000, n), lengths)
-    # sorted times per object: cumulative gaps from each object's start
-    gaps = rng.exponential(1000 / 80, total)
-    first = offsets[:-1]
-    csum = np.cumsum(gaps)
-    time_ = start + csum - np.repeat(csum[first] - gaps[first], lengths)
-    peak = np.repeat(rng.uniform(59600, 60900, n), lengths)
-    flux = 100 * np.exp(-0.5 * ((time_ - peak) / 15) ** 2) + rng.normal(0, 5, total)
-    obs = {"time": time_, "band": rng.integers(0, 6, total).astype(np.int8),
-           "flux": flux.astype(np.float32), "flux_err": rng.uniform(2, 8, total).astype(np.float32),
-           "flag": np.zeros(total, np.int32)}
-    meta = {"specz": np.full(n, np.nan, np.float32), "hostgal_photoz": np.full(n, np.nan, np.float32)}
-    return Batch(np.arange(n), offsets, obs, meta)
-
-
-def to_device(batch):
-    import cupy as cp
-
-    from snia.lightcurve import Batch
-
-    return Batch(batch.object_id, cp.asarray(batch.offsets),
-                 {k: cp.asarray(v) for k, v in batch.obs.items()}, batch.meta)
+from stores import plasticc_store  # bench/stores.py, beside this script
 
 
 def timed(fn, repeat=3) -> float:
@@ -76,59 +52,97 @@ def ceilings() -> tuple[float, float]:
     return 2 * a.nbytes / copy_s / 1e9, 2 * n ** 3 / mm_s / 1e9
 
 
-def heatmap_visits(batch, spec, sample=2000) -> float:
-    """Mean (pixel, observation) pairs per object inside the heatmap's time support (host)."""
-    from snia.raster import rasterize_numpy
+def heatmap_before(batch, spec, drawn):
+    """The previous heatmap kernel on the same device batch, with the t_ref and scale that
+    ``prepare_objects`` (unchanged) gave the current one."""
+    import cupy as cp
 
-    part = batch if len(batch) <= sample else _head(batch, sample)
-    t_ref = rasterize_numpy(_head(part, min(len(part), 200)), spec).t_ref
-    centers = -spec.t_before + (np.arange(spec.n_time) + 0.5) * spec.dt
-    reach = spec.support * spec.sigma_time
-    visits = []
-    for i in range(len(t_ref)):
-        t = part.obs["time"][part.offsets[i]:part.offsets[i + 1]] - t_ref[i]
-        lo, hi = np.searchsorted(t, centers - reach), np.searchsorted(t, centers + reach)
-        visits.append((hi - lo).sum() * spec.n_wave)
-    return float(np.mean(visits))
+    from snia.raster.cupy import MAX_BLOCKS
+    from snia.raster.spec import observation_wavelengths
 
+    source = (Path(__file__).parent / "raster_before.cu").read_text()
+    kernel = cp.RawModule(code=source, options=("-std=c++17",)).get_function("heatmap_image_before")
+    n = len(batch.object_id)
+    longest = int(cp.diff(batch.offsets).max())
+    tile = max(1, min(longest, 2048))  # its 20 bytes per observation: 40 KiB at most
+    wave = observation_wavelengths(batch, spec, cp)
+    out = cp.empty((n, *spec.shape), cp.float32)
+    _, height, width = spec.shape
+    zfac = cp.ones(n, cp.float64)
 
-def _head(batch, n):
-    from snia.lightcurve import Batch
-
-    stop = int(batch.offsets[n])
-    return Batch(batch.object_id[:n], batch.offsets[:n + 1],
-                 {k: v[:stop] for k, v in batch.obs.items()}, {k: v[:n] for k, v in batch.meta.items()})
+    def run():
+        kernel((min(n, MAX_BLOCKS),), (256,),
+               (batch.offsets, batch.obs["time"], wave, batch.obs["flux"], batch.obs["flux_err"],
+                drawn.t_ref, drawn.scale, zfac, np.int32(n), np.int32(height), np.int32(width),
+                np.float64(spec.t_before), np.float64(spec.dt), np.float64(spec.wave_min),
+                np.float64(spec.dwave), np.float64(spec.sigma_time), np.float64(spec.sigma_wave),
+                np.float64(spec.support), np.int32(tile), out),
+               shared_mem=tile * 20)
+    return run, out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store")
     parser.add_argument("--objects", type=int, default=1_000_000)
     args = parser.parse_args()
 
-    from snia.raster import RasterSpec, available_backends, rasterize
+    import tempfile
 
-    backends = [b for b in available_backends() if b in ("cupy", "numba-cuda")]
-    if not backends:
-        raise SystemExit("no GPU backend available (needs CuPy or Numba CUDA and an NVIDIA GPU)")
-    host = synthetic(args.objects)
-    device = to_device(host)
+    import cupy as cp
+
+    from snia.raster import MODEL_GEOMETRY, available_backends, rasterize, spec_for_store
+    from snia.raster.cupy import rasterize_on_device
+    from snia.store import Store
+    from snia.store.resident import ResidentStore
+
+    if "cupy" not in available_backends():
+        raise SystemExit("no GPU backend available (needs CuPy and an NVIDIA GPU)")
     copy_gbs, matmul_gflops = ceilings()
-    print(f"{args.objects:,} synthetic light curves, {int(host.offsets[-1]):,} observations")
     print(f"device ceilings: copy {copy_gbs:,.0f} GB/s, float32 matmul {matmul_gflops:,.0f} GFLOP/s")
-    in_bytes = int(host.offsets[-1]) * (8 + 1 + 4 + 4) + 8 * (args.objects + 1)
-    print(f"  {'kind':<9}{'backend':<12}{'LC/s':>14}{'GB/s':>9}{'GFLOP/s':>10}")
-    for kind in ("bands", "heatmap"):
-        spec = RasterSpec(kind=kind)
-        out_bytes = args.objects * int(np.prod(spec.shape)) * 4
-        visits = heatmap_visits(host, spec) if kind == "heatmap" else 0.0
-        for backend in backends:
-            batch = device if backend == "cupy" else host  # numba-cuda copies host inputs itself
-            seconds = timed(lambda b=batch, s=spec, k=backend: rasterize(b, s, k))
-            gflops = visits * args.objects * FLOPS_PER_VISIT / seconds / 1e9
-            print(f"  {kind:<9}{backend:<12}{args.objects / seconds:>14,.0f}"
-                  f"{(in_bytes + out_bytes) / seconds / 1e9:>9,.0f}"
-                  f"{gflops if kind == 'heatmap' else float('nan'):>10,.0f}")
-    print("target: heatmap >= 2,000,000 LC/s on an H200")
+    with tempfile.TemporaryDirectory() as tmp, \
+            Store(plasticc_store("plasticc_train", args.store, Path(tmp))) as store:
+        resident = ResidentStore(store, xp=cp)
+        order = np.arange(args.objects) % len(store)
+        longest = int(store.objects["length"].max())
+        print(f"{args.objects:,} real light curves ({len(store):,} tiled) at 60x16, a fifth of "
+              f"them at 180x32 (its images take 6x the memory)")
+        numba = "numba-cuda" in available_backends()
+        host = ResidentStore(store).batch(order[:100_000]) if numba else None
+        print(f"  {'kind':<9}{'geometry':<10}{'kernel':<16}{'LC/s':>14}")
+        for geometry, count in ((MODEL_GEOMETRY, args.objects), ({}, args.objects // 5)):
+            device = resident.batch(order[:count])  # the tiled objects, on the device
+            for kind in ("bands", "heatmap"):
+                spec = spec_for_store(store, kind, **geometry)
+                shape = f"{spec.shape[2]}x{spec.shape[1]}"
+                drawn = rasterize_on_device(device, spec, longest)
+                seconds = timed(lambda s=spec, b=device, o=drawn.images:
+                                rasterize_on_device(b, s, longest, out=o))
+                now = count / seconds
+                print(f"  {kind:<9}{shape:<10}{'cupy':<16}{now:>14,.0f}")
+                if numba:
+                    seconds = timed(lambda s=spec: rasterize(host, s, "numba-cuda"), repeat=1)
+                    print(f"  {kind:<9}{shape:<10}{'numba-cuda':<16}{len(host) / seconds:>14,.0f}")
+                if kind == "heatmap":
+                    run, before = heatmap_before(device, spec, drawn)
+                    old = count / timed(run)
+                    diff = largest_difference(before, drawn.images)
+                    print(f"  {kind:<9}{shape:<10}{'before':<16}{old:>14,.0f}   now {now / old:.2f}x "
+                          f"faster, largest difference {diff:.1e} of the image peak")
+                del drawn
+            del device
+
+
+def largest_difference(before, now, chunk: int = 50_000) -> float:
+    """max |before - now| / the image's peak |before|, over all images (in chunks: memory)."""
+    import cupy as cp
+
+    worst = 0.0
+    for a in range(0, len(now), chunk):
+        b, c = before[a:a + chunk], now[a:a + chunk]
+        peak = cp.maximum(cp.abs(b).max(axis=(1, 2, 3), keepdims=True), 1e-30)
+        worst = max(worst, float((cp.abs(b - c) / peak).max()))
+    return worst
 
 
 if __name__ == "__main__":

@@ -225,21 +225,93 @@ extern "C" __global__ void bands_image(const long long* offsets, const double* t
     }
 }
 
+// ---------------------------------------------------------------------------- heatmap
+// The heatmap weight of observation k at pixel (row, column) is separable, as in the NumPy
+// reference: kl(k, row) * kt(k, column) / err_k^2, each factor cut at `support` sigmas. So the
+// per-observation work is done once per object, not once per pixel: for each staged observation
+// the block computes its rest-frame time, 1/err^2 and err^2, and the factors kt over a window of
+// `n_cols` columns starting at `c0` and kl over `n_rows` rows starting at `r0` (0 outside the cut).
+// A pixel then sums table products over the observations of its time window: no division and no
+// exp per (pixel, observation) pair. The windows hold every column and row the cut can pass, with
+// a column (row) to spare on each side (the host sizes them: heatmap_windows in cupy.py); each
+// factor is computed with the reference's own float64 operations, so the cut decisions agree.
+// Lanes: consecutive threads take consecutive ROWS of a column, so the lanes of a warp (two
+// columns of 16 rows) walk the same observations instead of 32 different time windows.
+//
+// Shared memory per staged observation (heatmap_obs_bytes in cupy.py):
+//   double rel[tile] | double ivar[tile] | double var[tile] | double kt[tile * n_cols] |
+//   double kl[tile * n_rows] | float flux[tile] | int c0[tile] | int r0[tile]
+
+// The first column (row) of an observation's window: one before the first whose centre can be
+// within `reach` of `value`, clamped to [-1, size + 1]. Clamping keeps every column of the image
+// that the cut can pass inside the window: a window that would start further left is at least as
+// long as the image plus one (the host caps windows at size + 4), and one starting past the image
+// has no column in it.
+__device__ __forceinline__ int window_start(double value, double reach, double origin,
+                                            double step, int size)
+{
+    const double first = floor((value - reach - origin) / step - 0.5) - 1.0;
+    return (int)fmin(fmax(first, -1.0), (double)(size + 1));
+}
+
+// Rest-frame time, weights and separable kernel factors of observations [first, first + count)
+// of the flat arrays, into the shared tables (whole block).
+__device__ void stage_heatmap_tile(long long first, int count, const double* time,
+                                   const float* wave, const float* flux, const float* err,
+                                   double tr, double zf, int n_wave, int n_time, double t_before,
+                                   double dt, double wave_min, double dwave, double sigma_t,
+                                   double sigma_l, double support, int n_cols, int n_rows,
+                                   double* s_rel, double* s_ivar, double* s_var, double* s_kt,
+                                   double* s_kl, float* s_flux, int* s_c0, int* s_r0)
+{
+    for (int k = threadIdx.x; k < count; k += blockDim.x) {
+        const double rel = (time[first + k] - tr) / zf;   // the reference's (t - t_ref) / zfac
+        const double wl = (double)wave[first + k] / zf;    // and wave / zfac
+        const double e = (double)err[first + k];
+        const double var = e * e;
+        s_rel[k] = rel;
+        s_var[k] = var;
+        s_ivar[k] = 1.0 / var;
+        s_flux[k] = flux[first + k];
+        // time factors: column centre -t_before + (j + 0.5) dt, cut at |dt| > support
+        const int c0 = window_start(rel, support * sigma_t, -t_before, dt, n_time);
+        s_c0[k] = c0;
+        for (int c = 0; c < n_cols; ++c) {
+            const double centre = add_mul(-t_before, (double)(c0 + c) + 0.5, dt);
+            const double d = (centre - rel) / sigma_t;
+            s_kt[k * n_cols + c] = fabs(d) <= support ? exp(-0.5 * d * d) : 0.0;
+        }
+        // wavelength factors: row centre wave_min + (r + 0.5) dwave, cut at |dl| > support
+        const int r0 = window_start(wl, support * sigma_l, wave_min, dwave, n_wave);
+        s_r0[k] = r0;
+        for (int r = 0; r < n_rows; ++r) {
+            const double centre = add_mul(wave_min, (double)(r0 + r) + 0.5, dwave);
+            const double d = (centre - wl) / sigma_l;
+            s_kl[k * n_rows + r] = fabs(d) <= support ? exp(-0.5 * d * d) : 0.0;
+        }
+    }
+}
+
 extern "C" __global__ void heatmap_image(const long long* offsets, const double* time,
                                          const float* wave, const float* flux, const float* err,
                                          const double* t_ref, const float* scale,
                                          const double* zfac, int n_objects, int n_wave, int n_time,
                                          double t_before, double dt, double wave_min, double dwave,
-                                         double sigma_t, double sigma_l, double support, int tile,
-                                         float* out)
+                                         double sigma_t, double sigma_l, double support,
+                                         int n_cols, int n_rows, int tile, float* out)
 {
-    double* s_time = raster_smem;
-    float* s_flux = (float*)(s_time + tile);
-    float* s_err = s_flux + tile;
-    float* s_wave = s_err + tile;
+    double* s_rel = raster_smem;
+    double* s_ivar = s_rel + tile;
+    double* s_var = s_ivar + tile;
+    double* s_kt = s_var + tile;
+    double* s_kl = s_kt + (long long)tile * n_cols;
+    float* s_flux = (float*)(s_kl + (long long)tile * n_rows);
+    int* s_c0 = (int*)(s_flux + tile);
+    int* s_r0 = s_c0 + tile;
 
     const int n_pixels = n_wave * n_time;
-    // heatmap_pixel preselects by time with a window 1% wider than the kernel support
+    // the time window of a pixel: 1% wider than the kernel support (it only preselects; the
+    // tables hold the exact cut)
     const double reach = 1.01 * support * sigma_t;
     for (long long i = blockIdx.x; i < n_objects; i += gridDim.x) {
         const long long lo = offsets[i];
@@ -250,42 +322,42 @@ extern "C" __global__ void heatmap_image(const long long* offsets, const double*
         float* image = out + (unsigned long long)i * 2ull * (unsigned long long)n_pixels;
 
         if (one_tile) {
-            stage_tile(lo, n_obs, time, flux, err, 0, wave, s_time, s_flux, s_err, 0, s_wave);
+            stage_heatmap_tile(lo, n_obs, time, wave, flux, err, tr, zf, n_wave, n_time, t_before,
+                               dt, wave_min, dwave, sigma_t, sigma_l, support, n_cols, n_rows,
+                               s_rel, s_ivar, s_var, s_kt, s_kl, s_flux, s_c0, s_r0);
             __syncthreads();
         }
+        // every thread runs the same number of passes and tiles: __syncthreads stays uniform
         for (int base = 0; base < n_pixels; base += blockDim.x) {
             const int p = base + threadIdx.x;
             const bool active = p < n_pixels;
-            const int k_row = active ? p / n_time : 0;
-            const int j = active ? p - k_row * n_time : 0;
-            const double w_center = add_mul(wave_min, (double)k_row + 0.5, dwave);
+            const int j = active ? p / n_wave : 0;      // column
+            const int row = active ? p - j * n_wave : 0;  // rows fastest: a warp shares columns
             const double t_center = add_mul(-t_before, (double)j + 0.5, dt);
-            const double t_lo = add_mul(tr, t_center - reach, zf);
-            const double t_hi = add_mul(tr, t_center + reach, zf);
             double sum_w = 0.0, sum_wf = 0.0, sum_w2v = 0.0;
             for (int first = 0; first < n_obs; first += tile) {
                 const int count = min(tile, n_obs - first);
                 if (!one_tile) {
-                    __syncthreads();
-                    stage_tile(lo + first, count, time, flux, err, 0, wave, s_time, s_flux,
-                               s_err, 0, s_wave);
+                    __syncthreads();  // everyone is done with the previous tile
+                    stage_heatmap_tile(lo + first, count, time, wave, flux, err, tr, zf, n_wave,
+                                       n_time, t_before, dt, wave_min, dwave, sigma_t, sigma_l,
+                                       support, n_cols, n_rows, s_rel, s_ivar, s_var, s_kt, s_kl,
+                                       s_flux, s_c0, s_r0);
                     __syncthreads();
                 }
                 if (active) {
-                    const int a = lower_bound(s_time, 0, count, t_lo);
-                    const int b = lower_bound(s_time, a, count, t_hi);
+                    const int a = lower_bound(s_rel, 0, count, t_center - reach);
+                    const int b = lower_bound(s_rel, a, count, t_center + reach);
                     for (int k = a; k < b; ++k) {
-                        const double dl = (w_center - (double)s_wave[k] / zf) / sigma_l;
-                        if (fabs(dl) > support) continue;
-                        const double dtn = (t_center - (s_time[k] - tr) / zf) / sigma_t;
-                        if (fabs(dtn) > support) continue;
-                        const double e = (double)s_err[k];
-                        const double var = e * e;
-                        const double w =
-                            exp(-0.5 * __dadd_rn(__dmul_rn(dtn, dtn), __dmul_rn(dl, dl))) / var;
+                        const int c = j - s_c0[k];
+                        const int r = row - s_r0[k];
+                        if (c < 0 || c >= n_cols || r < 0 || r >= n_rows) continue;
+                        const double kk = s_kl[k * n_rows + r] * s_kt[k * n_cols + c];
+                        if (kk == 0.0) continue;  // outside the cut (or an underflow: adds 0)
+                        const double w = kk * s_ivar[k];
                         sum_w += w;
                         sum_wf += w * (double)s_flux[k];
-                        sum_w2v += w * w * var;
+                        sum_w2v += w * w * s_var[k];
                     }
                 }
             }
@@ -296,10 +368,10 @@ extern "C" __global__ void heatmap_image(const long long* offsets, const double*
                     mean = (float)(sum_wf / sum_w / sc);
                     sigma = (float)(sqrt(sum_w2v) / sum_w / sc);
                 }
-                image[p] = mean;
-                image[n_pixels + p] = sigma;
+                image[row * n_time + j] = mean;
+                image[n_pixels + row * n_time + j] = sigma;
             }
         }
-        __syncthreads();
+        __syncthreads();  // the next object overwrites the shared tables
     }
 }

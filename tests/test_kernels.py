@@ -1,10 +1,12 @@
 """The CUDA C kernels (kernels/raster.cu), their loader (snia.raster.cuda_sources) and the ``cupy``
 backend (snia.raster.cupy).
 
-Three layers, each skipped on its own when its tool is missing:
+Four layers, each skipped on its own when its tool is missing:
   * the loader (installed and from a plain checkout) and the host-side input checks: always (they
     run before CuPy is imported);
   * compilation: nvcc -arch=sm_90 -ptx (no GPU needed) and NVRTC itself (as CuPy uses it);
+  * the kernels' logic on the CPU: raster.cu built as plain C++, one thread per block
+    (``tests/cuda_on_cpu.py``), against the NumPy reference, grid-stride wrap and tiles included;
   * the kernels on a GPU through CuPy, against the NumPy reference (``rasterize(..., "numpy")``).
 """
 
@@ -17,13 +19,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cuda_on_cpu  # tests/, beside this file
 import numpy as np
 import pytest
 
 from snia.lightcurve import Batch
 from snia.raster import RasterSpec, rasterize
 from snia.raster.cuda_sources import cuda_source
-from snia.raster.cupy import KERNELS, MAX_SHARED_BYTES, MAX_TILE, rasterize_cupy, tile_size
+from snia.raster.cupy import KERNELS, MAX_SHARED_BYTES, MAX_TILE, heatmap_windows, obs_bytes, rasterize_cupy, tile_size
 
 REPO = Path(__file__).resolve().parents[1]
 NVCC = shutil.which("nvcc")
@@ -237,10 +240,25 @@ def test_bad_launch_settings_are_refused_on_the_host():
 
 
 def test_tile_size_fits_shared_memory():
-    assert tile_size("bands", 0) == (1, 17)
-    assert tile_size("heatmap", 37) == (37, 37 * 20)
-    tile, shared = tile_size("heatmap", 10**6)
+    bands, heatmap = RasterSpec(kind="bands"), RasterSpec(kind="heatmap")
+    assert tile_size(bands, 0) == (1, 17)
+    tile, shared = tile_size(bands, 10**6)
     assert tile == MAX_TILE and shared <= MAX_SHARED_BYTES
+    # heatmap: 1-day columns, 250 A rows, 3 sigma of 3 days and 600 A: 18 columns and 14.4 rows
+    # within the support, + 4 of slack; per observation 8 bytes x (3 + 22 + 18) + 3 x 4
+    assert heatmap_windows(heatmap) == (22, 18)
+    assert obs_bytes(heatmap) == 8 * (3 + 22 + 18) + 12
+    assert tile_size(heatmap, 37) == (37, 37 * obs_bytes(heatmap))
+    tile, shared = tile_size(heatmap, 10**6)
+    assert tile == MAX_SHARED_BYTES // obs_bytes(heatmap) and shared <= MAX_SHARED_BYTES
+    # a support wider than the image: windows no longer than the image plus the slack
+    assert heatmap_windows(RasterSpec(kind="heatmap", sigma_time=60.0, sigma_wave=3000.0, n_time=10,
+                                      n_wave=4)) == (14, 8)
+
+
+def test_grid_limit_is_checked_on_the_host():
+    with pytest.raises(ValueError, match="max_blocks"):
+        rasterize_cupy(make_batch([3], 0), RasterSpec(), max_blocks=0)
 
 
 # ----------------------------------------------------------------------------- on the GPU
@@ -347,6 +365,91 @@ EDGE_CASES = {
     "bin_edges": bin_edges,
     "one_object": lambda seed: make_batch([37], seed),
 }
+
+
+@needs_gpu
+@pytest.mark.parametrize("kind", KINDS)
+def test_cupy_grid_stride_wrap_on_a_small_grid(kind):
+    """Three blocks for 50 objects: each block wraps around the grid many times."""
+    seed = fresh_seed()
+    batch = make_batch(np.random.default_rng(seed).integers(0, 90, 50), seed)
+    check(batch, RasterSpec(kind=kind), seed, max_blocks=3, threads=64)
+
+
+# ------------------------------------------------- the kernels' logic on the CPU (C++ build)
+
+needs_compiler = pytest.mark.skipif(cuda_on_cpu.compiler() is None, reason="no C++ compiler")
+
+
+@pytest.fixture(scope="module")
+def cpu_build(tmp_path_factory):
+    return cuda_on_cpu.build(tmp_path_factory.mktemp("raster_cpu"))
+
+
+def check_cpu_build(lib, batch, spec, seed, grid, tile=None):
+    """raster.cu's kernels (C++ build, one thread per block) against the NumPy reference."""
+    ref = rasterize(batch, spec, "numpy")
+    got = cuda_on_cpu.rasterize_on_cpu(lib, batch, spec, grid, tile)
+    assert np.isfinite(got.images).all(), f"seed {seed}: some output element was never written"
+    assert rel_l2(got.images, ref.images) < 1e-5, f"seed {seed}: {rel_l2(got.images, ref.images)}"
+    channel = 2 if spec.kind == "bands" else 1
+    np.testing.assert_array_equal(got.images[:, channel] != 0, ref.images[:, channel] != 0,
+                                  err_msg=f"seed {seed}: empty pixels differ")
+    np.testing.assert_allclose(got.t_ref, ref.t_ref, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(got.scale, ref.scale, rtol=1e-6)
+    return ref
+
+
+CPU_SPECS = {
+    "default": {},
+    "model geometry": {"n_time": 60, "n_wave": 16},
+    "rest frame, first detection": {"rest_frame": True, "reference": "first_detection"},
+    # kernels wider than the image: the factor windows are capped at the image's size + 4
+    "kernel wider than the image": {"sigma_time": 60.0, "sigma_wave": 3000.0, "n_time": 10,
+                                    "n_wave": 4},
+}
+
+
+@needs_compiler
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("settings", list(CPU_SPECS))
+@pytest.mark.parametrize("grid,tile", [(64, None), (3, None), (2, 5)],
+                         ids=["grid >= objects", "grid-stride wrap", "wrap and tiles of 5"])
+def test_cuda_kernels_built_for_the_cpu_match_reference(cpu_build, kind, settings, grid, tile):
+    seed = fresh_seed()
+    batch = make_batch(np.random.default_rng(seed).integers(0, 120, 40), seed)
+    batch.meta["hostgal_photoz"][:] = np.random.default_rng(seed).uniform(0, 1, 40)
+    ref = check_cpu_build(cpu_build, batch, RasterSpec(kind=kind, **CPU_SPECS[settings]), seed,
+                          grid, tile)
+    assert np.count_nonzero(ref.images[:, 0]) > 0  # not a comparison of empty images
+
+
+@needs_compiler
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("case", list(EDGE_CASES))
+def test_cuda_kernels_built_for_the_cpu_on_edge_cases(cpu_build, case, kind):
+    seed = fresh_seed()
+    spec = RasterSpec(kind=kind, bands=(0, 2, 4, 5))
+    check_cpu_build(cpu_build, EDGE_CASES[case](seed), spec, seed, grid=2)
+
+
+@needs_compiler
+def test_cuda_kernels_built_for_the_cpu_on_a_light_curve_longer_than_a_tile(cpu_build):
+    seed = fresh_seed()
+    spec = RasterSpec(kind="heatmap")
+    batch = make_batch([tile_size(spec, 10**6)[0] * 2 + 17, 3], seed, span=200.0)
+    check_cpu_build(cpu_build, batch, spec, seed, grid=1)
+
+
+@needs_compiler
+def test_the_cpu_build_catches_a_wrong_window(cpu_build, monkeypatch):
+    """The harness can fail: windows one column too short lose weight the reference has."""
+    spec, seed = RasterSpec(kind="heatmap"), 5
+    batch = make_batch(np.random.default_rng(seed).integers(20, 120, 20), seed)
+    columns, rows = heatmap_windows(spec)
+    monkeypatch.setattr(cuda_on_cpu, "heatmap_windows", lambda s: (columns - 3, rows))
+    with pytest.raises(AssertionError):
+        check_cpu_build(cpu_build, batch, spec, seed, grid=4)
 
 
 @needs_gpu

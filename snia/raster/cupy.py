@@ -10,6 +10,8 @@ DLPack: ``torch.from_dlpack(result.images)`` (same memory, same device).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from snia.raster.cuda_sources import load_module
@@ -17,9 +19,11 @@ from snia.raster.spec import REFERENCES, Images, RasterSpec, observation_wavelen
 
 KERNELS = ("prepare_objects", "bands_image", "heatmap_image")
 MAX_SHARED_BYTES = 48 * 1024  # dynamic shared memory usable without an opt-in attribute
-MAX_TILE = 2048  # observations staged at once (bands: 34 KiB, heatmap: 40 KiB of shared memory)
-# bytes of shared memory per staged observation: time f64, flux f32, err f32, band i8 / wave f32
-OBS_BYTES = {"bands": 8 + 4 + 4 + 1, "heatmap": 8 + 4 + 4 + 4}
+MAX_TILE = 2048  # observations staged at once (bands: 34 KiB of shared memory)
+MAX_BLOCKS = 65535  # blocks per launch; more objects are covered by the kernels' grid-stride loops
+# bytes of shared memory per staged observation of the bands kernel: time f64, flux f32, err f32,
+# band i8
+BANDS_OBS_BYTES = 8 + 4 + 4 + 1
 
 
 # ----------------------------------------------------------------------------- host-side checks
@@ -82,18 +86,37 @@ def _launch(module, name: str, blocks: int, threads: int, args: tuple, shared: i
     kernel((blocks,), (threads,), args, shared_mem=shared)
 
 
-def tile_size(kind: str, longest: int, tile: int | None = None) -> tuple[int, int]:
+def heatmap_windows(spec: RasterSpec) -> tuple[int, int]:
+    """(columns, rows) of the window of kernel factors each observation keeps (``heatmap_image``):
+    every column (row) whose centre is within ``support`` sigmas, plus slack for where the window
+    starts (one column or row early, and rounding)."""
+    columns = math.floor(2 * spec.support * spec.sigma_time / spec.dt) + 4
+    rows = math.floor(2 * spec.support * spec.sigma_wave / spec.dwave) + 4
+    return min(columns, spec.n_time + 4), min(rows, spec.n_wave + 4)
+
+
+def obs_bytes(spec: RasterSpec) -> int:
+    """Shared memory per staged observation of the spec's image kernel (see raster.cu)."""
+    if spec.kind == "bands":
+        return BANDS_OBS_BYTES
+    columns, rows = heatmap_windows(spec)
+    return 8 * (3 + columns + rows) + 4 * 3  # rel, 1/var, var, factors | flux, c0, r0
+
+
+def tile_size(spec: RasterSpec, longest: int, tile: int | None = None) -> tuple[int, int]:
     """(observations per shared-memory tile, dynamic shared-memory bytes) for an image kernel.
 
     By default the tile holds the longest light curve of the batch (each object is then staged
-    once), up to ``MAX_TILE`` observations; longer light curves are processed tile by tile.
+    once), up to what fits in ``MAX_SHARED_BYTES`` (and ``MAX_TILE``); longer light curves are
+    processed tile by tile.
     """
+    per_obs = obs_bytes(spec)
     if tile is None:
-        tile = max(1, min(int(longest), MAX_TILE))
+        tile = max(1, min(int(longest), MAX_TILE, MAX_SHARED_BYTES // per_obs))
     tile = int(tile)
     if tile < 1:
         raise ValueError(f"rasterize_cupy: tile must be at least 1 observation, not {tile}")
-    shared = tile * OBS_BYTES[kind]
+    shared = tile * per_obs
     if shared > MAX_SHARED_BYTES:
         raise ValueError(f"rasterize_cupy: a tile of {tile} observations needs {shared} bytes of "
                          f"shared memory, more than {MAX_SHARED_BYTES}")
@@ -104,14 +127,15 @@ def tile_size(kind: str, longest: int, tile: int | None = None) -> tuple[int, in
 
 
 def rasterize_cupy(batch, spec: RasterSpec, redshift=None, out=None, threads: int = 256,
-                   tile: int | None = None) -> Images:
+                   tile: int | None = None, max_blocks: int = MAX_BLOCKS) -> Images:
     """Images of a ragged batch on the GPU: ``snia.raster.Images`` of CuPy arrays.
 
     ``batch``: ``snia.lightcurve.Batch`` whose arrays are NumPy or CuPy (time-ordered within each
     object). ``out``: optional float32 buffer [N, C, H, W] (CuPy; a NumPy buffer is copied to the
     device and the device copy is returned); every element is written. ``threads``: threads per
     block (1..1024). ``tile``: observations per shared-memory tile (default: the longest light
-    curve, at most ``MAX_TILE``).
+    curve, as far as shared memory allows). ``max_blocks``: blocks per launch (tests make it small
+    so that the kernels' grid-stride loops run on small batches).
 
     The result stays on the device: ``torch.from_dlpack(result.images)`` hands it to PyTorch
     without a copy. Inputs are checked on the host before every launch (ValueError).
@@ -120,6 +144,9 @@ def rasterize_cupy(batch, spec: RasterSpec, redshift=None, out=None, threads: in
     threads = int(threads)
     if not 1 <= threads <= 1024:
         raise ValueError(f"rasterize_cupy: threads per block must be in 1..1024, not {threads}")
+    max_blocks = int(max_blocks)
+    if not 1 <= max_blocks <= MAX_BLOCKS:
+        raise ValueError(f"rasterize_cupy: max_blocks must be in 1..{MAX_BLOCKS}, not {max_blocks}")
     n = len(batch.object_id)
     shape = (n, *spec.shape)
     offsets_host = _check_offsets(to_host(batch.offsets), n)
@@ -138,7 +165,7 @@ def rasterize_cupy(batch, spec: RasterSpec, redshift=None, out=None, threads: in
             raise ValueError(f"rasterize_cupy: out must be float32 of shape {shape}, not "
                              f"{out.dtype} {tuple(out.shape)}")
     longest = int(np.diff(offsets_host).max()) if n else 0
-    tile, shared = tile_size(spec.kind, longest, tile)
+    tile, shared = tile_size(spec, longest, tile)
     if spec.rest_frame:
         if redshift is not None:
             redshift = to_host(redshift)
@@ -149,41 +176,78 @@ def rasterize_cupy(batch, spec: RasterSpec, redshift=None, out=None, threads: in
 
     import cupy
 
+    out = cupy.empty(shape, dtype=cupy.float32) if out is None else \
+        cupy.ascontiguousarray(cupy.asarray(out))
+    if n == 0:
+        return Images(out, cupy.ones(0, cupy.float32), cupy.zeros(0, cupy.float64), spec)
+    return _draw(batch, spec, cupy.asarray(offsets_host), cupy.asarray(zfac_host, cupy.float64),
+                 tile, shared, out, threads, max_blocks)
+
+
+def rasterize_on_device(batch, spec: RasterSpec, longest: int, out=None, threads: int = 256,
+                        max_blocks: int = MAX_BLOCKS) -> Images:
+    """Images of a batch made on the GPU from checked data (a resident store gathered and
+    augmented there), with no host check and nothing that makes the host wait for the device.
+
+    Every array of ``batch`` is a CuPy array, ``offsets`` too; the observation arrays may be
+    longer than ``offsets[-1]`` (their tails are not read). ``longest``: a bound on the
+    observations of one object, known on the host (it sizes the shared-memory tile). In
+    rest-frame mode the redshifts come from ``batch.meta`` (host or device arrays).
+    """
+    import cupy
+
+    n = len(batch.object_id)
+    out = cupy.empty((n, *spec.shape), dtype=cupy.float32) if out is None else out
+    if n == 0:
+        return Images(out, cupy.ones(0, cupy.float32), cupy.zeros(0, cupy.float64), spec)
+    tile, shared = tile_size(spec, longest)
+    return _draw(batch, spec, batch.offsets, _device_zfac(batch.meta, n, spec, cupy), tile,
+                 shared, out, threads, max_blocks)
+
+
+def _device_zfac(meta: dict, n: int, spec: RasterSpec, cupy):
+    """``redshift_factor`` computed on the device: 1 + z (spec-z where known, else photo-z)."""
+    if not spec.rest_frame:
+        return cupy.ones(n, dtype=cupy.float64)
+    specz = cupy.asarray(meta["specz"], dtype=cupy.float64)
+    photoz = cupy.asarray(meta["hostgal_photoz"], dtype=cupy.float64)
+    z = cupy.where(cupy.isfinite(specz) & (specz > 0), specz, photoz)
+    return cupy.where(cupy.isfinite(z) & (z > 0), 1.0 + z, 1.0)
+
+
+def _draw(batch, spec: RasterSpec, offsets, zfac, tile: int, shared: int, out, threads: int,
+          max_blocks: int) -> Images:
+    """The kernels' launches on CuPy's current stream (each kernel's arguments checked first)."""
+    import cupy
+
+    n = len(batch.object_id)
     _, height, width = spec.shape
-    if out is None:
-        out = cupy.empty(shape, dtype=cupy.float32)
-    else:
-        out = cupy.ascontiguousarray(cupy.asarray(out))
     t_ref = cupy.zeros(n, dtype=cupy.float64)
     scale = cupy.ones(n, dtype=cupy.float32)
-    if n == 0:
-        return Images(out, scale, t_ref, spec)
-
-    offsets = cupy.asarray(offsets_host)
     time = cupy.ascontiguousarray(cupy.asarray(batch.obs["time"], dtype=cupy.float64))
     band = cupy.ascontiguousarray(cupy.asarray(batch.obs["band"], dtype=cupy.int8))
     flux = cupy.ascontiguousarray(cupy.asarray(batch.obs["flux"], dtype=cupy.float32))
     err = cupy.ascontiguousarray(cupy.asarray(batch.obs["flux_err"], dtype=cupy.float32))
-    zfac = cupy.asarray(zfac_host, dtype=cupy.float64)
+    capacity = len(time)  # offsets[-1], or more for a batch made on the device
 
     module = load_module()
-    common = {"offsets": (offsets, np.int64, (n + 1,)), "time": (time, np.float64, (n_obs,)),
-              "flux": (flux, np.float32, (n_obs,)), "err": (err, np.float32, (n_obs,)),
+    common = {"offsets": (offsets, np.int64, (n + 1,)), "time": (time, np.float64, (capacity,)),
+              "flux": (flux, np.float32, (capacity,)), "err": (err, np.float32, (capacity,)),
               "t_ref": (t_ref, np.float64, (n,)), "scale": (scale, np.float32, (n,))}
 
     # per-object reference time and flux scale: one thread per object
     _check_kernel_args("prepare_objects", common, cupy)
-    blocks = max(1, min(1024, -(-n // threads)))
+    blocks = max(1, min(max_blocks, -(-n // threads)))
     _launch(module, "prepare_objects", blocks, threads,
             (offsets, time, flux, err, np.int32(n), np.int32(REFERENCES.index(spec.reference)),
              np.float64(spec.detection_snr), t_ref, scale))
 
     # the images: one block per object (grid-stride), one thread per pixel
-    blocks = min(n, 65535)
-    images = {**common, "zfac": (zfac, np.float64, (n,)), "out": (out, np.float32, shape)}
+    blocks = min(n, max_blocks)
+    images = {**common, "zfac": (zfac, np.float64, (n,)), "out": (out, np.float32, out.shape)}
     if spec.kind == "bands":
         rows = cupy.asarray(np.asarray(spec.bands, dtype=np.int8))
-        _check_kernel_args("bands_image", {**images, "band": (band, np.int8, (n_obs,)),
+        _check_kernel_args("bands_image", {**images, "band": (band, np.int8, (capacity,)),
                                            "rows": (rows, np.int8, (height,))}, cupy)
         _launch(module, "bands_image", blocks, threads,
                 (offsets, time, band, flux, err, t_ref, scale, zfac, rows, np.int32(n),
@@ -192,13 +256,14 @@ def rasterize_cupy(batch, spec: RasterSpec, redshift=None, out=None, threads: in
                 shared)
     else:
         wave = observation_wavelengths(batch, spec, cupy)
-        _check_kernel_args("heatmap_image", {**images, "wave": (wave, np.float32, (n_obs,))},
+        _check_kernel_args("heatmap_image", {**images, "wave": (wave, np.float32, (capacity,))},
                            cupy)
+        columns, rows = heatmap_windows(spec)
         _launch(module, "heatmap_image", blocks, threads,
                 (offsets, time, wave, flux, err, t_ref, scale, zfac, np.int32(n),
                  np.int32(height), np.int32(width), np.float64(spec.t_before),
                  np.float64(spec.dt), np.float64(spec.wave_min), np.float64(spec.dwave),
                  np.float64(spec.sigma_time), np.float64(spec.sigma_wave),
-                 np.float64(spec.support), np.int32(tile), out),
+                 np.float64(spec.support), np.int32(columns), np.int32(rows), np.int32(tile), out),
                 shared)
     return Images(out, scale, t_ref, spec)
