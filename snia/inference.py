@@ -26,7 +26,7 @@ from snia.errors import CheckpointError, ConfigError
 from snia.ingest import run_ingest
 from snia.models import CNNConfig, LightCurveCNN
 from snia.predictions import write_predictions
-from snia.raster import RasterSpec, rasterize, to_host
+from snia.raster import RasterSpec, rasterize
 from snia.readers import expand_inputs
 from snia.store import Store
 
@@ -41,6 +41,36 @@ def scalars_of(meta: dict, scale) -> np.ndarray:
     z = np.nan_to_num(np.asarray(meta["hostgal_photoz"], np.float64), nan=-1.0)
     ze = np.nan_to_num(np.asarray(meta["hostgal_photoz_err"], np.float64), nan=-1.0)
     return np.stack([z, ze, np.log10(np.maximum(np.asarray(scale, np.float64), 1e-3))], axis=1)
+
+
+def default_device() -> torch.device:
+    """Where inference runs unless told: the GPU when there is one (images drawn there reach the
+    model without a copy), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def as_tensor(a, device) -> torch.Tensor:
+    """A tensor on ``device`` of a host array, a torch tensor, or a GPU array (CuPy or Numba):
+    GPU arrays are handed over by DLPack or the CUDA array interface, without a copy."""
+    if isinstance(a, torch.Tensor):
+        return a.to(device, non_blocking=True)
+    if type(a).__module__.split(".")[0] == "cupy":
+        return torch.from_dlpack(a)
+    if hasattr(a, "__cuda_array_interface__"):  # a Numba device array
+        return torch.as_tensor(a, device=device)
+    return torch.as_tensor(np.asarray(a)).to(device, non_blocking=True)
+
+
+def scalar_inputs(meta: dict, scale, mean, std, device) -> torch.Tensor:
+    """``scalars_of`` scaled by the training set's mean and spread, as a float32 tensor on
+    ``device``, computed where the arrays are (host, or the GPU for a batch made there)."""
+    z, ze, sc = (as_tensor(a, device).double()
+                 for a in (meta["hostgal_photoz"], meta["hostgal_photoz_err"], scale))
+    s = torch.stack([torch.nan_to_num(z, nan=-1.0), torch.nan_to_num(ze, nan=-1.0),
+                     torch.log10(torch.clamp(sc, min=1e-3))], dim=1)
+    mean = torch.as_tensor(np.asarray(mean, np.float64)).to(s.device, non_blocking=True)
+    std = torch.as_tensor(np.asarray(std, np.float64)).to(s.device, non_blocking=True)
+    return ((s - mean) / std).float()
 
 
 def p_ia_of(logits, classes: list[str]):
@@ -190,24 +220,23 @@ def run_members(members: list[Member], batch, drawn: dict | None = None):
     """Each member's (embedding, logits) on one batch of light curves, without gradients.
 
     Each member sees its own images; members that share an image spec share one rasterization.
-    ``drawn`` (spec -> (images, scale) as NumPy arrays) passes images already rasterized for this
-    batch, e.g. by a training step, so they are not drawn again."""
+    ``drawn`` (spec -> (images, scale), host or device arrays or tensors) passes images already
+    rasterized for this batch, e.g. by a training step, so they are not drawn again. Images drawn
+    on a GPU reach the model by DLPack, without a copy."""
     drawn = dict(drawn or {})
-    inputs = {}  # spec -> (image tensor on the device, scale)
+    inputs = {}  # spec -> image tensor on the member's device
     out = []
     with torch.no_grad():
         for m in members:
             if m.spec not in drawn:
                 images = rasterize(batch, m.spec, m.backend)
-                drawn[m.spec] = (to_host(images.images), to_host(images.scale))
+                drawn[m.spec] = (images.images, images.scale)
+            images, scale = drawn[m.spec]
             if m.spec not in inputs:
-                images, scale = drawn[m.spec]
-                inputs[m.spec] = (torch.as_tensor(images).to(m.device).contiguous(
-                    memory_format=torch.channels_last), scale)
-            x, scale = inputs[m.spec]
-            s = torch.as_tensor((scalars_of(batch.meta, scale) - m.mean) / m.std,
-                                dtype=torch.float32, device=m.device)
-            e = m.model.embed(x, s)
+                inputs[m.spec] = as_tensor(images, m.device).contiguous(
+                    memory_format=torch.channels_last)
+            s = scalar_inputs(batch.meta, scale, m.mean, m.std, m.device)
+            e = m.model.embed(inputs[m.spec], s)
             out.append((e, m.model.head(e).float()))
     return out
 
@@ -244,9 +273,12 @@ def calibration_of(members: list[Member], prior: float | None = None) -> str:
             f"{'/'.join(methods)} scaling fitted on its validation split{moved}")
 
 
-def ensemble_p_ia(members: list[Member], batch, drawn: dict | None = None) -> np.ndarray:
-    """The members' mean P(Ia) for each light curve of a batch (``drawn``: see run_members)."""
-    return mean_probabilities(run_members(members, batch, drawn), members[0].classes)[0]
+def ensemble_p_ia(members: list[Member], batch, drawn: dict | None = None) -> torch.Tensor:
+    """The members' mean P(Ia) for each light curve of a batch, a tensor on their device (a
+    distilled model's training targets stay there; ``drawn``: see run_members)."""
+    outputs = run_members(members, batch, drawn)
+    return torch.stack([p_ia_of(logits, m.classes) for (_, logits), m in zip(outputs, members)]
+                       ).mean(dim=0)
 
 
 def as_list(checkpoints) -> list:
@@ -254,7 +286,7 @@ def as_list(checkpoints) -> list:
 
 
 def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bool = False,
-                  allow_other_bands: bool = False, prior: float | None = None):
+                  allow_other_bands: bool = False, prior: float | None = None, device=None):
     """P(Ia) (and optionally penultimate embeddings) for every object of a store.
 
     Several checkpoints (or loaded Members) make an ensemble: their probabilities are averaged
@@ -262,10 +294,11 @@ def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bo
     The embeddings are the first member's. Data of bands a model was not trained on are refused
     unless ``allow_other_bands`` (see check_bands). When every member carries a calibration,
     ``p_ia`` is calibrated (moved to an Ia share ``prior`` if given) and ``p_ia_uncalibrated``
-    holds the scores; ``calibration`` says which."""
+    holds the scores; ``calibration`` says which. ``device``: where the models run (default: the
+    GPU when there is one, see default_device)."""
     checkpoints = as_list(checkpoints)
     members = (checkpoints if all(isinstance(c, Member) for c in checkpoints)
-               else load_members(checkpoints))
+               else load_members(checkpoints, device or default_device()))
     classes = members[0].classes
     probs, raw, embeds, ids, types, class_probs = [], [], [], [], [], []
     with Store(store_path) as store:
@@ -281,7 +314,7 @@ def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bo
             if classes:
                 class_probs.append(c_probs)
             if embeddings:
-                embeds.append(outputs[0][0].numpy())  # the first member's
+                embeds.append(outputs[0][0].cpu().numpy())  # the first member's
             ids.append(batch.object_id)
             types.append(batch.meta["type"])
     out = {"object_id": np.concatenate(ids), "p_ia": np.concatenate(probs).astype(np.float32),
@@ -318,7 +351,7 @@ def classify(checkpoints, inputs, out_csv, fmt: str | None = None, metadata=(), 
             inputs = expand_inputs(inputs, fmt)
         except FileNotFoundError as exc:  # a folder without files of the format
             raise ConfigError(str(exc)) from None
-    members = load_members(checkpoints)
+    members = load_members(checkpoints, default_device())
     with tempfile.TemporaryDirectory() as tmp:
         store = inputs[0]
         if not is_store:

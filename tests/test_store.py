@@ -46,6 +46,30 @@ def test_lightcurve_and_batches_match_plain_h5py(store_path):
             store.lightcurve(999)
 
 
+def test_resident_store_gathers_what_the_store_reads(store_path, monkeypatch):
+    """A resident store (read in blocks, here of 40 observations) returns the same batches as
+    the HDF5 store, in any order, repeats included; the device's way of finding the rows (a
+    search in the batch offsets, run here with NumPy) gives the same rows as the host's."""
+    from snia.store import resident
+
+    path, _ = store_path
+    monkeypatch.setattr(resident, "READ_BLOCK", 40)
+    with Store(path) as store:
+        memory = resident.ResidentStore(store)
+        picked = np.array([20, 3, 11, 3, 0, 24])
+        want, got = store.batch(picked), memory.batch(picked)
+        np.testing.assert_array_equal(got.object_id, want.object_id)
+        np.testing.assert_array_equal(got.offsets, want.offsets)
+        for key in resident.COLUMNS:
+            np.testing.assert_array_equal(got.obs[key], want.obs[key], err_msg=key)
+        np.testing.assert_array_equal(got.meta["type"], want.meta["type"])
+        first = memory.offset[picked]
+        rows = resident.device_rows(np, first, got.offsets, int(got.offsets[-1]))
+        expected = np.concatenate([np.arange(a, a + n) for a, n in zip(first, memory.length[picked])])
+        np.testing.assert_array_equal(rows, expected)
+        assert len(memory.batch(np.array([], np.int64)).obs["time"]) == 0
+
+
 def test_tables_and_attributes_are_plain_hdf5(store_path):
     path, _ = store_path
     with h5py.File(path, "r") as f:

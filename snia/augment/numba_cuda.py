@@ -1,6 +1,6 @@
 """The augmentation on an NVIDIA GPU: the shared per-object math as Numba CUDA kernels, one thread
-per object (grid-stride loops). Inputs may be NumPy (copied to the device) or device arrays
-(CuPy or Numba), so a resident training set never leaves the GPU. Imported only when used:
+per object (grid-stride loops). Inputs may be NumPy (copied to the device) or CuPy arrays, so a
+resident training set never leaves the GPU (``augment_numba_cuda``). Imported only when used:
 Numba's CUDA simulator (tests without a GPU) needs ``cuda`` as this module's global.
 """
 
@@ -50,45 +50,80 @@ def _wrapping():
         yield
 
 
-def _device(a, dtype):
-    return cuda.to_device(np.ascontiguousarray(a, dtype=dtype)) if isinstance(a, np.ndarray) \
-        else cuda.as_cuda_array(a)
+def _array_module(batch):
+    """CuPy when the batch's observations live on the GPU, else NumPy."""
+    if type(batch.obs["time"]).__module__.split(".")[0] == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def _kernel_arg(a):
+    """A kernel argument: NumPy arrays as they are (Numba copies them; the simulator runs on
+    them), CuPy arrays viewed in place without Numba's synchronisation of their stream (the
+    launches below run on that same stream)."""
+    if isinstance(a, np.ndarray):
+        return a
+    return cuda.from_cuda_array_interface(a.__cuda_array_interface__, owner=a, sync=False)
+
+
+def _stream(xp):
+    """The stream CuPy is on (a GPU batch), else Numba's default stream."""
+    if xp is np:
+        return 0
+    pointer = xp.cuda.get_current_stream().ptr
+    return cuda.external_stream(pointer) if pointer else cuda.default_stream()
 
 
 def augment_numba_cuda(batch: Batch, epoch: int, seed: int, cfg, band_wave, floor=None,
                        threads: int = 128, max_blocks: int = 1024) -> Batch:
-    """Every object's variant on the GPU; the result's arrays are Numba device arrays."""
+    """Every object's variant on the GPU (or in Numba's CUDA simulator).
+
+    A batch of CuPy arrays (a device-resident training set) never leaves the device and the host
+    never waits: the kernels run on CuPy's current stream, each object's output place is a device
+    scan of the kept counts, and the output arrays are as long as the input's (augmentation only
+    drops observations) with their tails unused, so no count crosses to the host. The result is
+    then a Batch of CuPy arrays whose ``offsets`` are on the device too. A batch of NumPy arrays
+    gives NumPy arrays, trimmed to the observations kept.
+    """
+    xp = _array_module(batch)
     n = len(batch)
     blocks = max(1, min(max_blocks, -(-max(n, 1) // threads)))
-    offsets = _device(np.asarray(batch.offsets), np.int64)
-    keys = _device(np.asarray(batch.object_id), np.int64)
-    ddf = _device(batch.meta["ddf"] if "ddf" in batch.meta else np.zeros(n), np.int8)
-    counts = cuda.device_array(n, dtype=np.int64)
+    stream = _stream(xp)
+    capacity = len(batch.obs["time"])  # at least the observations of the batch
+
+    def device(a, dtype):
+        return xp.ascontiguousarray(xp.asarray(a, dtype=dtype))
+
+    offsets = device(batch.offsets, np.int64)
+    keys = device(batch.object_id, np.int64)
+    ddf = device(batch.meta["ddf"] if "ddf" in batch.meta else np.zeros(n), np.int8)
+    counts = xp.zeros(n, dtype=np.int64)
     with _wrapping():
-        count[blocks, threads](offsets, keys, ddf, seed, epoch, float(cfg.drop_fraction), counts)
-    # the exclusive sum that places each object's output: on the host, one small copy per batch
-    host_counts = counts.copy_to_host()
-    out_offsets_host = np.concatenate(([0], np.cumsum(host_counts))).astype(np.int64)
-    total = int(out_offsets_host[-1])
-    out = {"time": cuda.device_array(total, np.float64), "band": cuda.device_array(total, np.int8),
-           "flux": cuda.device_array(total, np.float32),
-           "flux_err": cuda.device_array(total, np.float32),
-           "wave": cuda.device_array(total, np.float32)}
-    z = _device(np.asarray(batch.meta["hostgal_photoz"]), np.float32)
-    z_err = _device(np.asarray(batch.meta["hostgal_photoz_err"]), np.float32)
-    out_z, out_z_err = cuda.device_array(n, np.float32), cuda.device_array(n, np.float32)
+        count[blocks, threads, stream](_kernel_arg(offsets), _kernel_arg(keys), _kernel_arg(ddf),
+                                       seed, epoch, float(cfg.drop_fraction), _kernel_arg(counts))
+    out_offsets = xp.concatenate([xp.zeros(1, np.int64), xp.cumsum(counts)])
+    out = {"time": xp.empty(capacity, np.float64), "band": xp.empty(capacity, np.int8),
+           "flux": xp.empty(capacity, np.float32), "flux_err": xp.empty(capacity, np.float32),
+           "wave": xp.empty(capacity, np.float32)}
+    out_z, out_z_err = xp.empty(n, np.float32), xp.empty(n, np.float32)
     has_floor = floor is not None
     floor = np.asarray(floor if has_floor else np.zeros(len(band_wave)), dtype=np.float64)
+    args = [offsets, out_offsets, keys, ddf, device(batch.meta["hostgal_photoz"], np.float32),
+            device(batch.meta["hostgal_photoz_err"], np.float32),
+            device(batch.obs["time"], np.float64), device(batch.obs["band"], np.int8),
+            device(batch.obs["flux"], np.float32), device(batch.obs["flux_err"], np.float32),
+            device(band_wave, np.float64), device(floor, np.float64)]
     with _wrapping():
-        write[blocks, threads](
-            offsets, cuda.to_device(out_offsets_host), keys, ddf, z, z_err,
-            _device(batch.obs["time"], np.float64), _device(batch.obs["band"], np.int8),
-            _device(batch.obs["flux"], np.float32), _device(batch.obs["flux_err"], np.float32),
-            cuda.to_device(np.asarray(band_wave, np.float64)), cuda.to_device(floor), has_floor, seed,
-            epoch, float(cfg.drop_fraction), float(cfg.time_shift), float(cfg.flux_noise),
-            float(cfg.redshift_probability), float(cfg.redshift_max), bool(cfg.detection_trigger),
-            int(cfg.redshift_tries), out["time"], out["band"], out["flux"], out["flux_err"],
-            out["wave"], out_z, out_z_err)
-    out["flag"] = cuda.to_device(np.zeros(total, np.int32))
+        write[blocks, threads, stream](
+            *map(_kernel_arg, args), has_floor, seed, epoch, float(cfg.drop_fraction),
+            float(cfg.time_shift), float(cfg.flux_noise), float(cfg.redshift_probability),
+            float(cfg.redshift_max), bool(cfg.detection_trigger), int(cfg.redshift_tries),
+            *map(_kernel_arg, (out["time"], out["band"], out["flux"], out["flux_err"],
+                               out["wave"], out_z, out_z_err)))
+    if xp is np:  # on the host the total is known: trim to it
+        out = {k: v[:out_offsets[-1]] for k, v in out.items()}
+    out["flag"] = xp.zeros(len(out["time"]), np.int32)
     meta = {**batch.meta, "hostgal_photoz": out_z, "hostgal_photoz_err": out_z_err}
-    return Batch(batch.object_id, out_offsets_host, out, meta)
+    return Batch(batch.object_id, out_offsets, out, meta)

@@ -50,7 +50,7 @@ def sample_keys(seed: int, epoch: int, index, device=None) -> torch.Tensor:
     base = _mix_np(np.array([(seed * GOLDEN + SALT) % 2 ** 64], dtype=np.uint64))
     base = _mix_np(base + np.uint64(epoch % 2 ** 64))
     keys = _mix_np(base + np.asarray(index, dtype=np.int64).astype(np.uint64))
-    return torch.from_numpy(keys.view(np.int64)).to(device)
+    return torch.from_numpy(keys.view(np.int64)).to(device, non_blocking=True)  # no wait on a GPU
 
 
 class KeyedDropout(nn.Module):

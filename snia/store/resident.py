@@ -47,17 +47,34 @@ class ResidentStore:
                 self.obs[k][lo:lo + len(block.obs[k])] = block.obs[k]
             start = stop
         self.obs = {k: xp.asarray(v) for k, v in self.obs.items()}
+        self._device_offset = None if xp is np else xp.asarray(self.offset)
 
     def __len__(self) -> int:
         return len(self.object_id)
 
     def batch(self, indices) -> Batch:
-        """Objects by store index (any order): one vectorised gather per column."""
+        """Objects by store index (any order): one vectorised gather per column. On the device
+        (``xp=cupy``) the rows are found there too and the Batch's ``offsets`` are a device array:
+        the host only sends the indices and never waits."""
         idx = np.asarray(indices, dtype=np.int64)
         lengths = self.length[idx]
         offsets = offsets_from_lengths(lengths)
-        # row of every observation: its object's first row, plus its place within the object
-        rows = np.repeat(self.offset[idx] - offsets[:-1], lengths) + np.arange(offsets[-1])
-        rows = self.xp.asarray(rows)
+        if self.xp is np:
+            # row of every observation: its object's first row, plus its place within the object
+            rows = np.repeat(self.offset[idx] - offsets[:-1], lengths) + np.arange(offsets[-1])
+        else:
+            offsets = self.xp.asarray(offsets)
+            rows = device_rows(self.xp, self._device_offset[self.xp.asarray(idx)], offsets,
+                               int(lengths.sum()))
         obs = {k: v[rows] for k, v in self.obs.items()}
         return Batch(self.object_id[idx], offsets, obs, {k: v[idx] for k, v in self.meta.items()})
+
+
+def device_rows(xp, first_rows, offsets, total: int):
+    """Store row of each observation of a gathered batch, without a host round trip (no
+    ``repeat`` by device counts): the object of output position r is the one whose
+    [offsets[i], offsets[i+1]) holds r (a search in the batch offsets), and its row is that
+    object's first store row plus r - offsets[i]. ``total``: the batch's observations (host)."""
+    position = xp.arange(total, dtype=np.int64)
+    obj = xp.searchsorted(offsets[1:], position, side="right")
+    return first_rows[obj] + (position - offsets[obj])

@@ -20,7 +20,7 @@ import torch
 
 from snia.augment import augment, wide_survey_noise
 from snia.errors import ConfigError
-from snia.inference import ensemble_p_ia, load_members, scalars_of
+from snia.inference import ensemble_p_ia, load_members, scalar_inputs, scalars_of
 from snia.parallel import local_ranks
 from snia.raster import rasterize, spec_for_store, to_host
 from snia.store import Store
@@ -85,6 +85,31 @@ def resident_or_store(store, share: float = 0.5):
     return ResidentStore(store)
 
 
+def on_device_pipeline(device, backend: str) -> bool:
+    """Whether batches are made on the GPU end to end (gather, augmentation, images): a CUDA
+    device with CuPy (the images) and Numba CUDA (the augmentation), and the rasterization
+    backend ``auto`` or ``cupy``."""
+    if torch.device(device).type != "cuda" or backend not in ("auto", "cupy"):
+        return False
+    from snia.raster import available_backends
+
+    return "cupy" in available_backends() and "numba-cuda" in available_backends()
+
+
+def device_resident_or_none(store, device, share: float = 0.5):
+    """The store's observations in this rank's GPU memory when they take at most ``share`` of
+    what is free there, else None (then the host pipeline is used)."""
+    import cupy
+
+    with cupy.cuda.Device(torch.device(device).index or 0):
+        free, _ = cupy.cuda.Device().mem_info
+        if not fits(store, share * free):
+            log.warning("%s: %.1f GB of observations do not fit in GPU memory: batches are made "
+                        "on the host", store.path, resident_bytes(store) / 1e9)
+            return None
+        return ResidentStore(store, xp=cupy)
+
+
 class TrainingData:
     """A store's training and validation objects and everything derived from them (see the
     module docstring); ``tensors()`` makes a batch."""
@@ -93,7 +118,14 @@ class TrainingData:
         self.cfg, self.device = cfg, device
         self.teachers = load_teachers(cfg.distill.teachers, device)  # before opening the store
         self.store = Store(store_path)
-        self.source = resident_or_store(self.store)  # where batches are gathered from
+        # where batches are gathered from: GPU memory (then made there end to end), host
+        # memory, or the store itself
+        self.source = None
+        if on_device_pipeline(device, cfg.backend):
+            self.source = device_resident_or_none(self.store, device)
+        self.on_device = self.source is not None
+        if self.source is None:
+            self.source = resident_or_store(self.store)
         self.spec = spec_for_store(self.store, cfg.kind, **cfg.raster)
         # names of the registry bands the spec's wavelengths list (kept with the model, so that
         # inference can tell data of other bands)
@@ -139,6 +171,8 @@ class TrainingData:
     def tensors(self, indices: np.ndarray, epoch: int, train: bool):
         """Images, scalars and targets of a batch, in the order of ``indices``. The target is
         the label, or with teachers in training (label, teachers' P(Ia)) on the same images."""
+        if self.on_device:
+            return self._device_tensors(indices, epoch, train)
         order = np.argsort(indices)  # sorted reads from the store, then back to sampler order
         batch = self.source.batch(indices[order])
         inverse = np.argsort(order)
@@ -148,16 +182,41 @@ class TrainingData:
         images = rasterize(batch, self.spec, self.cfg.backend)
         pixels, scale = to_host(images.images), to_host(images.scale)
         x = torch.as_tensor(pixels)[inverse].to(self.device)
-        s = (scalars_of(batch.meta, scale) - self.norm["mean"]) / self.norm["std"]
-        s = torch.as_tensor(s[inverse], dtype=torch.float32, device=self.device)
-        types = batch.meta["type"]
+        s = scalar_inputs(batch.meta, scale, self.norm["mean"], self.norm["std"], self.device)
+        order = torch.as_tensor(inverse).to(self.device, non_blocking=True)
+        return x, s[order], self._targets(batch, train, {self.spec: (pixels, scale)}, inverse)
+
+    def _device_tensors(self, indices: np.ndarray, epoch: int, train: bool):
+        """The same on the GPU end to end: gathered from the resident observations, augmented
+        (Numba CUDA) and rasterized (CuPy) there, handed to torch by DLPack; nothing waits for
+        the device (run on a side stream, see ``snia.train.trainer.side_stream_batches``)."""
+        from snia.raster.cupy import rasterize_on_device
+
+        batch = self.source.batch(indices)  # the gather keeps the sampler's order
+        longest = int(self.source.length[indices].max()) if len(indices) else 0
+        if train and self.cfg.augment.enabled:
+            batch = augment(batch, epoch, self.cfg.seed, self.cfg.augment, self.spec.wavelengths,
+                            self.noise_floor, backend="numba-cuda")
+        images = rasterize_on_device(batch, self.spec, longest)
+        x = torch.from_dlpack(images.images)
+        s = scalar_inputs(batch.meta, images.scale, self.norm["mean"], self.norm["std"],
+                          self.device)
+        return x, s, self._targets(batch, train, {self.spec: (x, images.scale)})
+
+    def _targets(self, batch, train: bool, drawn: dict, inverse=None):
+        """Labels (host types, sent to the device), with the teachers' P(Ia) when distilling;
+        ``inverse`` puts a batch read in sorted order back in the sampler's order."""
+        types = np.asarray(batch.meta["type"])
         y = class_targets(types, self.classes) if self.classes else labels_of(types)
-        y = torch.as_tensor(y[inverse], device=self.device)
+        order = None if inverse is None else torch.as_tensor(inverse).to(self.device,
+                                                                         non_blocking=True)
+        y = torch.as_tensor(y if inverse is None else y[inverse]).to(self.device,
+                                                                     non_blocking=True)
         if train and self.teachers:
             # teachers of this model's image spec reuse its images instead of drawing them again
-            soft = ensemble_p_ia(self.teachers, batch, {self.spec: (pixels, scale)})[inverse]
-            y = (y, torch.as_tensor(soft, dtype=torch.float32, device=self.device))
-        return x, s, y
+            soft = ensemble_p_ia(self.teachers, batch, drawn).float()
+            y = (y, soft if order is None else soft[order])
+        return y
 
     def close(self) -> None:
         self.store.close()

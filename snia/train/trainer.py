@@ -74,8 +74,9 @@ class Trainer:
         return weighted_loss(logits, y, self.data.class_weight, self.data.classes,
                              self.cfg.distill.weight, local_batch)
 
-    def train_step(self, indices: np.ndarray, epoch: int, tensors=None) -> float:
-        """One optimiser step on this rank's share of a global batch; returns the local loss.
+    def train_step(self, indices: np.ndarray, epoch: int, tensors=None) -> torch.Tensor:
+        """One optimiser step on this rank's share of a global batch; returns the local loss (a
+        detached tensor: reading it would make the host wait for the device).
         ``tensors``: the batch's (images, scalars, targets), when made beforehand (prefetched)."""
         x, s, y = tensors if tensors is not None else self.data.tensors(indices, epoch, train=True)
         # dropout masks keyed by (seed, epoch, object), not drawn from this rank's RNG: the same
@@ -88,22 +89,29 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def local_batches(self, epoch: int):
         return local_batches(self.data.train_index, self.cfg.batch_size, self.cfg.seed, epoch,
                              self.dist.rank, self.dist.world)
 
     def run_steps(self, batches, epoch: int):
-        """Optimiser steps over batches of store indices; yields (batch size, local loss). On a
-        GPU the next batch is drawn in a background thread while the model steps; on CPUs in
-        line, which measured faster: the model's many small ops and the drawing thread contend
-        for the interpreter and the cores (docs/results.md)."""
+        """Optimiser steps over batches of store indices; yields (batch size, local loss).
+
+        Batches made on the GPU (``TrainingData.on_device``) are made on a second CUDA stream
+        while the model steps on the current one (``side_stream_batches``); batches made on the
+        host, in a background thread on a GPU machine, and in line on CPUs, which measured faster:
+        the model's many small ops and the drawing thread contend for the interpreter and the
+        cores (docs/results.md)."""
         def make(indices):
             return self.data.tensors(indices, epoch, train=True)
 
-        pairs = (prefetched(batches, make) if self.device.type == "cuda"
-                 else ((indices, make(indices)) for indices in batches))
+        if self.data.on_device:
+            pairs = side_stream_batches(batches, make, self.device)
+        elif self.device.type == "cuda":
+            pairs = prefetched(batches, make)
+        else:
+            pairs = ((indices, make(indices)) for indices in batches)
         for indices, tensors in pairs:
             yield len(indices), self.train_step(indices, epoch, tensors)
 
@@ -117,11 +125,11 @@ class Trainer:
             batches = tqdm(batches, total=len(self.data.train_index) // self.cfg.batch_size,
                            desc=f"epoch {epoch + 1}", unit="step", leave=False)
         for size, loss in self.run_steps(batches, epoch):
-            total += loss * size
+            total = total + loss.double() * size  # summed where it is: no wait per step
             count += size
             steps += 1
         self.scheduler.step()
-        sums = all_reduce_sum([total, count], self.dist, self.device)
+        sums = all_reduce_sum([float(total), count], self.dist, self.device)
         seconds = time.perf_counter() - start
         return {"train_loss": sums[0] / max(sums[1], 1), "samples_per_s": sums[1] / seconds,
                 "steps": steps}
@@ -220,7 +228,7 @@ def weighted_loss(logits, y, class_weight, classes, distill_weight: float, local
     if isinstance(y, tuple):
         y, soft = y
     if classes:
-        w = logits.new_tensor(class_weight)[y]
+        w = torch.as_tensor(class_weight, dtype=logits.dtype).to(logits.device, non_blocking=True)[y]
         losses = F.cross_entropy(logits, y, reduction="none")
     else:
         w = y * class_weight[0] + (1 - y) * class_weight[1]
@@ -246,3 +254,40 @@ def prefetched(batches, make):
             pending = (batch, future)
         if pending is not None:
             yield pending[0], pending[1].result()
+
+
+def side_stream_batches(batches, make, device):
+    """(batch, make(batch)) for each batch, each made on a second CUDA stream while the model
+    steps on the current one. ``make`` only enqueues work (nothing in it waits for the device),
+    so while step k runs on the GPU, batch k+1 is being gathered, augmented and rasterized beside
+    it. The current stream waits for a batch's event before its step reads it; and since memory
+    freed by a batch is reused by later batches made on the side stream, making batch k+1 first
+    waits for step k-1, the last reader of the memory freed so far (batch k-1's)."""
+    import cupy
+
+    index = torch.cuda.current_device() if device.index is None else device.index
+    main = torch.cuda.current_stream(device)
+    side = torch.cuda.Stream(device)
+    read = []  # the event of the last step enqueued
+
+    def made_on_side(batch):
+        with torch.cuda.stream(side), cupy.cuda.ExternalStream(side.cuda_stream, index):
+            if read:
+                side.wait_event(read[-1])
+            tensors = make(batch)
+            return batch, tensors, side.record_event()
+
+    def emit(item):
+        batch, tensors, ready = item
+        main.wait_event(ready)
+        yield batch, tensors
+        read[:] = [main.record_event()]
+
+    pending = None
+    for batch in batches:
+        item = made_on_side(batch)
+        if pending is not None:
+            yield from emit(pending)
+        pending = item
+    if pending is not None:
+        yield from emit(pending)
