@@ -4,20 +4,27 @@ bench/device_check.sh, which sets PYTHONPATH to this checkout: nothing is instal
     PYTHON=python3 bash bench/device_check.sh [--store STORE] [--objects 1000000] [--steps 100]
     bash bench/device_check.sh --smoke          # CPU only, small sizes: what CI runs
 
-Input: the PLAsTiCC training store, ``results/stores/plasticc_train.h5`` and its
-``plasticc_train.h5.shards/`` folder (about 35 MB; written by ``make run``, or by ``snia ingest``).
-Both are git-ignored: give them to a device machine as extra paths beside the checkout.
+Inputs (git-ignored: give them to a device machine as extra paths beside the checkout, about
+31 MB together):
+  results/stores/plasticc_train.h5 and its folder plasticc_train.h5.shards/   the PLAsTiCC
+      training store (written by ``make run``, or by ``snia ingest``)
+  results/model/student/best.pt   a trained model for the inference row (optional)
 
 Rows:
   versions and device   Python, NumPy, torch (CUDA), CuPy, Numba (CUDA), the GPU
   GPU tests             pytest of the Numba CUDA and CuPy kernels against the NumPy reference
-                        (raster, augmentation; a forced small grid runs the grid-stride wrap)
+                        (raster, augmentation; a forced small grid runs the grid-stride wrap) and
+                        of the device pipeline against the host one; failures listed
   rasterize             light curves/s per image kind and backend on N real objects: the store's
                         objects tiled to N, read from host memory (the copy to the device counted)
-  ceilings              (on a GPU) bench/raster_gpu.py: the kernels on synthetic light curves
-                        already on the device, next to the device's copy and matmul ceilings
+  kernels               (on a GPU) bench/raster_gpu.py: the kernels on N real objects already on
+                        the device, the heatmap kernel against the one before issue 11 (speed-up,
+                        largest difference), and the device's copy and matmul ceilings
   train                 bench/train.py: samples/s of the shipped model, per-stage breakdown and
-                        the pipeline efficiency (end to end / ready tensors)
+                        the pipeline efficiency (end to end / ready tensors); on a GPU with batches
+                        made on the device, made on the host (as before issue 11), and at batch
+                        1024
+  infer                 (on a GPU, with a model) bench/infer.py: store -> P(Ia) light curves/s
 """
 
 from __future__ import annotations
@@ -65,16 +72,29 @@ def versions() -> dict:
     return {"cuda": cuda}
 
 
+GPU_TEST_FILES = ["tests/test_kernels.py", "tests/test_raster.py", "tests/test_augment.py",
+                  "tests/test_device_pipeline.py"]
+
+
 def gpu_tests(smoke: bool) -> None:
-    """The kernels against their NumPy reference (on the device; in the simulator without one)."""
-    files = ["tests/test_augment.py"] if smoke else ["tests/test_raster.py", "tests/test_kernels.py",
-                                                     "tests/test_augment.py"]
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files]
-    if smoke:
-        args += ["-k", "numba_cuda"]
-    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
-    last = [line for line in done.stdout.splitlines() if line.strip()][-1:] or ["no output"]
-    row("GPU tests", " ".join(files), f"{last[0]} (exit {done.returncode})")
+    """The kernels against their NumPy reference and the device pipeline against the host one
+    (on the device; in the simulator without one). Failures are listed as rows."""
+    files = ["tests/test_augment.py"] if smoke else GPU_TEST_FILES
+    keywords = "numba_cuda" if smoke else "cupy or numba or cuda or device"
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE", *files,
+            "-k", keywords]
+    try:
+        done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired:
+        row("GPU tests", " ".join(files), "timed out after 240 s")
+        return
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    row("GPU tests", " ".join(files), f"{(lines or ['no output'])[-1]} (exit {done.returncode})")
+    for line in lines:
+        if line.startswith(("FAILED", "ERROR")):
+            row("GPU tests", "", line[:300])
+    if done.returncode not in (0, 5):  # the whole log, to read what failed
+        print(done.stdout[-6000:], done.stderr[-2000:], sep="\n", flush=True)
 
 
 def tiled_batches(store, n: int, batch: int):
@@ -121,12 +141,16 @@ def sync(a) -> None:
         cupy.cuda.Device().synchronize()
 
 
-def script_rows(section: str, script: str, *args) -> None:
+def script_rows(section: str, script: str, *args, timeout: int = 200) -> None:
     """Another benchmark's output lines as rows of this table."""
-    done = subprocess.run([sys.executable, str(REPO / "bench" / script), *map(str, args)],
-                          cwd=REPO, capture_output=True, text=True)
+    try:
+        done = subprocess.run([sys.executable, str(REPO / "bench" / script), *map(str, args)],
+                              cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        row(section, script, f"timed out after {timeout} s")
+        return
     if done.returncode:
-        row(section, script, f"failed (exit {done.returncode}): {done.stderr[-300:]}")
+        row(section, script, f"failed (exit {done.returncode}): {done.stderr[-600:]}")
         return
     for line in done.stdout.splitlines():
         if line.strip():
@@ -141,6 +165,9 @@ def main() -> int:
     ap.add_argument("--steps", type=int, help="training steps timed (default 100; smoke 3)")
     ap.add_argument("--batch-size", type=int, default=64, help="global batch (the shipped 64)")
     ap.add_argument("--smoke", action="store_true", help="CPU, small sizes (CI)")
+    ap.add_argument("--checkpoint", type=Path,
+                    default=REPO / "results" / "model" / "student" / "best.pt",
+                    help="a model for the inference row (on a GPU; skipped when missing)")
     args = ap.parse_args()
     if not args.store.exists():
         sys.exit(f"{args.store}: no training store here; run make run (or snia ingest) and bring "
@@ -149,10 +176,22 @@ def main() -> int:
     device = versions()
     gpu_tests(args.smoke)
     rasterize_rates(args.store, args.objects or (2_000 if args.smoke else 1_000_000), args.smoke)
+    steps = args.steps or (3 if args.smoke else 100)
+    train = ("train.py", "--store", args.store, "--steps", steps)
     if device["cuda"] and not args.smoke:
-        script_rows("ceilings", "raster_gpu.py", "--objects", 200_000)
-    script_rows("train", "train.py", "--store", args.store, "--steps",
-                args.steps or (3 if args.smoke else 100), "--batch-size", args.batch_size)
+        script_rows("kernels", "raster_gpu.py", "--store", args.store, "--objects",
+                    args.objects or 1_000_000)
+        # batches made on the device (the pipeline of issue 11), then on the host as before it,
+        # then a larger batch (the small default model is launch-bound at 64)
+        script_rows("train", *train, "--batch-size", args.batch_size, "--repeat", 1)
+        script_rows("train", *train, "--batch-size", args.batch_size, "--repeat", 1,
+                    "--backend", "cpu")
+        script_rows("train", *train, "--batch-size", 1024, "--repeat", 1)
+        if args.checkpoint.exists():
+            script_rows("infer", "infer.py", "--store", args.store, "--checkpoint",
+                        args.checkpoint, "--objects", 7848)
+    else:
+        script_rows("train", *train, "--batch-size", args.batch_size)
     row("total", "seconds", f"{time.perf_counter() - start:.0f}")
     print("\n| section | item | value |\n|---|---|---|")
     for section, item, value in ROWS:
