@@ -84,9 +84,9 @@ def gpu_tests(smoke: bool) -> None:
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE", *files,
             "-k", keywords]
     try:
-        done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=240)
+        done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=200)
     except subprocess.TimeoutExpired:
-        row("GPU tests", " ".join(files), "timed out after 240 s")
+        row("GPU tests", " ".join(files), "timed out after 200 s")
         return
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     row("GPU tests", " ".join(files), f"{(lines or ['no output'])[-1]} (exit {done.returncode})")

@@ -289,3 +289,19 @@ def test_shifted_wavelengths_equal_a_shifted_band_table():
     plain = make_batch([30], 5, bands=(2,))
     np.testing.assert_allclose(rasterize(batch, spec, "cpu").images,
                                rasterize(plain, moved, "cpu").images, rtol=1e-6, atol=1e-7)
+
+
+def test_numpy_names_numba_cuda_needs_are_restored(monkeypatch):
+    """NumPy 2.5 removed np.row_stack, which numba-cuda looks up when it first compiles; the
+    alias comes back as np.vstack, the function it always was (snia.numba_cuda_compat)."""
+    from snia.numba_cuda_compat import ensure_numpy_names, numba_cuda_works
+
+    if "row_stack" in dir(np):
+        monkeypatch.delattr(np, "row_stack")
+    assert "row_stack" not in dir(np)
+    ensure_numpy_names()
+    np.testing.assert_array_equal(np.row_stack(([1, 2], [3, 4])), [[1, 2], [3, 4]])
+    import numba
+
+    if numba.config.ENABLE_CUDASIM:  # the simulator is no GPU: its kernels are not offered
+        assert not numba_cuda_works() and "numba-cuda" not in available_backends()

@@ -15,6 +15,9 @@ from numba import float64 as f64
 
 from snia.augment.shared import augment_math
 from snia.lightcurve import Batch
+from snia.numba_cuda_compat import ensure_numpy_names
+
+ensure_numpy_names()  # before numba-cuda first compiles (see snia.numba_cuda_compat)
 
 m = augment_math(cuda.jit(device=True))
 kept_count, write_object = m.kept_count, m.write_object

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 
+from snia.numba_cuda_compat import numba_cuda_works
 from snia.raster.cpu import rasterize_cpu
 from snia.raster.reference import rasterize_numpy
 from snia.raster.spec import BACKENDS, OUTPUT_DTYPES, Images, RasterSpec
@@ -32,15 +33,10 @@ def _probe_backends() -> list[str]:
             found.append("cupy")
     except Exception:  # noqa: BLE001 - no CUDA driver, no GPU or no cupy: just not available
         pass
-    try:
-        import numba
-        from numba import cuda
-
-        # Numba's CUDA simulator (tests without a GPU) says "available" but is no GPU.
-        if cuda.is_available() and not numba.config.ENABLE_CUDASIM:
-            found.append("numba-cuda")
-    except Exception:  # noqa: BLE001
-        pass
+    # a kernel compiled and run: Numba's CUDA simulator (tests without a GPU) says "available"
+    # but is no GPU, and a numba-cuda too old for this NumPy cannot compile (numba_cuda_compat)
+    if numba_cuda_works():
+        found.append("numba-cuda")
     try:
         import numba  # noqa: F401
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from snia.numba_cuda_compat import ensure_numpy_names
 from snia.raster.shared import shared_math
 from snia.raster.spec import (
     REFERENCES,
@@ -19,6 +20,8 @@ from snia.raster.spec import (
     observation_wavelengths,
     redshift_factor,
 )
+
+ensure_numpy_names()  # before numba-cuda first compiles (see snia.numba_cuda_compat)
 
 m = shared_math(cuda.jit(device=True))
 object_reference, object_scale, time_bin = m.object_reference, m.object_scale, m.time_bin
