@@ -94,7 +94,7 @@ def gpu_tests(smoke: bool) -> None:
         if line.startswith(("FAILED", "ERROR")):
             row("GPU tests", "", line[:300])
     if done.returncode not in (0, 5):  # the whole log, to read what failed
-        print(done.stdout[-6000:], done.stderr[-2000:], sep="\n", flush=True)
+        print(done.stdout[-30000:], done.stderr[-3000:], sep="\n", flush=True)
 
 
 def tiled_batches(store, n: int, batch: int):

@@ -39,9 +39,9 @@
 //   the host (snia.raster.cupy.rasterize_cupy) before every launch. Preconditions: offsets are
 //   non-decreasing with offsets[0] = 0, observations are time-ordered within each object.
 //
-// Shared-memory layout (bytes per staged observation: bands 17, heatmap 20), tile = `tile`:
-//   double time[tile] | float flux[tile] | float err[tile] | signed char band[tile]   (bands)
-//   double time[tile] | float flux[tile] | float err[tile] | float wave[tile]         (heatmap)
+// Shared-memory layout of bands_image (17 bytes per staged observation), tile = `tile`:
+//   double time[tile] | float flux[tile] | float err[tile] | signed char band[tile]
+// (heatmap_image's is described with it below).
 
 extern __shared__ double raster_smem[];
 
@@ -136,16 +136,14 @@ extern "C" __global__ void prepare_objects(const long long* offsets, const doubl
 // Copy observations [first, first + count) of the flat arrays into the shared tile (whole block).
 __device__ __forceinline__ void stage_tile(long long first, int count, const double* time,
                                            const float* flux, const float* err,
-                                           const signed char* band, const float* wave,
-                                           double* s_time, float* s_flux, float* s_err,
-                                           signed char* s_band, float* s_wave)
+                                           const signed char* band, double* s_time, float* s_flux,
+                                           float* s_err, signed char* s_band)
 {
     for (int k = threadIdx.x; k < count; k += blockDim.x) {
         s_time[k] = time[first + k];
         s_flux[k] = flux[first + k];
         s_err[k] = err[first + k];
-        if (band) s_band[k] = band[first + k];
-        if (wave) s_wave[k] = wave[first + k];
+        s_band[k] = band[first + k];
     }
 }
 
@@ -171,7 +169,7 @@ extern "C" __global__ void bands_image(const long long* offsets, const double* t
         float* image = out + (unsigned long long)i * 3ull * (unsigned long long)n_pixels;
 
         if (one_tile) {
-            stage_tile(lo, n_obs, time, flux, err, band, 0, s_time, s_flux, s_err, s_band, 0);
+            stage_tile(lo, n_obs, time, flux, err, band, s_time, s_flux, s_err, s_band);
             __syncthreads();
         }
         // every thread runs the same number of passes and tiles: __syncthreads stays uniform
@@ -190,8 +188,8 @@ extern "C" __global__ void bands_image(const long long* offsets, const double* t
                 const int count = min(tile, n_obs - first);
                 if (!one_tile) {
                     __syncthreads();  // everyone is done with the previous tile
-                    stage_tile(lo + first, count, time, flux, err, band, 0, s_time, s_flux,
-                               s_err, s_band, 0);
+                    stage_tile(lo + first, count, time, flux, err, band, s_time, s_flux, s_err,
+                               s_band);
                     __syncthreads();
                 }
                 if (active) {
@@ -228,19 +226,25 @@ extern "C" __global__ void bands_image(const long long* offsets, const double* t
 // ---------------------------------------------------------------------------- heatmap
 // The heatmap weight of observation k at pixel (row, column) is separable, as in the NumPy
 // reference: kl(k, row) * kt(k, column) / err_k^2, each factor cut at `support` sigmas. So the
-// per-observation work is done once per object, not once per pixel: for each staged observation
-// the block computes its rest-frame time, 1/err^2 and err^2, and the factors kt over a window of
-// `n_cols` columns starting at `c0` and kl over `n_rows` rows starting at `r0` (0 outside the cut).
-// A pixel then sums table products over the observations of its time window: no division and no
-// exp per (pixel, observation) pair. The windows hold every column and row the cut can pass, with
-// a column (row) to spare on each side (the host sizes them: heatmap_windows in cupy.py); each
-// factor is computed with the reference's own float64 operations, so the cut decisions agree.
+// work is done per observation and per factor, not per (pixel, observation) pair. Per object, in
+// three steps separated by barriers:
+//   1. one thread per staged observation: its rest-frame time and wavelength, 1/err^2, and where
+//      its windows of `n_cols` columns (`c0`) and `n_rows` rows (`r0`) start;
+//   2. one thread per (observation, window entry): the factor kt or kl of that column or row, 0
+//      outside the cut;
+//   3. one thread per pixel: the sums over the observations of its time window of table products.
+//      No division and no exp per (pixel, observation) pair.
+// The windows hold every column and row the cut can pass, with a column (row) to spare on each
+// side (the host sizes them: heatmap_windows in cupy.py). The cut is decided on the reference's
+// own float64 quotient (see kernel_factor); the factors are kept in float32 (computed by expf),
+// which moves the images by float32 rounding only (~1e-7 of their values): the images are float32.
 // Lanes: consecutive threads take consecutive ROWS of a column, so the lanes of a warp (two
 // columns of 16 rows) walk the same observations instead of 32 different time windows.
 //
-// Shared memory per staged observation (heatmap_obs_bytes in cupy.py):
-//   double rel[tile] | double ivar[tile] | double var[tile] | double kt[tile * n_cols] |
-//   double kl[tile * n_rows] | float flux[tile] | int c0[tile] | int r0[tile]
+// Shared memory per staged observation (36 + 4 (n_cols + n_rows) bytes, heatmap_obs_bytes in
+// cupy.py):
+//   double rel[tile] | double wl[tile] | double ivar[tile] | float kt[tile * n_cols] |
+//   float kl[tile * n_rows] | float flux[tile] | float err[tile] | short c0[tile] | short r0[tile]
 
 // The first column (row) of an observation's window: one before the first whose centre can be
 // within `reach` of `value`, clamped to [-1, size + 1]. Clamping keeps every column of the image
@@ -254,45 +258,60 @@ __device__ __forceinline__ int window_start(double value, double reach, double o
     return (int)fmin(fmax(first, -1.0), (double)(size + 1));
 }
 
-// Rest-frame time, weights and separable kernel factors of observations [first, first + count)
-// of the flat arrays, into the shared tables (whole block).
+// exp(-d^2 / 2) for d = diff / sigma, 0 beyond `support`: the cut exactly as the reference decides
+// it (its float64 quotient); the product with 1/sigma differs from that quotient by an ulp or two,
+// so it decides everywhere but within a hair of the cut, where the quotient itself is formed.
+__device__ __forceinline__ float kernel_factor(double diff, double sigma, double inv_sigma,
+                                               double support)
+{
+    double d = diff * inv_sigma;
+    if (fabs(fabs(d) - support) <= 1e-9 * support) d = diff / sigma;
+    if (fabs(d) > support) return 0.0f;
+    return expf((float)(-0.5 * d * d));
+}
+
+// Steps 1 and 2 for observations [first, first + count) of the flat arrays (whole block).
 __device__ void stage_heatmap_tile(long long first, int count, const double* time,
                                    const float* wave, const float* flux, const float* err,
                                    double tr, double zf, int n_wave, int n_time, double t_before,
                                    double dt, double wave_min, double dwave, double sigma_t,
                                    double sigma_l, double support, int n_cols, int n_rows,
-                                   double* s_rel, double* s_ivar, double* s_var, double* s_kt,
-                                   double* s_kl, float* s_flux, int* s_c0, int* s_r0)
+                                   double* s_rel, double* s_wl, double* s_ivar, float* s_kt,
+                                   float* s_kl, float* s_flux, float* s_err, short* s_c0,
+                                   short* s_r0)
 {
     for (int k = threadIdx.x; k < count; k += blockDim.x) {
         const double rel = (time[first + k] - tr) / zf;   // the reference's (t - t_ref) / zfac
         const double wl = (double)wave[first + k] / zf;    // and wave / zfac
-        const double e = (double)err[first + k];
-        const double var = e * e;
+        const float e = err[first + k];
         s_rel[k] = rel;
-        s_var[k] = var;
-        s_ivar[k] = 1.0 / var;
+        s_wl[k] = wl;
+        s_ivar[k] = 1.0 / ((double)e * (double)e);
         s_flux[k] = flux[first + k];
-        // time factors: column centre -t_before + (j + 0.5) dt, cut at |dt| > support
-        const int c0 = window_start(rel, support * sigma_t, -t_before, dt, n_time);
-        s_c0[k] = c0;
-        for (int c = 0; c < n_cols; ++c) {
-            const double centre = add_mul(-t_before, (double)(c0 + c) + 0.5, dt);
-            const double d = (centre - rel) / sigma_t;
-            s_kt[k * n_cols + c] = fabs(d) <= support ? exp(-0.5 * d * d) : 0.0;
-        }
-        // wavelength factors: row centre wave_min + (r + 0.5) dwave, cut at |dl| > support
-        const int r0 = window_start(wl, support * sigma_l, wave_min, dwave, n_wave);
-        s_r0[k] = r0;
-        for (int r = 0; r < n_rows; ++r) {
-            const double centre = add_mul(wave_min, (double)(r0 + r) + 0.5, dwave);
-            const double d = (centre - wl) / sigma_l;
-            s_kl[k * n_rows + r] = fabs(d) <= support ? exp(-0.5 * d * d) : 0.0;
+        s_err[k] = e;
+        s_c0[k] = (short)window_start(rel, support * sigma_t, -t_before, dt, n_time);
+        s_r0[k] = (short)window_start(wl, support * sigma_l, wave_min, dwave, n_wave);
+    }
+    __syncthreads();
+    // column centres -t_before + (j + 0.5) dt, row centres wave_min + (r + 0.5) dwave
+    const int width = n_cols + n_rows;
+    const double inv_t = 1.0 / sigma_t, inv_l = 1.0 / sigma_l;
+    for (int item = threadIdx.x; item < count * width; item += blockDim.x) {
+        const int k = item / width;
+        const int c = item - k * width;
+        if (c < n_cols) {
+            const double centre = add_mul(-t_before, (double)(s_c0[k] + c) + 0.5, dt);
+            s_kt[k * n_cols + c] = kernel_factor(centre - s_rel[k], sigma_t, inv_t, support);
+        } else {
+            const int r = c - n_cols;
+            const double centre = add_mul(wave_min, (double)(s_r0[k] + r) + 0.5, dwave);
+            s_kl[k * n_rows + r] = kernel_factor(centre - s_wl[k], sigma_l, inv_l, support);
         }
     }
 }
 
-extern "C" __global__ void heatmap_image(const long long* offsets, const double* time,
+// at most 1024 threads a block (the host allows 1..1024): registers stay within 64 a thread
+extern "C" __global__ __launch_bounds__(1024) void heatmap_image(const long long* offsets, const double* time,
                                          const float* wave, const float* flux, const float* err,
                                          const double* t_ref, const float* scale,
                                          const double* zfac, int n_objects, int n_wave, int n_time,
@@ -301,13 +320,14 @@ extern "C" __global__ void heatmap_image(const long long* offsets, const double*
                                          int n_cols, int n_rows, int tile, float* out)
 {
     double* s_rel = raster_smem;
-    double* s_ivar = s_rel + tile;
-    double* s_var = s_ivar + tile;
-    double* s_kt = s_var + tile;
-    double* s_kl = s_kt + (long long)tile * n_cols;
-    float* s_flux = (float*)(s_kl + (long long)tile * n_rows);
-    int* s_c0 = (int*)(s_flux + tile);
-    int* s_r0 = s_c0 + tile;
+    double* s_wl = s_rel + tile;
+    double* s_ivar = s_wl + tile;
+    float* s_kt = (float*)(s_ivar + tile);
+    float* s_kl = s_kt + (long long)tile * n_cols;
+    float* s_flux = s_kl + (long long)tile * n_rows;
+    float* s_err = s_flux + tile;
+    short* s_c0 = (short*)(s_err + tile);
+    short* s_r0 = s_c0 + tile;
 
     const int n_pixels = n_wave * n_time;
     // the time window of a pixel: 1% wider than the kernel support (it only preselects; the
@@ -324,14 +344,14 @@ extern "C" __global__ void heatmap_image(const long long* offsets, const double*
         if (one_tile) {
             stage_heatmap_tile(lo, n_obs, time, wave, flux, err, tr, zf, n_wave, n_time, t_before,
                                dt, wave_min, dwave, sigma_t, sigma_l, support, n_cols, n_rows,
-                               s_rel, s_ivar, s_var, s_kt, s_kl, s_flux, s_c0, s_r0);
+                               s_rel, s_wl, s_ivar, s_kt, s_kl, s_flux, s_err, s_c0, s_r0);
             __syncthreads();
         }
         // every thread runs the same number of passes and tiles: __syncthreads stays uniform
         for (int base = 0; base < n_pixels; base += blockDim.x) {
             const int p = base + threadIdx.x;
             const bool active = p < n_pixels;
-            const int j = active ? p / n_wave : 0;      // column
+            const int j = active ? p / n_wave : 0;        // column
             const int row = active ? p - j * n_wave : 0;  // rows fastest: a warp shares columns
             const double t_center = add_mul(-t_before, (double)j + 0.5, dt);
             double sum_w = 0.0, sum_wf = 0.0, sum_w2v = 0.0;
@@ -341,8 +361,8 @@ extern "C" __global__ void heatmap_image(const long long* offsets, const double*
                     __syncthreads();  // everyone is done with the previous tile
                     stage_heatmap_tile(lo + first, count, time, wave, flux, err, tr, zf, n_wave,
                                        n_time, t_before, dt, wave_min, dwave, sigma_t, sigma_l,
-                                       support, n_cols, n_rows, s_rel, s_ivar, s_var, s_kt, s_kl,
-                                       s_flux, s_c0, s_r0);
+                                       support, n_cols, n_rows, s_rel, s_wl, s_ivar, s_kt, s_kl,
+                                       s_flux, s_err, s_c0, s_r0);
                     __syncthreads();
                 }
                 if (active) {
@@ -352,12 +372,13 @@ extern "C" __global__ void heatmap_image(const long long* offsets, const double*
                         const int c = j - s_c0[k];
                         const int r = row - s_r0[k];
                         if (c < 0 || c >= n_cols || r < 0 || r >= n_rows) continue;
-                        const double kk = s_kl[k * n_rows + r] * s_kt[k * n_cols + c];
-                        if (kk == 0.0) continue;  // outside the cut (or an underflow: adds 0)
+                        const double kk = (double)s_kl[k * n_rows + r] * (double)s_kt[k * n_cols + c];
+                        if (kk == 0.0) continue;  // outside the cut (adds nothing)
+                        const double e = (double)s_err[k];
                         const double w = kk * s_ivar[k];
                         sum_w += w;
                         sum_wf += w * (double)s_flux[k];
-                        sum_w2v += w * w * s_var[k];
+                        sum_w2v += w * w * (e * e);
                     }
                 }
             }

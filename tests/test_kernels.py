@@ -51,7 +51,8 @@ needs_gpu = pytest.mark.skipif(cp is None, reason=NO_GPU)
 
 
 def kernel_names(source: str) -> list[str]:
-    return re.findall(r'extern\s+"C"\s+__global__\s+void\s+(\w+)', source)
+    return re.findall(r'extern\s+"C"\s+__global__\s+(?:__launch_bounds__\([^)]*\)\s+)?void\s+(\w+)',
+                      source)
 
 
 # ----------------------------------------------------------------------------- the loader
@@ -85,7 +86,7 @@ assert importlib.util.find_spec("snia.kernels") is None, "snia.kernels still imp
 assert str(source_dir()) == sys.argv[1] + "/kernels", source_dir()
 source = cuda_source()
 assert source.startswith('#line 1 "raster.cu"\\n'), source[:80]
-assert 'extern "C" __global__ void heatmap_image' in source
+assert 'void heatmap_image(' in source and 'void bands_image(' in source
 print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", code, str(REPO)], cwd=tmp_path,
@@ -245,15 +246,22 @@ def test_tile_size_fits_shared_memory():
     tile, shared = tile_size(bands, 10**6)
     assert tile == MAX_TILE and shared <= MAX_SHARED_BYTES
     # heatmap: 1-day columns, 250 A rows, 3 sigma of 3 days and 600 A: 18 columns and 14.4 rows
-    # within the support, + 4 of slack; per observation 8 bytes x (3 + 22 + 18) + 3 x 4
+    # within the support, + 4 of slack; per observation 3 float64, 22 + 18 + 2 float32 and 2 int16
     assert heatmap_windows(heatmap) == (22, 18)
-    assert obs_bytes(heatmap) == 8 * (3 + 22 + 18) + 12
-    assert tile_size(heatmap, 37) == (37, 37 * obs_bytes(heatmap))
+    assert obs_bytes(heatmap) == 3 * 8 + (22 + 18 + 2) * 4 + 2 * 2 == 196
+    assert tile_size(heatmap, 37) == (37, 37 * 196)
     tile, shared = tile_size(heatmap, 10**6)
-    assert tile == MAX_SHARED_BYTES // obs_bytes(heatmap) and shared <= MAX_SHARED_BYTES
+    assert tile == MAX_SHARED_BYTES // 196 and shared <= MAX_SHARED_BYTES
+    # with the opt-in of a Hopper GPU (227 KiB), PLAsTiCC's longest light curves fit one tile
+    assert tile_size(heatmap, 352, limit=227 * 1024) == (352, 352 * 196)
     # a support wider than the image: windows no longer than the image plus the slack
     assert heatmap_windows(RasterSpec(kind="heatmap", sigma_time=60.0, sigma_wave=3000.0, n_time=10,
                                       n_wave=4)) == (14, 8)
+
+
+def test_heatmap_cut_beyond_float32_range_is_refused():
+    with pytest.raises(ValueError, match="13"):
+        rasterize_cupy(make_batch([3], 0), RasterSpec(kind="heatmap", support=14.0))
 
 
 def test_grid_limit_is_checked_on_the_host():

@@ -58,7 +58,7 @@ def augment_object(lc: dict, key: int, ddf: int, z: float, seed: int, epoch: int
     b = lc["band"][keep]
     if cfg.flux_noise > 0:
         e1 = e * np.sqrt(1 + (cfg.flux_noise * u(NOISE_K)) ** 2)
-        f = f + stream.normal(seed, epoch, key, k, NOISE) * np.sqrt(e1 ** 2 - e ** 2)
+        f = f + stream.normal(seed, epoch, key, k, NOISE) * np.sqrt(np.maximum(e1 ** 2 - e ** 2, 0))
         e = e1
     floor_b = np.asarray(floor, np.float64)[b] if floor is not None else np.zeros(len(b))
 
@@ -86,7 +86,7 @@ def augment_object(lc: dict, key: int, ddf: int, z: float, seed: int, epoch: int
                 break
     if not was_moved and floor is not None and ddf == 1:
         e_new = np.maximum(e, floor_b * (0.7 + 0.6 * u(DDF_FLOOR)))
-        f = f + stream.normal(seed, epoch, key, k, DDF_NOISE) * np.sqrt(e_new ** 2 - e ** 2)
+        f = f + stream.normal(seed, epoch, key, k, DDF_NOISE) * np.sqrt(np.maximum(e_new ** 2 - e ** 2, 0))
         e = e_new
     obs = {"time": t, "band": b, "flux": f, "flux_err": e,
            "wave": np.asarray(band_wave, np.float64)[b] * stretch}

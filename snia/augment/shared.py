@@ -58,6 +58,13 @@ def augment_math(jit):
         return count if count > 0 or n == 0 else 1  # at least one observation stays
 
     @jit
+    def root_gap(big, small):
+        # sqrt(big^2 - small^2), the noise that grows an error from small to big (big >= small).
+        # Clamped at 0: a GPU compiler fuses big*big - small*small into one multiply-add, which
+        # falls a rounding below 0 when big == small (the square root would be NaN)
+        return math.sqrt(max(big * big - small * small, 0.0))
+
+    @jit
     def rescued(seed, epoch, key, n):
         # the observation kept when the thinning would drop them all
         return min(int(uniform(seed, epoch, key, 0, RESCUE) * n), n - 1)
@@ -67,7 +74,7 @@ def augment_math(jit):
         # extra Gaussian flux noise of k_noise sigma; errors grow to sqrt(1 + k^2) sigma (f, e: float64)
         if flux_noise > 0:
             e1 = e * math.sqrt(1.0 + k_noise * k_noise)
-            return f + normal(seed, epoch, key, k, NOISE) * math.sqrt(e1 * e1 - e * e), e1
+            return f + normal(seed, epoch, key, k, NOISE) * root_gap(e1, e), e1
         return f, e
 
     @jit
@@ -75,7 +82,7 @@ def augment_math(jit):
         # seen from further away: fluxes dim, errors at least the wide survey's and never
         # smaller, noise added up to them
         e_new = max(e * err_factor, floor_b)
-        extra = math.sqrt(max(e_new * e_new - (e * dim) * (e * dim), 0.0))
+        extra = root_gap(e_new, e * dim)
         return f * dim + normal(seed, epoch, key, k, MOVE_NOISE + TRY_STRIDE * t_try) * extra, e_new
 
     @jit
@@ -137,7 +144,7 @@ def augment_math(jit):
             elif has_floor and ddf == 1:
                 # a deep-field object gets the wide survey's noise
                 e_new = max(e, floor[band[o]] * ddf_factor)
-                f = f + normal(seed, epoch, key, k, DDF_NOISE) * math.sqrt(e_new * e_new - e * e)
+                f = f + normal(seed, epoch, key, k, DDF_NOISE) * root_gap(e_new, e)
                 e = e_new
             out_time[j] = t
             out_band[j] = band[o]

@@ -10,6 +10,7 @@ DLPack: ``torch.from_dlpack(result.images)`` (same memory, same device).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -24,6 +25,7 @@ MAX_BLOCKS = 65535  # blocks per launch; more objects are covered by the kernels
 # bytes of shared memory per staged observation of the bands kernel: time f64, flux f32, err f32,
 # band i8
 BANDS_OBS_BYTES = 8 + 4 + 4 + 1
+MAX_SUPPORT = 13.0  # sigmas: the heatmap kernel keeps its factors in float32
 
 
 # ----------------------------------------------------------------------------- host-side checks
@@ -83,6 +85,8 @@ def _launch(module, name: str, blocks: int, threads: int, args: tuple, shared: i
     if threads > limit:
         raise ValueError(f"{name}: {threads} threads per block is more than this kernel allows "
                          f"on this device ({limit})")
+    if shared > MAX_SHARED_BYTES and kernel.max_dynamic_shared_size_bytes < shared:
+        kernel.max_dynamic_shared_size_bytes = shared  # the opt-in beyond 48 KiB
     kernel((blocks,), (threads,), args, shared_mem=shared)
 
 
@@ -100,27 +104,57 @@ def obs_bytes(spec: RasterSpec) -> int:
     if spec.kind == "bands":
         return BANDS_OBS_BYTES
     columns, rows = heatmap_windows(spec)
-    return 8 * (3 + columns + rows) + 4 * 3  # rel, 1/var, var, factors | flux, c0, r0
+    # rel, wl, 1/err^2 (f64) | factors, flux, err (f32) | window starts (i16)
+    return 8 * 3 + 4 * (columns + rows + 2) + 2 * 2
 
 
-def tile_size(spec: RasterSpec, longest: int, tile: int | None = None) -> tuple[int, int]:
+def shared_limit() -> int:
+    """Dynamic shared memory a block may use on the current GPU once it opts in (227 KiB on
+    Hopper); ``MAX_SHARED_BYTES`` without a usable GPU."""
+    try:
+        import cupy
+
+        return _shared_limit(cupy.cuda.Device().id)
+    except Exception:  # noqa: BLE001 - no CuPy, no driver or no GPU
+        return MAX_SHARED_BYTES
+
+
+@functools.lru_cache(maxsize=None)
+def _shared_limit(device_id: int) -> int:
+    import cupy
+
+    return int(cupy.cuda.Device(device_id).attributes["MaxSharedMemoryPerBlockOptin"])
+
+
+def tile_size(spec: RasterSpec, longest: int, tile: int | None = None,
+              limit: int = MAX_SHARED_BYTES) -> tuple[int, int]:
     """(observations per shared-memory tile, dynamic shared-memory bytes) for an image kernel.
 
     By default the tile holds the longest light curve of the batch (each object is then staged
-    once), up to what fits in ``MAX_SHARED_BYTES`` (and ``MAX_TILE``); longer light curves are
+    once), up to what fits in ``limit`` bytes (and ``MAX_TILE``); longer light curves are
     processed tile by tile.
     """
     per_obs = obs_bytes(spec)
     if tile is None:
-        tile = max(1, min(int(longest), MAX_TILE, MAX_SHARED_BYTES // per_obs))
+        tile = max(1, min(int(longest), MAX_TILE, limit // per_obs))
     tile = int(tile)
     if tile < 1:
         raise ValueError(f"rasterize_cupy: tile must be at least 1 observation, not {tile}")
     shared = tile * per_obs
-    if shared > MAX_SHARED_BYTES:
+    if shared > limit:
         raise ValueError(f"rasterize_cupy: a tile of {tile} observations needs {shared} bytes of "
-                         f"shared memory, more than {MAX_SHARED_BYTES}")
+                         f"shared memory, more than {limit}")
     return tile, shared
+
+
+def check_heatmap_spec(spec: RasterSpec) -> None:
+    """What the heatmap kernel supports: factors above float32's smallest normal number (a cut
+    of at most 13 sigmas: exp(-13^2/2) ~ 2e-37) and window starts that fit 16 bits."""
+    if spec.kind == "heatmap" and spec.support > MAX_SUPPORT:
+        raise ValueError(f"rasterize_cupy: a heatmap kernel cut at {spec.support} sigmas is beyond "
+                         f"the {MAX_SUPPORT} this backend supports (weights below 1e-37)")
+    if max(spec.n_time, spec.n_wave) > 30_000:
+        raise ValueError("rasterize_cupy: images of more than 30,000 columns or rows")
 
 
 # ----------------------------------------------------------------------------- the backend
@@ -165,7 +199,8 @@ def rasterize_cupy(batch, spec: RasterSpec, redshift=None, out=None, threads: in
             raise ValueError(f"rasterize_cupy: out must be float32 of shape {shape}, not "
                              f"{out.dtype} {tuple(out.shape)}")
     longest = int(np.diff(offsets_host).max()) if n else 0
-    tile, shared = tile_size(spec, longest, tile)
+    check_heatmap_spec(spec)
+    tile, shared = tile_size(spec, longest, tile, shared_limit())
     if spec.rest_frame:
         if redshift is not None:
             redshift = to_host(redshift)
@@ -200,7 +235,8 @@ def rasterize_on_device(batch, spec: RasterSpec, longest: int, out=None, threads
     out = cupy.empty((n, *spec.shape), dtype=cupy.float32) if out is None else out
     if n == 0:
         return Images(out, cupy.ones(0, cupy.float32), cupy.zeros(0, cupy.float64), spec)
-    tile, shared = tile_size(spec, longest)
+    check_heatmap_spec(spec)
+    tile, shared = tile_size(spec, longest, limit=shared_limit())
     return _draw(batch, spec, batch.offsets, _device_zfac(batch.meta, n, spec, cupy), tile,
                  shared, out, threads, max_blocks)
 

@@ -42,6 +42,8 @@ class Trainer:
         self.data, self.cfg, self.dist, self.device = data, cfg, dist, device
         self.folder = RunFolder(out_dir, dist, restart_on_change)
         self.progress = progress
+        # batches made on the GPU are enqueued from a background thread (side_stream_batches)
+        self.batch_worker = True
         # where this run trains, kept with its checkpoints (the report's provenance shows it)
         self.hardware = {**hardware(), "device": str(device), "ranks": dist.world,
                          "launcher": dist.launcher}
@@ -107,7 +109,7 @@ class Trainer:
             return self.data.tensors(indices, epoch, train=True)
 
         if self.data.on_device:
-            pairs = side_stream_batches(batches, make, self.device)
+            pairs = side_stream_batches(batches, make, self.device, worker=self.batch_worker)
         elif self.device.type == "cuda":
             pairs = prefetched(batches, make)
         else:
@@ -256,38 +258,50 @@ def prefetched(batches, make):
             yield pending[0], pending[1].result()
 
 
-def side_stream_batches(batches, make, device):
+def side_stream_batches(batches, make, device, worker: bool = True):
     """(batch, make(batch)) for each batch, each made on a second CUDA stream while the model
     steps on the current one. ``make`` only enqueues work (nothing in it waits for the device),
     so while step k runs on the GPU, batch k+1 is being gathered, augmented and rasterized beside
-    it. The current stream waits for a batch's event before its step reads it; and since memory
-    freed by a batch is reused by later batches made on the side stream, making batch k+1 first
-    waits for step k-1, the last reader of the memory freed so far (batch k-1's)."""
+    it. With ``worker``, batch k+1 is also enqueued from a background thread while this thread
+    enqueues step k: at small batches both are bound by the host's launch work, and the thread
+    can run while torch's autograd engine works without the interpreter lock.
+
+    The current stream waits for a batch's event before its step reads it; and since memory freed
+    by a batch is reused by later batches made on the side stream, making batch k+1 first waits
+    for step k-1, the last reader of the memory freed by then (batch k-1's)."""
     import cupy
 
     index = torch.cuda.current_device() if device.index is None else device.index
     main = torch.cuda.current_stream(device)
     side = torch.cuda.Stream(device)
-    read = []  # the event of the last step enqueued
 
-    def made_on_side(batch):
-        with torch.cuda.stream(side), cupy.cuda.ExternalStream(side.cuda_stream, index):
-            if read:
-                side.wait_event(read[-1])
+    def made_on_side(batch, after):
+        # (streams are per thread: set them in the thread that makes the batch)
+        with torch.cuda.device(index), torch.cuda.stream(side), \
+                cupy.cuda.ExternalStream(side.cuda_stream, index):
+            if after is not None:
+                side.wait_event(after)
             tensors = make(batch)
             return batch, tensors, side.record_event()
 
-    def emit(item):
-        batch, tensors, ready = item
-        main.wait_event(ready)
-        yield batch, tensors
-        read[:] = [main.record_event()]
-
-    pending = None
-    for batch in batches:
-        item = made_on_side(batch)
+    pool = ThreadPoolExecutor(max_workers=1) if worker else None
+    try:
+        read = None  # the event of the last step enqueued
+        pending = None  # the batch made before: (batch, tensors, ready) or its future
+        for batch in batches:
+            item = pool.submit(made_on_side, batch, read) if pool else made_on_side(batch, read)
+            if pending is not None:
+                done, tensors, ready = pending.result() if pool else pending
+                pending = None  # its memory is freed once its step is enqueued and it is let go
+                main.wait_event(ready)
+                yield done, tensors
+                del tensors
+                read = main.record_event()
+            pending = item
         if pending is not None:
-            yield from emit(pending)
-        pending = item
-    if pending is not None:
-        yield from emit(pending)
+            done, tensors, ready = pending.result() if pool else pending
+            main.wait_event(ready)
+            yield done, tensors
+    finally:
+        if pool:
+            pool.shutdown(wait=True)
