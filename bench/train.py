@@ -119,11 +119,11 @@ def report(trainer, args, data_module) -> None:
 
     ready_rate = best(ready, n, args.repeat)
     e2e_rate = best(end_to_end, n, args.repeat)
-    in_line = None
-    if data.on_device:  # the same without the thread that enqueues the next batch
-        trainer.batch_worker = False
-        in_line = best(end_to_end, n, args.repeat)
+    threaded = None
+    if data.on_device:  # the same with a thread that enqueues the next batch
         trainer.batch_worker = True
+        threaded = best(end_to_end, n, args.repeat)
+        trainer.batch_worker = False
     where = "device" if data.on_device else "host"
     print(f"store {Path(str(data.store.path)).name} ({type(source).__name__} in {where} memory): "
           f"{len(data.train_index):,} training objects; "
@@ -139,8 +139,8 @@ def report(trainer, args, data_module) -> None:
     print(f"    {'all-reduce':<22}{'none (one rank)':>9}")
     print(f"  ready tensors        {ready_rate:>10,.0f} samples/s")
     print(f"  end to end           {e2e_rate:>10,.0f} samples/s")
-    if in_line is not None:
-        print(f"  (batches enqueued in line, no thread: {in_line:,.0f} samples/s)")
+    if threaded is not None:
+        print(f"  (next batch enqueued from a thread: {threaded:,.0f} samples/s)")
     print(f"  pipeline efficiency  {e2e_rate / ready_rate:>10.2f}   (end to end / ready tensors)")
 
 

@@ -42,8 +42,9 @@ class Trainer:
         self.data, self.cfg, self.dist, self.device = data, cfg, dist, device
         self.folder = RunFolder(out_dir, dist, restart_on_change)
         self.progress = progress
-        # batches made on the GPU are enqueued from a background thread (side_stream_batches)
-        self.batch_worker = True
+        # batches made on the GPU are enqueued in line, not from a background thread: measured
+        # faster on an H200 (side_stream_batches, docs/results.md)
+        self.batch_worker = False
         # where this run trains, kept with its checkpoints (the report's provenance shows it)
         self.hardware = {**hardware(), "device": str(device), "ranks": dist.world,
                          "launcher": dist.launcher}
@@ -258,13 +259,14 @@ def prefetched(batches, make):
             yield pending[0], pending[1].result()
 
 
-def side_stream_batches(batches, make, device, worker: bool = True):
+def side_stream_batches(batches, make, device, worker: bool = False):
     """(batch, make(batch)) for each batch, each made on a second CUDA stream while the model
     steps on the current one. ``make`` only enqueues work (nothing in it waits for the device),
     so while step k runs on the GPU, batch k+1 is being gathered, augmented and rasterized beside
     it. With ``worker``, batch k+1 is also enqueued from a background thread while this thread
-    enqueues step k: at small batches both are bound by the host's launch work, and the thread
-    can run while torch's autograd engine works without the interpreter lock.
+    enqueues step k (both are bound by the host's launch work at small batches); on an H200 that
+    measured slower than enqueuing in line (the two threads contend for the interpreter), so it
+    is off by default (docs/results.md).
 
     The current stream waits for a batch's event before its step reads it; and since memory freed
     by a batch is reused by later batches made on the side stream, making batch k+1 first waits
