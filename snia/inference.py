@@ -24,9 +24,10 @@ from snia.bands import DEFAULT_BANDS
 from snia.calibration import calibrate, describe
 from snia.errors import CheckpointError, ConfigError
 from snia.ingest import run_ingest
-from snia.models import CNNConfig, LightCurveCNN
+from snia.lightcurve import Batch
+from snia.models import SEQUENCE_ARCHS, peak_fluxes, rebuild, sequence_features
 from snia.predictions import write_predictions
-from snia.raster import RasterSpec, rasterize
+from snia.raster import RasterSpec, rasterize, to_host
 from snia.readers import expand_inputs
 from snia.store import Store
 
@@ -139,8 +140,9 @@ class Member:
         self.path = Path(checkpoint)
         state = read_checkpoint(checkpoint)
         try:
-            model = LightCurveCNN(CNNConfig.from_dict(state["model_config"]))
+            model = rebuild(state["model_config"])
             model.load_state_dict(state["model"])
+            self.arch = state["model_config"].get("arch", "cnn")
             self.spec = spec_of(state)
             self.band_names = band_names_of(state)
             self.mean = np.asarray(state["norm"]["mean"], dtype=np.float64)
@@ -154,7 +156,9 @@ class Member:
         # channels-last memory: ~1.5x faster convolutions for inference on CPUs (not for
         # training, where GroupNorm's backward pass is slower in it)
         self.device = torch.device(device)
-        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        self.sequences = self.arch in SEQUENCE_ARCHS  # reads observations, not images
+        self.model = model.eval().to(self.device, memory_format=None if self.sequences
+                                     else torch.channels_last)
 
     @property
     def trained_bands(self) -> list[str]:
@@ -219,26 +223,42 @@ def check_bands(members: list[Member], store: Store, allow_other_bands: bool = F
 def run_members(members: list[Member], batch, drawn: dict | None = None):
     """Each member's (embedding, logits) on one batch of light curves, without gradients.
 
-    Each member sees its own images; members that share an image spec share one rasterization.
-    ``drawn`` (spec -> (images, scale), host or device arrays or tensors) passes images already
-    rasterized for this batch, e.g. by a training step, so they are not drawn again. Images drawn
-    on a GPU reach the model by DLPack, without a copy."""
+    Each member sees its own images (a recurrent member, the observations); members that share an
+    image spec share one rasterization. ``drawn`` (spec -> (images, scale), host or device arrays
+    or tensors) passes images already rasterized for this batch, e.g. by a training step, so they
+    are not drawn again. Images drawn on a GPU reach the model by DLPack, without a copy."""
     drawn = dict(drawn or {})
     inputs = {}  # spec -> image tensor on the member's device
     out = []
     with torch.no_grad():
         for m in members:
-            if m.spec not in drawn:
-                images = rasterize(batch, m.spec, m.backend)
-                drawn[m.spec] = (images.images, images.scale)
-            images, scale = drawn[m.spec]
-            if m.spec not in inputs:
-                inputs[m.spec] = as_tensor(images, m.device).contiguous(
-                    memory_format=torch.channels_last)
+            if m.sequences:
+                x, scale = sequence_inputs(batch, m)
+            else:
+                if m.spec not in drawn:
+                    images = rasterize(batch, m.spec, m.backend)
+                    drawn[m.spec] = (images.images, images.scale)
+                images, scale = drawn[m.spec]
+                if m.spec not in inputs:
+                    inputs[m.spec] = as_tensor(images, m.device).contiguous(
+                        memory_format=torch.channels_last)
+                x = (inputs[m.spec],)
             s = scalar_inputs(batch.meta, scale, m.mean, m.std, m.device)
-            e = m.model.embed(inputs[m.spec], s)
+            e = m.model.embed(*x, s)
             out.append((e, m.model.head(e).float()))
     return out
+
+
+def sequence_inputs(batch, member: Member):
+    """A recurrent member's (sequences, lengths) and flux scales for a batch (on the host: a batch
+    made on a GPU is copied back for it)."""
+    host = Batch(batch.object_id, to_host(batch.offsets),
+                 {k: to_host(v) for k, v in batch.obs.items()}, batch.meta)
+    n = int(host.offsets[-1])  # a batch made on a GPU may carry unused tails
+    host.obs = {k: v[:n] for k, v in host.obs.items()}
+    features, lengths = sequence_features(host, member.model.config.n_bands)
+    scale = peak_fluxes(host.obs["flux"], host.offsets)
+    return (features.to(member.device), lengths), scale
 
 
 def mean_probabilities(outputs, classes: list[str]):

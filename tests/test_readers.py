@@ -231,7 +231,7 @@ def test_truncated_gzip_is_reported_as_truncated(tmp_path, which):
 def test_truncated_gzip_in_classify_names_the_file(tmp_path, monkeypatch):
     import snia.inference
 
-    monkeypatch.setattr(snia.inference, "load_members", lambda checkpoints: [])  # no model needed
+    monkeypatch.setattr(snia.inference, "load_members", lambda checkpoints, device=None: [])  # no model needed
     lc, meta = _truncated(tmp_path, "lc")
     with pytest.raises(InputError, match=re.escape(str(lc)) + r".*truncated"):
         snia.inference.classify([tmp_path / "no-model.pt"], [lc], tmp_path / "p.csv",

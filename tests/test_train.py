@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch", reason="PyTorch not installed (make test in
 
 from conftest import synthetic_plasticc  # noqa: E402
 
+from snia.errors import ConfigError  # noqa: E402
 from snia.ingest import run_ingest  # noqa: E402
 from snia.parallel import dist_from_env, local_ranks, share_cpu_threads  # noqa: E402
 from snia.train import TrainConfig, close, open_trainer, run_training, split_objects  # noqa: E402
@@ -29,6 +30,20 @@ def store(tmp_path_factory):
     lc, meta, _ = synthetic_plasticc(folder, 48, 21)
     run_ingest("plasticc", [lc], folder / "s.h5", [meta], progress=False)
     return folder / "s.h5"
+
+
+# each architecture at a size that trains in seconds on 2 cores (dropout on, as shipped)
+TINY_ARCHS = {
+    "cnn": TINY["model"],
+    "alexnet": {"arch": "alexnet", "channels": [4, 8, 8, 8, 8], "kernel": [3, 5], "groups": 2,
+                "pool": [1, 2], "fc": [16, 16], "dropout": 0.2},
+    "googlenet": {"arch": "googlenet", "stem": 4, "channels": [8, 8], "blocks": 1, "groups": 2,
+                  "hidden": 8, "dropout": 0.2},
+    "resnet": {"arch": "resnet", "stem": 4, "channels": [4, 8], "blocks": [1, 1], "groups": 2,
+               "hidden": 8, "dropout": 0.2},
+    "gru": {"arch": "gru", "hidden": 8, "layers": 1, "dropout": 0.2},
+    "lstm": {"arch": "lstm", "hidden": 8, "layers": 2, "dropout": 0.2},
+}
 
 
 def weights(run_dir, name="checkpoint.pt"):
@@ -96,6 +111,46 @@ def test_history_and_checkpoint_agree_after_a_kill_between_their_writes(store, t
     assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in history_rows(tmp_path / "a")]
 
 
+@pytest.mark.parametrize("arch", list(TINY_ARCHS))
+def test_every_arch_trains_resumes_and_is_read_by_evaluate_and_classify(store, tmp_path, arch):
+    """model: {arch: ...} is saved with the checkpoint: a resumed run ends like an uninterrupted
+    one, and evaluate and classify rebuild the network from the checkpoint alone."""
+    from snia.cli import main
+    from snia.inference import Member, predict_store
+
+    cfg = TrainConfig.from_dict({**TINY, "epochs": 2, "model": TINY_ARCHS[arch]})
+    assert cfg.arch == arch
+    run_training(store, tmp_path / "whole", cfg)
+    run_training(store, tmp_path / "cut", cfg, stop_after=1)
+    run_training(store, tmp_path / "cut", cfg)
+    a, b = weights(tmp_path / "whole"), weights(tmp_path / "cut")
+    assert a["model_config"]["arch"] == arch and a["train_config"]["model"]["arch"] == arch
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name
+    best = tmp_path / "whole" / "best.pt"
+    member = Member(best)
+    assert member.arch == arch and type(member.model).__name__ != ""
+    pred = predict_store(best, store)
+    assert len(pred["p_ia"]) == 48 and np.isfinite(pred["p_ia"]).all()
+    assert 0 <= pred["p_ia"].min() and pred["p_ia"].max() <= 1
+    assert main(["evaluate", str(store), "--checkpoint", str(best), "-o", str(tmp_path / "e")]) == 0
+    assert main(["classify", str(store), "--checkpoint", str(best), "-o",
+                 str(tmp_path / "c.csv")]) == 0
+    assert len((tmp_path / "c.csv").read_text().splitlines()) == 49
+
+
+def test_an_arch_refuses_settings_it_does_not_have_and_derived_ones():
+    with pytest.raises(ConfigError, match="unknown setting.*'layers'.*resnet"):
+        TrainConfig.from_dict({"model": {"arch": "resnet", "layers": 2}})
+    with pytest.raises(ConfigError, match="unknown model arch 'vgg'"):
+        TrainConfig.from_dict({"model": {"arch": "vgg"}})
+    with pytest.raises(ConfigError, match="n_bands"):
+        TrainConfig.from_dict({"model": {"arch": "gru", "n_bands": 6}})
+    # the default is the shipped CNN; unset keys keep its values
+    assert TrainConfig().arch == "cnn"
+    assert TrainConfig.from_dict({"model": {"hidden": 32}}).model.channels == (8, 16, 32)
+
+
 def test_checkpoint_holds_everything_to_resume(store, tmp_path):
     cfg = TrainConfig.from_dict({**TINY, "epochs": 1})
     run_training(store, tmp_path, cfg)
@@ -155,15 +210,17 @@ def test_ranks_share_the_cores():
 
 
 @pytest.mark.mpi
-def test_two_gloo_ranks_train_like_one_rank(store, tmp_path):
+@pytest.mark.parametrize("arch", ["cnn", "resnet", "gru"])
+def test_two_gloo_ranks_train_like_one_rank(store, tmp_path, arch):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     if torchrun is None:
         pytest.skip("torchrun not found next to this Python")
     import yaml
 
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({"train": {**TINY, "epochs": 2}}))  # with dropout 0.2
-    assert TINY["model"]["dropout"] > 0
+    settings = {**TINY, "epochs": 2, "model": TINY_ARCHS[arch]}  # with dropout 0.2
+    cfg.write_text(yaml.safe_dump({"train": settings}))
+    assert settings["model"]["dropout"] > 0
     env = clean_env()
     one = subprocess.run([sys.executable, "-m", "snia", "train", str(store), "-o", str(tmp_path / "one"),
                           "--config", str(cfg)], capture_output=True, text=True, env=env, timeout=300)
@@ -343,6 +400,32 @@ def test_bad_training_settings_are_refused_by_name(store, tmp_path):
     with pytest.raises(ValueError, match="mode must be one of"):
         measure(store, tmp_path / "row.json", "diagonal", 1, 8, train_settings=TINY)
     assert not (tmp_path / "row.json").exists()
+
+
+@pytest.mark.parametrize("teacher, student", [("gru", "resnet"), ("cnn", "lstm")])
+def test_any_arch_distils_from_any_other(store, tmp_path, teacher, student):
+    """The soft targets are the teachers' P(Ia) on the student's augmented light curves, whatever
+    either reads (images or observations)."""
+    from snia.inference import predict_store
+
+    run_training(store, tmp_path / "t", TrainConfig.from_dict(
+        {**TINY, "epochs": 1, "model": TINY_ARCHS[teacher]}))
+    teachers = [str(tmp_path / "t" / "best.pt")]
+    cfg = TrainConfig.from_dict({**TINY, "epochs": 1, "model": TINY_ARCHS[student],
+                                 "augment": {"enabled": False},
+                                 "distill": {"teachers": teachers, "weight": 0.5}})
+    trainer = open_trainer(store, tmp_path / "s", cfg)
+    try:
+        indices = trainer.data.train_index[[4, 1, 7]]
+        _, _, (_, soft) = trainer.data.tensors(indices, 0, train=True)
+        np.testing.assert_allclose(soft.numpy(), predict_store(teachers, store)["p_ia"][indices],
+                                   atol=1e-6)
+        trainer.fit()
+    finally:
+        close(trainer)
+    state = weights(tmp_path / "s")
+    assert state["model_config"]["arch"] == student
+    assert state["train_config"]["distill"]["teachers"] == teachers
 
 
 def test_distillation_targets_are_the_teachers_p_ia_and_the_loss_mixes_both(store, tmp_path):

@@ -140,7 +140,6 @@ def test_config_settings_are_training_settings():
 @pytest.mark.parametrize("section, dataclass, not_settings", [
     (None, "snia.train.TrainConfig", ()),
     ("augment", "snia.augment.AugmentConfig", ()),
-    ("model", "snia.models.CNNConfig", ("in_channels", "n_classes")),  # from the data
     ("raster", "snia.raster.RasterSpec", ("kind", "bands", "wavelengths")),  # not geometry
 ])
 def test_settings_schema_types_exactly_the_training_settings(section, dataclass, not_settings):
@@ -151,6 +150,19 @@ def test_settings_schema_types_exactly_the_training_settings(section, dataclass,
     part = settings_schema() if section is None else settings_schema()["properties"][section]
     assert part["additionalProperties"] is False
     assert set(part["properties"]) == {f.name for f in fields(cls)} - set(not_settings)
+
+
+def test_settings_schema_model_is_every_archs_settings():
+    """The model section: an arch and the settings of every arch (less what follows from the data
+    and the arch), so no arch's key is refused when the workflow starts."""
+    from snia.models.registry import ARCHS, config_class
+    from snia.train.config import DERIVED_MODEL_FIELDS
+
+    part = settings_schema()["properties"]["model"]
+    assert part["additionalProperties"] is False
+    settings = {f.name for arch in ARCHS for f in fields(config_class(arch))}
+    assert set(part["properties"]) == settings - set(DERIVED_MODEL_FIELDS) | {"arch"}
+    assert tuple(part["properties"]["arch"]["enum"]) == ARCHS
 
 
 def test_settings_schema_distill_is_the_training_settings_distill():

@@ -60,7 +60,7 @@ class RecurrentConfig:
         return cls(**values)
 
 
-def _peaks(flux: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def peak_fluxes(flux: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Per-object flux scale: the peak flux, else the largest |flux| (a light curve with no
     positive flux), else 1 (all zero or no observations); ``snia.raster.reference._scale``."""
     lengths = np.diff(offsets)
@@ -82,7 +82,7 @@ def sequence_features(batch: Batch, n_bands: int,
 
     Returns ``(features float32 [N, L, n_bands + 3], lengths int64 [N])``. Per observation:
     log1p(days since the previous observation of the object; 0 for the first), the one-hot band,
-    flux / peak and flux_err / peak (peak: see ``_peaks``, over all of the object's observations).
+    flux / peak and flux_err / peak (peak: see ``peak_fluxes``, over all of the object's observations).
     log1p because the gaps span four decades, from minutes between bands in one night to seasons
     of months: it keeps same-night steps nearly linear (log1p(x) ~ x) and a 200-day gap at 5.3,
     inputs of order one for the recurrent gates. L is ``max_length`` when given (longer objects
@@ -114,7 +114,7 @@ def sequence_features(batch: Batch, n_bands: int,
     if np.any(step < 0):
         raise ValueError("observations must be time-ordered within each object "
                          "(snia.lightcurve.clean_chunk orders them)")
-    peak = _peaks(flux, offsets)[obj]
+    peak = peak_fluxes(flux, offsets)[obj]
 
     features = np.zeros((n, width, n_features(n_bands)), dtype=np.float32)
     keep = pos < width

@@ -90,6 +90,25 @@ def build_model(arch: str, config_dict: dict, in_channels: int, n_classes: int,
         raise ConfigError(f"model arch {arch!r} with settings {config.to_dict()}: {exc}") from None
 
 
+def arch_of_config(config) -> str:
+    """The arch whose settings ``config`` is (a recurrent config names its cell)."""
+    if isinstance(config, RecurrentConfig):
+        return config.cell
+    for arch in IMAGE_ARCHS:
+        if type(config) is _CONFIGS[arch]:
+            return arch
+    raise ConfigError(f"{type(config).__name__} is not the settings of a model arch {list(ARCHS)}")
+
+
+def rebuild(spec: dict) -> nn.Module:
+    """The network a checkpoint's ``model_spec`` describes (one without ``arch``, from before
+    there were several, is the CNN), with the input and output sizes it was trained with."""
+    arch = spec.get("arch", "cnn")
+    config = make_config(arch, spec)
+    return build_model(arch, config.to_dict(), in_channels=getattr(config, "in_channels", 1),
+                       n_classes=config.n_classes, n_scalars=config.n_scalars)
+
+
 def arch_of(model: nn.Module) -> str:
     """The arch name of a network made by ``build_model``."""
     if isinstance(model, RecurrentClassifier):

@@ -2,7 +2,8 @@
 
 ``TrainConfig`` holds the run (task, epochs, batch, optimiser, seed, validation share) and, nested,
 the augmentation (``snia.augment.AugmentConfig``), the image geometry (``raster``: RasterSpec keys),
-the network (``model``: ``snia.models.CNNConfig`` keys) and distillation (``distill``). The defaults
+the network (``model``: ``arch`` and that architecture's settings, ``snia.models.registry``) and
+distillation (``distill``). The defaults
 are the model the workflow ships, so ``snia train`` with no config trains that model. Every check
 fails when the settings are read (ConfigError naming the key), not when a job has started.
 """
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from snia.augment import AugmentConfig
 from snia.errors import ConfigError
-from snia.models import CNNConfig
+from snia.models import CNNConfig, arch_of_config, make_config
+from snia.models.registry import config_class
 from snia.raster import DEFAULT_KIND, GEOMETRY_FIELDS, KINDS, MODEL_GEOMETRY, RasterSpec, model_geometry
 from snia.taxonomy import CLASSES
 
@@ -24,7 +26,8 @@ RUNTIME_FIELDS = ("backend",)
 # the network the workflow ships: small enough to classify thousands of light curves per second
 # on 2 CPU cores (in_channels and n_classes follow from the images and the task)
 SHIPPED_MODEL = CNNConfig(channels=(8, 16, 32), groups=4, hidden=64, dropout=0.2)
-DERIVED_MODEL_FIELDS = ("in_channels", "n_classes")
+# from the images, the task and the bands (and a recurrent arch names its cell), not settings
+DERIVED_MODEL_FIELDS = ("in_channels", "n_classes", "n_bands", "cell")
 
 
 @dataclass
@@ -57,7 +60,8 @@ class TrainConfig:
     backend: str = "auto"  # rasterization backend (run time: not compared on resume)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     raster: dict = field(default_factory=lambda: dict(MODEL_GEOMETRY))  # RasterSpec geometry
-    model: CNNConfig = field(default_factory=lambda: replace(SHIPPED_MODEL))
+    # the network: settings of one arch (snia.models.registry); in a mapping, {arch: ..., ...}
+    model: object = field(default_factory=lambda: replace(SHIPPED_MODEL))
     distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self):
@@ -100,20 +104,39 @@ class TrainConfig:
                 _refuse_unknown(values[key], section, f"setting(s) under '{key}'")
                 values[key] = section(**values[key])
         if isinstance(values.get("model"), dict):
-            model = values["model"]
-            _refuse_unknown(model, CNNConfig, "setting(s) under 'model'", DERIVED_MODEL_FIELDS)
-            values["model"] = CNNConfig.from_dict({**asdict(SHIPPED_MODEL), **model})
+            values["model"] = model_settings(values["model"])
         if "raster" in values:  # geometry keys not given keep the shipped model's
             values["raster"] = model_geometry(values["raster"])
         return cls(**values)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        values = asdict(self)
+        values["model"] = {"arch": self.arch, **values["model"]}
+        return values
+
+    @property
+    def arch(self) -> str:
+        return arch_of_config(self.model)
 
     def resume_key(self) -> dict:
         """What a checkpoint must share with these settings to be resumed: all but run-time
         choices (the rasterization backend may change between a job and its restart)."""
         return _without_runtime(self.to_dict())
+
+
+def model_settings(values: dict):
+    """The ``model:`` section as the settings dataclass of its ``arch`` (default: the shipped
+    CNN, whose unset keys keep the shipped values; other archs start from their own defaults)."""
+    values = dict(values)
+    arch = values.pop("arch", "cnn")
+    # what follows from the data and the arch (in_channels, n_classes, n_bands, cell) is no setting
+    known = [f.name for f in fields(config_class(arch)) if f.name not in DERIVED_MODEL_FIELDS]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) under 'model' {unknown} for arch {arch!r}; "
+                          f"known: {['arch', *known]}")
+    base = asdict(SHIPPED_MODEL) if arch == "cnn" else {}
+    return make_config(arch, {**base, **values})
 
 
 def _without_runtime(values: dict) -> dict:

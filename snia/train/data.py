@@ -21,6 +21,7 @@ import torch
 from snia.augment import augment, wide_survey_noise
 from snia.errors import ConfigError
 from snia.inference import ensemble_p_ia, load_members, scalar_inputs, scalars_of
+from snia.models import SEQUENCE_ARCHS, peak_fluxes, sequence_features
 from snia.parallel import local_ranks
 from snia.raster import rasterize, spec_for_store, to_host
 from snia.store import Store
@@ -121,7 +122,9 @@ class TrainingData:
         # where batches are gathered from: GPU memory (then made there end to end), host
         # memory, or the store itself
         self.source = None
-        if on_device_pipeline(device, cfg.backend):
+        # a recurrent model reads the (augmented) observations, not images
+        self.sequences = cfg.arch in SEQUENCE_ARCHS
+        if on_device_pipeline(device, cfg.backend) and not self.sequences:
             self.source = device_resident_or_none(self.store, device)
         self.on_device = self.source is not None
         if self.source is None:
@@ -169,8 +172,9 @@ class TrainingData:
         return labels_of(self.store.objects["type"][indices])
 
     def tensors(self, indices: np.ndarray, epoch: int, train: bool):
-        """Images, scalars and targets of a batch, in the order of ``indices``. The target is
-        the label, or with teachers in training (label, teachers' P(Ia)) on the same images."""
+        """The model's inputs ((images,), or (sequences, lengths) for a recurrent arch), scalars
+        and targets of a batch, in the order of ``indices``. The target is the label, or with
+        teachers in training (label, teachers' P(Ia)) on the same augmented light curves."""
         if self.on_device:
             return self._device_tensors(indices, epoch, train)
         order = np.argsort(indices)  # sorted reads from the store, then back to sampler order
@@ -179,12 +183,24 @@ class TrainingData:
         if train and self.cfg.augment.enabled:
             batch = augment(batch, epoch, self.cfg.seed, self.cfg.augment, self.spec.wavelengths,
                             self.noise_floor)
+        back = torch.as_tensor(inverse).to(self.device, non_blocking=True)  # to sampler order
+        if self.sequences:
+            return self._sequence_tensors(batch, train, inverse, back)
         images = rasterize(batch, self.spec, self.cfg.backend)
         pixels, scale = to_host(images.images), to_host(images.scale)
         x = torch.as_tensor(pixels)[inverse].to(self.device)
         s = scalar_inputs(batch.meta, scale, self.norm["mean"], self.norm["std"], self.device)
-        order = torch.as_tensor(inverse).to(self.device, non_blocking=True)
-        return x, s[order], self._targets(batch, train, {self.spec: (pixels, scale)}, inverse)
+        return (x,), s[back], self._targets(batch, train, {self.spec: (pixels, scale)}, inverse)
+
+    def _sequence_tensors(self, batch, train: bool, inverse, back):
+        """A recurrent model's inputs: per-observation features padded to the batch's longest
+        light curve, with the lengths (kept on the CPU, where packing reads them)."""
+        features, lengths = sequence_features(batch, len(self.spec.wavelengths))
+        scale = peak_fluxes(np.asarray(batch.obs["flux"]), np.asarray(batch.offsets))
+        s = scalar_inputs(batch.meta, scale, self.norm["mean"], self.norm["std"], self.device)
+        host_back = torch.as_tensor(inverse)
+        x = (features[host_back].to(self.device, non_blocking=True), lengths[host_back])
+        return x, s[back], self._targets(batch, train, {}, inverse)
 
     def _device_tensors(self, indices: np.ndarray, epoch: int, train: bool):
         """The same on the GPU end to end: gathered from the resident observations, augmented
@@ -201,7 +217,7 @@ class TrainingData:
         x = torch.from_dlpack(images.images)
         s = scalar_inputs(batch.meta, images.scale, self.norm["mean"], self.norm["std"],
                           self.device)
-        return x, s, self._targets(batch, train, {self.spec: (x, images.scale)})
+        return (x,), s, self._targets(batch, train, {self.spec: (x, images.scale)})
 
     def _targets(self, batch, train: bool, drawn: dict, inverse=None):
         """Labels (host types, sent to the device), with the teachers' P(Ia) when distilling;

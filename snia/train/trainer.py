@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from snia.calibration import fit_platt
 from snia.errors import CheckpointError, ConfigError
 from snia.inference import first_line, p_ia_of
 from snia.metrics import auc
-from snia.models import LightCurveCNN, sample_keys
+from snia.models import SEQUENCE_ARCHS, build_model, model_spec, sample_keys
 from snia.parallel import Dist, all_gather, all_reduce_sum, barrier
 from snia.provenance import hardware
 from snia.train.config import TrainConfig
@@ -54,8 +53,11 @@ class Trainer:
         """A fresh model, optimizer and scheduler at epoch 0 (the same on every rank)."""
         cfg, device = self.cfg, self.device
         torch.manual_seed(cfg.seed)
-        self.model = LightCurveCNN(replace(cfg.model, in_channels=self.data.spec.channels,
-                                           n_classes=max(1, len(self.data.classes)))).to(device)
+        settings = cfg.model.to_dict()
+        if cfg.arch in SEQUENCE_ARCHS:  # one-hot over the store's registry bands
+            settings["n_bands"] = len(self.data.spec.wavelengths)
+        self.model = build_model(cfg.arch, settings, in_channels=self.data.spec.channels,
+                                 n_classes=max(1, len(self.data.classes))).to(device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
                                            weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer,
@@ -87,7 +89,7 @@ class Trainer:
         keys = sample_keys(self.cfg.seed, epoch, indices, self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16,
                             enabled=self.device.type == "cuda"):
-            logits = self.ddp(x, s, keys)
+            logits = self.ddp(*x, s, keys)  # x: (images,) or (sequences, lengths)
         loss = self.loss(logits.float(), y, len(indices))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -144,7 +146,7 @@ class Trainer:
         with torch.no_grad():
             for a in range(0, len(indices), batch_size):
                 x, s, _ = self.data.tensors(indices[a:a + batch_size], 0, train=False)
-                out.append(p_ia_of(self.model(x, s).float(), self.data.classes).cpu().numpy())
+                out.append(p_ia_of(self.model(*x, s).float(), self.data.classes).cpu().numpy())
         return np.concatenate(out) if out else np.empty(0, np.float32)
 
     def validate(self) -> dict:
@@ -188,7 +190,7 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
                 "epoch": self.epoch, **self.stopping.state(), "train_config": self.cfg.to_dict(),
-                "model_config": self.model.config.to_dict(), "spec": self.data.spec.to_dict(),
+                "model_config": model_spec(self.model), "spec": self.data.spec.to_dict(),
                 "norm": self.data.norm, "class_weight": list(self.data.class_weight),
                 "classes": self.data.classes, "band_names": list(self.data.band_names),
                 "history": list(self.history), "calibration": self.calibration,
