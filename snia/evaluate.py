@@ -9,13 +9,16 @@ the plots and a short report.md.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 from snia.files import write_text_atomic
 from snia.inference import as_list, predict_store
+from snia.lightcurve import cut_after_first_detection
 from snia.metrics import metrics, weighted_log_loss
 from snia.plots import (
     plot_confusion,
+    plot_early,
     plot_gallery,
     plot_probability_histograms,
     plot_purity_completeness,
@@ -25,6 +28,9 @@ from snia.plots import (
 from snia.predictions import write_predictions
 from snia.provenance import evaluation_provenance
 from snia.taxonomy import INDEX
+
+# early classification: light curves cut this many days after the first detection (None: whole)
+EARLY_DAYS = (0, 5, 10, 20, 30, 50, None)
 
 
 def evaluate(checkpoints, store_path, out_dir, allow_other_bands: bool = False,
@@ -46,6 +52,7 @@ def evaluate(checkpoints, store_path, out_dir, allow_other_bands: bool = False,
         result["weighted_log_loss"], result["log_loss_objects"] = weighted_log_loss(
             types, pred["class_probs"][labelled], pred["classes"])
     result["calibration"] = pred["calibration"]
+    result["early"] = early_classification(checkpoints, store_path, allow_other_bands, prior)
     result["provenance"] = evaluation_provenance(checkpoints, store_path, pred["spec"])
     write_predictions(out / "predictions.csv", pred["object_id"], pred["p_ia"], pred["type"],
                       pred.get("classes", ()), pred.get("class_probs"), pred.get("p_ia_uncalibrated"))
@@ -55,7 +62,8 @@ def evaluate(checkpoints, store_path, out_dir, allow_other_bands: bool = False,
              "p_ia_by_type.png": lambda f: plot_probability_histograms(p, types, f),
              "confusion.png": lambda f: plot_confusion(y, p, f),
              "tsne.png": lambda f: plot_tsne(pred["embedding"][labelled], types, f),
-             "gallery.png": lambda f: plot_gallery(store_path, pred["spec"], f)}
+             "gallery.png": lambda f: plot_gallery(store_path, pred["spec"], f),
+             "early.png": lambda f: plot_early(result["early"], f)}
     for name, draw in plots.items():
         draw(out / name)
     names = ", ".join(Path(c).parent.name + "/" + Path(c).name for c in checkpoints)
@@ -65,3 +73,23 @@ def evaluate(checkpoints, store_path, out_dir, allow_other_bands: bool = False,
     lines += [f"![{name}]({name})" for name in plots]
     write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
     return result
+
+
+def early_classification(checkpoints, store_path, allow_other_bands: bool = False,
+                         prior: float | None = None, days=EARLY_DAYS) -> list[dict]:
+    """AUC, and purity and completeness at the best-FoM threshold, of the same labelled objects
+    with their light curves cut ``days`` after the first detection (see
+    ``snia.lightcurve.cut_after_first_detection``); "all": the whole light curves."""
+    rows = []
+    for n in days:
+        pred = predict_store(checkpoints, store_path, allow_other_bands=allow_other_bands,
+                             prior=prior, transform=partial(cut_after_first_detection, days=n))
+        labelled = pred["type"] != INDEX["unknown"]
+        y = (pred["type"][labelled] == INDEX["Ia"]).astype(int)
+        m = metrics(y, pred["p_ia"][labelled], n_resamples=0)
+        best = m.get("at_best_fom", {})
+        rows.append({"days": "all" if n is None else n, "objects": m["n"], "auc": m["auc"],
+                     "purity": best.get("purity", float("nan")),
+                     "completeness": best.get("completeness", float("nan")),
+                     "threshold": best.get("threshold", float("nan"))})
+    return rows

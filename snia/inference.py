@@ -306,7 +306,8 @@ def as_list(checkpoints) -> list:
 
 
 def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bool = False,
-                  allow_other_bands: bool = False, prior: float | None = None, device=None):
+                  allow_other_bands: bool = False, prior: float | None = None, device=None,
+                  transform=None):
     """P(Ia) (and optionally penultimate embeddings) for every object of a store.
 
     Several checkpoints (or loaded Members) make an ensemble: their probabilities are averaged
@@ -315,7 +316,8 @@ def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bo
     unless ``allow_other_bands`` (see check_bands). When every member carries a calibration,
     ``p_ia`` is calibrated (moved to an Ia share ``prior`` if given) and ``p_ia_uncalibrated``
     holds the scores; ``calibration`` says which. ``device``: where the models run (default: the
-    GPU when there is one, see default_device)."""
+    GPU when there is one, see default_device). ``transform``: applied to each batch first (e.g.
+    ``snia.lightcurve.cut_after_first_detection`` for early classification)."""
     checkpoints = as_list(checkpoints)
     members = (checkpoints if all(isinstance(c, Member) for c in checkpoints)
                else load_members(checkpoints, device or default_device()))
@@ -326,6 +328,8 @@ def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bo
         for m in members:
             m.spec = m.spec_for(store.bands)
         for batch in store.iter_batches(batch_size):
+            if transform is not None:
+                batch = transform(batch)
             outputs = run_members(members, batch)
             p_ia, c_probs = mean_probabilities(outputs, classes)
             raw.append(p_ia)

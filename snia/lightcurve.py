@@ -99,6 +99,35 @@ class Batch:
         return {k: v[a:b] for k, v in self.obs.items()}
 
 
+DETECTION_SNR = 5.0  # a detection: flux / error >= 5 (PLAsTiCC's trigger; the images' default)
+
+
+def cut_after_first_detection(batch: Batch, days: float | None,
+                              snr: float = DETECTION_SNR) -> Batch:
+    """The light curves as they were ``days`` after each object's first detection (the first
+    observation with flux / error >= ``snr``; an object never detected is cut after its first
+    observation instead): what a survey had seen by then, for early classification. ``days``
+    None: the whole light curves. Host (NumPy) arrays; objects keep their place, and an object
+    keeps at least its first observation."""
+    if days is None:
+        return batch
+    lengths = np.diff(batch.offsets)
+    obj = np.repeat(np.arange(len(lengths)), lengths)
+    time = np.asarray(batch.obs["time"], dtype=np.float64)
+    detected = (np.asarray(batch.obs["flux"], np.float64)
+                >= snr * np.asarray(batch.obs["flux_err"], np.float64))
+    first = np.full(len(lengths), np.inf)
+    np.minimum.at(first, obj[detected], time[detected])  # first detection time of each object
+    starts = batch.offsets[:-1][lengths > 0]
+    never = np.isinf(first) & (lengths > 0)
+    first[never] = time[batch.offsets[:-1][never]]
+    keep = time <= first[obj] + days
+    keep[starts] = True  # an object's first observation always stays
+    kept = np.bincount(obj[keep], minlength=len(lengths))
+    return Batch(batch.object_id, offsets_from_lengths(kept),
+                 {k: np.asarray(v)[keep] for k, v in batch.obs.items()}, batch.meta)
+
+
 @dataclass
 class Chunk(Batch):
     """Whole objects from one input file, as readers deliver them (see module docstring).

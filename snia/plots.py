@@ -86,6 +86,26 @@ def plot_roc(curves: dict, path, title: str = "ROC", bands: dict | None = None,
     save(fig, path)
 
 
+def plot_early(rows: list[dict], path, title: str = "early classification") -> None:
+    """AUC, and purity and completeness at the best-FoM threshold, against the days after the
+    first detection the light curves were cut at (``rows``: metrics.json's ``early``; the whole
+    light curves drawn at the right, dashed)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(FIG_WIDTH, FIG_WIDTH * 0.5))
+    cut = [r for r in rows if r["days"] != "all"]
+    whole = [r for r in rows if r["days"] == "all"]
+    days = [r["days"] for r in cut]
+    for k, (key, label) in enumerate((("auc", "AUC"), ("purity", "purity at the best FoM"),
+                                      ("completeness", "completeness at the best FoM"))):
+        ax.plot(days, [r[key] for r in cut], "o-", color=f"C{k}", label=label)
+        for r in whole:
+            ax.axhline(r[key], color=f"C{k}", ls="--", lw=1)
+    ax.set(xlabel="days after the first detection (dashed: whole light curves)",
+           ylabel="AUC, purity, completeness", ylim=(0, 1.02), title=title)
+    ax.legend(loc="lower right", fontsize=8)
+    save(fig, path)
+
+
 def draw_purity_completeness(ax, y, p, band=None, marks=()) -> None:
     """Purity, completeness and FoM against the P(Ia) threshold on ``ax``; ``band``: (threshold
     grid, {"purity"|"completeness"|"fom": (lower, upper)}); ``marks``: [(threshold, text)] drawn

@@ -70,8 +70,13 @@ def test_evaluate_command_writes_predictions_metrics_and_plots(tmp_path):
     assert [int(r.split(",")[0]) for r in rows[1:]] == list(expected)
     m = json.loads((out / "metrics.json").read_text())
     assert m["n"] == 40 and m["n_ia"] == sum(e["target"] == 90 for e in expected.values())
+    # early classification: the same 40 objects cut 0, 5, ... 50 days after the first detection
+    assert [r["days"] for r in m["early"]] == [0, 5, 10, 20, 30, 50, "all"]
+    assert all(r["objects"] == 40 for r in m["early"])
+    assert m["early"][-1]["auc"] == pytest.approx(m["auc"])  # "all": the whole light curves
+    assert len({r["auc"] for r in m["early"]}) > 1  # cutting the light curves changes the scores
     for name in ("roc.png", "purity_completeness.png", "p_ia_by_type.png", "confusion.png", "tsne.png",
-                 "gallery.png"):
+                 "gallery.png", "early.png"):
         assert (out / name).stat().st_size > 5000, name
         assert f"({name})" in (out / "report.md").read_text()
 

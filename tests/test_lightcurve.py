@@ -130,3 +130,24 @@ def test_split_work_with_atomic_items_among_cut_ones(nranks):
     assert np.all(cover == 1)
     plain = [split_work(weights, nranks, r) for r in range(nranks)]
     assert [split_work(weights, nranks, r, atomic=[False] * 5) for r in range(nranks)] == plain
+
+
+def test_cut_after_first_detection_keeps_what_the_survey_had_seen():
+    """Two objects, cut 5 days after the first detection (flux / error >= 5), by hand:
+    object 0 is first detected at t=12 (10/2 = 5), so t <= 17 stays: 10, 12, 15, 17 (not 30);
+    object 1 is never detected: cut 5 days after its first observation (t=3): 3, 8 (not 9)."""
+    from snia.lightcurve import Batch, cut_after_first_detection
+
+    time = np.array([10.0, 12.0, 15.0, 17.0, 30.0, 3.0, 8.0, 9.0])
+    flux = np.array([1.0, 10.0, 50.0, 20.0, 5.0, 1.0, 2.0, 3.0], np.float32)
+    err = np.array([2.0, 2.0, 2.0, 2.0, 2.0, 1.0, 1.0, 1.0], np.float32)
+    batch = Batch(np.array([7, 9]), np.array([0, 5, 8]),
+                  {"time": time, "flux": flux, "flux_err": err, "band": np.zeros(8, np.int8)},
+                  {"type": np.array([0, 1])})
+    cut = cut_after_first_detection(batch, 5.0)
+    np.testing.assert_array_equal(cut.offsets, [0, 4, 6])
+    np.testing.assert_array_equal(cut.obs["time"], [10, 12, 15, 17, 3, 8])
+    np.testing.assert_array_equal(cut.object_id, [7, 9])
+    # at the detection itself (0 days): up to and including it
+    np.testing.assert_array_equal(cut_after_first_detection(batch, 0.0).obs["time"], [10, 12, 3])
+    assert cut_after_first_detection(batch, None) is batch

@@ -257,6 +257,19 @@ def classifier_section(column: Column, figures: Path, n_resamples: int, seed: in
         plot_feature_importance(values, path)
         section.blocks.append(Figure(path, f"{column.label}: feature importance (the 20 largest; "
                                            "all of them in feature_importance.txt)."))
+    early = m.get("early")
+    if early:
+        section.blocks.append(Table(
+            f"{column.label}: early classification, the same objects with their light curves cut "
+            "N days after the first detection (flux / error >= 5; objects never detected: after "
+            "their first observation); purity and completeness at each cut's own best-FoM "
+            "threshold.", ["days after detection", "AUC", "purity", "completeness", "threshold"],
+            [[str(r["days"]), f"{r['auc']:.3f}", f"{r['purity']:.3f}", f"{r['completeness']:.3f}",
+              f"{r['threshold']:.3f}"] for r in early]))
+        if (column.folder / "early.png").exists():
+            section.blocks.append(Figure(column.folder / "early.png",
+                                         f"{column.label}: AUC, purity and completeness against "
+                                         "the days after the first detection."))
     if (column.folder / "tsne.png").exists():
         section.blocks.append(Figure(column.folder / "tsne.png",
                                      f"{column.label}: t-SNE of the penultimate-layer embeddings, "
