@@ -45,7 +45,8 @@ def survey_batch(n_objects: int, seed: int) -> Batch:
 
 CONFIGS = [AugmentConfig(),
            AugmentConfig(flux_noise=1.5, detection_trigger=True, redshift_tries=3),
-           AugmentConfig(drop_fraction=0.0, time_shift=0.0, redshift_probability=0.5)]
+           AugmentConfig(drop_fraction=0.0, time_shift=0.0, redshift_probability=0.5),
+           AugmentConfig(flux_noise=0.5, truncate_probability=0.6, truncate_days=20.0)]
 
 
 def host(a):
@@ -73,7 +74,7 @@ def test_cpu_kernels_equal_the_reference(cfg, floor):
     assert_same(augment_cpu(batch, 3, 11, cfg, WAVE, floor), augment_numpy(batch, 3, 11, cfg, WAVE, floor))
 
 
-@pytest.mark.parametrize("cfg", CONFIGS[:2])
+@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[3]])
 def test_numba_cuda_kernels_equal_the_reference(cfg):
     """On the GPU, or in Numba's CUDA simulator; 4 threads x 2 blocks for 20 objects: every
     thread runs the grid-stride loop more than once."""
@@ -229,3 +230,27 @@ def test_flux_noise_grows_errors_and_scatter_together():
     assert 0 < k2 <= 4 + 1e-5 and np.allclose(lc["flux_err"], lc["flux_err"][0])
     # the added scatter matches the added variance: std(flux) = k sigma (within 5 %)
     assert np.std(lc["flux"]) == pytest.approx(np.sqrt(k2), rel=0.05)
+
+
+def test_truncated_objects_are_what_the_survey_had_seen_days_after_detection():
+    """With truncation always on and nothing else, each object is its light curve cut U(0, 20)
+    days after its first detection: checked against the evaluation's own cut
+    (snia.lightcurve.cut_after_first_detection) at the number of days the stream drew."""
+    from snia.augment.shared import TRUNCATE_DAYS
+    from snia.lightcurve import cut_after_first_detection
+
+    batch = survey_batch(40, 6)
+    batch.meta["ddf"][:] = 0  # (deep-field objects are always thinned)
+    cfg = AugmentConfig(drop_fraction=0.0, time_shift=0.0, redshift_probability=0.0,
+                        truncate_probability=1.0, truncate_days=20.0)
+    got = augment(batch, 3, 2, cfg, WAVE)
+    shorter = 0
+    for j in range(len(batch)):
+        days = 20.0 * float(stream.uniform(2, 3, int(batch.object_id[j]), 0, TRUNCATE_DAYS)[0])
+        one = Batch(batch.object_id[j:j + 1], np.array([0, batch.length[j]]),
+                    batch.lightcurve(j), {})
+        want = cut_after_first_detection(one, days).obs
+        np.testing.assert_array_equal(got.lightcurve(j)["time"], want["time"])
+        np.testing.assert_array_equal(got.lightcurve(j)["flux"], want["flux"])
+        shorter += len(want["time"]) < batch.length[j]
+    assert shorter > 10  # the cut does cut

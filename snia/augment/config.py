@@ -24,12 +24,16 @@ class AugmentConfig:
     # redshift_tries draws; off by default (its measured effect: docs/results.md)
     detection_trigger: bool = False
     redshift_tries: int = 5
+    # early classification: with this chance, an object is seen as a survey saw it a uniform
+    # 0..truncate_days days after its first detection (off by default; see docs/results.md)
+    truncate_probability: float = 0.0
+    truncate_days: float = 50.0
 
     def __post_init__(self):
-        for name in ("drop_fraction", "redshift_probability"):
+        for name in ("drop_fraction", "redshift_probability", "truncate_probability"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"augment.{name} must be in [0, 1], not {getattr(self, name)}")
-        for name in ("time_shift", "flux_noise", "redshift_max"):
+        for name in ("time_shift", "flux_noise", "redshift_max", "truncate_days"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"augment.{name} must be >= 0, not {getattr(self, name)}")
         if self.redshift_tries < 1:

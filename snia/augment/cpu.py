@@ -18,25 +18,29 @@ from snia.lightcurve import Batch, offsets_from_lengths
 # that reference closure variables are compiled anew in every process, ~10 s).
 _math = augment_math(numba.njit)
 kept_count, write_object = _math.kept_count, _math.write_object
+visible_count = _math.visible_count
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def count(offsets, keys, ddf, seed, epoch, drop_fraction, out):
+def count(offsets, keys, ddf, time, flux, err, seed, epoch, drop_fraction, truncate_probability,
+          truncate_days, out):
     for i in numba.prange(len(keys)):
-        out[i] = kept_count(seed, epoch, keys[i], ddf[i], drop_fraction, offsets[i + 1] - offsets[i])
+        n = visible_count(seed, epoch, keys[i], time, flux, err, offsets[i],
+                          offsets[i + 1] - offsets[i], truncate_probability, truncate_days)
+        out[i] = kept_count(seed, epoch, keys[i], ddf[i], drop_fraction, n)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def write(offsets, out_offsets, keys, ddf, z, z_err, time, band, flux, err, band_wave, floor,
           has_floor, seed, epoch, drop_fraction, time_shift, flux_noise, redshift_probability,
-          redshift_max, detection_trigger, redshift_tries, out_time, out_band, out_flux, out_err,
-          out_wave, out_z, out_z_err):
+          redshift_max, detection_trigger, redshift_tries, truncate_probability, truncate_days,
+          out_time, out_band, out_flux, out_err, out_wave, out_z, out_z_err):
     for i in numba.prange(len(keys)):
         moved, z_new, stretch = write_object(
             seed, epoch, keys[i], ddf[i], f64(z[i]), offsets[i], offsets[i + 1], out_offsets[i],
             time, band, flux, err, band_wave, floor, has_floor, drop_fraction, time_shift,
             flux_noise, redshift_probability, redshift_max, detection_trigger, redshift_tries,
-            out_time, out_band, out_flux, out_err, out_wave)
+            truncate_probability, truncate_days, out_time, out_band, out_flux, out_err, out_wave)
         out_z[i] = z_new if moved else z[i]
         out_z_err[i] = z_err[i] * stretch
 
@@ -47,8 +51,12 @@ def augment_cpu(batch: Batch, epoch: int, seed: int, cfg, band_wave, floor=None)
     keys = np.ascontiguousarray(batch.object_id, dtype=np.int64)
     meta = dict(batch.meta)
     ddf = np.ascontiguousarray(meta["ddf"] if "ddf" in meta else np.zeros(n), dtype=np.int8)
+    time = np.ascontiguousarray(batch.obs["time"], dtype=np.float64)
+    flux = np.ascontiguousarray(batch.obs["flux"], dtype=np.float32)
+    err = np.ascontiguousarray(batch.obs["flux_err"], dtype=np.float32)
     counts = np.empty(n, dtype=np.int64)
-    count(offsets, keys, ddf, seed, epoch, float(cfg.drop_fraction), counts)
+    count(offsets, keys, ddf, time, flux, err, seed, epoch, float(cfg.drop_fraction),
+          float(cfg.truncate_probability), float(cfg.truncate_days), counts)
     out_offsets = offsets_from_lengths(counts)
     total = int(out_offsets[-1])
     obs = {"time": np.empty(total), "band": np.empty(total, np.int8),
@@ -59,15 +67,12 @@ def augment_cpu(batch: Batch, epoch: int, seed: int, cfg, band_wave, floor=None)
     meta["hostgal_photoz"], meta["hostgal_photoz_err"] = np.empty_like(z), np.empty_like(z_err)
     has_floor = floor is not None
     floor = np.asarray(floor if has_floor else np.zeros(len(band_wave)), dtype=np.float64)
-    write(offsets, out_offsets, keys, ddf, z, z_err,
-               np.ascontiguousarray(batch.obs["time"], dtype=np.float64),
-               np.ascontiguousarray(batch.obs["band"], dtype=np.int8),
-               np.ascontiguousarray(batch.obs["flux"], dtype=np.float32),
-               np.ascontiguousarray(batch.obs["flux_err"], dtype=np.float32),
-               np.asarray(band_wave, dtype=np.float64), floor, has_floor, seed, epoch,
-               float(cfg.drop_fraction), float(cfg.time_shift), float(cfg.flux_noise),
-               float(cfg.redshift_probability), float(cfg.redshift_max),
-               bool(cfg.detection_trigger), int(cfg.redshift_tries), obs["time"], obs["band"],
-               obs["flux"], obs["flux_err"], obs["wave"], meta["hostgal_photoz"],
-               meta["hostgal_photoz_err"])
+    write(offsets, out_offsets, keys, ddf, z, z_err, time,
+          np.ascontiguousarray(batch.obs["band"], dtype=np.int8), flux, err,
+          np.asarray(band_wave, dtype=np.float64), floor, has_floor, seed, epoch,
+          float(cfg.drop_fraction), float(cfg.time_shift), float(cfg.flux_noise),
+          float(cfg.redshift_probability), float(cfg.redshift_max), bool(cfg.detection_trigger),
+          int(cfg.redshift_tries), float(cfg.truncate_probability), float(cfg.truncate_days),
+          obs["time"], obs["band"], obs["flux"], obs["flux_err"], obs["wave"],
+          meta["hostgal_photoz"], meta["hostgal_photoz_err"])
     return Batch(batch.object_id, out_offsets, obs, meta)

@@ -21,25 +21,29 @@ ensure_numpy_names()  # before numba-cuda first compiles (see snia.numba_cuda_co
 
 m = augment_math(cuda.jit(device=True))
 kept_count, write_object = m.kept_count, m.write_object
+visible_count = m.visible_count
 
 
 @cuda.jit
-def count(offsets, keys, ddf, seed, epoch, drop_fraction, out):
+def count(offsets, keys, ddf, time, flux, err, seed, epoch, drop_fraction, truncate_probability,
+          truncate_days, out):
     for i in range(cuda.grid(1), len(keys), cuda.gridsize(1)):
-        out[i] = kept_count(seed, epoch, keys[i], ddf[i], drop_fraction, offsets[i + 1] - offsets[i])
+        n = visible_count(seed, epoch, keys[i], time, flux, err, offsets[i],
+                          offsets[i + 1] - offsets[i], truncate_probability, truncate_days)
+        out[i] = kept_count(seed, epoch, keys[i], ddf[i], drop_fraction, n)
 
 
 @cuda.jit
 def write(offsets, out_offsets, keys, ddf, z, z_err, time, band, flux, err, band_wave, floor,
           has_floor, seed, epoch, drop_fraction, time_shift, flux_noise, redshift_probability,
-          redshift_max, detection_trigger, redshift_tries, out_time, out_band, out_flux, out_err,
-          out_wave, out_z, out_z_err):
+          redshift_max, detection_trigger, redshift_tries, truncate_probability, truncate_days,
+          out_time, out_band, out_flux, out_err, out_wave, out_z, out_z_err):
     for i in range(cuda.grid(1), len(keys), cuda.gridsize(1)):
         moved, z_new, stretch = write_object(
             seed, epoch, keys[i], ddf[i], f64(z[i]), offsets[i], offsets[i + 1], out_offsets[i],
             time, band, flux, err, band_wave, floor, has_floor, drop_fraction, time_shift,
             flux_noise, redshift_probability, redshift_max, detection_trigger, redshift_tries,
-            out_time, out_band, out_flux, out_err, out_wave)
+            truncate_probability, truncate_days, out_time, out_band, out_flux, out_err, out_wave)
         out_z[i] = z_new if moved else z[i]
         out_z_err[i] = z_err[i] * stretch
 
@@ -102,10 +106,15 @@ def augment_numba_cuda(batch: Batch, epoch: int, seed: int, cfg, band_wave, floo
     offsets = device(batch.offsets, np.int64)
     keys = device(batch.object_id, np.int64)
     ddf = device(batch.meta["ddf"] if "ddf" in batch.meta else np.zeros(n), np.int8)
+    time = device(batch.obs["time"], np.float64)
+    flux = device(batch.obs["flux"], np.float32)
+    err = device(batch.obs["flux_err"], np.float32)
     counts = xp.zeros(n, dtype=np.int64)
     with _wrapping():
-        count[blocks, threads, stream](_kernel_arg(offsets), _kernel_arg(keys), _kernel_arg(ddf),
-                                       seed, epoch, float(cfg.drop_fraction), _kernel_arg(counts))
+        count[blocks, threads, stream](*map(_kernel_arg, (offsets, keys, ddf, time, flux, err)),
+                                       seed, epoch, float(cfg.drop_fraction),
+                                       float(cfg.truncate_probability), float(cfg.truncate_days),
+                                       _kernel_arg(counts))
     out_offsets = xp.concatenate([xp.zeros(1, np.int64), xp.cumsum(counts)])
     out = {"time": xp.empty(capacity, np.float64), "band": xp.empty(capacity, np.int8),
            "flux": xp.empty(capacity, np.float32), "flux_err": xp.empty(capacity, np.float32),
@@ -114,15 +123,15 @@ def augment_numba_cuda(batch: Batch, epoch: int, seed: int, cfg, band_wave, floo
     has_floor = floor is not None
     floor = np.asarray(floor if has_floor else np.zeros(len(band_wave)), dtype=np.float64)
     args = [offsets, out_offsets, keys, ddf, device(batch.meta["hostgal_photoz"], np.float32),
-            device(batch.meta["hostgal_photoz_err"], np.float32),
-            device(batch.obs["time"], np.float64), device(batch.obs["band"], np.int8),
-            device(batch.obs["flux"], np.float32), device(batch.obs["flux_err"], np.float32),
-            device(band_wave, np.float64), device(floor, np.float64)]
+            device(batch.meta["hostgal_photoz_err"], np.float32), time,
+            device(batch.obs["band"], np.int8), flux, err, device(band_wave, np.float64),
+            device(floor, np.float64)]
     with _wrapping():
         write[blocks, threads, stream](
             *map(_kernel_arg, args), has_floor, seed, epoch, float(cfg.drop_fraction),
             float(cfg.time_shift), float(cfg.flux_noise), float(cfg.redshift_probability),
             float(cfg.redshift_max), bool(cfg.detection_trigger), int(cfg.redshift_tries),
+            float(cfg.truncate_probability), float(cfg.truncate_days),
             *map(_kernel_arg, (out["time"], out["band"], out["flux"], out["flux_err"],
                                out["wave"], out_z, out_z_err)))
     if xp is np:  # on the host the total is known: trim to it

@@ -23,6 +23,8 @@ from snia.augment.shared import (
     OMEGA_M,
     RESCUE,
     SHIFT,
+    TRUNCATE,
+    TRUNCATE_DAYS,
     TRY_STRIDE,
     Z,
 )
@@ -47,6 +49,12 @@ def augment_object(lc: dict, key: int, ddf: int, z: float, seed: int, epoch: int
         return float(stream.uniform(seed, epoch, key, index, purpose)[0])
 
     n = len(lc["time"])
+    if n and u(TRUNCATE) < cfg.truncate_probability:  # as seen some days after detection
+        detected = np.flatnonzero(lc["flux"].astype(np.float64)
+                                  >= DETECTION_SNR * lc["flux_err"].astype(np.float64))
+        start = lc["time"][detected[0]] if detected.size else lc["time"][0]
+        n = max(int(np.sum(lc["time"] <= start + cfg.truncate_days * u(TRUNCATE_DAYS))), 1)
+        lc = {key: v[:n] for key, v in lc.items()}
     k = np.arange(n)
     drop = 0.5 + 0.4 * u(DROP) if ddf == 1 else cfg.drop_fraction * u(DROP)
     keep = stream.uniform(seed, epoch, key, k, KEEP) >= drop

@@ -16,7 +16,7 @@ from snia.augment.stream import stream_math
 
 # what each random number is for (the stream's `purpose`)
 DROP, KEEP, RESCUE, SHIFT, NOISE_K, NOISE, MOVE, Z, ERR_FACTOR, FLOOR_FACTOR, MOVE_NOISE, \
-    DDF_FLOOR, DDF_NOISE = range(1, 14)
+    DDF_FLOOR, DDF_NOISE, TRUNCATE, TRUNCATE_DAYS = range(1, 16)
 TRY_STRIDE = 16  # MOVE_NOISE + TRY_STRIDE * t: the noise of redshift try t
 DETECTION_SNR = 5.0  # PLAsTiCC's trigger: at least two detections at S/N >= 5
 DETECTIONS = 2
@@ -47,6 +47,26 @@ def augment_math(jit):
         # deep-drilling objects lose 50-90 %: the wide survey they stand in for is far sparser
         u = uniform(seed, epoch, key, 0, DROP)
         return 0.5 + 0.4 * u if ddf == 1 else drop_fraction * u
+
+    @jit
+    def visible_count(seed, epoch, key, time, flux, err, a, n, truncate_probability,
+                      truncate_days):
+        # with probability truncate_probability, the object as a survey saw it U(0, truncate_days)
+        # days after its first detection (flux / error >= 5; never detected: its first
+        # observation), as snia.lightcurve.cut_after_first_detection cuts: how many of its first
+        # observations that leaves (at least one)
+        if n == 0 or uniform(seed, epoch, key, 0, TRUNCATE) >= truncate_probability:
+            return n
+        start = time[a]
+        for k in range(n):
+            if f64(flux[a + k]) >= DETECTION_SNR * f64(err[a + k]):
+                start = time[a + k]
+                break
+        limit = start + truncate_days * uniform(seed, epoch, key, 0, TRUNCATE_DAYS)
+        count = 0
+        while count < n and time[a + count] <= limit:  # time-ordered
+            count += 1
+        return max(count, 1)
 
     @jit
     def kept_count(seed, epoch, key, ddf, drop_fraction, n):
@@ -89,9 +109,11 @@ def augment_math(jit):
     def write_object(seed, epoch, key, ddf, z, a, b, out_start, time, band, flux, err,
                      band_wave, floor, has_floor, drop_fraction, time_shift, flux_noise,
                      redshift_probability, redshift_max, detection_trigger, redshift_tries,
-                     out_time, out_band, out_flux, out_err, out_wave):
+                     truncate_probability, truncate_days, out_time, out_band, out_flux, out_err,
+                     out_wave):
         """Write object's variant from out_start; returns (moved, new redshift, stretch)."""
-        n = b - a
+        n = visible_count(seed, epoch, key, time, flux, err, a, b - a, truncate_probability,
+                          truncate_days)
         drop = drop_share(seed, epoch, key, ddf, drop_fraction)
         thinned = 0  # observations the thinning keeps; none kept: one is rescued
         for k in range(n):
@@ -155,4 +177,5 @@ def augment_math(jit):
         return moved, z_new, stretch
 
     return SimpleNamespace(luminosity_distance=luminosity_distance, kept_count=kept_count,
+                           visible_count=visible_count,
                            write_object=write_object, stream=s)
