@@ -15,7 +15,7 @@ from pathlib import Path
 from snia.files import write_text_atomic
 from snia.inference import as_list, predict_store
 from snia.lightcurve import cut_after_first_detection
-from snia.metrics import metrics, weighted_log_loss
+from snia.metrics import half_metrics, metrics, weighted_log_loss
 from snia.plots import (
     plot_confusion,
     plot_early,
@@ -47,6 +47,7 @@ def evaluate(checkpoints, store_path, out_dir, allow_other_bands: bool = False,
     p = pred["p_ia"][labelled]
     types = pred["type"][labelled]
     result = metrics(y, p)
+    result["halves"] = half_metrics(y, p, pred["object_id"][labelled])
     if "classes" in pred:
         result["classes"] = pred["classes"]
         result["weighted_log_loss"], result["log_loss_objects"] = weighted_log_loss(

@@ -16,6 +16,10 @@ its maximum) to them; that instability is reported on its own, as the interval o
 re-optimised per resample. Calibration: the Brier score and the reliability diagram's bins
 (``brier_score``, ``reliability``: the same numbers as scikit-learn's ``brier_score_loss`` and
 ``calibration_curve``).
+
+Development and report halves (``halves``, ``half_metrics``): every test set splits into two fixed
+halves by a hash of the object id. Settings are chosen on the development half (the best-FoM
+threshold among them); the report half is scored at the settings chosen there, never at its own.
 """
 
 from __future__ import annotations
@@ -29,6 +33,44 @@ BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 INTERVAL_PERCENTILES = (16.0, 84.0)  # a 68 % interval: +-1 sigma for a normal spread
 RESAMPLED_CELLS = 1 << 22  # resamples x objects drawn at a time (bounded memory for any size)
+HALF_SEED = 2026  # the fixed split of every test set into a development and a report half
+
+
+def hashed_share(object_id, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask choosing about ``fraction`` of the objects by a hash of (id, seed): the same
+    objects on every run and rank, whatever their order (splitmix64's finaliser)."""
+    # the seed's mixing constant is wrapped to 64 bits in Python (exact, and no numpy overflow
+    # warning); the uint64 arithmetic below wraps by design
+    x = np.asarray(object_id).astype(np.uint64) + np.uint64(seed * 0x9E3779B97F4A7C15 % 2 ** 64)
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    x ^= x >> np.uint64(33)
+    return (x % np.uint64(10_000)) < np.uint64(round(fraction * 10_000))
+
+
+def halves(object_id) -> dict:
+    """The development and the report half of a test set: name -> boolean mask."""
+    report = hashed_share(object_id, 0.5, HALF_SEED)
+    return {"development": ~report, "report": report}
+
+
+def half_metrics(y, p, object_id) -> dict:
+    """AUC of each half, and purity, completeness and FoM at the best-FoM threshold chosen on the
+    development half (on both halves: the report half is scored at the development half's
+    threshold, as a survey would apply a threshold chosen beforehand)."""
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    parts = halves(object_id)
+    dev = parts["development"]
+    thresholds, _, _, fom = threshold_curves(y[dev], p[dev])
+    chosen = (float(thresholds[int(np.nanargmax(fom))])
+              if len(fom) and np.isfinite(fom).any() else 0.5)
+    out = {"threshold_from": "development", "threshold": chosen}
+    for name, mask in parts.items():
+        c = confusion_at(y[mask], p[mask], chosen)
+        purity, completeness = purity_completeness(c)
+        out[name] = {"n": int(mask.sum()), "n_ia": int(y[mask].sum()), "auc": auc(y[mask], p[mask]),
+                     "purity": purity, "completeness": completeness, "fom": figure_of_merit(c)}
+    return out
 
 
 def confusion_at(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:

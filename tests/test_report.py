@@ -460,3 +460,27 @@ def test_scaling_summary_speedup_and_efficiency(tmp_path):
     with open(tmp_path / "scaling.csv") as f:
         assert len(list(csv.DictReader(f))) == 4
     assert (tmp_path / "scaling.png").stat().st_size > 5000
+
+
+def test_halves_are_fixed_and_the_report_half_is_scored_at_the_development_threshold():
+    """The split depends on the ids alone (any order, any run); the report half's purity and
+    completeness are those at the threshold that maximises the FoM on the development half."""
+    from snia.metrics import confusion_at, half_metrics, halves, purity_completeness, threshold_curves
+
+    rng = np.random.default_rng(3)
+    ids = rng.choice(10**7, 4000, replace=False)
+    parts = halves(ids)
+    assert abs(parts["report"].mean() - 0.5) < 0.03 and not (parts["report"] & parts["development"]).any()
+    order = rng.permutation(4000)
+    np.testing.assert_array_equal(halves(ids[order])["report"], parts["report"][order])
+    y = rng.integers(0, 2, 4000)
+    p = np.clip(0.3 * y + rng.normal(0.35, 0.2, 4000), 0, 1)
+    out = half_metrics(y, p, ids)
+    dev = parts["development"]
+    t, _, _, fom = threshold_curves(y[dev], p[dev])
+    assert out["threshold"] == pytest.approx(t[int(np.nanargmax(fom))])
+    rep = parts["report"]
+    purity, completeness = purity_completeness(confusion_at(y[rep], p[rep], out["threshold"]))
+    assert out["report"]["purity"] == pytest.approx(purity)
+    assert out["report"]["completeness"] == pytest.approx(completeness)
+    assert out["development"]["n"] + out["report"]["n"] == 4000

@@ -14,6 +14,7 @@ import numpy as np
 from snia.metrics import (
     FOM_WEIGHT,
     brier_score,
+    half_metrics,
     metrics,
 )
 from snia.predictions import read_predictions
@@ -37,6 +38,12 @@ ROWS = [  # (label, path into metrics.json, format); intervals from metrics.json
     ("Brier score before calibration", ("brier_uncalibrated",), "{:.4f}"),
     ("weighted log-loss (multi-class)", ("weighted_log_loss",), "{:.4f}"),
     ("cross-validated AUC (training set)", ("cv_auc",), "{:.3f}"),
+    ("AUC, development half", ("halves", "development", "auc"), "{:.3f}"),
+    ("AUC, report half", ("halves", "report", "auc"), "{:.3f}"),
+    ("threshold chosen on the development half (best FoM)", ("halves", "threshold"), "{:.3f}"),
+    ("purity, report half, at that threshold", ("halves", "report", "purity"), "{:.3f}"),
+    ("completeness, report half, at that threshold", ("halves", "report", "completeness"),
+     "{:.3f}"),
 ]
 
 
@@ -54,6 +61,9 @@ DEFINITIONS = [
     ("intervals", "[a, b]: the 16th and 84th percentiles (a 68 % interval) over bootstrap "
                   "resamples of the test objects (seeded). At the best-FoM threshold the threshold "
                   "stays fixed; the threshold's own interval is re-optimised per resample."),
+    ("halves", "every test set splits into a fixed development and report half by a hash of the "
+               "object id; settings (here the best-FoM threshold) are chosen on the development "
+               "half, and the report half is scored at them."),
     ("Brier score", "mean of (P(Ia) - 1 for Ia, 0 otherwise)^2; 0 is perfect, 0.25 is P(Ia) = 0.5 "
                     "for every object."),
     ("reliability diagram", "the fraction of Ia against the mean P(Ia) in bins of P(Ia): on the "
@@ -115,6 +125,7 @@ def load_column(label: str, folder, n_resamples: int, seed: int) -> Column:
     column = Column(label, folder, recorded, table["object_id"], table["p_ia"], table["type"],
                     _csv_column(folder / "predictions.csv", "p_ia_uncalibrated"))
     computed = metrics(column.y, column.p, n_resamples, seed)
+    computed["halves"] = half_metrics(column.y, column.p, column.object_id[column.labelled])
     column.metrics = {**computed, **{k: v for k, v in recorded.items() if k not in computed}}
     if column.p_uncalibrated is not None:
         column.metrics["brier_uncalibrated"] = brier_score(column.y,

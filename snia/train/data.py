@@ -21,6 +21,7 @@ import torch
 from snia.augment import augment, wide_survey_noise
 from snia.errors import ConfigError
 from snia.inference import ensemble_p_ia, load_members, scalar_inputs, scalars_of
+from snia.metrics import hashed_share
 from snia.models import SEQUENCE_ARCHS, peak_fluxes, sequence_features
 from snia.parallel import local_ranks
 from snia.raster import rasterize, spec_for_store, to_host
@@ -34,13 +35,7 @@ log = logging.getLogger(__name__)
 
 def split_objects(object_id: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of validation objects: a hash of (id, seed), independent of order and ranks."""
-    # the seed's mixing constant is wrapped to 64 bits in Python (exact, and no numpy overflow
-    # warning); the uint64 arithmetic below wraps by design
-    x = object_id.astype(np.uint64) + np.uint64(seed * 0x9E3779B97F4A7C15 % 2 ** 64)
-    x ^= x >> np.uint64(33)
-    x *= np.uint64(0xFF51AFD7ED558CCD)
-    x ^= x >> np.uint64(33)
-    return (x % np.uint64(10_000)) < np.uint64(round(val_fraction * 10_000))
+    return hashed_share(object_id, val_fraction, seed)
 
 
 def local_batches(train_index: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int,
