@@ -78,9 +78,10 @@ def evaluate(checkpoints, store_path, out_dir, allow_other_bands: bool = False,
 
 def early_classification(checkpoints, store_path, allow_other_bands: bool = False,
                          prior: float | None = None, days=EARLY_DAYS) -> list[dict]:
-    """AUC, and purity and completeness at the best-FoM threshold, of the same labelled objects
-    with their light curves cut ``days`` after the first detection (see
-    ``snia.lightcurve.cut_after_first_detection``); "all": the whole light curves."""
+    """AUC (of the whole set and of each half), and purity and completeness at the best-FoM
+    threshold, of the same labelled objects with their light curves cut ``days`` after the first
+    detection (see ``snia.lightcurve.cut_after_first_detection``); "all": the whole light
+    curves."""
     rows = []
     for n in days:
         pred = predict_store(checkpoints, store_path, allow_other_bands=allow_other_bands,
@@ -88,8 +89,11 @@ def early_classification(checkpoints, store_path, allow_other_bands: bool = Fals
         labelled = pred["type"] != INDEX["unknown"]
         y = (pred["type"][labelled] == INDEX["Ia"]).astype(int)
         m = metrics(y, pred["p_ia"][labelled], n_resamples=0)
+        half = half_metrics(y, pred["p_ia"][labelled], pred["object_id"][labelled])
         best = m.get("at_best_fom", {})
         rows.append({"days": "all" if n is None else n, "objects": m["n"], "auc": m["auc"],
+                     "auc_development": half["development"]["auc"],
+                     "auc_report": half["report"]["auc"],
                      "purity": best.get("purity", float("nan")),
                      "completeness": best.get("completeness", float("nan")),
                      "threshold": best.get("threshold", float("nan"))})

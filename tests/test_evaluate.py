@@ -74,6 +74,8 @@ def test_evaluate_command_writes_predictions_metrics_and_plots(tmp_path):
     assert [r["days"] for r in m["early"]] == [0, 5, 10, 20, 30, 50, "all"]
     assert all(r["objects"] == 40 for r in m["early"])
     assert m["early"][-1]["auc"] == pytest.approx(m["auc"])  # "all": the whole light curves
+    for half in ("development", "report"):
+        assert m["early"][-1][f"auc_{half}"] == pytest.approx(m["halves"][half]["auc"], nan_ok=True)
     assert len({r["auc"] for r in m["early"]}) > 1  # cutting the light curves changes the scores
     for name in ("roc.png", "purity_completeness.png", "p_ia_by_type.png", "confusion.png", "tsne.png",
                  "gallery.png", "early.png"):

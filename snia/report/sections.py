@@ -263,9 +263,11 @@ def classifier_section(column: Column, figures: Path, n_resamples: int, seed: in
             f"{column.label}: early classification, the same objects with their light curves cut "
             "N days after the first detection (flux / error >= 5; objects never detected: after "
             "their first observation); purity and completeness at each cut's own best-FoM "
-            "threshold.", ["days after detection", "AUC", "purity", "completeness", "threshold"],
-            [[str(r["days"]), f"{r['auc']:.3f}", f"{r['purity']:.3f}", f"{r['completeness']:.3f}",
-              f"{r['threshold']:.3f}"] for r in early]))
+            "threshold.", ["days after detection", "AUC", "AUC, development half",
+                           "AUC, report half", "purity", "completeness", "threshold"],
+            [[str(r["days"]), f"{r['auc']:.3f}", f"{r.get('auc_development', float('nan')):.3f}",
+              f"{r.get('auc_report', float('nan')):.3f}", f"{r['purity']:.3f}",
+              f"{r['completeness']:.3f}", f"{r['threshold']:.3f}"] for r in early]))
         if (column.folder / "early.png").exists():
             section.blocks.append(Figure(column.folder / "early.png",
                                          f"{column.label}: AUC, purity and completeness against "
