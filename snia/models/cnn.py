@@ -45,16 +45,17 @@ def _block(cin: int, cout: int, groups: int) -> nn.Sequential:
     )
 
 
-class LightCurveCNN(nn.Module):
-    def __init__(self, config: CNNConfig):
+class PooledCNN(nn.Module):
+    """Convolutional features, global average pooling, and a head that also sees the per-object
+    scalars: the frame of the CNN, GoogLeNet- and ResNet-style models (their ``features`` differ).
+    The attribute names are those of the shipped CNN's checkpoints."""
+
+    def __init__(self, config, features: nn.Module, width: int):
         super().__init__()
         self.config = config
-        widths = (config.in_channels,) + tuple(config.channels)
-        self.features = nn.Sequential(*(_block(a, b, config.groups)
-                                        for a, b in zip(widths[:-1], widths[1:])))
+        self.features = features
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.embedding = nn.Sequential(
-            nn.Linear(widths[-1] + config.n_scalars, config.hidden), nn.ReLU())
+        self.embedding = nn.Sequential(nn.Linear(width + config.n_scalars, config.hidden), nn.ReLU())
         self.dropout = KeyedDropout(config.dropout)  # no parameters: checkpoints keep their keys
         self.head = nn.Linear(config.hidden, config.n_classes)
 
@@ -68,3 +69,11 @@ class LightCurveCNN(nn.Module):
     def forward(self, images: torch.Tensor, scalars: torch.Tensor,
                 keys: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.embed(images, scalars, keys))
+
+
+class LightCurveCNN(PooledCNN):
+    def __init__(self, config: CNNConfig):
+        widths = (config.in_channels,) + tuple(config.channels)
+        super().__init__(config, nn.Sequential(*(_block(a, b, config.groups)
+                                                 for a, b in zip(widths[:-1], widths[1:]))),
+                         widths[-1])

@@ -22,7 +22,7 @@ from torch import nn
 
 from snia.errors import ConfigError
 from snia.models.alexnet import norm
-from snia.models.dropout import KeyedDropout
+from snia.models.cnn import PooledCNN
 
 MIN_WIDTH = 8  # the narrowest block whose four branches each get a channel
 
@@ -98,24 +98,6 @@ def _features(config: GoogLeNetConfig) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class GoogLeNetStyle(nn.Module):
+class GoogLeNetStyle(PooledCNN):
     def __init__(self, config: GoogLeNetConfig):
-        super().__init__()
-        self.config = config
-        self.features = _features(config)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.embedding = nn.Sequential(
-            nn.Linear(config.channels[-1] + config.n_scalars, config.hidden), nn.ReLU())
-        self.dropout = KeyedDropout(config.dropout)  # no parameters: checkpoints keep their keys
-        self.head = nn.Linear(config.hidden, config.n_classes)
-
-    def embed(self, images: torch.Tensor, scalars: torch.Tensor,
-              keys: torch.Tensor | None = None) -> torch.Tensor:
-        """The penultimate representation (for t-SNE plots). ``keys``: one per sample
-        (``snia.models.sample_keys``), needed in training with dropout."""
-        x = self.pool(self.features(images)).flatten(1)
-        return self.dropout(self.embedding(torch.cat([x, scalars], dim=1)), keys)
-
-    def forward(self, images: torch.Tensor, scalars: torch.Tensor,
-                keys: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.embed(images, scalars, keys))
+        super().__init__(config, _features(config), config.channels[-1])
