@@ -27,7 +27,7 @@ from snia.ingest import run_ingest
 from snia.lightcurve import Batch
 from snia.models import SEQUENCE_ARCHS, peak_fluxes, rebuild, sequence_features
 from snia.predictions import write_predictions
-from snia.raster import RasterSpec, rasterize, to_host
+from snia.raster import RasterSpec, is_cupy, rasterize, to_host
 from snia.readers import expand_inputs
 from snia.store import Store
 
@@ -55,7 +55,7 @@ def as_tensor(a, device) -> torch.Tensor:
     GPU arrays are handed over by DLPack or the CUDA array interface, without a copy."""
     if isinstance(a, torch.Tensor):
         return a.to(device, non_blocking=True)
-    if type(a).__module__.split(".")[0] == "cupy":
+    if is_cupy(a):
         return torch.from_dlpack(a)
     if hasattr(a, "__cuda_array_interface__"):  # a Numba device array
         return torch.as_tensor(a, device=device)
@@ -233,7 +233,8 @@ def run_members(members: list[Member], batch, drawn: dict | None = None):
     with torch.no_grad():
         for m in members:
             if m.sequences:
-                x, scale = sequence_inputs(batch, m)
+                (features, lengths), scale = sequence_inputs(batch, m.model.config.n_bands)
+                x = (features.to(m.device), lengths)
             else:
                 if m.spec not in drawn:
                     images = rasterize(batch, m.spec, m.backend)
@@ -249,16 +250,15 @@ def run_members(members: list[Member], batch, drawn: dict | None = None):
     return out
 
 
-def sequence_inputs(batch, member: Member):
-    """A recurrent member's (sequences, lengths) and flux scales for a batch (on the host: a batch
-    made on a GPU is copied back for it)."""
+def sequence_inputs(batch, n_bands: int):
+    """A recurrent model's inputs for a batch, on the host: (sequences, lengths) and the flux
+    scales its scalars use (a batch made on a GPU is copied back for it)."""
     host = Batch(batch.object_id, to_host(batch.offsets),
                  {k: to_host(v) for k, v in batch.obs.items()}, batch.meta)
     n = int(host.offsets[-1])  # a batch made on a GPU may carry unused tails
     host.obs = {k: v[:n] for k, v in host.obs.items()}
-    features, lengths = sequence_features(host, member.model.config.n_bands)
-    scale = peak_fluxes(host.obs["flux"], host.offsets)
-    return (features.to(member.device), lengths), scale
+    features, lengths = sequence_features(host, n_bands)
+    return (features, lengths), peak_fluxes(host.obs["flux"], host.offsets)
 
 
 def mean_probabilities(outputs, classes: list[str]):

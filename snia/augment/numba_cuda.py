@@ -16,6 +16,7 @@ from numba import float64 as f64
 from snia.augment.shared import augment_math
 from snia.lightcurve import Batch
 from snia.numba_cuda_compat import ensure_numpy_names
+from snia.raster import is_cupy
 
 ensure_numpy_names()  # before numba-cuda first compiles (see snia.numba_cuda_compat)
 
@@ -59,7 +60,7 @@ def _wrapping():
 
 def _array_module(batch):
     """CuPy when the batch's observations live on the GPU, else NumPy."""
-    if type(batch.obs["time"]).__module__.split(".")[0] == "cupy":
+    if is_cupy(batch.obs["time"]):
         import cupy
 
         return cupy

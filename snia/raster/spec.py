@@ -99,11 +99,16 @@ class Images:
     spec: RasterSpec = field(repr=False)
 
 
+def is_cupy(x) -> bool:
+    """Whether ``x`` is a CuPy (GPU) array, without importing CuPy."""
+    return type(x).__module__.split(".")[0] == "cupy"
+
+
 def to_host(x) -> np.ndarray:
     """NumPy view of an array from any backend (copies CuPy or Numba device arrays to the host)."""
     if hasattr(x, "copy_to_host"):  # a Numba device array
         return x.copy_to_host()
-    if type(x).__module__.split(".")[0] == "cupy":
+    if is_cupy(x):
         return x.get()
     return np.asarray(x)
 

@@ -20,9 +20,9 @@ import torch
 
 from snia.augment import augment, wide_survey_noise
 from snia.errors import ConfigError
-from snia.inference import ensemble_p_ia, load_members, scalar_inputs, scalars_of
+from snia.inference import ensemble_p_ia, load_members, scalar_inputs, scalars_of, sequence_inputs
 from snia.metrics import hashed_share
-from snia.models import SEQUENCE_ARCHS, peak_fluxes, sequence_features
+from snia.models import SEQUENCE_ARCHS
 from snia.parallel import local_ranks
 from snia.raster import rasterize, spec_for_store, to_host
 from snia.store import Store
@@ -190,8 +190,7 @@ class TrainingData:
     def _sequence_tensors(self, batch, train: bool, inverse, back):
         """A recurrent model's inputs: per-observation features padded to the batch's longest
         light curve, with the lengths (kept on the CPU, where packing reads them)."""
-        features, lengths = sequence_features(batch, len(self.spec.wavelengths))
-        scale = peak_fluxes(np.asarray(batch.obs["flux"]), np.asarray(batch.offsets))
+        (features, lengths), scale = sequence_inputs(batch, len(self.spec.wavelengths))
         s = scalar_inputs(batch.meta, scale, self.norm["mean"], self.norm["std"], self.device)
         host_back = torch.as_tensor(inverse)
         x = (features[host_back].to(self.device, non_blocking=True), lengths[host_back])
