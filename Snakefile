@@ -3,6 +3,8 @@
 #   snakemake --profile cluster/local            on this machine (MPI ranks with mpiexec)
 #   snakemake --profile cluster/slurm            on a SLURM cluster (jobs through sbatch, srun)
 #   snakemake scaling --profile ...              training throughput against ranks
+#   snakemake compare --profile ...              the architectures side by side (in `all` too:
+#                                                the report shows them)
 from snakemake.utils import min_version
 
 min_version("8.0")
@@ -18,6 +20,7 @@ include: "workflow/rules/raster.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/baseline.smk"
+include: "workflow/rules/compare.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/scaling.smk"
 

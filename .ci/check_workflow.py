@@ -4,7 +4,8 @@ by the expected launcher (2 ensemble members and the model distilled from them),
 files drawn with the model's geometry, metrics with bootstrap intervals and provenance, the report
 (every classifier's section, provenance, definitions, self-contained HTML) opened in headless
 Chromium at 1280 px (every image decodes, no horizontal overflow; the screenshot is kept as
-RESULTS/report/report_1280.png), the scaling CSV, and (for SLURM runs) one SLURM log per submitted
+RESULTS/report/report_1280.png), the scaling CSV, the architecture comparison (each model
+trained on 2 ranks, timed, evaluated, in the report), and (for SLURM runs) one SLURM log per submitted
 job.
 
     python .ci/check_workflow.py RESULTS_DIR --launcher mpiexec|srun [--slurm-logs DIR]
@@ -128,10 +129,26 @@ def main() -> int:
     check(all(float(x["samples_per_s"]) > 0 for x in rows), "scaling throughputs measured")
     check((r / "scaling" / "scaling.png").exists(), "scaling.png")
 
+    with open(r / "compare" / "compare.csv") as f:
+        compared = list(csv.DictReader(f))
+    check([(x["model"], x["arch"]) for x in compared]
+          == [("cnn", "cnn"), ("resnet", "resnet"), ("gru", "gru")],
+          "compare.csv: the .test config's three models (cnn, resnet, gru)")
+    for x in compared:
+        train_log = (r / "logs" / f"compare_train_{x['model']}.log").read_text()
+        check(f"rank 1 of 2 (started by {args.launcher})" in train_log and x["epochs"] == "1"
+              and int(x["parameters"]) > 0 and float(x["infer_lc_per_s"]) > 0
+              and 0 < float(x["auc"]) < 1,
+              f"compare {x['model']}: trained on 2 DDP ranks, 1 epoch, timed, AUC {x['auc']}")
+    check((r / "compare" / "compare.png").read_bytes()[:4] == b"\x89PNG", "compare.png")
+    check("## Architectures" in report and all(f"| {x['model']}" in report for x in compared),
+          "report: the architectures' table")
+
     if args.slurm_logs:
         logs = {p.parent.relative_to(args.slurm_logs).parts[0] for p in args.slurm_logs.rglob("*.log")}
         for rule in ("rule_ingest", "rule_train", "rule_evaluate", "rule_baseline", "rule_report",
-                     "rule_scaling_run"):
+                     "rule_scaling_run", "rule_compare_train", "rule_compare_evaluate",
+                     "rule_compare_summary"):
             check(rule in logs, f"{rule} ran as a SLURM job")
     print(f"{len(FAILURES)} failure(s)")
     return 1 if FAILURES else 0

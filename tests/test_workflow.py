@@ -233,7 +233,8 @@ def test_every_evaluate_dataset_is_evaluated(tmp_path):
     write_config(tmp_path, config)
     proc = run_snakemake("--dry-run", "--forceall", "--printshellcmds", workdir=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    evaluations = [c for c in shell_commands(proc) if "snia evaluate" in c]
+    evaluations = [c for c in shell_commands(proc)
+                   if "snia evaluate" in c and "results/compare/" not in c]
     assert len(evaluations) == 4, evaluations  # the distilled model and the ensemble on each
     for name in ("plasticc_test", "spcc"):
         for sub in ("", "/ensemble"):
@@ -262,8 +263,8 @@ def test_distillation_adds_a_student_trained_after_the_members(tmp_path, distill
     proc = run_snakemake("--dry-run", "--forceall", "--printshellcmds", workdir=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     commands = shell_commands(proc)
-    trains = [c for c in commands if "snia train " in c]
-    evaluations = [c for c in commands if "snia evaluate" in c]
+    trains = [c for c in commands if "snia train " in c and "-o results/model/" in c]
+    evaluations = [c for c in commands if "snia evaluate" in c and "results/compare/" not in c]
     members = ["results/model/m0/best.pt", "results/model/m1/best.pt", "results/model/m2/best.pt"]
     if distill:
         assert len(trains) == 4 and "-o results/model/student " in trains[-1]  # last: after m0-m2
@@ -274,6 +275,58 @@ def test_distillation_adds_a_student_trained_after_the_members(tmp_path, distill
     else:
         assert len(trains) == 3 and not any("student" in c for c in commands)
         assert len(evaluations) == 1 and " ".join(members) in evaluations[0]
+
+
+def test_compare_trains_and_evaluates_each_model_then_times_them_together(tmp_path):
+    """compare.models: each model's settings are train.settings with that model ({}: the
+    shipped one) and compare.epochs; each trains, is evaluated on report.dataset, and one
+    `snia compare` job puts them together; the report shows its table."""
+    config = small_config()
+    write_config(tmp_path, config)
+    written = yaml.safe_load((tmp_path / "config" / "config.yaml").read_text())
+    names = list(written["compare"]["models"])  # in the order of the file (write_config sorts)
+    targets = [f"results/compare/{name}/settings.yaml" for name in names]
+    proc = run_snakemake("--cores", "1", *targets, workdir=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    settings = config["train"]["settings"]
+    for name, target in zip(names, targets):
+        model = config["compare"]["models"][name] or settings["model"]
+        assert yaml.safe_load((tmp_path / target).read_text()) == {
+            "train": {**settings, "model": model, "epochs": config["compare"]["epochs"]}}
+    proc = run_snakemake("--dry-run", "--forceall", "--printshellcmds", workdir=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    commands = shell_commands(proc)
+    for name in names:
+        assert sum(f"-o results/compare/{name} --config results/compare/{name}/settings.yaml" in c
+                   and "snia train" in c for c in commands) == 1, (name, commands)
+        assert sum(f"--checkpoint results/compare/{name}/best.pt -o results/compare/{name}/"
+                   "evaluate" in c and "results/stores/plasticc_test.h5" in c
+                   for c in commands) == 1, (name, commands)
+    runs = " ".join(f"results/compare/{name}" for name in names)
+    assert sum(f"snia compare {runs} --store results/stores/plasticc_test.h5" in c
+               for c in commands) == 1, commands
+    assert any("snia report" in c and "--compare results/compare/compare.csv" in c
+               for c in commands), commands
+
+
+def test_no_compare_models_no_comparison(tmp_path):
+    config = small_config()
+    config["compare"]["models"] = {}
+    write_config(tmp_path, config)
+    proc = run_snakemake("--dry-run", "--forceall", "--printshellcmds", workdir=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    commands = shell_commands(proc)
+    assert not any("compare" in c for c in commands), commands
+    assert any("snia report" in c for c in commands)
+
+
+def test_compare_model_settings_are_checked_like_training_settings(tmp_path):
+    config = small_config()
+    config["compare"]["models"]["resnet"]["depth"] = 50  # resnet's setting is `blocks`
+    write_config(tmp_path, config)
+    proc = run_snakemake("--dry-run", workdir=tmp_path)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "depth" in text, text[-3000:]
 
 
 @pytest.mark.mpi

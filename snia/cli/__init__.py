@@ -206,12 +206,28 @@ def cmd_scaling(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from snia.compare import compare
+    from snia.errors import ConfigError
+
+    runs = {Path(r).name: r for r in args.runs}
+    if len(runs) < len(args.runs):
+        raise ConfigError(f"two training folders share a name: {[str(r) for r in args.runs]}")
+    rows = compare(runs, args.store, args.output, plot=args.plot)
+    for r in rows:
+        log.info("%s: %d parameters, %.1f MFLOP/LC, %.0f training samples/s, %.0f LC/s, AUC %.4f",
+                 r["model"], r["parameters"], r["mflop_per_lc"], r["train_samples_per_s"],
+                 r["infer_lc_per_s"], r["auc"])
+    return 0
+
+
 def cmd_report(args) -> int:
     from snia.report import write_report
 
     path = write_report(args.output, args.cnn, baseline_dir=args.baseline, history=args.history,
                         ensemble_dir=args.ensemble, store=args.store, train_store=args.train_store,
-                        config=args.config, target=args.target, n_resamples=args.resamples)
+                        config=args.config, target=args.target, n_resamples=args.resamples,
+                        compare_csv=args.compare)
     log.info("report: %s (and %s)", path, path.with_suffix(".html"))
     print(f"report: {path.resolve()}")
     return 0
@@ -236,7 +252,7 @@ def cmd_profile(args) -> int:
 COMMANDS = {"data": cmd_data, "ingest": cmd_ingest, "store": cmd_store,
             "rasterize": cmd_rasterize, "train": cmd_train, "evaluate": cmd_evaluate,
             "baseline": cmd_baseline, "classify": cmd_classify, "scaling": cmd_scaling,
-            "report": cmd_report, "profile": cmd_profile}
+            "compare": cmd_compare, "report": cmd_report, "profile": cmd_profile}
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
   snia report --cnn DIR --baseline DIR   both side by side
   snia classify INPUT --checkpoint CKPT  P(Ia) for new data
   snia scaling run|summarize             training throughput against ranks
+  snia compare RUN_DIR... --store STORE  architectures side by side: size, speed, quality
   snia profile install cluster/slurm     make 'snakemake --profile slurm' work
 """
 
@@ -195,6 +196,18 @@ def _add_scaling(sub) -> None:
     s.add_argument("--plot", type=Path, help="PNG of throughput and efficiency")
 
 
+def _add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="trained architectures side by side: parameters, FLOPs, "
+                                       "training and inference speed, quality (CSV + plot)")
+    p.add_argument("runs", nargs="+", type=Path,
+                   help="training folders (best.pt, history.csv), each with its evaluation on "
+                        "STORE in evaluate/ (metrics.json); a row is named after its folder")
+    p.add_argument("--store", type=Path, required=True,
+                   help="the evaluated store: inference speed is measured on it")
+    p.add_argument("-o", "--output", type=Path, required=True, help="CSV to write")
+    p.add_argument("--plot", type=Path, help="PNG of AUC against inference speed")
+
+
 def _add_report(sub) -> None:
     p = sub.add_parser("report", help="every classifier side by side, with provenance, intervals and "
                                       "mistakes (Markdown + self-contained HTML)")
@@ -208,6 +221,8 @@ def _add_report(sub) -> None:
                    help="the evaluated store: the CNN's mistakes (light curves, images) and its data set")
     p.add_argument("--train-store", type=Path, help="the CNN's training store (objects, class mix)")
     p.add_argument("--config", type=Path, help="configuration file to show, complete, in the provenance")
+    p.add_argument("--compare", type=Path,
+                   help="compare.csv of 'snia compare' (its plot beside it): the architectures' table")
     p.add_argument("--target", help="the workflow target that asked for the report (provenance)")
     p.add_argument("--resamples", type=int, default=1000,
                    help="bootstrap resamples for the 68 %% intervals and bands (default 1000)")
@@ -243,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_baseline(sub)
     _add_classify(sub)
     _add_scaling(sub)
+    _add_compare(sub)
     _add_report(sub)
     _add_profile(sub)
     return parser

@@ -13,6 +13,8 @@ a paper's supplement), with the same content:
   the best-FoM threshold, P(Ia) per true type, the reliability diagram and Brier score (before and
   after calibration when predictions.csv carries ``p_ia_uncalibrated``); the forest's feature
   importance; the CNN's t-SNE;
+- the architectures compared (``snia compare``): size, speed and quality of each, and AUC against
+  inference speed;
 - the mistakes: light curve and image of the CNN's most confident false positives and negatives
   (needs the evaluated store), and example images per type.
 
@@ -43,6 +45,7 @@ from snia.report.browser import SCREENSHOT, check_in_browser, find_chromium
 from snia.report.columns import DEFINITIONS, comparison_table, load_column
 from snia.report.document import Definitions, Figure, Section, html_page, markdown_page
 from snia.report.sections import (
+    architectures_section,
     check_store,
     classifier_section,
     mistakes_section,
@@ -57,12 +60,14 @@ from snia.store import Store
 
 def write_report(out_dir, cnn_dir, baseline_dir=None, history=None, ensemble_dir=None, *,
                  store=None, train_store=None, config=None, target=None, command=None,
-                 n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Path:
+                 compare_csv=None, n_resamples: int = BOOTSTRAP_RESAMPLES,
+                 seed: int = BOOTSTRAP_SEED) -> Path:
     """report.md, report.html (self-contained), metrics.json and figures/ in ``out_dir``; returns
     the Markdown path. ``ensemble_dir``: the evaluation of the ensemble a distilled CNN learnt
     from; ``store``: the evaluated store (for the mistakes and example images);
     ``train_store``: the CNN's training store (its counts and class mix); ``config``: the
-    workflow's configuration file (shown complete); ``target``: the workflow target."""
+    workflow's configuration file (shown complete); ``target``: the workflow target;
+    ``compare_csv``: the architecture comparison (``snia.compare``; its plot beside it)."""
     out = Path(out_dir)
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
@@ -118,6 +123,8 @@ def write_report(out_dir, cnn_dir, baseline_dir=None, history=None, ensemble_dir
         sections.append(Section("Example images", "gallery",
                                 [Figure(gallery, "Example images per true type, as the CNN sees "
                                                  "them (flux channel).")]))
+    if compare_csv is not None:
+        sections.append(architectures_section(compare_csv))
     training = training_section(runs, columns)
     if training is not None:
         sections.append(training)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from snia.calibration import describe
+from snia.compare import EARLY_DAY, markdown_table, read_csv
 from snia.errors import ConfigError
 from snia.metrics import (
     INTERVAL_PERCENTILES,
@@ -381,3 +382,23 @@ def roc_all(columns: list[Column], path: Path, n_resamples: int, seed: int) -> b
             bands[c.label] = _bands(sub, n_resamples, seed)[0]
     plot_roc(curves, path, title=f"Ia vs rest, {len(common):,} objects", bands=bands)
     return True
+
+
+def architectures_section(compare_csv) -> Section:
+    """The architecture comparison: its table, and AUC against inference speed when plotted."""
+    rows = read_csv(compare_csv)
+    header, cells = markdown_table(rows)
+    device = rows[0]["device"] if rows else "?"
+    blocks = [Table(
+        "The architectures, each trained with the same settings (only the model differs) and "
+        f"evaluated on the same test objects: parameters; MFLOP per light curve (one forward "
+        f"pass); training samples/s (median over epochs, the workflow's ranks); inference light "
+        f"curves/s (read, images or sequences, forward; {device}); AUC on the development half, "
+        "the report half and the whole test set; purity, completeness and FoM at the best-FoM "
+        f"threshold; Brier score; AUC of light curves cut {EARLY_DAY} days after the first "
+        "detection.", header, cells, id="architectures")]
+    plot = Path(compare_csv).with_suffix(".png")
+    if plot.exists():
+        blocks.append(Figure(plot, "AUC against inference speed, one point per architecture "
+                                   "(area: parameters; bars: the two halves)."))
+    return Section("Architectures", "architectures", blocks)

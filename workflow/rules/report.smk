@@ -37,6 +37,7 @@ rule report:
         store=store(REPORT_DATASET),
         train_store=store(config["train"]["dataset"]),
         config=f"{RESULTS}/report/config.yaml",
+        compare=COMPARED[:1],  # the architectures' compare.csv (its plot beside it), if any
     output:
         markdown=f"{RESULTS}/report/report.md",
         html=f"{RESULTS}/report/report.html",
@@ -48,6 +49,7 @@ rule report:
         baseline_dir=lambda wc, input: Path(input.baseline).parent,
         out_dir=lambda wc, output: Path(output.markdown).parent,
         target=lambda wc, output: f"'{output.markdown} (Snakemake rule report)'",
+        compare=lambda wc, input: f"--compare {input.compare}" if input.compare else "",
     conda:
         SNIA_ENV
     log:
@@ -55,4 +57,5 @@ rule report:
     shell:
         "snia report --cnn {params.cnn_dir} {params.ensemble} --baseline {params.baseline_dir}"
         " --history {input.history} --store {input.store} --train-store {input.train_store}"
-        " --config {input.config} --target {params.target} -o {params.out_dir} > {log} 2>&1"
+        " --config {input.config} {params.compare} --target {params.target} -o {params.out_dir}"
+        " > {log} 2>&1"
