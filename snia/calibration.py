@@ -9,6 +9,13 @@ so the AUC and the ranking do not change; thresholds such as P(Ia) >= 0.5 then m
 for data with the validation split's share of SNe Ia. For data with another, known share ``q``
 (a survey's expected Ia fraction), the prior odds are replaced: logit P += logit(q) - logit(q_fit)
 (the model's likelihood ratio is unchanged; Bayes' theorem with the new prior).
+
+When the share is not known, ``estimate_prior`` finds it from the data themselves: the
+expectation-maximisation of Saerens, Latinne & Decaestecker (2002, Neural Computation 14, 21)
+alternates moving every calibrated P(Ia) to the current share and taking their mean as the next
+share; it converges to the maximum-likelihood share given the model's likelihood ratios. It is as
+right as the calibration is on the new data: a survey fainter than the validation split shifts
+the light curves themselves, not only the class mix (docs/results.md measures it).
 """
 
 from __future__ import annotations
@@ -50,6 +57,27 @@ def calibrate(p, calibration: dict, prior: float | None = None) -> np.ndarray:
             raise ValueError(f"an Ia prior must be in (0, 1), not {prior}")
         z = z + logit(prior) - logit(calibration["prior"])
     return 1 / (1 + np.exp(-z))
+
+
+def shift_prior(p, fitted: float, prior: float) -> np.ndarray:
+    """Calibrated P(Ia) ``p`` for data with Ia share ``fitted`` moved to a share ``prior``."""
+    z = logit(p) + logit(prior) - logit(fitted)
+    return 1 / (1 + np.exp(-z))
+
+
+def estimate_prior(p, fitted: float, tol: float = 1e-6, max_iter: int = 1000) -> float:
+    """The Ia share of data whose calibrated P(Ia) (at the share ``fitted`` of the calibration
+    objects) are ``p``: the EM of Saerens et al. (2002), from ``fitted``."""
+    p = np.asarray(p, dtype=np.float64)
+    if not len(p):
+        raise ValueError("no objects to estimate an Ia share from")
+    q = fitted
+    for _ in range(max_iter):
+        new = float(np.clip(np.mean(shift_prior(p, fitted, q)), EPS, 1 - EPS))
+        if abs(new - q) < tol:
+            return new
+        q = new
+    return q
 
 
 def describe(calibration: dict | None, prior: float | None = None) -> str:

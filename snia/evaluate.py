@@ -12,10 +12,14 @@ import json
 from functools import partial
 from pathlib import Path
 
-from snia.files import write_text_atomic
-from snia.inference import as_list, predict_store
+import torch
+
+from snia.calibration import calibrate, fit_platt
+from snia.errors import ConfigError
+from snia.files import atomic_path, write_text_atomic
+from snia.inference import as_list, load_members, predict_store, read_checkpoint
 from snia.lightcurve import cut_after_first_detection
-from snia.metrics import half_metrics, metrics, weighted_log_loss
+from snia.metrics import brier_score, half_metrics, halves, metrics, weighted_log_loss
 from snia.plots import (
     plot_confusion,
     plot_early,
@@ -97,4 +101,43 @@ def early_classification(checkpoints, store_path, allow_other_bands: bool = Fals
                      "purity": best.get("purity", float("nan")),
                      "completeness": best.get("completeness", float("nan")),
                      "threshold": best.get("threshold", float("nan"))})
+    return rows
+
+
+def recalibrate(checkpoints, store_path, out_dir, half: str | None = None) -> list[dict]:
+    """Copies of the checkpoints whose Platt scaling is refitted on the labelled objects of a
+    store (``half``: only its development or report half, see ``snia.metrics.halves``): a
+    survey's own spectroscopically confirmed objects, where the validation split of the training
+    set is not like the survey (docs/results.md: under PLAsTiCC's shift, moving the validation
+    calibration to the true Ia share makes P(Ia) worse; a refit on half the survey makes it
+    better on the other half). Each member is refitted on its own scores; the networks are
+    untouched. Written to ``out_dir``/<run folder>/<file>; returns each's Brier before and after
+    on the fitted objects."""
+    out = Path(out_dir)
+    rows = []
+    for member in load_members(as_list(checkpoints)):
+        pred = predict_store([member], store_path)
+        if "p_ia_uncalibrated" not in pred:
+            raise ConfigError(f"{member.path}: carries no calibration to refit (trained before "
+                              "calibration, or its validation split held one class)")
+        chosen = pred["type"] != INDEX["unknown"]
+        if half is not None:
+            chosen &= halves(pred["object_id"])[half]
+        y = (pred["type"][chosen] == INDEX["Ia"]).astype(int)
+        where = f"{Path(store_path).name} ({half + ' half, ' if half else ''}{chosen.sum()} objects)"
+        calibration = fit_platt(y, pred["p_ia_uncalibrated"][chosen], fitted_on=where)
+        if calibration is None:
+            raise ConfigError(f"{store_path}: {int(chosen.sum())} labelled objects"
+                              f"{' in the ' + half + ' half' if half else ''}, not of both "
+                              "classes (Ia and not Ia): nothing to fit a calibration on")
+        state = read_checkpoint(member.path)
+        state["calibration"] = calibration
+        target = out / member.path.parent.name / member.path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            torch.save(state, tmp)
+        rows.append({"checkpoint": str(target), "objects": len(y),
+                     "brier_before": brier_score(y, pred["p_ia"][chosen]),
+                     "brier_after": brier_score(y, calibrate(pred["p_ia_uncalibrated"][chosen],
+                                                             calibration))})
     return rows

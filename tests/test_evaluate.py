@@ -355,6 +355,30 @@ def test_a_known_ia_share_moves_the_prior_odds():
         calibrate(0.5, identity, prior=1.0)
 
 
+def test_em_finds_the_ia_share_of_data_whose_likelihood_ratios_are_exact():
+    """Two Gaussian score classes with a known likelihood ratio: the exact posterior at a
+    fitted share of 0.3 holds enough for EM (Saerens et al. 2002) to find the data's share, 0.7,
+    to within its sampling error; data of the fitted share give the fitted share back."""
+    from snia.calibration import estimate_prior, shift_prior
+
+    rng = np.random.default_rng(11)
+
+    def posterior_at(fitted, share, n=20_000):
+        y = rng.random(n) < share
+        x = rng.normal(np.where(y, 1.0, -1.0), 1.0)
+        ratio = np.exp(2 * x)  # N(x; 1, 1) / N(x; -1, 1)
+        odds = ratio * fitted / (1 - fitted)
+        return odds / (1 + odds), y.mean()
+
+    p, true = posterior_at(0.3, 0.7)
+    assert estimate_prior(p, 0.3) == pytest.approx(true, abs=0.01)
+    p, true = posterior_at(0.3, 0.3)
+    assert estimate_prior(p, 0.3) == pytest.approx(true, abs=0.01)
+    assert shift_prior(0.3, 0.3, 0.7) == pytest.approx(0.7)  # the mean object moves with the share
+    with pytest.raises(ValueError, match="no objects"):
+        estimate_prior([], 0.3)
+
+
 def test_classify_writes_calibrated_p_ia_and_says_so(tmp_path, capsys):
     pytest.importorskip("torch", reason="PyTorch not installed")
     import torch
@@ -387,6 +411,53 @@ def test_classify_writes_calibrated_p_ia_and_says_so(tmp_path, capsys):
     raw = np.array([float(r["p_ia_uncalibrated"]) for r in rows])
     np.testing.assert_allclose(read_predictions(tmp_path / "p.csv")["p_ia"],
                                calibrate(raw, calibration, prior=0.6), atol=3e-5)
+
+
+def test_calibrate_refits_platt_on_a_surveys_labelled_half_and_keeps_the_network(models, tmp_path,
+                                                                                 capsys):
+    """snia calibrate: the copy's calibration is Platt fitted on the chosen half's labelled
+    objects and the model's scores there; its predictions are those scores through it; the
+    weights are the original's. A store without both classes is one line, exit 2."""
+    import torch
+
+    from snia.calibration import calibrate, fit_platt
+    from snia.cli import main
+    from snia.inference import predict_store
+    from snia.metrics import halves
+    from snia.taxonomy import INDEX
+
+    assert main(["calibrate", str(models["lsst"]), "--checkpoint", str(models["bands"]),
+                 "--half", "development", "-o", str(tmp_path / "cal")]) == 0
+    copy = tmp_path / "cal" / models["bands"].parent.name / "best.pt"
+    original, refitted = (torch.load(p, weights_only=True) for p in (models["bands"], copy))
+    for name, value in original["model"].items():
+        assert torch.equal(value, refitted["model"][name]), name
+    pred = predict_store(models["bands"], models["lsst"])
+    dev = halves(pred["object_id"])["development"] & (pred["type"] != INDEX["unknown"])
+    y = (pred["type"][dev] == INDEX["Ia"]).astype(int)
+    expected = fit_platt(y, pred["p_ia_uncalibrated"][dev])
+    assert refitted["calibration"]["objects"] == dev.sum() == len(y) > 0
+    assert "development half" in refitted["calibration"]["fitted_on"]
+    for key in ("a", "b", "prior"):
+        assert refitted["calibration"][key] == pytest.approx(expected[key], rel=1e-6, abs=1e-9)
+    again = predict_store(copy, models["lsst"])
+    np.testing.assert_allclose(again["p_ia"], calibrate(pred["p_ia_uncalibrated"],
+                                                        refitted["calibration"]), atol=3e-6)
+    # a survey sample of SNe Ia only: nothing to fit a calibration on
+    from conftest import synthetic_plasticc
+
+    from snia.ingest import run_ingest
+
+    lc, meta, _ = synthetic_plasticc(tmp_path, 6, 8)
+    lines = meta.read_text().splitlines()
+    meta.write_text("\n".join([lines[0]] + [r.rsplit(",", 1)[0] + ",90" for r in lines[1:]]) + "\n")
+    run_ingest("plasticc", [lc], tmp_path / "ia.h5", [meta], progress=False)
+    capsys.readouterr()
+    assert main(["calibrate", str(tmp_path / "ia.h5"), "--checkpoint", str(models["bands"]),
+                 "-o", str(tmp_path / "none")]) == 2
+    assert f"{tmp_path / 'ia.h5'}: 6 labelled objects, not of both classes" in error_line(
+        capsys.readouterr().err)
+    assert not (tmp_path / "none").exists()
 
 
 def test_what_an_ensembles_p_ia_is_is_said_without_one_members_numbers():

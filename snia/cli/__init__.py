@@ -187,6 +187,15 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from snia.evaluate import recalibrate
+
+    for row in recalibrate(args.checkpoint, args.store, args.output, half=args.half):
+        log.info("%s: calibration refitted on %d objects; Brier there %.4f -> %.4f",
+                 row["checkpoint"], row["objects"], row["brier_before"], row["brier_after"])
+    return 0
+
+
 def cmd_scaling(args) -> int:
     from snia.scaling import measure, summarize
 
@@ -251,7 +260,8 @@ def cmd_profile(args) -> int:
 
 COMMANDS = {"data": cmd_data, "ingest": cmd_ingest, "store": cmd_store,
             "rasterize": cmd_rasterize, "train": cmd_train, "evaluate": cmd_evaluate,
-            "baseline": cmd_baseline, "classify": cmd_classify, "scaling": cmd_scaling,
+            "baseline": cmd_baseline, "classify": cmd_classify, "calibrate": cmd_calibrate,
+            "scaling": cmd_scaling,
             "compare": cmd_compare, "report": cmd_report, "profile": cmd_profile}
 
 

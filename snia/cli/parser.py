@@ -10,6 +10,7 @@
   snia baseline --train S --test S       the random forest on light-curve features
   snia report --cnn DIR --baseline DIR   both side by side
   snia classify INPUT --checkpoint CKPT  P(Ia) for new data
+  snia calibrate STORE --checkpoint CKPT  refit P(Ia)'s calibration on a survey's labelled objects
   snia scaling run|summarize             training throughput against ranks
   snia compare RUN_DIR... --store STORE  architectures side by side: size, speed, quality
   snia profile install cluster/slurm     make 'snakemake --profile slurm' work
@@ -175,6 +176,18 @@ def _add_classify(sub) -> None:
     _add_ia_prior(p)
 
 
+def _add_calibrate(sub) -> None:
+    p = sub.add_parser("calibrate", help="copies of models with P(Ia)'s calibration refitted on a "
+                                         "survey's labelled objects (e.g. its spectroscopic sample)")
+    p.add_argument("store", type=Path, help="a store of labelled objects of the target survey")
+    p.add_argument("--checkpoint", type=Path, nargs="+", required=True,
+                   help="a model, or an ensemble's members (each refitted on its own scores)")
+    p.add_argument("--half", choices=["development", "report"],
+                   help="fit on this half of the store only (the other stays out of sample)")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="folder for the copies: OUTPUT/<run folder>/<checkpoint file>")
+
+
 def _add_scaling(sub) -> None:
     from snia.scaling import MODES
 
@@ -257,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_baseline(sub)
     _add_classify(sub)
+    _add_calibrate(sub)
     _add_scaling(sub)
     _add_compare(sub)
     _add_report(sub)
