@@ -16,6 +16,7 @@ from snia.augment import (
     passes_detection_trigger,
     stream,
 )
+from snia.errors import ConfigError
 from snia.lightcurve import Batch, offsets_from_lengths
 
 WAVE = np.array([3671.0, 4827.0, 6223.0, 7546.0, 8691.0, 9712.0])  # LSST ugrizy
@@ -46,7 +47,10 @@ def survey_batch(n_objects: int, seed: int) -> Batch:
 CONFIGS = [AugmentConfig(),
            AugmentConfig(flux_noise=1.5, detection_trigger=True, redshift_tries=3),
            AugmentConfig(drop_fraction=0.0, time_shift=0.0, redshift_probability=0.5),
-           AugmentConfig(flux_noise=0.5, truncate_probability=0.6, truncate_days=20.0)]
+           AugmentConfig(flux_noise=0.5, truncate_probability=0.6, truncate_days=20.0),
+           # a survey's redshift quantiles (one repeated: a step of zero width)
+           AugmentConfig(redshift_quantiles=(0.05, 0.2, 0.3, 0.3, 0.45, 0.6, 0.9),
+                         detection_trigger=True)]
 
 
 def host(a):
@@ -74,7 +78,7 @@ def test_cpu_kernels_equal_the_reference(cfg, floor):
     assert_same(augment_cpu(batch, 3, 11, cfg, WAVE, floor), augment_numpy(batch, 3, 11, cfg, WAVE, floor))
 
 
-@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[3]])
+@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[3], CONFIGS[4]])
 def test_numba_cuda_kernels_equal_the_reference(cfg):
     """On the GPU, or in Numba's CUDA simulator; 4 threads x 2 blocks for 20 objects: every
     thread runs the grid-stride loop more than once."""
@@ -254,3 +258,34 @@ def test_truncated_objects_are_what_the_survey_had_seen_days_after_detection():
         np.testing.assert_array_equal(got.lightcurve(j)["flux"], want["flux"])
         shorter += len(want["time"]) < batch.length[j]
     assert shorter > 10  # the cut does cut
+
+
+def test_moves_follow_the_surveys_redshift_distribution_above_the_object():
+    """With a survey's quantiles, a move draws the new redshift from the survey's distribution
+    above the object's own: the table of an exponential survey (rate 4), objects at z = 0.1 ->
+    new redshifts distributed as 0.1 + Exp(4) (memoryless) up to the table's end; objects beyond
+    the table's last quantile stay where they are."""
+    from scipy import stats
+
+    table = tuple(-np.log1p(-np.linspace(0, 0.999, 201)) / 4)  # Exp(4) quantiles, 0 .. 99.9 %
+    cfg = AugmentConfig(redshift_quantiles=table, drop_fraction=0.0, time_shift=0.0)
+    batch = survey_batch(3000, 6)
+    batch.meta["hostgal_photoz"] = np.full(3000, 0.1, np.float32)
+    batch.meta["hostgal_photoz"][:100] = table[-1] + 0.05  # beyond the survey: never moved
+    out = augment_cpu(batch, 0, 1, cfg, WAVE, FLOOR)
+    z = out.meta["hostgal_photoz"].astype(np.float64)
+    np.testing.assert_array_equal(z[:100], batch.meta["hostgal_photoz"][:100])
+    moved = z[100:] - 0.1
+    assert moved.min() >= 0 and z[100:].max() <= table[-1] + 1e-6
+    truncated = stats.truncexpon(b=(table[-1] - 0.1) * 4, scale=0.25)  # Exp(4) up to the end
+    assert stats.kstest(moved, truncated.cdf).pvalue > 0.01
+    uniform_moves = augment_cpu(batch, 0, 1, AugmentConfig(drop_fraction=0.0, time_shift=0.0),
+                                WAVE, FLOOR).meta["hostgal_photoz"][100:]
+    assert np.median(uniform_moves) > 0.6 > np.median(z[100:])  # uniform to 1.2 against Exp(4)
+
+
+def test_redshift_quantiles_are_checked():
+    for bad in ((0.3,), (0.5, 0.2), (-0.1, 0.4), (0.1, float("nan"))):
+        with pytest.raises(ConfigError, match="redshift_quantiles"):
+            AugmentConfig(redshift_quantiles=bad)
+    assert AugmentConfig(redshift_quantiles=[0.1, 0.1, 0.5]).redshift_quantiles == (0.1, 0.1, 0.5)

@@ -306,3 +306,31 @@ def test_damaged_files_give_one_line_not_a_traceback(store_path, tmp_path, capsy
         assert code == 2 and len(err.strip().splitlines()) == 1 and str(path) in err
     else:  # the store opens: the damaged shard is a failure it reports
         assert code == 1 and out.startswith(f"FAIL shard file {damaged} cannot be read")
+
+
+def test_redshift_quantiles_are_the_extragalactic_photo_z_quantiles(tmp_path, capsys):
+    """`snia store redshifts`: quantiles of the metadata's hostgal_photoz over the objects with a
+    photo-z > 0 (galactic objects have 0), read back from the CSV independently of the store."""
+    import csv
+
+    import yaml
+
+    from snia.cli import main
+    from snia.store import redshift_quantiles
+
+    lc, meta, _ = synthetic_plasticc(tmp_path, 60, 4)
+    rows = meta.read_text().splitlines()
+    # a third of the objects galactic (photo-z 0): left out of the distribution
+    rows = [rows[0]] + [",".join(r.split(",")[:5] + ["0"] + r.split(",")[6:]) if k % 3 == 0 else r
+                        for k, r in enumerate(rows[1:])]
+    meta.write_text("\n".join(rows) + "\n")
+    run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False)
+    with open(meta, newline="") as f:
+        z = np.array([float(r["hostgal_photoz"]) for r in csv.DictReader(f)])
+    expected = np.quantile(z[z > 0], np.linspace(0, 1, 5))
+    np.testing.assert_allclose(redshift_quantiles(tmp_path / "s.h5", 5), expected, atol=1e-4)
+    assert main(["store", "redshifts", str(tmp_path / "s.h5"), "--quantiles", "5"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)["augment"]["redshift_quantiles"]
+    np.testing.assert_allclose(printed, expected, atol=1e-4)
+    with pytest.raises(StoreError, match="too few"):
+        redshift_quantiles(tmp_path / "s.h5", 100)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from snia.errors import ConfigError
@@ -20,6 +21,11 @@ class AugmentConfig:
     # fainter and at higher redshift than the training set
     redshift_probability: float = 1.0
     redshift_max: float = 1.2
+    # the target survey's redshift distribution as quantiles at equal probability steps (e.g.
+    # 21: 0 %, 5 %, ..., 100 %; `snia store redshifts STORE` prints them): a move then draws the
+    # new redshift from that distribution above the object's own (up to its last quantile)
+    # instead of uniformly up to redshift_max; empty: uniform
+    redshift_quantiles: tuple = ()
     # keep only redshift moves the survey would detect (two points at S/N >= 5), trying up to
     # redshift_tries draws; off by default (its measured effect: docs/results.md)
     detection_trigger: bool = False
@@ -30,6 +36,12 @@ class AugmentConfig:
     truncate_days: float = 50.0
 
     def __post_init__(self):
+        self.redshift_quantiles = tuple(float(q) for q in self.redshift_quantiles)
+        q = self.redshift_quantiles
+        if q and (len(q) < 2 or q[0] < 0 or any(b < a for a, b in zip(q, q[1:]))
+                  or not all(math.isfinite(v) for v in q)):
+            raise ConfigError("augment.redshift_quantiles must be two or more finite, "
+                              f"non-negative, non-decreasing redshifts, not {list(q)}")
         for name in ("drop_fraction", "redshift_probability", "truncate_probability"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"augment.{name} must be in [0, 1], not {getattr(self, name)}")

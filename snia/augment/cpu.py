@@ -33,14 +33,14 @@ def count(offsets, keys, ddf, time, flux, err, seed, epoch, drop_fraction, trunc
 @numba.njit(parallel=True, cache=True, nogil=True)
 def write(offsets, out_offsets, keys, ddf, z, z_err, time, band, flux, err, band_wave, floor,
           has_floor, seed, epoch, drop_fraction, time_shift, flux_noise, redshift_probability,
-          redshift_max, detection_trigger, redshift_tries, truncate_probability, truncate_days,
-          out_time, out_band, out_flux, out_err, out_wave, out_z, out_z_err):
+          redshift_max, z_table, detection_trigger, redshift_tries, truncate_probability,
+          truncate_days, out_time, out_band, out_flux, out_err, out_wave, out_z, out_z_err):
     for i in numba.prange(len(keys)):
         moved, z_new, stretch = write_object(
             seed, epoch, keys[i], ddf[i], f64(z[i]), offsets[i], offsets[i + 1], out_offsets[i],
             time, band, flux, err, band_wave, floor, has_floor, drop_fraction, time_shift,
-            flux_noise, redshift_probability, redshift_max, detection_trigger, redshift_tries,
-            truncate_probability, truncate_days, out_time, out_band, out_flux, out_err, out_wave)
+            flux_noise, redshift_probability, redshift_max, z_table, detection_trigger,
+            redshift_tries, truncate_probability, truncate_days, out_time, out_band, out_flux, out_err, out_wave)
         out_z[i] = z_new if moved else z[i]
         out_z_err[i] = z_err[i] * stretch
 
@@ -71,7 +71,8 @@ def augment_cpu(batch: Batch, epoch: int, seed: int, cfg, band_wave, floor=None)
           np.ascontiguousarray(batch.obs["band"], dtype=np.int8), flux, err,
           np.asarray(band_wave, dtype=np.float64), floor, has_floor, seed, epoch,
           float(cfg.drop_fraction), float(cfg.time_shift), float(cfg.flux_noise),
-          float(cfg.redshift_probability), float(cfg.redshift_max), bool(cfg.detection_trigger),
+          float(cfg.redshift_probability), float(cfg.redshift_max),
+          np.asarray(cfg.redshift_quantiles, dtype=np.float64), bool(cfg.detection_trigger),
           int(cfg.redshift_tries), float(cfg.truncate_probability), float(cfg.truncate_days),
           obs["time"], obs["band"], obs["flux"], obs["flux_err"], obs["wave"],
           meta["hostgal_photoz"], meta["hostgal_photoz_err"])

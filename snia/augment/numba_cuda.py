@@ -37,14 +37,14 @@ def count(offsets, keys, ddf, time, flux, err, seed, epoch, drop_fraction, trunc
 @cuda.jit
 def write(offsets, out_offsets, keys, ddf, z, z_err, time, band, flux, err, band_wave, floor,
           has_floor, seed, epoch, drop_fraction, time_shift, flux_noise, redshift_probability,
-          redshift_max, detection_trigger, redshift_tries, truncate_probability, truncate_days,
-          out_time, out_band, out_flux, out_err, out_wave, out_z, out_z_err):
+          redshift_max, z_table, detection_trigger, redshift_tries, truncate_probability,
+          truncate_days, out_time, out_band, out_flux, out_err, out_wave, out_z, out_z_err):
     for i in range(cuda.grid(1), len(keys), cuda.gridsize(1)):
         moved, z_new, stretch = write_object(
             seed, epoch, keys[i], ddf[i], f64(z[i]), offsets[i], offsets[i + 1], out_offsets[i],
             time, band, flux, err, band_wave, floor, has_floor, drop_fraction, time_shift,
-            flux_noise, redshift_probability, redshift_max, detection_trigger, redshift_tries,
-            truncate_probability, truncate_days, out_time, out_band, out_flux, out_err, out_wave)
+            flux_noise, redshift_probability, redshift_max, z_table, detection_trigger,
+            redshift_tries, truncate_probability, truncate_days, out_time, out_band, out_flux, out_err, out_wave)
         out_z[i] = z_new if moved else z[i]
         out_z_err[i] = z_err[i] * stretch
 
@@ -131,7 +131,10 @@ def augment_numba_cuda(batch: Batch, epoch: int, seed: int, cfg, band_wave, floo
         write[blocks, threads, stream](
             *map(_kernel_arg, args), has_floor, seed, epoch, float(cfg.drop_fraction),
             float(cfg.time_shift), float(cfg.flux_noise), float(cfg.redshift_probability),
-            float(cfg.redshift_max), bool(cfg.detection_trigger), int(cfg.redshift_tries),
+            float(cfg.redshift_max),
+            _kernel_arg(device(np.asarray(cfg.redshift_quantiles, dtype=np.float64).reshape(-1),
+                               np.float64)),
+            bool(cfg.detection_trigger), int(cfg.redshift_tries),
             float(cfg.truncate_probability), float(cfg.truncate_days),
             *map(_kernel_arg, (out["time"], out["band"], out["flux"], out["flux_err"],
                                out["wave"], out_z, out_z_err)))

@@ -78,11 +78,19 @@ def augment_object(lc: dict, key: int, ddf: int, z: float, seed: int, epoch: int
         noise = stream.normal(seed, epoch, key, k, MOVE_NOISE + TRY_STRIDE * t_try)
         return f * dim + noise * extra, e_new
 
-    def z_of(t_try):
-        return z + (cfg.redshift_max - z) * u(Z, t_try)
+    table = np.asarray(cfg.redshift_quantiles, np.float64)
+    steps = np.linspace(0.0, 1.0, len(table))
 
+    def z_of(t_try):
+        if len(table) < 2:
+            return z + (cfg.redshift_max - z) * u(Z, t_try)
+        # the survey's distribution above z: its inverse CDF from F(z) on (quantiles at equal steps)
+        cdf = float(np.interp(z, table, steps))
+        return max(z, float(np.interp(cdf + (1 - cdf) * u(Z, t_try), steps, table)))
+
+    limit = table[-1] if len(table) >= 2 else cfg.redshift_max
     z_new, stretch, was_moved = z, 1.0, False
-    if u(MOVE) < cfg.redshift_probability and np.isfinite(z) and 0 < z < cfg.redshift_max:
+    if u(MOVE) < cfg.redshift_probability and np.isfinite(z) and 0 < z < limit:
         for t_try in range(cfg.redshift_tries):
             f_try, e_try = moved(t_try)
             if not cfg.detection_trigger or passes_detection_trigger(f_try, e_try):

@@ -98,6 +98,30 @@ def augment_math(jit):
         return f, e
 
     @jit
+    def move_limit(redshift_max, z_table):
+        # moves go up to the survey's highest redshift (its table's last quantile), else
+        # redshift_max
+        return z_table[len(z_table) - 1] if len(z_table) >= 2 else redshift_max
+
+    @jit
+    def target_z(z, u, redshift_max, z_table):
+        # where a move at uniform u takes z (< move_limit): uniform on (z, redshift_max), or,
+        # with a table of the survey's redshift quantiles (equal probability steps, linear
+        # between them), the survey's distribution above z, by its inverse CDF at F(z) + (1 - F(z)) u
+        m = len(z_table)
+        if m < 2:
+            return z + (redshift_max - z) * u
+        cdf = 0.0
+        if z > z_table[0]:
+            i = 0
+            while i < m - 2 and z >= z_table[i + 1]:
+                i += 1
+            cdf = (i + (z - z_table[i]) / (z_table[i + 1] - z_table[i])) / (m - 1)
+        position = (cdf + (1.0 - cdf) * u) * (m - 1)
+        j = min(int(position), m - 2)
+        return max(z, z_table[j] + (position - j) * (z_table[j + 1] - z_table[j]))
+
+    @jit
     def moved_obs(seed, epoch, key, k, t_try, f, e, dim, err_factor, floor_b):
         # seen from further away: fluxes dim, errors at least the wide survey's and never
         # smaller, noise added up to them
@@ -108,8 +132,8 @@ def augment_math(jit):
     @jit
     def write_object(seed, epoch, key, ddf, z, a, b, out_start, time, band, flux, err,
                      band_wave, floor, has_floor, drop_fraction, time_shift, flux_noise,
-                     redshift_probability, redshift_max, detection_trigger, redshift_tries,
-                     truncate_probability, truncate_days, out_time, out_band, out_flux, out_err,
+                     redshift_probability, redshift_max, z_table, detection_trigger,
+                     redshift_tries, truncate_probability, truncate_days, out_time, out_band, out_flux, out_err,
                      out_wave):
         """Write object's variant from out_start; returns (moved, new redshift, stretch)."""
         n = visible_count(seed, epoch, key, time, flux, err, a, b - a, truncate_probability,
@@ -129,10 +153,10 @@ def augment_math(jit):
                 break
         moved, z_new, dim, err_factor, floor_factor, t_moved = False, z, 1.0, 1.0, 0.0, 0
         if (uniform(seed, epoch, key, 0, MOVE) < redshift_probability and math.isfinite(z)
-                and 0.0 < z < redshift_max):
+                and 0.0 < z < move_limit(redshift_max, z_table)):
             d_z = luminosity_distance(z)
             for t_try in range(redshift_tries):
-                z_try = z + (redshift_max - z) * uniform(seed, epoch, key, t_try, Z)
+                z_try = target_z(z, uniform(seed, epoch, key, t_try, Z), redshift_max, z_table)
                 dim = (d_z / luminosity_distance(z_try)) ** 2
                 err_factor = 1.0 + 0.5 * uniform(seed, epoch, key, t_try, ERR_FACTOR)
                 floor_factor = 0.7 + 0.6 * uniform(seed, epoch, key, t_try, FLOOR_FACTOR)
@@ -177,5 +201,6 @@ def augment_math(jit):
         return moved, z_new, stretch
 
     return SimpleNamespace(luminosity_distance=luminosity_distance, kept_count=kept_count,
+                           target_z=target_z,
                            visible_count=visible_count,
                            write_object=write_object, stream=s)

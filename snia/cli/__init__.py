@@ -106,6 +106,19 @@ def cmd_store(args) -> int:
         info = summarize(args.store)
         print(json.dumps(info, indent=2) if args.json else format_summary(info))
         return 0
+    if args.store_command == "redshifts":
+        import yaml
+
+        from snia.files import write_text_atomic
+        from snia.store import redshift_quantiles
+
+        text = yaml.safe_dump({"augment": {"redshift_quantiles": redshift_quantiles(
+            args.store, args.quantiles)}}, default_flow_style=None)
+        if args.output:
+            write_text_atomic(args.output, text)
+        else:
+            print(text, end="")
+        return 0
     failures = verify(args.store, check_inputs=not args.no_inputs)
     if failures:
         for failure in failures:

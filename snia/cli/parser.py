@@ -4,6 +4,7 @@
   snia ingest --format F FILES -o STORE  raw survey files -> HDF5 store (mpiexec/srun for ranks)
   snia store info STORE                  what is in a store
   snia store verify STORE                check a store's invariants and its inputs' checksums
+  snia store redshifts STORE             its photo-z quantiles (redshift moves toward a survey)
   snia rasterize STORE -o IMAGES.h5      light curves -> images (bands or heatmap kind)
   snia train STORE -o RUN_DIR            the CNN, data-parallel under torchrun, srun or mpiexec
   snia evaluate STORE --checkpoint CKPT  predictions, metrics.json, plots, report
@@ -85,6 +86,11 @@ def _add_store(sub) -> None:
     v = ssub.add_parser("verify", help="check offsets, counts, order and input checksums")
     v.add_argument("store", type=Path)
     v.add_argument("--no-inputs", action="store_true", help="skip re-hashing the input files")
+    r = ssub.add_parser("redshifts", help="photo-z quantiles of the extragalactic objects, as "
+                                          "training settings (augment.redshift_quantiles)")
+    r.add_argument("store", type=Path)
+    r.add_argument("--quantiles", type=int, default=21, help="how many (default 21: every 5 %%)")
+    r.add_argument("-o", "--output", type=Path, help="YAML file to write (default: print)")
 
 
 def _add_rasterize(sub) -> None:

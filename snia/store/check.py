@@ -75,6 +75,21 @@ def summarize(path: str | Path) -> dict:
         }
 
 
+def redshift_quantiles(path: str | Path, n: int = 21) -> list[float]:
+    """The host photo-z distribution of a store's extragalactic objects (photo-z finite and > 0),
+    as ``n`` quantiles at equal probability steps (0 %, ..., 100 %): the target survey's redshifts
+    for redshift moves (``augment.redshift_quantiles``). Labels are not read."""
+    if n < 2:
+        raise ValueError(f"at least 2 quantiles, not {n}")
+    with Store(path) as store:
+        z = np.asarray(store.objects["hostgal_photoz"], dtype=np.float64)
+    z = z[np.isfinite(z) & (z > 0)]
+    if len(z) < n:
+        raise StoreError(f"{path}: {len(z)} objects with a host photo-z > 0, too few for "
+                         f"{n} quantiles")
+    return [round(float(q), 4) for q in np.quantile(z, np.linspace(0, 1, n))]
+
+
 def verify(path: str | Path, check_inputs: bool = True) -> list[str]:
     """Every structural invariant of the store, its data against the recorded checksums and (with
     ``check_inputs``) its inputs against the provenance; returns a list of failures (empty = valid).
