@@ -61,6 +61,12 @@ def main() -> int:
     teachers = [Path(t).parent.name for t in student["distill"]["teachers"]]
     check(teachers == ["m0", "m1"] and student["distill"]["weight"] == 0.7,
           "the student learnt from both members (distill weight 0.7)")
+    target = yaml.safe_load((r / "model" / "redshift_target.yaml").read_text())["augment"]
+    check(len(target["redshift_quantiles"]) == 21
+          and all(yaml.safe_load((r / "model" / run / "settings.yaml").read_text())["train"]
+                  ["augment"]["redshift_quantiles"] == target["redshift_quantiles"]
+                  for run in ("m0", "m1", "student")),
+          "every run moves redshifts toward plasticc_test's photo-z quantiles (21)")
     geometry = yaml.safe_load((r / "images" / "settings.yaml").read_text())["raster"]
     check(geometry == TrainConfig.from_dict(student).raster, "image files get the model's geometry")
     with h5py.File(r / "images" / "plasticc_test.heatmap.h5", "r") as f:

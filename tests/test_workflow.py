@@ -203,6 +203,7 @@ def test_run_settings_files(tmp_path):
 
     config = small_config()
     config["train"]["settings"]["raster"] = {"n_time": 90}
+    config["train"]["redshift_target"] = None  # its quantiles need a store: tested below
     write_config(tmp_path, config)
     targets = ["results/model/m1/settings.yaml", "results/model/student/settings.yaml",
                "results/images/settings.yaml"]
@@ -277,11 +278,40 @@ def test_distillation_adds_a_student_trained_after_the_members(tmp_path, distill
         assert len(evaluations) == 1 and " ".join(members) in evaluations[0]
 
 
+def test_redshift_target_quantiles_join_every_runs_settings(tmp_path):
+    """train.redshift_target: the dataset's photo-z quantiles are written once (`snia store
+    redshifts`) and join the augment settings of every run, the compared models' too."""
+    config = small_config()
+    config["train"]["redshift_target"] = "plasticc_test"
+    config["compare"]["models"] = {"gru": {"arch": "gru"}}
+    write_config(tmp_path, config)
+    (tmp_path / "results" / "model").mkdir(parents=True)
+    quantiles = {"augment": {"redshift_quantiles": [0.05, 0.3, 0.6, 1.5]}}
+    (tmp_path / "results" / "model" / "redshift_target.yaml").write_text(yaml.safe_dump(quantiles))
+    targets = ["results/model/m0/settings.yaml", "results/model/student/settings.yaml",
+               "results/compare/gru/settings.yaml"]
+    proc = run_snakemake("--cores", "1", *targets, workdir=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for target in targets:
+        augment = yaml.safe_load((tmp_path / target).read_text())["train"]["augment"]
+        assert augment == {**config["train"]["settings"].get("augment", {}),
+                           **quantiles["augment"]}, target
+    proc = run_snakemake("--dry-run", "--forceall", "--printshellcmds", workdir=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ("snia store redshifts results/stores/plasticc_test.h5 -o "
+            "results/model/redshift_target.yaml" in " ".join(shell_commands(proc)))
+    config["train"]["settings"]["augment"] = {"redshift_quantiles": [0.1, 0.5]}
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = run_snakemake("--dry-run", workdir=tmp_path)
+    assert proc.returncode != 0 and "not both" in proc.stdout + proc.stderr
+
+
 def test_compare_trains_and_evaluates_each_model_then_times_them_together(tmp_path):
     """compare.models: each model's settings are train.settings with that model ({}: the
     shipped one) and compare.epochs; each trains, is evaluated on report.dataset, and one
     `snia compare` job puts them together; the report shows its table."""
     config = small_config()
+    config["train"]["redshift_target"] = None
     write_config(tmp_path, config)
     written = yaml.safe_load((tmp_path / "config" / "config.yaml").read_text())
     names = list(written["compare"]["models"])  # in the order of the file (write_config sorts)
@@ -340,6 +370,7 @@ def test_ingest_rule_builds_a_verified_store(tmp_path, mpirun):
                    "datasets": {"tiny": {"format": "plasticc", "inputs": [lc.name],
                                          "metadata": [meta.name], "split": "train"}}})
     config["train"]["dataset"] = config["report"]["dataset"] = "tiny"
+    config["train"]["redshift_target"] = None  # the only dataset is the training set
     config["evaluate"]["datasets"] = ["tiny"]
     config["baseline"].update(train="tiny", test="tiny")
     config["train"]["settings"]["raster"] = {"n_time": 45, "n_wave": 8}  # the images' geometry

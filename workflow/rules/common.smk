@@ -33,6 +33,9 @@ def check_dataset_names():
     (the report shows that dataset's evaluation next to the baseline's, tested on it too)."""
     for key, names in (("raster.datasets", config["raster"]["datasets"]),
                        ("train.dataset", [config["train"]["dataset"]]),
+                       ("train.redshift_target",
+                        [config["train"]["redshift_target"]] if config["train"].get(
+                            "redshift_target") else []),
                        ("evaluate.datasets", config["evaluate"]["datasets"]),
                        ("baseline.train", [config["baseline"]["train"]]),
                        ("baseline.test", [config["baseline"]["test"]])):

@@ -27,7 +27,7 @@ rule compare:
         COMPARED,
 
 
-rule compare_train_settings:
+use rule train_settings as compare_train_settings with:
     output:
         f"{RESULTS}/compare/{{arch}}/settings.yaml",
     wildcard_constraints:
@@ -36,10 +36,6 @@ rule compare_train_settings:
         settings=lambda wc: COMPARE_SETTINGS[wc.arch],
     log:
         f"{RESULTS}/logs/compare_train_settings_{{arch}}.log",
-    run:
-        import yaml
-
-        Path(output[0]).write_text(yaml.safe_dump({"train": params.settings}, sort_keys=False))
 
 
 use rule train as compare_train with:

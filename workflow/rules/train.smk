@@ -23,12 +23,36 @@ RUN_SETTINGS["student"] = {**SETTINGS, "seed": SEED + len(MODELS),
                            "distill": {"teachers": MODELS, "weight": DISTILL}}
 RUN = "|".join(RUN_SETTINGS)  # the `run` wildcard: m0, m1, ..., student
 
+# Redshift moves toward a survey (train.redshift_target: a dataset): that dataset's photo-z
+# quantiles (no labels read) join every training run's augment settings.
+REDSHIFT_TARGET = config["train"].get("redshift_target")
+if REDSHIFT_TARGET and "redshift_quantiles" in SETTINGS.get("augment", {}):
+    raise ValueError("config: set train.redshift_target or train.settings.augment."
+                     "redshift_quantiles, not both")
+TARGET_QUANTILES = [f"{RESULTS}/model/redshift_target.yaml"] if REDSHIFT_TARGET else []
+
 
 localrules:
     train_settings,
+    redshift_target,
+
+
+rule redshift_target:
+    input:
+        store(REDSHIFT_TARGET) if REDSHIFT_TARGET else [],
+    output:
+        f"{RESULTS}/model/redshift_target.yaml",
+    conda:
+        SNIA_ENV
+    log:
+        f"{RESULTS}/logs/redshift_target.log",
+    shell:
+        "snia store redshifts {input} -o {output} > {log} 2>&1"
 
 
 rule train_settings:
+    input:
+        TARGET_QUANTILES,
     output:
         f"{RESULTS}/model/{{run}}/settings.yaml",
     wildcard_constraints:
@@ -37,11 +61,10 @@ rule train_settings:
         settings=lambda wc: RUN_SETTINGS[wc.run],
     log:
         f"{RESULTS}/logs/train_settings_{{run}}.log",
-    run:
-        import yaml
-
-        # The settings travel to `snia train --config` as a file (and are kept beside the model).
-        Path(output[0]).write_text(yaml.safe_dump({"train": params.settings}, sort_keys=False))
+    conda:
+        SNIA_ENV
+    script:
+        "../scripts/train_settings.py"
 
 
 rule train:
