@@ -55,7 +55,7 @@ def main() -> None:
     import torch
 
     from snia.inference import as_tensor, default_device, predict_store, spec_of
-    from snia.models import CNNConfig, LightCurveCNN
+    from snia.models import build_model, rebuild
     from snia.raster import rasterize
     from snia.store import Store
 
@@ -74,7 +74,7 @@ def main() -> None:
             raise SystemExit("no checkpoint: run the workflow (make run) or give --checkpoint")
         state = torch.load(args.checkpoint[0], weights_only=True, map_location="cpu")
         spec = spec_of(state)
-        model = LightCurveCNN(CNNConfig.from_dict(state["model_config"])).eval()
+        model = rebuild(state["model_config"]).eval()  # the checkpoint's arch and sizes
         model = model.to(device, memory_format=torch.channels_last)  # as predict_store runs it
         with Store(store_path) as store:
             n = min(args.objects, len(store))
@@ -108,9 +108,11 @@ def main() -> None:
               f"{TARGET:,.0f} LC/s target ({len(args.checkpoint)} model(s))")
         print("forward pass of other sizes of the same CNN (untrained), same images:")
         for channels in ((8, 16, 32), (8, 16), (4, 8)):
-            cfg = CNNConfig.from_dict({**state["model_config"], "channels": list(channels),
-                                       "groups": min(4, channels[0])})
-            other = LightCurveCNN(cfg).eval().to(device, memory_format=torch.channels_last)
+            other = build_model("cnn", {"channels": channels, "groups": min(4, channels[0]),
+                                        "hidden": model.config.hidden},
+                                in_channels=model.config.in_channels,
+                                n_classes=model.config.n_classes, n_scalars=model.config.n_scalars)
+            other = other.eval().to(device, memory_format=torch.channels_last)
             rate = best_rate(lambda m=other: forward(m), n)
             print(f"  channels {str(channels):<14} {rate:>10,.0f} LC/s   = {rate / TARGET:.2f} x target")
 

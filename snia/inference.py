@@ -38,10 +38,9 @@ MEMBER_KEYS = ("model", "model_config", "spec", "norm", "train_config")
 
 
 def scalars_of(meta: dict, scale) -> np.ndarray:
-    """Per-object scalar inputs: host photo-z, its error (NaN -> -1), log10 of the flux scale."""
-    z = np.nan_to_num(np.asarray(meta["hostgal_photoz"], np.float64), nan=-1.0)
-    ze = np.nan_to_num(np.asarray(meta["hostgal_photoz_err"], np.float64), nan=-1.0)
-    return np.stack([z, ze, np.log10(np.maximum(np.asarray(scale, np.float64), 1e-3))], axis=1)
+    """Per-object scalar inputs on the host (float64): host photo-z, its error (NaN -> -1),
+    log10 of the flux scale."""
+    return unscaled_scalars(meta, scale, torch.device("cpu")).numpy()
 
 
 def default_device() -> torch.device:
@@ -62,13 +61,19 @@ def as_tensor(a, device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a)).to(device, non_blocking=True)
 
 
-def scalar_inputs(meta: dict, scale, mean, std, device) -> torch.Tensor:
-    """``scalars_of`` scaled by the training set's mean and spread, as a float32 tensor on
-    ``device``, computed where the arrays are (host, or the GPU for a batch made there)."""
+def unscaled_scalars(meta: dict, scale, device) -> torch.Tensor:
+    """``scalars_of`` as a float64 tensor, computed where the arrays are (host, or the GPU for a
+    batch made there): the one definition training's statistics and every forward pass share."""
     z, ze, sc = (as_tensor(a, device).double()
                  for a in (meta["hostgal_photoz"], meta["hostgal_photoz_err"], scale))
-    s = torch.stack([torch.nan_to_num(z, nan=-1.0), torch.nan_to_num(ze, nan=-1.0),
-                     torch.log10(torch.clamp(sc, min=1e-3))], dim=1)
+    return torch.stack([torch.nan_to_num(z, nan=-1.0), torch.nan_to_num(ze, nan=-1.0),
+                        torch.log10(torch.clamp(sc, min=1e-3))], dim=1)
+
+
+def scalar_inputs(meta: dict, scale, mean, std, device) -> torch.Tensor:
+    """``scalars_of`` scaled by the training set's mean and spread, as a float32 tensor on
+    ``device``."""
+    s = unscaled_scalars(meta, scale, device)
     mean = torch.as_tensor(np.asarray(mean, np.float64)).to(s.device, non_blocking=True)
     std = torch.as_tensor(np.asarray(std, np.float64)).to(s.device, non_blocking=True)
     return ((s - mean) / std).float()

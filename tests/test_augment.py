@@ -289,3 +289,13 @@ def test_redshift_quantiles_are_checked():
         with pytest.raises(ConfigError, match="redshift_quantiles"):
             AugmentConfig(redshift_quantiles=bad)
     assert AugmentConfig(redshift_quantiles=[0.1, 0.1, 0.5]).redshift_quantiles == (0.1, 0.1, 0.5)
+
+
+@pytest.mark.parametrize("setting, bad", [
+    ("drop_fraction", 1.5), ("redshift_probability", -0.1), ("truncate_probability", 1.01),
+    ("time_shift", -1.0), ("flux_noise", -0.2), ("redshift_max", -0.5), ("truncate_days", -3.0),
+    ("redshift_tries", 0)])
+def test_settings_out_of_range_are_named(setting, bad):
+    with pytest.raises(ConfigError, match=f"augment.{setting} must be"):
+        AugmentConfig(**{setting: bad})
+    AugmentConfig(**{setting: 1})  # the edge of each range is allowed

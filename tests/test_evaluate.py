@@ -475,3 +475,21 @@ def test_what_an_ensembles_p_ia_is_is_said_without_one_members_numbers():
                     "its validation split, moved to an Ia share of 0.600")
     bare = SimpleNamespace(path="m2/best.pt", calibration=None)
     assert calibration_of([one, bare]).startswith("uncalibrated") and "m2/best.pt" in calibration_of([one, bare])
+
+
+def test_scalar_inputs_are_photo_z_its_error_and_log_scale_standardised():
+    """Hand-computed: missing photo-z (NaN) reads -1, the flux scale is floored at 1e-3 before
+    its log10, and the forward pass's standardised tensor matches the host's statistics input."""
+    import torch
+
+    from snia.inference import scalar_inputs, scalars_of
+
+    meta = {"hostgal_photoz": np.array([0.1, np.nan, 0.5]),
+            "hostgal_photoz_err": np.array([0.02, np.nan, 0.2])}
+    scale = np.array([10.0, 1e-5, 1000.0])
+    expected = np.array([[0.1, 0.02, 1.0], [-1.0, -1.0, -3.0], [0.5, 0.2, 3.0]])
+    np.testing.assert_allclose(scalars_of(meta, scale), expected)
+    mean, std = np.array([0.5, 0.1, 1.0]), np.array([2.0, 0.5, 4.0])
+    scaled = scalar_inputs(meta, scale, mean, std, torch.device("cpu"))
+    assert scaled.dtype == torch.float32
+    np.testing.assert_allclose(scaled.numpy(), (expected - mean) / std, rtol=1e-6)

@@ -13,7 +13,7 @@ the first fully connected layer.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from math import gcd
 
 import torch
@@ -48,13 +48,6 @@ class AlexNetConfig:
             raise ConfigError(f"alexnet pool must be two positive sizes, not {self.pool}")
         if not self.fc or min(self.fc) < 1:
             raise ConfigError(f"alexnet fc must be one or more positive widths, not {self.fc}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "AlexNetConfig":
-        return cls(**values)  # __post_init__ makes lists (from JSON or YAML) tuples
 
 
 def norm(width: int, groups: int) -> nn.GroupNorm:

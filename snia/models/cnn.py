@@ -9,7 +9,7 @@ not drawn from each rank's RNG: so N ranks train exactly like one.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -27,14 +27,8 @@ class CNNConfig:
     n_classes: int = 1  # 1: Ia-vs-rest logit; >1: multi-class logits over the taxonomy
     dropout: float = 0.2
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "CNNConfig":
-        values = dict(values)
-        values["channels"] = tuple(values["channels"])
-        return cls(**values)
+    def __post_init__(self):
+        self.channels = tuple(self.channels)  # a list from JSON or YAML
 
 
 def _block(cin: int, cout: int, groups: int) -> nn.Sequential:

@@ -15,7 +15,7 @@ per-object scalars, with dropout keyed per sample, as in ``snia.models.cnn``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -47,13 +47,6 @@ class GoogLeNetConfig:
         if self.stem < 1 or self.blocks < 1:
             raise ConfigError(f"googlenet stem and blocks must be at least 1, not "
                               f"{self.stem} and {self.blocks}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "GoogLeNetConfig":
-        return cls(**values)  # __post_init__ makes a list (from JSON or YAML) a tuple
 
 
 def branch_widths(width: int) -> dict[str, int]:

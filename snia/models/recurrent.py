@@ -15,7 +15,7 @@ scale: the ``scalars`` the image models take) in a small head with dropout keyed
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -51,13 +51,6 @@ class RecurrentConfig:
         for name in ("hidden", "layers", "n_bands"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"recurrent {name} must be at least 1, not {getattr(self, name)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "RecurrentConfig":
-        return cls(**values)
 
 
 def peak_fluxes(flux: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -68,7 +68,7 @@ def make_config(arch: str, values: dict, **derived):
                           f"(choose the arch instead: one of {list(SEQUENCE_ARCHS)})")
     values.update({k: v for k, v in derived.items() if k in known})
     try:
-        config = cls.from_dict({**asdict(cls()), **values})
+        config = cls(**{**asdict(cls()), **values})  # __post_init__ checks
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
@@ -87,7 +87,7 @@ def build_model(arch: str, config_dict: dict, in_channels: int, n_classes: int,
     try:
         return _MODELS[arch](config)
     except (TypeError, ValueError) as exc:  # e.g. a width that is not a whole number
-        raise ConfigError(f"model arch {arch!r} with settings {config.to_dict()}: {exc}") from None
+        raise ConfigError(f"model arch {arch!r} with settings {asdict(config)}: {exc}") from None
 
 
 def arch_of_config(config) -> str:
@@ -105,7 +105,7 @@ def rebuild(spec: dict) -> nn.Module:
     there were several, is the CNN), with the input and output sizes it was trained with."""
     arch = spec.get("arch", "cnn")
     config = make_config(arch, spec)
-    return build_model(arch, config.to_dict(), in_channels=getattr(config, "in_channels", 1),
+    return build_model(arch, asdict(config), in_channels=getattr(config, "in_channels", 1),
                        n_classes=config.n_classes, n_scalars=config.n_scalars)
 
 
@@ -121,7 +121,7 @@ def arch_of(model: nn.Module) -> str:
 
 def model_spec(model: nn.Module) -> dict:
     """What a checkpoint stores to rebuild ``model``: ``{"arch": ..., **config}``."""
-    return {"arch": arch_of(model), **model.config.to_dict()}
+    return {"arch": arch_of(model), **asdict(model.config)}
 
 
 def parameter_count(model: nn.Module) -> int:

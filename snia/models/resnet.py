@@ -14,7 +14,7 @@ head that also sees the per-object scalars, with dropout keyed per sample, as in
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -44,13 +44,6 @@ class ResNetConfig:
         if len(self.blocks) != len(self.channels) or min(self.blocks) < 1:
             raise ConfigError(f"resnet blocks must give one positive depth per stage of channels "
                               f"{self.channels}, not {self.blocks}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "ResNetConfig":
-        return cls(**values)  # __post_init__ makes lists (from JSON or YAML) tuples
 
 
 class BasicBlock(nn.Module):
