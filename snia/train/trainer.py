@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ class Trainer:
         """A fresh model, optimizer and scheduler at epoch 0 (the same on every rank)."""
         cfg, device = self.cfg, self.device
         torch.manual_seed(cfg.seed)
-        settings = cfg.model.to_dict()
+        settings = asdict(cfg.model)
         if cfg.arch in SEQUENCE_ARCHS:  # one-hot over the store's registry bands
             settings["n_bands"] = len(self.data.spec.wavelengths)
         self.model = build_model(cfg.arch, settings, in_channels=self.data.spec.channels,
