@@ -25,6 +25,8 @@ Rows:
                         made on the device, made on the host (as before issue 11), and at batch
                         1024
   infer                 (on a GPU, with a model) bench/infer.py: store -> P(Ia) light curves/s
+  archs                 bench/archs.py: parameters, MFLOP per light curve, training samples/s and
+                        inference light curves/s of each model arch (issue 13; smoke: cnn, gru)
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ def script_rows(section: str, script: str, *args, timeout: int = 200) -> None:
         row(section, script, f"failed (exit {done.returncode}): {done.stderr[-600:]}")
         return
     for line in done.stdout.splitlines():
-        if line.strip():
+        if line.strip() and not line.startswith("|"):  # its own table repeats its lines
             row(section, "", line.strip())
 
 
@@ -190,8 +192,12 @@ def main() -> int:
         if args.checkpoint.exists():
             script_rows("infer", "infer.py", "--store", args.store, "--checkpoint",
                         args.checkpoint, "--objects", 7848)
+        # issue 13's architecture table on the device: parameters, MFLOP, samples/s, LC/s
+        script_rows("archs", "archs.py", "--store", args.store, "--steps", 20, timeout=400)
     else:
         script_rows("train", *train, "--batch-size", args.batch_size)
+        script_rows("archs", "archs.py", "--store", args.store, "--steps", steps,
+                    *(("--archs", "cnn", "gru") if args.smoke else ()))
     row("total", "seconds", f"{time.perf_counter() - start:.0f}")
     print("\n| section | item | value |\n|---|---|---|")
     for section, item, value in ROWS:

@@ -2,7 +2,7 @@
 # ONE command for a machine with an NVIDIA GPU and a Python that already has torch, CuPy, numba +
 # numba-cuda, numpy, h5py, pyarrow, scikit-learn and pytest (nothing is installed; no network):
 # versions and device, the GPU kernel tests, rasterization LC/s on real objects, training
-# samples/s with its stage breakdown; one table at the end. snia runs from this checkout
+# samples/s with its stage breakdown, each model arch's size and speed; one table at the end. snia runs from this checkout
 # (PYTHONPATH), the CUDA sources from kernels/. Inputs (git-ignored, ~31 MB: bring them along):
 #   results/stores/plasticc_train.h5, results/stores/plasticc_train.h5.shards/,
 #   results/model/student/best.pt (optional: the inference row). See bench/device_check.py.

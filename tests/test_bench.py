@@ -26,3 +26,5 @@ def test_device_check_smoke_prints_one_table(tmp_path):
     assert "| rasterize | heatmap 16x60, cpu |" in table and "LC/s (600 objects)" in table
     assert "| GPU tests | tests/test_augment.py |" in table and "passed" in table
     assert "pipeline efficiency" in table and "samples/s" in table
+    archs = [line for line in table.splitlines() if line.startswith("| archs |")]
+    assert [line.split()[4] for line in archs[:2]] == ["cnn", "gru"], archs  # one row each
