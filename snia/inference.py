@@ -238,7 +238,8 @@ def run_members(members: list[Member], batch, drawn: dict | None = None):
     with torch.no_grad():
         for m in members:
             if m.sequences:
-                (features, lengths), scale = sequence_inputs(batch, m.model.config.n_bands)
+                (features, lengths), scale = sequence_inputs(batch, m.model.config.n_bands,
+                                                          m.model.config.window)
                 x = (features.to(m.device), lengths)
             else:
                 if m.spec not in drawn:
@@ -255,14 +256,15 @@ def run_members(members: list[Member], batch, drawn: dict | None = None):
     return out
 
 
-def sequence_inputs(batch, n_bands: int):
-    """A recurrent model's inputs for a batch, on the host: (sequences, lengths) and the flux
-    scales its scalars use (a batch made on a GPU is copied back for it)."""
+def sequence_inputs(batch, n_bands: int, window=None):
+    """A recurrent model's inputs for a batch, on the host: (sequences, lengths), only the
+    observations within ``window`` of the peak when given, and the flux scales its scalars use
+    (a batch made on a GPU is copied back for it)."""
     host = Batch(batch.object_id, to_host(batch.offsets),
                  {k: to_host(v) for k, v in batch.obs.items()}, batch.meta)
     n = int(host.offsets[-1])  # a batch made on a GPU may carry unused tails
     host.obs = {k: v[:n] for k, v in host.obs.items()}
-    features, lengths = sequence_features(host, n_bands)
+    features, lengths = sequence_features(host, n_bands, window=window)
     return (features, lengths), peak_fluxes(host.obs["flux"], host.offsets)
 
 

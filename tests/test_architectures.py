@@ -17,7 +17,7 @@ from snia.errors import ConfigError  # noqa: E402
 from snia.lightcurve import Batch, empty_meta, offsets_from_lengths  # noqa: E402
 from snia.models.alexnet import layer_keys  # noqa: E402
 from snia.models.dropout import KeyedDropout, sample_keys  # noqa: E402
-from snia.models.recurrent import sequence_features  # noqa: E402
+from snia.models.recurrent import peak_times, sequence_features  # noqa: E402
 from snia.models.registry import (  # noqa: E402
     ARCHS,
     IMAGE_ARCHS,
@@ -29,6 +29,7 @@ from snia.models.registry import (  # noqa: E402
     model_spec,
     parameter_count,
 )
+from snia.raster.reference import _reference_time  # noqa: E402
 
 GEOMETRIES = [(2, 16, 60), (3, 6, 60), (2, 4, 8), (2, 1, 1)]
 N_BANDS = 6
@@ -331,6 +332,44 @@ def test_sequence_features_by_hand():
                                    atol=1e-7)
 
 
+def test_peak_times_are_the_images_reference_time():
+    """Against the rasterization oracle, object by object: mixed signs, all negative or zero,
+    equal scores (the first wins) and an empty object."""
+    rng = np.random.default_rng(4)
+    lengths = rng.integers(1, 12, 200)
+    times = [59000 + np.cumsum(rng.uniform(0.01, 30, k)) for k in lengths]
+    fluxes = [rng.uniform(5, 50, k) * rng.choice([1.0, -1.0, 0.0], k, p=[0.5, 0.4, 0.1])
+              for k in lengths]
+    errs = [rng.uniform(0.5, 5, k) for k in lengths]
+    times += [[1.0, 2.0, 3.0], []]
+    fluxes += [[7.0, 7.0, 7.0], []]
+    errs += [[2.0, 2.0, 2.0], []]
+    batch = make_batch(times, [np.zeros(len(t), int) for t in times], fluxes, errs)
+    t, f, e, o = (batch.obs["time"], batch.obs["flux"], batch.obs["flux_err"], batch.offsets)
+    expected = [_reference_time(t[a:b], f[a:b].astype(np.float64), e[a:b].astype(np.float64),
+                                0, 5.0) for a, b in zip(o, o[1:])]
+    assert expected[-2:] == [1.0, 0.0]
+    np.testing.assert_array_equal(peak_times(t, f, e, np.asarray(o)), expected)
+
+
+def test_a_window_keeps_the_observations_near_the_peak_scaled_by_the_whole_curve():
+    # object 0: peak (largest flux^2/err) at t=100; the bright point at t=300 is outside
+    # (window 10 before, 20 after); object 1 has all its observations inside
+    batch = make_batch(times=[[80.0, 95.0, 100.0, 115.0, 300.0], [5.0, 6.0]],
+                       bands=[[0, 1, 2, 0, 1], [2, 2]],
+                       fluxes=[[1.0, 4.0, 10.0, 5.0, 40.0], [3.0, 6.0]],
+                       errs=[[1.0, 1.0, 0.1, 1.0, 100.0], [1.0, 1.0]])
+    features, lengths = sequence_features(batch, 3, window=(10.0, 20.0))
+    assert lengths.tolist() == [3, 2] and features.shape == (2, 3, 6)
+    expected_0 = [[0.0, 0, 1, 0, 0.1, 0.025], [math.log(6.0), 0, 0, 1, 0.25, 0.0025],
+                  [math.log(16.0), 1, 0, 0, 0.125, 0.025]]  # peak flux 40 from t=300
+    np.testing.assert_allclose(features[0].numpy(), expected_0, rtol=1e-6)
+    whole, _ = sequence_features(batch, 3)
+    np.testing.assert_allclose(features[1, :2].numpy(), whole[1, :2].numpy())
+    with pytest.raises(ConfigError, match="window"):
+        config_class("gru")(window=(10.0,))
+
+
 def test_sequence_features_refuse_bands_beyond_the_model_and_unordered_times():
     with pytest.raises(ConfigError, match=r"band index 2 .* n_bands=2"):
         sequence_features(hand_batch(), 2)
@@ -354,3 +393,14 @@ def test_padding_never_changes_an_objects_output(arch):
         k = int(lengths[1])
         alone = model(sequences[1:2, :k], lengths[1:2], scalars[1:2])
         assert torch.allclose(alone, out[1:2], atol=1e-6)
+
+
+def test_recurrent_models_read_the_images_window_and_older_specs_whole_curves():
+    from snia.models.registry import rebuild
+
+    model = build_model("gru", SMALL["gru"], in_channels=1, n_classes=1)
+    assert model.config.window == (50.0, 130.0)
+    spec = model_spec(model)
+    assert rebuild(spec).config.window == (50.0, 130.0)
+    del spec["window"]  # a checkpoint saved before the setting existed
+    assert rebuild(spec).config.window is None

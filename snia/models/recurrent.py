@@ -44,10 +44,19 @@ class RecurrentConfig:
     n_scalars: int = 3  # host photo-z, its error, log10 flux scale
     n_classes: int = 1  # 1: Ia-vs-rest logit; >1: multi-class logits over the taxonomy
     dropout: float = 0.2
+    # (days before, days after) the object's peak: only those observations are read, the window
+    # the images show (RasterSpec's t_before, t_after). None: the whole light curve, which
+    # transferred worse to the fainter test example (docs/results.md row 28)
+    window: tuple[float, float] | None = (50.0, 130.0)
 
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ConfigError(f"recurrent cell must be one of {CELLS}, not {self.cell!r}")
+        if self.window is not None:
+            self.window = tuple(float(d) for d in self.window)  # a list from JSON or YAML
+            if len(self.window) != 2 or min(self.window) < 0:
+                raise ConfigError(f"recurrent window must be two day counts >= 0 (before, after "
+                                  f"the peak), not {self.window}")
         for name in ("hidden", "layers", "n_bands"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"recurrent {name} must be at least 1, not {getattr(self, name)}")
@@ -69,8 +78,31 @@ def peak_fluxes(flux: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return peaks
 
 
-def sequence_features(batch: Batch, n_bands: int,
-                      max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def peak_times(time: np.ndarray, flux: np.ndarray, err: np.ndarray,
+               offsets: np.ndarray) -> np.ndarray:
+    """Per-object time of the peak, as the images' ``reference: peak`` places it
+    (``snia.raster.reference._reference_time``): the observation of the largest flux^2 / error
+    among positive fluxes, else of the largest flux; the first such one on ties; 0 for an empty
+    object. ``offsets`` index the arrays from ``offsets[0]``."""
+    lengths = np.diff(offsets)
+    obj = np.repeat(np.arange(len(lengths)), lengths)
+    f, e = flux.astype(np.float64), err.astype(np.float64)
+    score = np.where(f > 0, f * f / e, -1.0)
+    has_positive = np.zeros(len(lengths), dtype=bool)
+    np.logical_or.at(has_positive, obj, score > 0)
+    key = np.where(has_positive[obj], score, f)
+    # by object, then the key descending; lexsort is stable, so ties keep the earlier row
+    order = np.lexsort((-key, obj))
+    starts = offsets[:-1] - offsets[0]
+    peaks = np.zeros(len(lengths))
+    nonempty = lengths > 0
+    peaks[nonempty] = time[order[starts[nonempty]]]
+    return peaks
+
+
+def sequence_features(batch: Batch, n_bands: int, max_length: int | None = None,
+                      window: tuple[float, float] | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Padded per-observation features of a (cleaned, time-ordered) ``Batch`` of NumPy arrays.
 
     Returns ``(features float32 [N, L, n_bands + 3], lengths int64 [N])``. Per observation:
@@ -78,22 +110,32 @@ def sequence_features(batch: Batch, n_bands: int,
     flux / peak and flux_err / peak (peak: see ``peak_fluxes``, over all of the object's observations).
     log1p because the gaps span four decades, from minutes between bands in one night to seasons
     of months: it keeps same-night steps nearly linear (log1p(x) ~ x) and a 200-day gap at 5.3,
-    inputs of order one for the recurrent gates. L is ``max_length`` when given (longer objects
-    keep their first ``max_length`` observations), else the longest object (at least 1); rows
-    past an object's length are zero and never read by the model.
+    inputs of order one for the recurrent gates. ``window`` (days before, after): only the
+    observations within it around the object's peak (``peak_times``) are read; the peak flux still
+    comes from all of them. L is ``max_length`` when given (longer objects keep their first
+    ``max_length`` observations), else the longest object (at least 1); rows past an object's
+    length are zero and never read by the model.
     """
     if max_length is not None and max_length < 1:
         raise ConfigError(f"max_length must be at least 1, not {max_length}")
     offsets = np.asarray(batch.offsets, dtype=np.int64)
-    full = np.diff(offsets)
-    n = len(full)
-    width = max_length if max_length is not None else max(int(full.max(initial=0)), 1)
-    lengths = np.minimum(full, width)
     rows = slice(int(offsets[0]), int(offsets[-1]))
     time = np.asarray(batch.obs["time"][rows], dtype=np.float64)
     band = np.asarray(batch.obs["band"][rows]).astype(np.int64)
     flux = np.asarray(batch.obs["flux"][rows], dtype=np.float64)
     err = np.asarray(batch.obs["flux_err"][rows], dtype=np.float64)
+    peak = peak_fluxes(flux, offsets)  # from the whole light curve, window or not
+    if window is not None:
+        n_obs = np.diff(offsets)
+        obj = np.repeat(np.arange(len(n_obs)), n_obs)
+        t_peak = peak_times(time, flux, err, offsets)[obj]
+        inside = (time >= t_peak - window[0]) & (time <= t_peak + window[1])
+        time, band, flux, err = time[inside], band[inside], flux[inside], err[inside]
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(obj[inside], minlength=len(n_obs)))])
+    full = np.diff(offsets)
+    n = len(full)
+    width = max_length if max_length is not None else max(int(full.max(initial=0)), 1)
+    lengths = np.minimum(full, width)
     outside = (band < 0) | (band >= n_bands)
     if outside.any():
         raise ConfigError(f"band index {int(band[outside][0])} is outside the model's "
@@ -107,7 +149,7 @@ def sequence_features(batch: Batch, n_bands: int,
     if np.any(step < 0):
         raise ValueError("observations must be time-ordered within each object "
                          "(snia.lightcurve.clean_chunk orders them)")
-    peak = peak_fluxes(flux, offsets)[obj]
+    peak = peak[obj]
 
     features = np.zeros((n, width, n_features(n_bands)), dtype=np.float32)
     keep = pos < width

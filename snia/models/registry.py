@@ -104,6 +104,8 @@ def rebuild(spec: dict) -> nn.Module:
     """The network a checkpoint's ``model_spec`` describes (one without ``arch``, from before
     there were several, is the CNN), with the input and output sizes it was trained with."""
     arch = spec.get("arch", "cnn")
+    if arch in SEQUENCE_ARCHS:  # saved before there was a window: they read whole light curves
+        spec = {"window": None, **spec}
     config = make_config(arch, spec)
     return build_model(arch, asdict(config), in_channels=getattr(config, "in_channels", 1),
                        n_classes=config.n_classes, n_scalars=config.n_scalars)

@@ -190,7 +190,8 @@ class TrainingData:
     def _sequence_tensors(self, batch, train: bool, inverse, back):
         """A recurrent model's inputs: per-observation features padded to the batch's longest
         light curve, with the lengths (kept on the CPU, where packing reads them)."""
-        (features, lengths), scale = sequence_inputs(batch, len(self.spec.wavelengths))
+        (features, lengths), scale = sequence_inputs(batch, len(self.spec.wavelengths),
+                                                      self.cfg.model.window)
         s = scalar_inputs(batch.meta, scale, self.norm["mean"], self.norm["std"], self.device)
         host_back = torch.as_tensor(inverse)
         x = (features[host_back].to(self.device, non_blocking=True), lengths[host_back])
