@@ -17,7 +17,7 @@ from snia.errors import ConfigError  # noqa: E402
 from snia.lightcurve import Batch, empty_meta, offsets_from_lengths  # noqa: E402
 from snia.models.alexnet import layer_keys  # noqa: E402
 from snia.models.dropout import KeyedDropout, sample_keys  # noqa: E402
-from snia.models.recurrent import peak_times, sequence_features  # noqa: E402
+from snia.models.recurrent import sequence_features  # noqa: E402
 from snia.models.registry import (  # noqa: E402
     ARCHS,
     IMAGE_ARCHS,
@@ -29,7 +29,6 @@ from snia.models.registry import (  # noqa: E402
     model_spec,
     parameter_count,
 )
-from snia.raster.reference import _reference_time  # noqa: E402
 
 GEOMETRIES = [(2, 16, 60), (3, 6, 60), (2, 4, 8), (2, 1, 1)]
 N_BANDS = 6
@@ -330,26 +329,6 @@ def test_sequence_features_by_hand():
         assert lengths.tolist() == kept
         np.testing.assert_allclose(features.numpy(), expected_features(width), rtol=1e-6,
                                    atol=1e-7)
-
-
-def test_peak_times_are_the_images_reference_time():
-    """Against the rasterization oracle, object by object: mixed signs, all negative or zero,
-    equal scores (the first wins) and an empty object."""
-    rng = np.random.default_rng(4)
-    lengths = rng.integers(1, 12, 200)
-    times = [59000 + np.cumsum(rng.uniform(0.01, 30, k)) for k in lengths]
-    fluxes = [rng.uniform(5, 50, k) * rng.choice([1.0, -1.0, 0.0], k, p=[0.5, 0.4, 0.1])
-              for k in lengths]
-    errs = [rng.uniform(0.5, 5, k) for k in lengths]
-    times += [[1.0, 2.0, 3.0], []]
-    fluxes += [[7.0, 7.0, 7.0], []]
-    errs += [[2.0, 2.0, 2.0], []]
-    batch = make_batch(times, [np.zeros(len(t), int) for t in times], fluxes, errs)
-    t, f, e, o = (batch.obs["time"], batch.obs["flux"], batch.obs["flux_err"], batch.offsets)
-    expected = [_reference_time(t[a:b], f[a:b].astype(np.float64), e[a:b].astype(np.float64),
-                                0, 5.0) for a, b in zip(o, o[1:])]
-    assert expected[-2:] == [1.0, 0.0]
-    np.testing.assert_array_equal(peak_times(t, f, e, np.asarray(o)), expected)
 
 
 def test_a_window_keeps_the_observations_near_the_peak_scaled_by_the_whole_curve():

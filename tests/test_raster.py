@@ -307,3 +307,29 @@ def test_numpy_names_numba_cuda_needs_are_restored(monkeypatch):
 
     if numba.config.ENABLE_CUDASIM:  # the simulator is no GPU: its kernels are not offered
         assert not numba_cuda_works() and "numba-cuda" not in available_backends()
+
+
+def test_object_references_are_the_oracles_reference_times_and_scales():
+    """Object by object against the NumPy reference: mixed signs, all negative or zero, equal
+    scores (the first wins), an empty object; both reference modes."""
+    from snia.raster.cpu import object_references
+    from snia.raster.reference import _reference_time, _scale
+
+    rng = np.random.default_rng(4)
+    lengths = list(rng.integers(1, 12, 200)) + [3, 0]
+    time = np.concatenate([59000 + np.cumsum(rng.uniform(0.01, 30, k)) for k in lengths[:-2]]
+                          + [[1.0, 2.0, 3.0]])
+    flux = (rng.uniform(5, 50, len(time)) * rng.choice([1.0, -1.0, 0.0], len(time),
+                                                       p=[0.5, 0.4, 0.1])).astype(np.float32)
+    flux[-3:] = 7.0
+    err = rng.uniform(0.5, 5, len(time)).astype(np.float32)
+    err[-3:] = 2.0
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    for mode, reference in enumerate(("peak", "first_detection")):
+        t_ref, scale = object_references(offsets, time, flux, err, reference, 5.0)
+        objects = list(zip(offsets, offsets[1:]))
+        expected = [_reference_time(time[a:b], flux[a:b].astype(np.float64),
+                                    err[a:b].astype(np.float64), mode, 5.0) for a, b in objects]
+        np.testing.assert_array_equal(t_ref, expected)
+        np.testing.assert_allclose(scale, [_scale(flux[a:b]) for a, b in objects], rtol=1e-7)
+    assert t_ref[-2:].tolist() == [1.0, 0.0]

@@ -25,6 +25,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from snia.errors import ConfigError
 from snia.lightcurve import Batch
 from snia.models.dropout import KeyedDropout
+from snia.raster.cpu import object_references
 
 CELLS = ("gru", "lstm")
 
@@ -78,28 +79,6 @@ def peak_fluxes(flux: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return peaks
 
 
-def peak_times(time: np.ndarray, flux: np.ndarray, err: np.ndarray,
-               offsets: np.ndarray) -> np.ndarray:
-    """Per-object time of the peak, as the images' ``reference: peak`` places it
-    (``snia.raster.reference._reference_time``): the observation of the largest flux^2 / error
-    among positive fluxes, else of the largest flux; the first such one on ties; 0 for an empty
-    object. ``offsets`` index the arrays from ``offsets[0]``."""
-    lengths = np.diff(offsets)
-    obj = np.repeat(np.arange(len(lengths)), lengths)
-    f, e = flux.astype(np.float64), err.astype(np.float64)
-    score = np.where(f > 0, f * f / e, -1.0)
-    has_positive = np.zeros(len(lengths), dtype=bool)
-    np.logical_or.at(has_positive, obj, score > 0)
-    key = np.where(has_positive[obj], score, f)
-    # by object, then the key descending; lexsort is stable, so ties keep the earlier row
-    order = np.lexsort((-key, obj))
-    starts = offsets[:-1] - offsets[0]
-    peaks = np.zeros(len(lengths))
-    nonempty = lengths > 0
-    peaks[nonempty] = time[order[starts[nonempty]]]
-    return peaks
-
-
 def sequence_features(batch: Batch, n_bands: int, max_length: int | None = None,
                       window: tuple[float, float] | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,7 +90,7 @@ def sequence_features(batch: Batch, n_bands: int, max_length: int | None = None,
     log1p because the gaps span four decades, from minutes between bands in one night to seasons
     of months: it keeps same-night steps nearly linear (log1p(x) ~ x) and a 200-day gap at 5.3,
     inputs of order one for the recurrent gates. ``window`` (days before, after): only the
-    observations within it around the object's peak (``peak_times``) are read; the peak flux still
+    observations within it around the object's peak (where the images centre it) are read; the peak flux still
     comes from all of them. L is ``max_length`` when given (longer objects keep their first
     ``max_length`` observations), else the longest object (at least 1); rows past an object's
     length are zero and never read by the model.
@@ -128,7 +107,7 @@ def sequence_features(batch: Batch, n_bands: int, max_length: int | None = None,
     if window is not None:
         n_obs = np.diff(offsets)
         obj = np.repeat(np.arange(len(n_obs)), n_obs)
-        t_peak = peak_times(time, flux, err, offsets)[obj]
+        t_peak = object_references(offsets - offsets[0], time, flux, err, "peak")[0][obj]
         inside = (time >= t_peak - window[0]) & (time <= t_peak + window[1])
         time, band, flux, err = time[inside], band[inside], flux[inside], err[inside]
         offsets = np.concatenate([[0], np.cumsum(np.bincount(obj[inside], minlength=len(n_obs)))])

@@ -83,15 +83,26 @@ def kernels() -> dict:
     return _KERNELS
 
 
+def object_references(offsets, time, flux, err, reference: str = "peak",
+                      detection_snr: float = RasterSpec.detection_snr):
+    """Per-object reference time (f64) and flux scale (f32) of flat observation arrays, as the
+    images place and scale each light curve (``RasterSpec.reference``); ``offsets`` index the
+    arrays."""
+    n = len(offsets) - 1
+    t_ref, scale = np.zeros(n), np.ones(n, dtype=np.float32)
+    kernels()["prepare"](np.asarray(offsets, np.int64), np.asarray(time, np.float64),
+                         np.asarray(flux, np.float32), np.asarray(err, np.float32),
+                         REFERENCES.index(reference), detection_snr, t_ref, scale)
+    return t_ref, scale
+
+
 def rasterize_cpu(batch, spec: RasterSpec, redshift=None, out=None) -> Images:
     """Images of a ragged batch on the CPU (NumPy arrays); ``out``: optional float32 buffer."""
     k = kernels()
     n = len(batch.object_id)
     offsets, time, band, flux, err = flat_inputs(batch)
     zfac = redshift_factor(batch.meta, n, spec, redshift)
-    t_ref, scale = np.zeros(n), np.ones(n, dtype=np.float32)
-    k["prepare"](offsets, time, flux, err, REFERENCES.index(spec.reference),
-                 spec.detection_snr, t_ref, scale)
+    t_ref, scale = object_references(offsets, time, flux, err, spec.reference, spec.detection_snr)
     out = output_buffer(out, (n, *spec.shape), np)
     if spec.kind == "bands":
         k["bands"](offsets, time, band, flux, err, t_ref, scale, zfac, row_of_band(spec),
