@@ -304,6 +304,12 @@ def test_redshift_target_quantiles_join_every_runs_settings(tmp_path):
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     proc = run_snakemake("--dry-run", workdir=tmp_path)
     assert proc.returncode != 0 and "not both" in proc.stdout + proc.stderr
+    config["train"]["settings"]["augment"] = {}
+    config["train"]["redshift_target"] = "no_such_survey"
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = run_snakemake("--dry-run", workdir=tmp_path)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "train.redshift_target names ['no_such_survey']" in text, text
 
 
 def test_compare_trains_and_evaluates_each_model_then_times_them_together(tmp_path):
