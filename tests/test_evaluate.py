@@ -289,6 +289,7 @@ def test_ensemble_members_of_other_classes_are_one_line_exit_2(models, tmp_path,
 
 
 def test_classify_checks_its_output_folder_before_the_work(models, tmp_path, capsys, monkeypatch):
+    import snia.classify
     import snia.inference
     from snia.cli import EXIT_BAD_INPUT, main
 
@@ -296,7 +297,7 @@ def test_classify_checks_its_output_folder_before_the_work(models, tmp_path, cap
         raise AssertionError("the work started")
 
     monkeypatch.setattr(snia.inference, "run_members", no_work)
-    monkeypatch.setattr(snia.inference, "run_ingest", no_work)
+    monkeypatch.setattr(snia.classify, "run_ingest", no_work)
     out = tmp_path / "no" / "such" / "dir" / "p.csv"
     assert main(["classify", str(models["lsst"]), "--checkpoint", str(models["bands"]),
                  "-o", str(out)]) == EXIT_BAD_INPUT
@@ -482,7 +483,7 @@ def test_scalar_inputs_are_photo_z_its_error_and_log_scale_standardised():
     its log10, and the forward pass's standardised tensor matches the host's statistics input."""
     import torch
 
-    from snia.inference import scalar_inputs, scalars_of
+    from snia.models.inputs import scalar_inputs, scalars_of
 
     meta = {"hostgal_photoz": np.array([0.1, np.nan, 0.5]),
             "hostgal_photoz_err": np.array([0.02, np.nan, 0.2])}

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
+from snia.checkpoints import read_checkpoint
 from snia.errors import CheckpointError, ConfigError
 from snia.files import atomic_path, write_text_atomic
-from snia.inference import read_checkpoint
 from snia.parallel import Dist, barrier
 from snia.train.config import TrainConfig, same_training
 
