@@ -48,10 +48,7 @@ def read_checkpoint(path, keys=MEMBER_KEYS, map_location="cpu") -> dict:
 
 def spec_of(state: dict) -> RasterSpec:
     """The RasterSpec a checkpoint was trained with."""
-    values = dict(state["spec"])
-    values["bands"] = tuple(values["bands"])
-    values["wavelengths"] = tuple(values["wavelengths"])
-    return RasterSpec(**values)
+    return RasterSpec.from_dict(state["spec"], where="the checkpoint's spec")
 
 
 def band_names_of(state: dict) -> tuple[str, ...]:

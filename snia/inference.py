@@ -24,6 +24,7 @@ from snia.checkpoints import band_names_of, read_checkpoint, spec_of
 from snia.errors import CheckpointError, ConfigError, first_line
 from snia.models import SEQUENCE_ARCHS, rebuild
 from snia.models.inputs import as_tensor, scalar_inputs, sequence_inputs
+from snia.models.registry import DEFAULT_ARCH
 from snia.raster import RasterSpec, rasterize
 from snia.store import Store
 
@@ -53,7 +54,7 @@ class Member:
         try:
             model = rebuild(state["model_config"])
             model.load_state_dict(state["model"])
-            self.arch = state["model_config"].get("arch", "cnn")
+            self.arch = state["model_config"].get("arch", DEFAULT_ARCH)
             self.spec = spec_of(state)
             self.band_names = band_names_of(state)
             self.mean = np.asarray(state["norm"]["mean"], dtype=np.float64)

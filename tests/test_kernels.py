@@ -241,7 +241,8 @@ def test_bad_launch_settings_are_refused_on_the_host():
 
 
 def test_tile_size_fits_shared_memory():
-    bands, heatmap = RasterSpec(kind="bands"), RasterSpec(kind="heatmap")
+    fine = {"n_time": 180, "n_wave": 32}  # 1-day x 250 A pixels
+    bands, heatmap = RasterSpec(kind="bands", **fine), RasterSpec(kind="heatmap", **fine)
     assert tile_size(bands, 0) == (1, 17)
     tile, shared = tile_size(bands, 10**6)
     assert tile == MAX_TILE and shared <= MAX_SHARED_BYTES

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from snia.errors import ConfigError
 from snia.lightcurve import Batch
 from snia.raster import DEFAULT_KIND, RasterSpec, available_backends, rasterize, redshift_factor, to_host
 
@@ -187,8 +188,12 @@ def test_auto_backend_and_bad_input():
     batch = one_object([1.0], [12], [1.0], [1.0])
     with pytest.raises(ValueError, match="band index 12 has no wavelength"):
         rasterize(batch, RasterSpec(), "auto")
-    with pytest.raises(ValueError, match="image kind"):
+    with pytest.raises(ConfigError, match="image kind"):
         RasterSpec(kind="pixels")
+    with pytest.raises(ConfigError, match=r"raster: empty time or wavelength range"):
+        RasterSpec.from_dict({"t_before": 0, "t_after": 0})
+    with pytest.raises(ConfigError, match=r"unknown image setting\(s\) \['n_tme'\]"):
+        RasterSpec.from_dict({"n_tme": 3})
 
 
 # ----------------------------------------------------------------------------- stores
@@ -249,14 +254,33 @@ def test_rasterize_reads_image_settings_from_the_config(small_store, tmp_path):
     from snia.cli import main
 
     config = tmp_path / "c.yaml"
-    config.write_text("raster:\n  kinds: [heatmap]\n  backend: cpu\n  n_time: 20\n  n_wave: 8\n")
+    config.write_text("raster:\n  n_time: 20\n  n_wave: 8\n")
     out = tmp_path / "h.h5"
     assert main(["rasterize", str(small_store), "-o", str(out), "--config", str(config),
-                 "--no-progress"]) == 0
+                 "--backend", "cpu", "--no-progress"]) == 0
     with h5py.File(out, "r") as f:
         assert f["images"].shape == (25, 2, 8, 20)
-    config.write_text("raster:\n  n_tme: 20\n")
-    assert main(["rasterize", str(small_store), "-o", str(out), "--config", str(config)]) == 2
+
+
+@pytest.mark.parametrize("section, named", [
+    ("n_tme: 20", "n_tme"),  # a typo
+    ("kinds: [heatmap]", "kinds"),  # the workflow's image files are under `images:`, not here
+    ("reference: max", "reference must be one of"),
+    ("n_time: 0", "at least one row and one column"),
+    ("n_time: many", "n_time"),
+    ("wave_min: 9000\n  wave_max: 4000", "empty time or wavelength range"),
+])
+def test_a_bad_rasterize_config_is_one_line_naming_it(small_store, tmp_path, capsys, section, named):
+    from snia.cli import EXIT_BAD_INPUT, main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"raster:\n  {section}\n")
+    assert main(["rasterize", str(small_store), "-o", str(tmp_path / "h.h5"), "--config",
+                 str(config)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert str(config) in err and named in err, err
+    assert not (tmp_path / "h.h5").exists()
 
 
 def test_float16_output():

@@ -391,6 +391,8 @@ def test_bad_training_settings_are_refused_by_name(store, tmp_path):
         TrainConfig.from_dict({"augment": {"redshift": 1.0}})
     with pytest.raises(ValueError, match=r"under 'model' \['in_channels'\]"):
         TrainConfig.from_dict({"model": {"in_channels": 3}})  # follows from the images
+    with pytest.raises(ConfigError, match=r"under 'model' \['n_scalars'\] follow from"):
+        TrainConfig.from_dict({"model": {"arch": "gru", "n_scalars": 4}})  # the per-object inputs
     with pytest.raises(ValueError, match=r"unknown image setting\(s\) \['n_pixels'\]"):
         TrainConfig.from_dict({"raster": {"n_pixels": 3}})
     from snia.scaling import measure
@@ -517,3 +519,48 @@ def test_ranks_split_each_global_batch_of_the_distributed_sampler(store, tmp_pat
                 assert sorted(together) == sorted(batch), (world, step)
     finally:
         close(trainer)
+
+
+def test_rasterize_without_a_config_draws_what_train_without_one_trains_on(store, tmp_path):
+    """One source for the image geometry (RasterSpec's defaults, the shipped model's 60 x 16):
+    `snia rasterize` with no config writes exactly the images `snia train` with no config trains
+    on (before augmentation)."""
+    import json
+
+    import h5py
+
+    from snia.cli import main
+    from snia.raster import RasterSpec, rasterize
+    from snia.train import settings_from_file
+    from snia.train.data import TrainingData
+
+    out = tmp_path / "images.h5"
+    assert main(["rasterize", str(store), "-o", str(out), "--backend", "cpu", "--no-progress"]) == 0
+    data = TrainingData(store, TrainConfig.from_dict(settings_from_file(None)), torch.device("cpu"))
+    try:
+        with h5py.File(out, "r") as f:
+            drawn = RasterSpec.from_dict(json.loads(f.attrs["spec"]))
+            images = f["images"][...]
+        assert drawn == data.spec and data.spec.shape == (2, 16, 60)
+        ref = rasterize(data.store.batch(slice(0, len(data.store))), data.spec, "numpy")
+        np.testing.assert_allclose(images, ref.images, rtol=1e-5, atol=1e-6)
+    finally:
+        data.close()
+
+
+def test_a_checkpoint_resumes_when_it_was_trained_on_the_images_these_settings_draw():
+    """The geometry is compared as drawn (the checkpoint's spec), however the settings spelled
+    it: a run saved with the shipped geometry written out resumes under settings that leave it
+    to RasterSpec's defaults, and one trained on other images does not."""
+    from snia.raster import RasterSpec
+    from snia.train.config import same_training
+
+    cfg = TrainConfig()
+    saved = {**cfg.to_dict(), "raster": {"n_time": 60, "n_wave": 16}}
+    shipped = RasterSpec(kind=cfg.kind).to_dict()
+    assert same_training(saved, cfg, shipped)
+    assert same_training(saved, cfg)  # no spec: the saved settings', resolved
+    assert same_training({**saved, "backend": "numpy"}, cfg, shipped)  # a run-time choice
+    assert not same_training(saved, cfg, RasterSpec(kind=cfg.kind, n_time=180, n_wave=32).to_dict())
+    assert not same_training({**saved, "raster": {"n_time": 180}}, cfg)
+    assert not same_training({**saved, "lr": 1.0}, cfg, shipped)

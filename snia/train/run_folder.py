@@ -56,7 +56,7 @@ class RunFolder:
         if not path.exists():
             return None
         state = read_checkpoint(path, RESUME_KEYS, device)
-        if same_training(state["train_config"], cfg):
+        if same_training(state["train_config"], cfg, state.get("spec")):
             return path, state
         if not self.restart_on_change:
             raise ConfigError(f"{path} was written with other training settings; use a new output "
