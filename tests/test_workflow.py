@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -125,6 +126,22 @@ def test_bad_training_setting_value_is_refused(key, value):
     assert "ValidationError" in text and f"['{key}']" in text, text
 
 
+def test_every_declared_log_is_written():
+    """A rule's `log:` names a file the rule writes: its shell redirects to {log}, or its script
+    writes snakemake.log (a `use rule` inherits one or the other)."""
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"\n(?=rule |use rule )", smk.read_text()):
+            if "    log:" not in block or block.startswith("use rule"):
+                continue
+            name = block.split(":", 1)[0]
+            if "    shell:" in block:
+                assert "{log}" in block.split("    shell:", 1)[1], (smk.name, name)
+            else:
+                script = re.search(r'script:\s*"\.\./scripts/([\w.]+)"', block).group(1)
+                text = (REPO / "workflow" / "scripts" / script).read_text()
+                assert "snakemake.log[0]" in text, (smk.name, name, script)
+
+
 def test_shipped_config_restates_only_training_defaults():
     """config/config.yaml shows the main training settings to its reader, and each it gives is
     TrainConfig's default: the model the workflow trains is the one `snia train` trains without a
@@ -227,6 +244,11 @@ def test_run_settings_files(tmp_path):
         "teachers": ["results/model/m0/best.pt", "results/model/m1/best.pt"], "weight": 0.7}}}
     # the model's geometry: the keys it gives (the others keep RasterSpec's defaults in both)
     assert written[2] == {"raster": TrainConfig.from_dict(settings).raster} == {"raster": {"n_time": 90}}
+    # the script rules write the logs they declare
+    logs = tmp_path / "results" / "logs"
+    assert "seed 1" in (logs / "train_settings_m1.log").read_text()
+    assert "seed 2" in (logs / "train_settings_student.log").read_text()
+    assert "{'n_time': 90}" in (logs / "image_settings.log").read_text()
 
 
 def test_distill_in_the_settings_is_refused(tmp_path):

@@ -16,9 +16,6 @@ from snia.lightcurve import Batch
 from snia.models.recurrent import peak_fluxes, sequence_features
 from snia.raster import is_cupy, to_host
 
-# per-object scalar inputs (unscaled_scalars' columns): host photo-z, its error, log10 flux scale
-N_SCALARS = 3
-
 
 def as_tensor(a, device) -> torch.Tensor:
     """A tensor on ``device`` of a host array, a torch tensor, or a GPU array (CuPy or Numba):

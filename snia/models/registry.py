@@ -22,7 +22,7 @@ from snia.errors import ConfigError
 from snia.models.alexnet import AlexNetConfig, AlexNetStyle
 from snia.models.cnn import CNNConfig, LightCurveCNN
 from snia.models.googlenet import GoogLeNetConfig, GoogLeNetStyle
-from snia.models.inputs import N_SCALARS
+from snia.models.head import N_SCALARS
 from snia.models.recurrent import RecurrentClassifier, RecurrentConfig, n_features
 from snia.models.resnet import ResNetConfig, ResNetStyle
 

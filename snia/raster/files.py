@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from snia.config_file import read_section
 from snia.errors import ConfigError
 from snia.files import atomic_path
 from snia.raster.dispatch import available_backends, rasterize
@@ -26,14 +27,7 @@ def geometry_from_file(path) -> dict:
     value, is a ConfigError naming the file and the key."""
     if path is None:
         return {}
-    import yaml
-
-    try:
-        section = (yaml.safe_load(Path(path).read_text()) or {}).get("raster") or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(section, dict):
-        raise ConfigError(f"{path}: 'raster:' must be a mapping of image settings")
+    section = read_section(path, "raster") or {}
     image_keys = (*GEOMETRY_FIELDS, "bands")  # rows of a bands image: registry indices
     unknown = set(section) - set(image_keys)
     if unknown:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from snia.augment import AugmentConfig
+from snia.config_file import read_section
 from snia.errors import ConfigError
 from snia.models import CNNConfig, arch_of_config, make_config
 from snia.models.registry import DEFAULT_ARCH, DERIVED_FIELDS, config_class
@@ -175,12 +176,4 @@ def settings_from_file(path: Path | None) -> dict:
     """The ``train:`` section of a YAML config (empty without a file)."""
     if path is None:
         return {}
-    import yaml
-
-    try:
-        section = (yaml.safe_load(Path(path).read_text()) or {}).get("train") or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(section, dict):
-        raise ConfigError(f"{path}: 'train:' must be a mapping of settings")
-    return dict(section)
+    return dict(read_section(path, "train") or {})
