@@ -62,6 +62,10 @@ class TrainConfig:
     # the network: settings of one arch (snia.models.registry); in a mapping, {arch: ..., ...}
     model: object = field(default_factory=CNNConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    # a store of the survey the model is for: its observing schedules, flux errors and photo-z
+    # (never its fluxes or labels) feed the re-observation augmentation
+    # (augment.reobserve_probability); "": none
+    survey: str = ""
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -87,6 +91,10 @@ class TrainConfig:
         self.distill.teachers = [str(t) for t in self.distill.teachers]
         if self.distill.teachers and self.task != "binary":
             raise ConfigError("teachers (distillation) need task 'binary': the soft target is P(Ia)")
+        if self.augment.enabled and self.augment.reobserve_probability > 0 and not self.survey:
+            raise ConfigError("augment.reobserve_probability > 0 needs 'survey': the store whose "
+                              "schedules and noise the training objects are re-observed with")
+        self.survey = str(self.survey)
         if not 0 <= self.distill.weight <= 1:
             raise ConfigError(f"distill weight must be in [0, 1], not {self.distill.weight}")
 
