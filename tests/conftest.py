@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -19,6 +20,20 @@ if not Path("/dev/nvidiactl").exists():
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 DATA_DIR = Path(os.environ.get("SNIA_DATA_DIR", REPO / "data" / "plasticc"))
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """``snia.cli.main`` points the root logger at the sys.stderr of its moment (pytest's capture
+    of that test): remove its handler after each test, so a later test's log records are not
+    written to a capture already closed ("--- Logging error ---" in that test's stderr)."""
+    root = logging.getLogger()
+    before, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers[:]:  # pytest's own capture handlers are pytest's to remove
+        if type(handler) is logging.StreamHandler and handler not in before:
+            root.removeHandler(handler)
+    root.setLevel(level)
+
 
 LC_HEADER = "object_id,mjd,passband,flux,flux_err,detected_bool"
 META_HEADER = "object_id,ra,decl,ddf_bool,hostgal_specz,hostgal_photoz,hostgal_photoz_err,mwebv,target"
