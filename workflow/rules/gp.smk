@@ -8,8 +8,6 @@ rule gp_fit:
         f"{RESULTS}/stores/{{name}}.h5",
     output:
         f"{RESULTS}/stores/{{name}}.gp.h5",
-    wildcard_constraints:
-        name=r"[^/.]+",
     conda:
         SNIA_ENV
     log:
