@@ -187,17 +187,6 @@ def test_settings_out_of_range_are_refused_by_name():
 # ----------------------------------------------------------------------------- the fit file
 
 
-@pytest.fixture
-def small_store(tmp_path):
-    from conftest import synthetic_plasticc
-
-    from snia.ingest import run_ingest
-
-    lc, meta, _ = synthetic_plasticc(tmp_path, 12, 9)
-    run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False, split="train")
-    return tmp_path / "s.h5"
-
-
 def test_gp_fit_command_writes_the_fits_beside_the_store_checked_against_it(small_store, tmp_path):
     from snia.cli import main
     from snia.gp.file import default_path, read_fits

@@ -21,9 +21,10 @@ import torch
 from snia.augment import augment, wide_survey_noise
 from snia.augment.reobserve import GPCurves, Schedules, reobserve
 from snia.errors import ConfigError
-from snia.inference import ensemble_p_ia, load_members, scalar_inputs, scalars_of, sequence_inputs
+from snia.inference import ensemble_p_ia, load_members
 from snia.metrics import hashed_share
 from snia.models import SEQUENCE_ARCHS
+from snia.models.inputs import scalar_inputs, scalars_of, sequence_inputs
 from snia.parallel import local_ranks
 from snia.raster import rasterize, spec_for_store, to_host
 from snia.store import Store

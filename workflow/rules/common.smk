@@ -31,7 +31,7 @@ def dataset(name):
 def check_dataset_names():
     """Every key that names datasets names known ones, and the report's dataset is evaluated
     (the report shows that dataset's evaluation next to the baseline's, tested on it too)."""
-    for key, names in (("raster.datasets", config["raster"]["datasets"]),
+    for key, names in (("images.datasets", config["images"]["datasets"]),
                        ("train.dataset", [config["train"]["dataset"]]),
                        ("train.redshift_target",
                         [config["train"]["redshift_target"]] if config["train"].get(
