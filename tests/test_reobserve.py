@@ -92,7 +92,7 @@ def test_a_reobserved_object_is_its_gp_moved_dimmed_and_seen_with_the_surveys_sc
         return dim * reference.mean((times - peak) / stretch, WAVES[bands] / stretch, t, wave, alpha,
                                     time_scale, WAVE_SCALE)
 
-    grid = np.linspace(times[0], times[-1], 3001)
+    grid = np.linspace(times[0] - 15.0, times[-1] + 15.0, 3301)
     misfit = [np.abs(out.obs["flux"] - expected(p)).max() for p in grid]
     best = grid[int(np.argmin(misfit))]
     np.testing.assert_allclose(out.obs["flux"], expected(best), atol=0.01 * np.abs(expected(best)).max())
@@ -143,6 +143,12 @@ def test_a_galactic_object_takes_a_galactic_schedule_and_stays_at_redshift_zero(
     out = reobserve(training_batch(1, [0.0]), np.array([0]), 0, 0, AugmentConfig(reobserve_probability=1.0),
                     curves, survey, WAVES)
     np.testing.assert_array_equal(out.obs["time"], schedules[1][0])
+    assert out.meta["hostgal_photoz"][0] == 0.0
+    # a survey of extragalactic objects only still lends its cadence; the object stays galactic
+    survey = schedules_of(schedules, [0.4, 0.7], err=1e-3)
+    out = reobserve(training_batch(1, [0.0]), np.array([0]), 0, 0, AugmentConfig(reobserve_probability=1.0),
+                    curves, survey, WAVES)
+    assert any(np.array_equal(out.obs["time"], s[0]) for s in schedules)
     assert out.meta["hostgal_photoz"][0] == 0.0
 
 

@@ -5,8 +5,9 @@ For an object at redshift z (its host photo-z, as the redshift move of ``snia.au
 draw takes one survey light curve s whose host photo-z z' is at least z (extragalactic objects;
 a galactic object takes a galactic schedule and stays at z = 0) and uses, of it, only what an
 observing plan and a photo-z catalogue tell: its observation times, bands and flux errors, its
-photo-z and deep-drilling flag; never its fluxes or its label. The object's peak is placed at a
-uniform time of that schedule; each survey observation at time T in a band of wavelength lambda
+photo-z and deep-drilling flag; never its fluxes or its label. The object's peak is placed within
+15 days of one of the schedule's observations, drawn uniformly (so in a season the survey
+watched, as the survey's detected objects are); each survey observation at time T in a band of wavelength lambda
 sees the GP at rest-frame-equivalent time (T - T_peak) (1+z)/(1+z') from the GP's peak and
 wavelength lambda (1+z)/(1+z'); the GP's mean is dimmed by (d_L(z)/d_L(z'))^2, like the redshift
 move's, and given the survey observation's own error as Gaussian noise. The draw is kept if the
@@ -32,9 +33,10 @@ from snia.lightcurve import Batch, offsets_from_lengths
 
 # what each random number is for (the stream's purpose): apart from the thinning and redshift
 # move's 1..15 and 11 + 16 t (``snia.augment.shared``); tries are told apart by the index
-CHOOSE, SCHEDULE, PLACE, NOISE = 240, 241, 242, 243
+CHOOSE, SCHEDULE, PLACE, NOISE, JITTER = 240, 241, 242, 243, 244
 TRY_INDEX = 1 << 24  # index = try * TRY_INDEX + observation: no light curve is that long
 SQRT3 = math.sqrt(3.0)
+PEAK_JITTER = 15.0  # days: the peak is placed this close to an observation of the schedule
 
 
 @dataclass
@@ -88,10 +90,12 @@ class Schedules:
         return len(self.photoz)
 
     def pick(self, z: float, u: float) -> int:
-        """A survey object, uniformly among those at photo-z >= z (galactic ones for z = 0);
-        -1 when there is none."""
+        """A survey object, uniformly among those at photo-z >= z; for z = 0 among the galactic
+        ones, or any when the survey has none (its cadence is still the survey's); -1 when there
+        is none."""
         if z <= 0:
-            return int(self.galactic[int(u * len(self.galactic))]) if len(self.galactic) else -1
+            pool = self.galactic if len(self.galactic) else self.by_z
+            return int(pool[int(u * len(pool))]) if len(pool) else -1
         lo = int(np.searchsorted(self.sorted_z, z, side="left"))
         if lo >= len(self):
             return -1
@@ -139,36 +143,54 @@ class GPCurves:
         return ((1.0 + SQRT3 * r) * np.exp(-SQRT3 * r)) @ self.alpha[a:b]
 
 
-def reobserve_object(i: int, key: int, seed: int, epoch: int, cfg, curves: GPCurves,
-                     survey: Schedules, band_wave: np.ndarray):
+def cached_distance(z: float, cache: dict) -> float:
+    """``luminosity_distance`` remembered per redshift: a survey has few distinct photo-z values
+    next to the draws made of them."""
+    if z not in cache:
+        cache[z] = luminosity_distance(z)
+    return cache[z]
+
+
+def reobserve_object(i: int, key: int, draws: dict, seed: int, epoch: int, cfg, curves: GPCurves,
+                     survey: Schedules, band_wave: np.ndarray, distances: dict):
     """Store object i (object id ``key``) re-observed (see the module docstring): its
     observations and the survey object whose schedule it took, or None (not drawn for
-    re-observation, no GP, no schedule, or no detected draw)."""
-    def u(purpose, index=0):
-        return float(stream.uniform(seed, epoch, key, index, purpose)[0])
-
-    if u(CHOOSE) >= cfg.reobserve_probability or curves.offsets[i + 1] == curves.offsets[i]:
+    re-observation, no GP, no schedule, or no detected draw). ``draws``: its uniform numbers,
+    ``choose`` and per try ``schedule``, ``place`` and ``jitter``."""
+    if draws["choose"] >= cfg.reobserve_probability or curves.offsets[i + 1] == curves.offsets[i]:
         return None
     z = float(curves.z[i])
     for attempt in range(cfg.reobserve_tries):
-        base = attempt * TRY_INDEX
-        s = survey.pick(z, u(SCHEDULE, base))
+        s = survey.pick(z, draws["schedule"][attempt])
         if s < 0:
             return None
         a, b = survey.offsets[s], survey.offsets[s + 1]
         times, bands, err = survey.time[a:b], survey.band[a:b], survey.flux_err[a:b]
         z_new = float(survey.photoz[s]) if z > 0 else 0.0
         stretch = (1.0 + z_new) / (1.0 + z)
-        dim = (luminosity_distance(z) / luminosity_distance(z_new)) ** 2 if z > 0 else 1.0
-        peak = times[0] + (times[-1] - times[0]) * u(PLACE, base)
+        dim = (cached_distance(z, distances) / cached_distance(z_new, distances)) ** 2 \
+            if z > 0 else 1.0
+        # the peak near one of the schedule's observations (a season the survey watched)
+        peak = times[int(draws["place"][attempt] * len(times))] + \
+            PEAK_JITTER * (2.0 * draws["jitter"][attempt] - 1.0)
         mean = curves.mean(i, (times - peak) / stretch, band_wave[bands] / stretch)
-        noise = stream.normal(seed, epoch, key, base + np.arange(len(times)), NOISE)
+        noise = stream.normal(seed, epoch, key, attempt * TRY_INDEX + np.arange(len(times)), NOISE)
         flux = mean * dim + err * noise
         if passes_detection_trigger(flux, err):
             obs = {"time": times.copy(), "band": bands.astype(np.int8), "flux": flux,
                    "flux_err": err.copy(), "wave": band_wave[bands]}
             return obs, s
     return None
+
+
+def batch_draws(keys: np.ndarray, seed: int, epoch: int, tries: int) -> dict:
+    """Every object's uniform numbers for re-observation, drawn for the batch at once (the same
+    as one object at a time: the stream is a function of the key)."""
+    keys = np.asarray(keys)[:, None]
+    index = (np.arange(tries) * TRY_INDEX)[None, :]
+    return {"choose": stream.uniform(seed, epoch, keys[:, 0], 0, CHOOSE),
+            **{name: stream.uniform(seed, epoch, keys, index, purpose)
+               for name, purpose in (("schedule", SCHEDULE), ("place", PLACE), ("jitter", JITTER))}}
 
 
 def reobserve(batch: Batch, indices: np.ndarray, epoch: int, seed: int, cfg, curves: GPCurves,
@@ -178,10 +200,13 @@ def reobserve(batch: Batch, indices: np.ndarray, epoch: int, seed: int, cfg, cur
     curves). Meta of a replaced object: the survey object's photo-z, its error and its flag."""
     band_wave = np.asarray(band_wave, dtype=np.float64)
     meta = {k: np.array(v, copy=True) for k, v in batch.meta.items()}
+    draws = batch_draws(batch.object_id, seed, epoch, cfg.reobserve_tries)
+    distances: dict = {}
     parts = []
     for j in range(len(batch)):
-        drawn = reobserve_object(int(indices[j]), int(batch.object_id[j]), seed, epoch, cfg,
-                                 curves, survey, band_wave)
+        mine = {name: values[j] for name, values in draws.items()}
+        drawn = reobserve_object(int(indices[j]), int(batch.object_id[j]), mine, seed, epoch, cfg,
+                                 curves, survey, band_wave, distances)
         if drawn is None:
             lc = batch.lightcurve(j)
             wave = lc["wave"] if "wave" in lc else band_wave[lc["band"]]
@@ -190,8 +215,9 @@ def reobserve(batch: Batch, indices: np.ndarray, epoch: int, seed: int, cfg, cur
             continue
         obs, s = drawn
         parts.append(obs)
-        meta["hostgal_photoz"][j] = survey.photoz[s]
-        meta["hostgal_photoz_err"][j] = survey.photoz_err[s]
+        if curves.z[int(indices[j])] > 0:  # a galactic object keeps its photo-z of 0
+            meta["hostgal_photoz"][j] = survey.photoz[s]
+            meta["hostgal_photoz_err"][j] = survey.photoz_err[s]
         if "ddf" in meta:
             meta["ddf"][j] = survey.ddf[s]
     lengths = [len(p["time"]) for p in parts]
