@@ -176,6 +176,10 @@ def test_auto_backend_and_bad_input():
         RasterSpec.from_dict({"t_before": 0, "t_after": 0})
     with pytest.raises(ConfigError, match=r"unknown image setting\(s\) \['n_tme'\]"):
         RasterSpec.from_dict({"n_tme": 3})
+    with pytest.raises(ConfigError, match="n_time must be a whole number, not 2.5"):
+        RasterSpec.from_dict({"n_time": 2.5})
+    numpy_numbers = RasterSpec.from_dict({"n_time": np.int64(30), "t_after": np.float32(10)})
+    assert type(numpy_numbers.n_time) is int and type(numpy_numbers.t_after) is float  # JSON-able
 
 
 # ----------------------------------------------------------------------------- stores

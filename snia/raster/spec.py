@@ -8,6 +8,7 @@ array may come in (``to_host`` brings any of them back to NumPy).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from numbers import Integral, Real
 
 import numpy as np
 
@@ -22,7 +23,7 @@ OUTPUT_DTYPES = ("float32", "float16", "bfloat16")
 
 
 # what a setting of each scalar type accepts, and how a refusal says it
-_SCALAR_TYPES = {"int": (int, "a whole number"), "float": ((int, float), "a number"),
+_SCALAR_TYPES = {"int": (Integral, "a whole number"), "float": (Real, "a number"),
                  "bool": (bool, "true or false")}
 
 
@@ -79,6 +80,8 @@ class RasterSpec:
             if wanted and (not isinstance(value, wanted)
                            or (wanted is not bool and isinstance(value, bool))):
                 raise ConfigError(f"{where}: {key} must be {what}, not {value!r}")
+            if wanted not in (None, bool) and not isinstance(value, (int, float)):
+                values[key] = value.item()  # a NumPy number: the plain one (specs are saved as JSON)
         try:
             return cls(**values)
         except ConfigError as exc:
