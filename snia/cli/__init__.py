@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from snia.cli.guard import check as check_paths
 from snia.cli.parser import build_parser
 
 log = logging.getLogger("snia")
@@ -48,6 +49,7 @@ def main(argv=None) -> int:
 
     _setup_logging(args.verbose)
     try:
+        check_paths(args)  # outputs that are inputs, or cannot be written: before any work
         return COMMANDS[args.command](args)
     except SniaError as exc:
         log.error("%s", exc)

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from snia.errors import ConfigError, SniaError
+from snia.outputs import real_path, same_file
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +135,9 @@ def check_paths(output: Path, work: Path, inputs, requested: Path | None = None)
                ("temporary folder", work, work))
     for given in inputs:
         given = Path(given)
-        real = given.resolve()
+        real = real_path(given, "input")
         for what, out, name in outputs:
-            out_real = out.resolve()
+            out_real = real_path(out, f"output {what}")
             if out_real == real or same_file(out, given):
                 raise ConfigError(f"the output {what} {name} is the input {given}: writing the store "
                                   f"would replace it; choose another output path")
@@ -147,13 +148,6 @@ def check_paths(output: Path, work: Path, inputs, requested: Path | None = None)
                 raise ConfigError(f"the input {given} is inside {out}, the shard folder of the "
                                   f"output store, which writing the store replaces; choose another "
                                   f"output path")
-
-
-def same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist
-        return False
 
 
 def remove_stale_temporaries(output: Path) -> None:
