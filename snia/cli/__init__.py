@@ -144,6 +144,25 @@ def cmd_rasterize(args) -> int:
     return 0
 
 
+def cmd_gp(args) -> int:
+    from snia.errors import ConfigError
+    from snia.gp.file import fit_store
+
+    if args.chunk < 1:
+        raise ConfigError(f"--chunk must be >= 1, not {args.chunk}")
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    result = fit_store(args.store, args.output, device=device, chunk=args.chunk,
+                       progress=not args.no_progress)
+    log.info("wrote %s: %d objects fitted in %.1f s (%.0f objects/s on %s), %d failed",
+             result["path"], result["objects"], result["seconds"],
+             result["objects"] / max(result["seconds"], 1e-9), device, result["failed"])
+    return 0
+
+
 def cmd_train(args) -> int:
     from snia.parallel import dist_from_env
     from snia.train import TrainConfig, run_training, settings_from_file
@@ -274,7 +293,7 @@ def cmd_profile(args) -> int:
 
 
 COMMANDS = {"data": cmd_data, "ingest": cmd_ingest, "store": cmd_store,
-            "rasterize": cmd_rasterize, "train": cmd_train, "evaluate": cmd_evaluate,
+            "rasterize": cmd_rasterize, "gp": cmd_gp, "train": cmd_train, "evaluate": cmd_evaluate,
             "baseline": cmd_baseline, "classify": cmd_classify, "calibrate": cmd_calibrate,
             "scaling": cmd_scaling,
             "compare": cmd_compare, "report": cmd_report, "profile": cmd_profile}

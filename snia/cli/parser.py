@@ -6,6 +6,7 @@
   snia store verify STORE                check a store's invariants and its inputs' checksums
   snia store redshifts STORE             its photo-z quantiles (redshift moves toward a survey)
   snia rasterize STORE -o IMAGES.h5      light curves -> images (bands or heatmap kind)
+  snia gp fit STORE                      a Gaussian process per light curve (STORE.gp.h5)
   snia train STORE -o RUN_DIR            the CNN, data-parallel under torchrun, srun or mpiexec
   snia evaluate STORE --checkpoint CKPT  predictions, metrics.json, plots, report
   snia baseline --train S --test S       the random forest on light-curve features
@@ -107,6 +108,19 @@ def _add_rasterize(sub) -> None:
     p.add_argument("--batch-size", type=int, default=4096, help="objects per batch (memory bound)")
     p.add_argument("--config", type=Path, help="YAML config; its 'raster:' keys set the image spec")
     p.add_argument("--no-progress", action="store_true")
+
+
+def _add_gp(sub) -> None:
+    p = sub.add_parser("gp", help="Gaussian-process fits of a store's light curves",
+                       description="Fit each light curve of a store with a GP in time x wavelength "
+                                   "(2-D Matern-3/2, batched torch) and keep the fits beside it.")
+    gp = p.add_subparsers(dest="gp_command", required=True)
+    fit = gp.add_parser("fit", help="fit every object; write STORE.gp.h5 (or -o)")
+    fit.add_argument("store", type=Path)
+    fit.add_argument("-o", "--output", type=Path, help="default: the store's name with .gp.h5")
+    fit.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda")
+    fit.add_argument("--chunk", type=int, default=4096, help="objects read at a time (memory bound)")
+    fit.add_argument("--no-progress", action="store_true")
 
 
 def _add_train(sub) -> None:
@@ -272,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ingest(sub)
     _add_store(sub)
     _add_rasterize(sub)
+    _add_gp(sub)
     _add_train(sub)
     _add_evaluate(sub)
     _add_baseline(sub)

@@ -1,0 +1,197 @@
+"""GP fits of light curves (snia.gp): the batched torch fit against the plain NumPy/SciPy
+reference (itself checked against scikit-learn's GP), and the fit file kept beside a store."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from snia.gp import reference
+from snia.gp.fit import JITTER, GPSettings, fit_batch, negative_log_likelihood, padded_group
+from snia.lightcurve import Batch, offsets_from_lengths
+
+WAVES = np.array([3671.0, 4827.0, 6223.0, 7546.0, 8691.0, 9712.0])
+
+
+def supernova_like(rng, n, peak=60.0, width=15.0, noise=0.05):
+    """A bump peaked at ``peak`` days, brighter in the red bands, observed at random times."""
+    t = np.sort(rng.uniform(0.0, 150.0, n))
+    band = rng.integers(0, 6, n)
+    truth = (0.5 + band / 6.0) * np.exp(-0.5 * ((t - peak) / width) ** 2)
+    err = np.full(n, noise)
+    return t, band, truth + rng.normal(0.0, noise, n), err
+
+
+def make_batch(curves) -> Batch:
+    lengths = np.array([len(c[0]) for c in curves])
+    obs = {"time": np.concatenate([c[0] for c in curves]) + 60000.0,
+           "band": np.concatenate([c[1] for c in curves]).astype(np.int8),
+           "flux": np.concatenate([c[2] for c in curves]).astype(np.float32),
+           "flux_err": np.concatenate([c[3] for c in curves]).astype(np.float32)}
+    return Batch(object_id=np.arange(len(curves), dtype=np.int64), offsets=offsets_from_lengths(lengths),
+                 obs=obs, meta={})
+
+
+def as_float32_curve(batch, i):
+    a, b = batch.offsets[i], batch.offsets[i + 1]
+    return (batch.obs["time"][a:b] - batch.obs["time"][a], WAVES[batch.obs["band"][a:b]],
+            batch.obs["flux"][a:b].astype(np.float64), batch.obs["flux_err"][a:b].astype(np.float64))
+
+
+def test_the_reference_likelihood_is_scikit_learns():
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern
+
+    rng = np.random.default_rng(1)
+    t, band, flux, err = supernova_like(rng, 40)
+    w = WAVES[band]
+    amplitude, time_scale, wave_scale = 0.7, 12.0, 6000.0
+    kernel = ConstantKernel(amplitude ** 2, "fixed") * Matern([time_scale, wave_scale], "fixed", nu=1.5)
+    gp = GaussianProcessRegressor(kernel, alpha=err ** 2, optimizer=None, normalize_y=False)
+    x = np.column_stack([t, w])
+    gp.fit(x, flux)
+    expected = -gp.log_marginal_likelihood_value_
+    assert reference.negative_log_likelihood(t, w, flux, err, amplitude, time_scale, wave_scale) == \
+        pytest.approx(expected, rel=1e-10)
+    new = np.column_stack([rng.uniform(0, 150, 30), rng.choice(WAVES, 30)])
+    weights = reference.alpha(t, w, flux, err, amplitude, time_scale, wave_scale)
+    np.testing.assert_allclose(reference.mean(new[:, 0], new[:, 1], t, w, weights, time_scale, wave_scale),
+                               gp.predict(new), rtol=1e-8, atol=1e-10)
+
+
+def test_the_batched_likelihood_and_weights_are_the_references_for_ragged_objects():
+    import torch
+
+    rng = np.random.default_rng(2)
+    curves = [supernova_like(rng, n) for n in (5, 31, 17, 1, 60)]
+    batch = make_batch(curves)
+    members = np.array([4, 0, 2, 3, 1])  # any order, padded to the longest
+    t, w, y, var, mask, scale = padded_group(batch, WAVES[batch.obs["band"]], members, torch, "cpu")
+    log_amp = torch.tensor([0.1, -0.5, 0.0, 0.3, -1.0], dtype=torch.float64)
+    log_time = torch.log(torch.tensor([10.0, 30.0, 5.0, 20.0, 100.0], dtype=torch.float64))
+    nll, alpha, info = negative_log_likelihood(t, w, y, var, mask, log_amp, log_time, 6000.0, torch)
+    assert (info == 0).all()
+    for j, i in enumerate(members):
+        tt, ww, flux, err = as_float32_curve(batch, i)
+        s = scale[j].item()
+        amp = s * math.exp(log_amp[j].item())
+        err = np.sqrt(err ** 2 + JITTER * s ** 2)  # the fit's jitter, in flux units
+        expected = reference.negative_log_likelihood(tt, ww, flux, err, amp, math.exp(log_time[j].item()), 6000.0)
+        # the batched value is of flux / scale: n log(scale) apart
+        assert nll[j].item() + len(tt) * math.log(s) == pytest.approx(expected, rel=1e-10)
+        weights = reference.alpha(tt, ww, flux, err, amp, math.exp(log_time[j].item()), 6000.0)
+        got = alpha[j, :len(tt)].numpy() * s * math.exp(2 * log_amp[j].item())
+        np.testing.assert_allclose(got, weights, rtol=1e-8, atol=1e-10 * np.abs(weights).max())
+        assert np.all(alpha[j, len(tt):].numpy() == 0)  # padding adds nothing
+
+
+def test_the_fit_reaches_the_references_optimum_and_its_mean_peaks_where_the_curve_does():
+    rng = np.random.default_rng(3)
+    peaks = [40.0, 60.0, 75.0, 90.0, 55.0, 70.0]
+    curves = [supernova_like(rng, n, peak=p) for n, p in zip((12, 25, 40, 60, 33, 80), peaks)]
+    batch = make_batch(curves)
+    fits = fit_batch(batch, WAVES[batch.obs["band"]], GPSettings(steps=150))
+    assert not fits["failed"].any()
+    for i, peak in enumerate(peaks):
+        tt, ww, flux, err = as_float32_curve(batch, i)
+        amp, time_scale, best = reference.fit(tt, ww, flux, err, 6000.0)
+        # Adam stops near the optimum L-BFGS-B finds: within a small fraction of a nat
+        assert fits["nll"][i] <= best + 0.05 + 1e-3 * abs(best)
+        # the stored weights give the reference's mean for the fitted parameters
+        a, b = batch.offsets[i], batch.offsets[i + 1]
+        jittered = np.sqrt(err ** 2 + JITTER * np.abs(flux).max() ** 2)
+        weights = reference.alpha(tt, ww, flux, jittered, fits["amplitude"][i], fits["time_scale"][i], 6000.0)
+        np.testing.assert_allclose(fits["alpha"][a:b], weights, rtol=1e-8, atol=1e-10)
+        # the peak is the reference mean's largest value over the observed span and bands (to a
+        # step of the search grid), and near the bump's own (width 15 days; day 0 is MJD 60000)
+        grid = np.linspace(0.0, tt[-1], 2001)
+        means = [reference.mean(grid, np.full_like(grid, wave), tt, ww, weights, fits["time_scale"][i], 6000.0)
+                 for wave in np.unique(ww)]
+        expected = batch.obs["time"][a] + grid[np.unravel_index(np.argmax(means), (len(means), len(grid)))[1]]
+        assert abs(fits["peak_time"][i] - expected) <= tt[-1] / 255 + 0.1
+        assert abs(fits["peak_time"][i] - (60000.0 + peak)) < 8.0
+
+
+def test_objects_are_fitted_as_if_alone():
+    rng = np.random.default_rng(4)
+    curves = [supernova_like(rng, n) for n in (8, 50, 21, 33)]
+    batch = make_batch(curves)
+    wave = WAVES[batch.obs["band"]]
+    together = fit_batch(batch, wave, GPSettings(group=4))
+    for i in range(len(curves)):
+        a, b = batch.offsets[i], batch.offsets[i + 1]
+        alone = fit_batch(make_batch([curves[i]]), wave[a:b], GPSettings(group=4))
+        for key in ("amplitude", "time_scale", "nll", "peak_time"):
+            assert together[key][i] == pytest.approx(alone[key][0], rel=1e-6, abs=1e-6), key
+        np.testing.assert_allclose(together["alpha"][a:b], alone["alpha"], rtol=1e-6, atol=1e-9)
+
+
+def test_settings_out_of_range_are_refused_by_name():
+    from snia.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="time_scale"):
+        GPSettings(min_time_scale=50.0, time_scale=20.0)
+    with pytest.raises(ConfigError, match="steps"):
+        GPSettings(steps=0)
+
+
+# ----------------------------------------------------------------------------- the fit file
+
+
+@pytest.fixture
+def small_store(tmp_path):
+    from conftest import synthetic_plasticc
+
+    from snia.ingest import run_ingest
+
+    lc, meta, _ = synthetic_plasticc(tmp_path, 12, 9)
+    run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False, split="train")
+    return tmp_path / "s.h5"
+
+
+def test_gp_fit_command_writes_the_fits_beside_the_store_checked_against_it(small_store, tmp_path):
+    from snia.cli import main
+    from snia.gp.file import default_path, read_fits
+    from snia.store import Store
+
+    assert main(["gp", "fit", str(small_store), "--chunk", "5", "--device", "cpu", "--no-progress"]) == 0
+    out = default_path(small_store)
+    assert out.name == "s.gp.h5" and out.is_file()
+    with Store(small_store) as store:
+        fits = read_fits(out, store)
+        batch = store.batch(slice(0, len(store)))
+        wave = np.array([b.wavelength for b in store.bands.bands])[batch.obs["band"]]
+    np.testing.assert_array_equal(fits.objects["object_id"], batch.object_id)
+    one_pass = fit_batch(batch, wave, fits.settings)  # chunks of 5 == one pass
+    np.testing.assert_allclose(fits.objects["time_scale"], one_pass["time_scale"], rtol=1e-6)
+    np.testing.assert_allclose(fits.alpha, one_pass["alpha"], rtol=1e-6, atol=1e-9)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporaries
+
+
+def test_fits_of_another_store_are_refused_naming_both(small_store, tmp_path):
+    from conftest import synthetic_plasticc
+
+    from snia.errors import StoreError
+    from snia.gp.file import fit_store, read_fits
+    from snia.ingest import run_ingest
+    from snia.store import Store
+
+    fit_store(small_store, tmp_path / "fits.h5", GPSettings(steps=2), progress=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    lc, meta, _ = synthetic_plasticc(other, 12, 10)
+    run_ingest("plasticc", [lc], other / "s.h5", [meta], progress=False, split="train")
+    with Store(other / "s.h5") as store, pytest.raises(StoreError, match="fitted to another store"):
+        read_fits(tmp_path / "fits.h5", store)
+    with Store(small_store) as store, pytest.raises(StoreError, match="no GP fits"):
+        read_fits(tmp_path / "missing.h5", store)
+
+
+def test_gp_fit_of_a_missing_store_is_one_line(tmp_path, capsys):
+    from snia.cli import main
+
+    assert main(["gp", "fit", str(tmp_path / "nope.h5"), "--no-progress"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope.h5" in err[0]
