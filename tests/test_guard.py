@@ -78,6 +78,7 @@ def test_an_output_that_is_an_input_is_refused_by_every_command(made, tmp_path, 
     config.write_text("raster: {}\n")
     refused(["rasterize", store, "--config", config, "-o", config], [config], capsys, config)
     refused(["store", "redshifts", store, "-o", link], [store], capsys, link)
+    refused(["gp", "fit", store, "-o", hard], [store], capsys, hard)
     refused(["scaling", "run", store, "--mode", "strong", "-o", hard], [store], capsys, hard)
     # folders: the files written inside them
     run = model.parent

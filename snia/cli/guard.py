@@ -57,6 +57,12 @@ def _rasterize(a) -> Paths:
     return Paths(inputs=[a.store, a.config], files=[a.output])
 
 
+def _gp(a) -> Paths:
+    from snia.gp.file import default_path
+
+    return Paths(inputs=[a.store], files=[a.output or default_path(a.store)])
+
+
 def _train(a) -> Paths:
     from snia.train.run_folder import BEST, CHECKPOINT, HISTORY
 
@@ -115,7 +121,7 @@ def _profile(a) -> Paths:
     return Paths(inputs=[a.source], folders=[Path.home() / ".config" / "snakemake" / a.name])
 
 
-PATHS = {"ingest": _ingest, "data": _data, "store": _store, "rasterize": _rasterize, "train": _train,
+PATHS = {"ingest": _ingest, "data": _data, "store": _store, "rasterize": _rasterize, "gp": _gp, "train": _train,
          "evaluate": _evaluate, "baseline": _baseline, "classify": _classify, "calibrate": _calibrate,
          "scaling": _scaling, "compare": _compare, "report": _report, "profile": _profile}
 
