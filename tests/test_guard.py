@@ -133,3 +133,17 @@ def test_a_symlink_loop_in_an_input_folder_is_named(tmp_path, capsys):
     line = refused(["ingest", "--format", "plasticc", tmp_path, "--metadata", meta, "-o",
                     tmp_path.parent / f"{tmp_path.name}.h5"], [lc, meta], capsys, loop)
     assert "symlink loop" in line
+
+
+def test_a_training_set_of_one_class_is_refused_naming_the_classes(made, tmp_path, capsys):
+    config = tmp_path / "settings.yaml"
+    run = tmp_path / "run"
+    config.write_text("train:\n  epochs: 1\n  batch_size: 8\n  types: [II, Ibc]\n")
+    line = refused(["train", made["store"], "-o", run, "--config", config], [made["store"]], capsys,
+                   made["store"], "one class", "'II':", "Ia and not Ia")
+    assert not run.exists()  # before any work
+    config.write_text("train:\n  epochs: 1\n  task: multiclass\n  types: [Ia, Ibc]\n"
+                      "  val_fraction: 0.99\n")
+    refused(["train", made["store"], "-o", run, "--config", config], [made["store"]], capsys,
+            "no training objects of types ['Ia', 'Ibc']", "nothing to train on")
+    assert not run.exists()
