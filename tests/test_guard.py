@@ -139,11 +139,35 @@ def test_a_training_set_of_one_class_is_refused_naming_the_classes(made, tmp_pat
     config = tmp_path / "settings.yaml"
     run = tmp_path / "run"
     config.write_text("train:\n  epochs: 1\n  batch_size: 8\n  types: [II, Ibc]\n")
-    line = refused(["train", made["store"], "-o", run, "--config", config], [made["store"]], capsys,
-                   made["store"], "one class", "'II':", "Ia and not Ia")
+    refused(["train", made["store"], "-o", run, "--config", config], [made["store"]], capsys,
+            made["store"], "one class", "'II':", "Ia and not Ia")
     assert not run.exists()  # before any work
     config.write_text("train:\n  epochs: 1\n  task: multiclass\n  types: [Ia, Ibc]\n"
                       "  val_fraction: 0.99\n")
     refused(["train", made["store"], "-o", run, "--config", config], [made["store"]], capsys,
             "no training objects of types ['Ia', 'Ibc']", "nothing to train on")
     assert not run.exists()
+
+
+def empty_store(path):
+    """A store of no objects (valid: store verify calls it OK), which ingest never writes."""
+    from snia.bands import BandRegistry
+    from snia.store import SPLIT_NAMES, root_attributes, verify, write_virtual_store
+
+    write_virtual_store(path, [], BandRegistry(), root_attributes({}, 0, 0, "virtual", list(SPLIT_NAMES)))
+    assert not [f for f in verify(path, check_inputs=False) if "checksum" not in f]
+    return path
+
+
+def test_an_empty_store_is_one_line_for_every_command_that_reads_one(made, tmp_path, capsys):
+    store = empty_store(tmp_path / "empty.h5")
+    model = made["model"]
+    for command in (["rasterize", store, "-o", tmp_path / "images.h5"],
+                    ["train", store, "-o", tmp_path / "run"],
+                    ["evaluate", store, "--checkpoint", model, "-o", tmp_path / "evaluation"],
+                    ["classify", store, "--checkpoint", model, "-o", tmp_path / "p.csv"],
+                    ["calibrate", store, "--checkpoint", model, "-o", tmp_path / "calibrated"],
+                    ["baseline", "--train", made["store"], "--test", store, "-o", tmp_path / "rf"],
+                    ["gp", "fit", store, "-o", tmp_path / "gp.h5"]):
+        refused(command, [store], capsys, store, "holds no objects")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.h5"]  # nothing written

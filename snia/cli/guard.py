@@ -4,7 +4,8 @@ One table says, per command, what it reads (stores, CSV files, checkpoints, conf
 what it writes: output files, output folders, and the files it writes inside them. The checks are
 ``snia.outputs``: no output is an input under another name (symlink, hard link, ``..``), and every
 output can be written (an output file is not a folder, its folder exists and is writable). A
-command missing from the table writes nothing (``store info``/``verify``).
+command missing from the table writes nothing (``store info``/``verify``). A store of no objects
+is refused by the commands that read one (``check_not_empty``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from snia.errors import ConfigError
 from snia.outputs import check_not_inputs, check_output_file, check_output_folder
 
 
@@ -126,17 +128,52 @@ PATHS = {"ingest": _ingest, "data": _data, "store": _store, "rasterize": _raster
          "scaling": _scaling, "compare": _compare, "report": _report, "profile": _profile}
 
 
+# commands -> the argument naming the store(s) they read; an empty store is refused by them
+STORE_ARGS = {"rasterize": ("store",), "gp": ("store",), "train": ("store",), "evaluate": ("store",),
+              "calibrate": ("store",), "baseline": ("train", "test"), "classify": ("inputs",)}
+
+
+def check_not_empty(args) -> None:
+    """Refuse a store of no objects (one that ``store verify`` calls OK, but that ingest never
+    writes) in one line: there is nothing to rasterize, fit, train on, classify or evaluate (an
+    error, not an empty result: see docs/store.md). Stores that do not exist or cannot be read
+    are left to the command, which names them in its own words."""
+    import h5py
+
+    from snia.store import Store
+
+    for name in STORE_ARGS.get(args.command, ()):
+        paths = getattr(args, name)
+        paths = paths if isinstance(paths, list) else [paths]
+        for path in paths:
+            try:
+                if not (Path(path).is_file() and h5py.is_hdf5(path)):
+                    continue
+                with Store(path) as store:
+                    n = len(store)
+            except Exception:  # noqa: BLE001 - the command reports it
+                continue
+            if n == 0:
+                raise ConfigError(f"{path} holds no objects (an empty store): nothing to "
+                                  f"{VERBS[args.command]}")
+
+
+VERBS = {"rasterize": "rasterize", "gp": "fit", "train": "train on", "evaluate": "evaluate",
+         "calibrate": "calibrate on", "baseline": "train or test on", "classify": "classify"}
+
+
 def check(args) -> None:
-    """Refuse, in one line, outputs that are inputs or cannot be written (ConfigError)."""
+    """Refuse, in one line (ConfigError), outputs that are inputs or cannot be written, and empty
+    stores."""
     paths = PATHS[args.command](args) if args.command in PATHS else None
-    if paths is None:
-        return
-    outputs = [p for p in (*paths.files, *paths.folders, *paths.new_folder_files) if p is not None]
-    check_not_inputs(paths.inputs, outputs, paths.written)
-    for path in paths.files:
-        if path is not None:
-            check_output_file(path)
-    for path in paths.new_folder_files:
-        check_output_file(path, create_folder=True)
-    for path in paths.folders:
-        check_output_folder(path)
+    if paths is not None:
+        outputs = [p for p in (*paths.files, *paths.folders, *paths.new_folder_files) if p is not None]
+        check_not_inputs(paths.inputs, outputs, paths.written)
+        for path in paths.files:
+            if path is not None:
+                check_output_file(path)
+        for path in paths.new_folder_files:
+            check_output_file(path, create_folder=True)
+        for path in paths.folders:
+            check_output_folder(path)
+    check_not_empty(args)
