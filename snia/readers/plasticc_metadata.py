@@ -44,6 +44,9 @@ def pyarrow_csv():
     return pa, csv
 
 
+PADDING = " \t"  # what Arrow's CSV reader strips around a number
+
+
 def parses(text: str, kind) -> bool:
     """Whether Python reads ``text`` as a number of this kind (stricter than Python: no '_' or
     surrounding blanks, which Arrow refuses too)."""
@@ -76,13 +79,15 @@ def to_numbers(column, target):
                                for v in column.to_pylist()], pa.string())
     column = column.fill_null("")
     empty = pc.equal(column, "").to_numpy(zero_copy_only=False)
-    as_null = pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), column)
+    # Arrow's CSV reader (the fast path) takes numbers padded with blanks or tabs; its cast does not
+    trimmed = pc.utf8_trim(column, characters=PADDING)
+    as_null = pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), trimmed)
     try:
         return as_null.cast(target), empty, np.zeros(len(column), dtype=bool)
     except pa.ArrowInvalid:
         pass
     kind = int if pa.types.is_integer(target) else float
-    texts = column.to_pylist()
+    texts = trimmed.to_pylist()
     bad = np.array([not e and not parses(t, kind) for t, e in zip(texts, empty)], dtype=bool)
     _bisect_bad(as_null, target, np.flatnonzero(~bad & ~empty), bad)
     cleaned = pc.if_else(pa.array(bad), pa.scalar(None, pa.string()), as_null)
