@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
 from snia.cli.guard import check as check_paths
 from snia.cli.parser import build_parser
+from snia.stopping import check as check_stopped
+from snia.stopping import signal_of, stop_on_signals
 
 log = logging.getLogger("snia")
 
@@ -41,6 +44,8 @@ def _setup_logging(verbose: bool, rank: int = 0, size: int = 1) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format=f"%(asctime)s {prefix}%(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+    # torch logs its FakeTensor cache statistics at INFO when the process exits: not ours to say
+    logging.getLogger("torch").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def main(argv=None) -> int:
@@ -49,8 +54,16 @@ def main(argv=None) -> int:
 
     _setup_logging(args.verbose)
     try:
-        check_paths(args)  # outputs that are inputs, or cannot be written: before any work
-        return COMMANDS[args.command](args)
+        with stop_on_signals():  # SIGTERM, SIGINT: an exception, so what is half written goes
+            check_paths(args)  # outputs that are inputs, or cannot be written: before any work
+            code = COMMANDS[args.command](args)
+            check_stopped()  # a signal whose exception was lost on the way
+            return code
+    except KeyboardInterrupt as exc:  # one line, no traceback; the shell's 128 + signal
+        signum = signal_of(exc)
+        log.error("snia %s stopped by %s: the files it was writing were removed (outputs "
+                  "completed before are kept)", args.command, signal.Signals(signum).name)
+        return 128 + signum
     except SniaError as exc:
         log.error("%s", exc)
         return EXIT_BAD_INPUT

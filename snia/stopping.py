@@ -1,0 +1,79 @@
+"""How a command stops on SIGTERM (what SLURM sends at a time limit or preemption) or SIGINT
+(Ctrl-C): like an exception, so every ``finally`` and ``with`` on the way out removes what it was
+writing (``snia.files.atomic_path``'s temporary file, a temporary store in TMPDIR), and the command
+line prints one line instead of a ``KeyboardInterrupt`` traceback.
+
+``Stopped`` derives from KeyboardInterrupt, not Exception, for the reason Ctrl-C's does: library
+code's ``except Exception`` (tqdm's, for one) must not swallow it. Outputs already complete (a
+checkpoint of an earlier epoch) are kept: they were published atomically.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+
+HANDLED = (signal.SIGTERM, signal.SIGINT)
+
+
+class Stopped(KeyboardInterrupt):
+    """A signal stopped the command; raised in the main thread by the handler."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+
+def signal_of(exc: BaseException) -> int:
+    """The signal behind a KeyboardInterrupt (Ctrl-C's own: SIGINT)."""
+    return int(getattr(exc, "signum", None) or signal.SIGINT)
+
+
+class _State:
+    received: int | None = None  # the first signal that stopped this command
+
+
+def _raise(signum, frame):
+    if _State.received is None:
+        _State.received = signum
+    raise Stopped(signum)
+
+
+def check() -> None:
+    """Raise Stopped if a signal arrived whose exception was lost: raised from a handler that ran
+    inside a weakref callback or a destructor (h5py frees objects that way), Python only prints
+    it. Called where work is published or read (``atomic_path``, each store batch)."""
+    if _State.received is not None:
+        raise Stopped(_State.received)
+
+
+def received() -> int | None:
+    """The signal that stopped this command, or None."""
+    return _State.received
+
+
+@contextmanager
+def stop_on_signals():
+    """SIGTERM and SIGINT raise Stopped in the main thread while inside (elsewhere, where Python
+    cannot install handlers, nothing changes); the previous handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _State.received = None
+    previous = {signum: signal.signal(signum, _raise) for signum in HANDLED}
+    unraisable = sys.unraisablehook
+
+    def quiet(what):  # a lost Stopped is raised again by check(); no "Exception ignored" traceback
+        if not isinstance(what.exc_value, Stopped):
+            unraisable(what)
+
+    sys.unraisablehook = quiet
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        sys.unraisablehook = unraisable
+        _State.received = None

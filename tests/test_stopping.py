@@ -1,0 +1,112 @@
+"""SIGTERM (SLURM's time limit) and SIGINT (Ctrl-C) stop every command leaving nothing behind (no
+hidden temporary file beside the output, no temporary store in TMPDIR) with one line, no
+traceback, exit 128 + signal (issue 20 item 3)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import synthetic_plasticc
+
+# `snia ARGS` with every store read slowed down, so that a signal finds the command at work
+SLOW = ("import sys, time\n"
+        "import snia.store.reader as reader\n"
+        "batch = reader.Store.batch\n"
+        "def slow(self, *args, **kwargs):\n"
+        "    time.sleep(float(sys.argv[1]))\n"
+        "    return batch(self, *args, **kwargs)\n"
+        "reader.Store.batch = slow\n"
+        "from snia.cli import main\n"
+        "sys.exit(main(sys.argv[2:]))\n")
+
+
+def start(args, tmp_path, pause=60.0):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI", "OMPI", "SLURM", "HYDRA"))}
+    env["TMPDIR"] = str(tmp_path / "tmpdir")
+    (tmp_path / "tmpdir").mkdir(exist_ok=True)
+    return subprocess.Popen([sys.executable, "-c", SLOW, str(pause), *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_for(condition, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the command ended first: {proc.communicate()}")
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("the command never got there")
+
+
+def stopped(proc, signum, command) -> None:
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, err
+    assert "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert f"ERROR snia: snia {command} stopped by {signal.Signals(signum).name}" in last, err
+
+
+def everything(folder) -> list:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    from snia.ingest import run_ingest
+    from snia.train import TrainConfig, run_training
+
+    folder = tmp_path_factory.mktemp("stopping")
+    lc, meta, _ = synthetic_plasticc(folder, 40, 35)
+    store = folder / "store.h5"
+    run_ingest("plasticc", [lc], store, [meta], progress=False)
+    run_training(store, folder / "run", TrainConfig.from_dict(
+        {"epochs": 1, "batch_size": 8, "val_fraction": 0.3,
+         "model": {"channels": [4, 8], "groups": 2, "hidden": 8}}))
+    return {"lc": lc, "meta": meta, "store": store, "model": folder / "run" / "best.pt"}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_rasterize_stopped_leaves_no_temporary_file(made, tmp_path, signum):
+    out = tmp_path / "images.h5"
+    proc = start(["rasterize", made["store"], "-o", out, "--batch-size", "1", "--no-progress"], tmp_path,
+                 pause=0.2)
+    wait_for(lambda: list(tmp_path.glob(".images.h5.tmp-*")), proc)
+    stopped(proc, signum, "rasterize")
+    assert everything(tmp_path) == ["tmpdir"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_classify_of_raw_files_stopped_leaves_no_temporary_store(made, tmp_path, signum):
+    out = tmp_path / "p.csv"
+    proc = start(["classify", made["lc"], "--format", "plasticc", "--metadata", made["meta"],
+                  "--checkpoint", made["model"], "-o", out], tmp_path, pause=5)
+    wait_for(lambda: list((tmp_path / "tmpdir").rglob("input.h5")), proc)  # the temporary store
+    stopped(proc, signum, "classify")
+    assert everything(tmp_path) == ["tmpdir"]
+
+
+def test_evaluate_stopped_says_so_in_one_line(made, tmp_path):
+    proc = start(["evaluate", made["store"], "--checkpoint", made["model"], "-o", tmp_path / "e"], tmp_path)
+    time.sleep(3)  # at work (the first store read sleeps)
+    stopped(proc, signal.SIGTERM, "evaluate")
+    assert not list(tmp_path.rglob(".*.tmp-*"))
+
+
+def test_ingest_stopped_by_ctrl_c_is_one_line(tmp_path):
+    lc, meta, _ = synthetic_plasticc(tmp_path, 4000, 7)
+    before = everything(tmp_path)
+    out = tmp_path / "s.h5"
+    proc = start(["ingest", "--format", "plasticc", lc, "--metadata", meta, "-o", out, "--no-progress",
+                  "--layout", "virtual", "--chunk-mb", "0.002"], tmp_path)
+    wait_for(lambda: list(tmp_path.glob(".s.h5.tmp-*/shards/shard-00000.h5")), proc)
+    stopped(proc, signal.SIGINT, "ingest")
+    assert everything(tmp_path) == sorted([*before, "tmpdir"])
