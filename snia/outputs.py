@@ -12,6 +12,7 @@ The messages are one line (ConfigError) naming both paths.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -95,3 +96,38 @@ def check_output_folder(path) -> None:
         raise ConfigError(f"cannot create {path}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot write {path}: folder {existing} is not writable")
+
+
+# ENOSPC: no space left on the device; EDQUOT: the user's quota; EFBIG: the file-size limit
+FULL = {errno.ENOSPC: ("No space left on device", "the disk is full"),
+        errno.EDQUOT: ("Disk quota exceeded", "the disk quota is exceeded"),
+        errno.EFBIG: ("File too large", "the file-size limit is reached")}
+
+
+def _full_kind(exc: BaseException) -> str | None:
+    if isinstance(exc, OSError) and exc.errno in FULL:
+        return FULL[exc.errno][1]
+    if isinstance(exc, (OSError, RuntimeError)):  # h5py raises either, with the errno in the text
+        return next((kind for text, kind in FULL.values() if text in str(exc)), None)
+    return None
+
+
+def disk_full(exc: BaseException | None) -> BaseException | None:
+    """The OSError, in ``exc`` or the exceptions it was raised from or while handling, that says
+    a disk, a quota or the file-size limit is full (h5py's may carry the errno only in their text)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if _full_kind(exc):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def full_disk_message(exc: BaseException, output=None) -> str:
+    """One line: what is full, where, and that nothing was written."""
+    where = output or getattr(exc, "filename", None)
+    place = f" writing {where}" if where else ""
+    return (f"{_full_kind(exc)}{place}: nothing was written (what was being written was removed; "
+            f"outputs completed before, such as earlier checkpoints, are kept); free some space or "
+            f"write elsewhere")

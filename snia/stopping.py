@@ -10,6 +10,7 @@ checkpoint of an earlier epoch) are kept: they were published atomically.
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 import threading
@@ -29,6 +30,13 @@ class Stopped(KeyboardInterrupt):
 def signal_of(exc: BaseException) -> int:
     """The signal behind a KeyboardInterrupt (Ctrl-C's own: SIGINT)."""
     return int(getattr(exc, "signum", None) or signal.SIGINT)
+
+
+def _full_disk(exc) -> bool:
+    """A destructor's write failing on a full disk (h5py's): the write that is checked reports it."""
+    return isinstance(exc, (OSError, RuntimeError)) and (
+        getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or any(
+            text in str(exc) for text in ("No space left on device", "Disk quota exceeded", "File too large")))
 
 
 class _State:
@@ -66,7 +74,7 @@ def stop_on_signals():
     unraisable = sys.unraisablehook
 
     def quiet(what):  # a lost Stopped is raised again by check(); no "Exception ignored" traceback
-        if not isinstance(what.exc_value, Stopped):
+        if not isinstance(what.exc_value, Stopped) and not _full_disk(what.exc_value):
             unraisable(what)
 
     sys.unraisablehook = quiet

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
 from snia.cli.guard import check as check_paths
 from snia.cli.parser import build_parser
+from snia.outputs import disk_full, full_disk_message
 from snia.stopping import check as check_stopped
 from snia.stopping import signal_of, stop_on_signals
 
@@ -69,6 +71,15 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         log.error("%s", exc)
+        return EXIT_FAILED
+    except (OSError, RuntimeError) as exc:  # h5py raises either for a full disk
+        full = disk_full(exc)
+        if full is None:
+            raise
+        log.error("snia %s: %s", args.command, full_disk_message(full, getattr(args, "output", None)))
+        if argv is None:  # the command line: HDF5 crashes at exit closing a file whose write failed
+            logging.shutdown()
+            os._exit(EXIT_FAILED)
         return EXIT_FAILED
     except ModuleNotFoundError as exc:
         if exc.name not in OPTIONAL_MODULES:
