@@ -46,6 +46,7 @@ from snia.ingest.guard import (
     shard_dir_of,
     temp_name,
 )
+from snia.ingest.lock import OutputLock
 from snia.lightcurve import clean_chunk
 from snia.parallel import world
 from snia.readers import reader_for, split_work
@@ -122,11 +123,12 @@ def run_ingest(fmt: str, inputs, output, metadata=(), *, survey=None, split=None
     work = output.parent / comm.bcast(temp_name(output) if comm.rank == 0 else None)
     shard = work / "shards" / f"shard-{comm.rank:05d}.h5"
 
-    with Signals() as signals:
+    with Signals() as signals, OutputLock(output, take=comm.rank == 0) as lock:
         try:
             error = None
             if comm.rank == 0:
                 try:
+                    lock.check()  # one ingestion per output: another one's would be replaced
                     prepare_output(output, work, overwrite, [*inputs, *metadata], requested)
                 except BaseException as exc:  # noqa: BLE001 - passed to every rank by _sync
                     error = exc
