@@ -171,3 +171,46 @@ def test_an_empty_store_is_one_line_for_every_command_that_reads_one(made, tmp_p
                     ["gp", "fit", store, "-o", tmp_path / "gp.h5"]):
         refused(command, [store], capsys, store, "holds no objects")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.h5"]  # nothing written
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("epochs: ten", "epochs must be a whole number, not 'ten'"),
+    ("lr: fast", "lr must be a number, not 'fast'"),
+    ("batch_size: 16.5", "batch_size must be a whole number, not 16.5"),
+    ("model: {channels: '8,16'}", "model.channels must be a list of whole numbers, not '8,16'"),
+    ("types: Ia", "types must be a list, not 'Ia'"),
+    ("augment: {enabled: maybe}", "augment.enabled must be true or false, not 'maybe'"),
+    ("augment: {redshift_tries: 2.5}", "augment.redshift_tries must be a whole number, not 2.5"),
+    ("raster: {n_time: many}", "raster.n_time must be a whole number, not 'many'"),
+    ("model: {arch: gru, window: [1, 2, 3]}", "model.window must be a list of 2 (a number, a number) or null"),
+    ("distill: {weight: heavy}", "distill.weight must be a number, not 'heavy'"),
+])
+def test_settings_of_the_wrong_type_are_one_line_naming_key_value_and_type(tmp_path, capsys, setting, message):
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"train:\n  {setting}\n")
+    assert main(["train", str(tmp_path / "none.h5"), "-o", str(tmp_path / "run"), "--config", str(config)]
+                ) == EXIT_BAD_INPUT
+    assert message in error_line(capsys.readouterr().err)
+
+
+def test_type_checks_follow_the_dataclass_and_take_yaml_numbers_spelt_as_text():
+    from dataclasses import dataclass
+
+    from snia.errors import ConfigError
+    from snia.train import TrainConfig
+    from snia.typecheck import checked
+
+    assert TrainConfig.from_dict({"lr": "2e-3"}).lr == 0.002  # YAML 1.1 reads 2e-3 as text
+
+    @dataclass
+    class Settings:
+        size: int = 1
+        scale: float | None = None
+        shape: tuple[int, ...] = ()
+
+    assert checked({"size": 3, "scale": None, "shape": [1, 2]}, Settings) == {"size": 3, "scale": None,
+                                                                              "shape": [1, 2]}
+    with pytest.raises(ConfigError, match=r"^s\.shape must be a list of whole numbers, not \[1, 'x'\]$"):
+        checked({"shape": [1, "x"]}, Settings, "s.")
+    with pytest.raises(ConfigError, match="size must be a whole number, not True"):
+        checked({"size": True}, Settings)

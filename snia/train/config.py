@@ -19,6 +19,7 @@ from snia.models import CNNConfig, arch_of_config, make_config
 from snia.models.registry import config_class
 from snia.raster import DEFAULT_KIND, GEOMETRY_FIELDS, KINDS, MODEL_GEOMETRY, RasterSpec, model_geometry
 from snia.taxonomy import CLASSES
+from snia.typecheck import checked
 
 TASKS = ("binary", "multiclass")
 # choices of how to run, not of what is learnt: a resume does not compare them
@@ -99,14 +100,15 @@ class TrainConfig:
         """Settings from a (YAML) mapping; nested sections may be mappings or dataclasses."""
         values = dict(values)
         _refuse_unknown(values, cls, "training setting(s)")
+        values = checked(values, cls)  # each value of its field's type, or one line naming it
         for key, section in (("augment", AugmentConfig), ("distill", DistillConfig)):
             if isinstance(values.get(key), dict):
                 _refuse_unknown(values[key], section, f"setting(s) under '{key}'")
-                values[key] = section(**values[key])
+                values[key] = section(**checked(values[key], section, f"{key}."))
         if isinstance(values.get("model"), dict):
             values["model"] = model_settings(values["model"])
         if "raster" in values:  # geometry keys not given keep the shipped model's
-            values["raster"] = model_geometry(values["raster"])
+            values["raster"] = model_geometry(checked(values["raster"], RasterSpec, "raster."))
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -136,7 +138,7 @@ def model_settings(values: dict):
         raise ConfigError(f"unknown setting(s) under 'model' {unknown} for arch {arch!r}; "
                           f"known: {['arch', *known]}")
     base = asdict(SHIPPED_MODEL) if arch == "cnn" else {}
-    return make_config(arch, {**base, **values})
+    return make_config(arch, {**base, **checked(values, config_class(arch), "model.")})
 
 
 def _without_runtime(values: dict) -> dict:
