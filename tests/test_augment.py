@@ -299,3 +299,20 @@ def test_settings_out_of_range_are_named(setting, bad):
     with pytest.raises(ConfigError, match=f"augment.{setting} must be"):
         AugmentConfig(**{setting: bad})
     AugmentConfig(**{setting: 1})  # the edge of each range is allowed
+
+
+def test_every_redshift_try_draws_from_its_own_stream():
+    """The stream packs (index << 8) | purpose: a redshift try's purpose, MOVE_NOISE + 16 t, must
+    stay below 256, or try 16 of observation k would draw observation k + 1's numbers (issue 20
+    item 11). The setting is bounded by what the packing holds."""
+    from snia.augment.shared import MAX_REDSHIFT_TRIES, MOVE_NOISE, TRY_STRIDE
+
+    purposes = set(range(1, 16)) | {MOVE_NOISE + TRY_STRIDE * t for t in range(MAX_REDSHIFT_TRIES)}
+    assert max(purposes) < 256
+    packed = {(k << 8) | p for k in range(64) for p in purposes}
+    assert len(packed) == 64 * len(purposes)  # no two (index, purpose) pairs share a stream
+    spill = MOVE_NOISE + TRY_STRIDE * MAX_REDSHIFT_TRIES  # one try more
+    assert stream.draw(1, 2, 3, 0, spill)[0] == stream.draw(1, 2, 3, 1, spill - 256)[0]  # collides
+    AugmentConfig(redshift_tries=MAX_REDSHIFT_TRIES)
+    with pytest.raises(ConfigError, match=rf"augment.redshift_tries must be in \[1, {MAX_REDSHIFT_TRIES}\]"):
+        AugmentConfig(redshift_tries=MAX_REDSHIFT_TRIES + 1)

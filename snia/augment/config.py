@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from snia.augment.shared import MAX_REDSHIFT_TRIES
 from snia.errors import ConfigError
 
 
@@ -48,5 +49,7 @@ class AugmentConfig:
         for name in ("time_shift", "flux_noise", "redshift_max", "truncate_days"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"augment.{name} must be >= 0, not {getattr(self, name)}")
-        if self.redshift_tries < 1:
-            raise ConfigError(f"augment.redshift_tries must be >= 1, not {self.redshift_tries}")
+        if not 1 <= self.redshift_tries <= MAX_REDSHIFT_TRIES:
+            raise ConfigError(f"augment.redshift_tries must be in [1, {MAX_REDSHIFT_TRIES}] (each try "
+                              f"draws from its own random stream, and there are {MAX_REDSHIFT_TRIES}), "
+                              f"not {self.redshift_tries}")

@@ -18,6 +18,10 @@ from snia.augment.stream import stream_math
 DROP, KEEP, RESCUE, SHIFT, NOISE_K, NOISE, MOVE, Z, ERR_FACTOR, FLOOR_FACTOR, MOVE_NOISE, \
     DDF_FLOOR, DDF_NOISE, TRUNCATE, TRUNCATE_DAYS = range(1, 16)
 TRY_STRIDE = 16  # MOVE_NOISE + TRY_STRIDE * t: the noise of redshift try t
+# The stream packs (index << 8) | purpose (snia.augment.stream): a purpose must stay below 256, or
+# it would spill into the index and draw another observation's numbers. So at most this many tries.
+PURPOSE_BITS = 8
+MAX_REDSHIFT_TRIES = ((1 << PURPOSE_BITS) - 1 - MOVE_NOISE) // TRY_STRIDE + 1
 DETECTION_SNR = 5.0  # PLAsTiCC's trigger: at least two detections at S/N >= 5
 DETECTIONS = 2
 OMEGA_M = 0.3  # flat LCDM
