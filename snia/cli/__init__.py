@@ -79,6 +79,8 @@ def main(argv=None) -> int:
         log.error("snia %s: %s", args.command, full_disk_message(full, getattr(args, "output", None)))
         if argv is None:  # the command line: HDF5 crashes at exit closing a file whose write failed
             logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
             os._exit(EXIT_FAILED)
         return EXIT_FAILED
     except ModuleNotFoundError as exc:
