@@ -41,6 +41,8 @@ def _full_disk(exc) -> bool:
 
 class _State:
     received: int | None = None  # the first signal that stopped this command
+    deferred: int | None = None  # one that arrived where stopping had to wait (defer)
+    active = False  # inside stop_on_signals
 
 
 def _raise(signum, frame):
@@ -50,11 +52,25 @@ def _raise(signum, frame):
 
 
 def check() -> None:
-    """Raise Stopped if a signal arrived whose exception was lost: raised from a handler that ran
-    inside a weakref callback or a destructor (h5py frees objects that way), Python only prints
-    it. Called where work is published or read (``atomic_path``, each store batch)."""
+    """Raise Stopped if a signal arrived whose exception was lost (raised from a handler that ran
+    inside a weakref callback or a destructor, as h5py frees objects, Python only prints it) or
+    was deferred. Called where work is published or read (``atomic_path``, each store batch)."""
+    if _State.received is not None or _State.deferred is not None:
+        raise Stopped(_State.received or _State.deferred)
+
+
+def check_lost() -> None:
+    """Raise Stopped if a signal's exception was lost (not for a deferred one: the step that
+    deferred it finished, e.g. a store renamed into place is complete)."""
     if _State.received is not None:
         raise Stopped(_State.received)
+
+
+def defer(signum: int) -> None:
+    """A signal that arrived where stopping had to wait (an ingestion renaming its store into
+    place) stops the command at its next step (``check``), e.g. classify's after its ingestion."""
+    if _State.active and _State.deferred is None:
+        _State.deferred = signum
 
 
 def received() -> int | None:
@@ -69,7 +85,8 @@ def stop_on_signals():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    _State.received = None
+    _State.received = _State.deferred = None
+    _State.active = True
     previous = {signum: signal.signal(signum, _raise) for signum in HANDLED}
     unraisable = sys.unraisablehook
 
@@ -84,4 +101,5 @@ def stop_on_signals():
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         sys.unraisablehook = unraisable
-        _State.received = None
+        _State.received = _State.deferred = None
+        _State.active = False

@@ -181,3 +181,19 @@ def test_no_space_left_is_one_line_naming_the_output(made, tmp_path, capsys, mon
     assert "Traceback" not in err
     assert f"the disk is full writing {out}: nothing was written" in err.strip().splitlines()[-1]
     assert everything(tmp_path) == []
+
+
+def test_a_signal_held_while_a_store_is_renamed_stops_the_next_step():
+    """classify's ingestion defers a signal that arrives while it renames its store into place
+    (the store is complete); classify then stops at its next step instead of finishing."""
+    from snia import stopping
+    from snia.ingest.guard import Signals
+
+    with stopping.stop_on_signals():
+        with Signals() as held:
+            with held.hold():
+                held._handle(signal.SIGTERM, None)  # arrives during the rename: waits
+        with pytest.raises(stopping.Stopped):
+            stopping.check()  # the next store read or publish
+        stopping.check_lost()  # a standalone ingestion, whose store is complete, ends well
+    stopping.check()  # outside a command: nothing pending

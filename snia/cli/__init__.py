@@ -19,7 +19,7 @@ from pathlib import Path
 from snia.cli.guard import check as check_paths
 from snia.cli.parser import build_parser
 from snia.outputs import disk_full, full_disk_message
-from snia.stopping import check as check_stopped
+from snia.stopping import check_lost as check_stopped
 from snia.stopping import signal_of, stop_on_signals
 
 log = logging.getLogger("snia")

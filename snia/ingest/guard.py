@@ -18,6 +18,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from snia import stopping
 from snia.errors import ConfigError, SniaError
 from snia.outputs import real_path, same_file
 
@@ -96,6 +97,7 @@ class Signals:
             if self.pending is not None:
                 log.warning("%s arrived while the store was renamed into place; the store is "
                             "complete", signal.Signals(self.pending).name)
+                stopping.defer(self.pending)  # a command that goes on (classify) stops next
 
 
 HOST = re.sub(r"[^A-Za-z0-9._]", "_", socket.gethostname()) or "host"

@@ -41,6 +41,9 @@ def pyarrow_csv():
     import pyarrow as pa
     import pyarrow.csv as csv
 
+    # Python's handlers alone take SIGTERM/SIGINT (snia.stopping, the ingestion's Signals): Arrow's
+    # own, swapped in around each read, could drop a signal landing as it swaps them back
+    pa.enable_signal_handlers(False)
     return pa, csv
 
 
