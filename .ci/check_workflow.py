@@ -68,7 +68,9 @@ def main() -> int:
                   for run in ("m0", "m1", "student")),
           "every run moves redshifts toward plasticc_test's photo-z quantiles (21)")
     geometry = yaml.safe_load((r / "images" / "settings.yaml").read_text())["raster"]
-    check(geometry == TrainConfig.from_dict(student).raster, "image files get the model's geometry")
+    model = TrainConfig.from_dict(student)
+    check(RasterSpec(kind=model.kind, **geometry) == RasterSpec(kind=model.kind, **model.raster),
+          "image files get the model's geometry")
     with h5py.File(r / "images" / "plasticc_test.heatmap.h5", "r") as f:
         shape = f["images"].shape
     check(shape == (N_OBJECTS, *RasterSpec(kind="heatmap", **geometry).shape),

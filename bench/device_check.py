@@ -109,7 +109,7 @@ def tiled_batches(store, n: int, batch: int):
 
 
 def rasterize_rates(store_path: Path, n: int, smoke: bool) -> None:
-    from snia.raster import MODEL_GEOMETRY, available_backends, rasterize, spec_for_store
+    from snia.raster import available_backends, rasterize, spec_for_store
     from snia.store import Store
 
     backends = [b for b in available_backends() if b != "numpy"]
@@ -117,7 +117,7 @@ def rasterize_rates(store_path: Path, n: int, smoke: bool) -> None:
         batch = 4096 if smoke else 65536
         batches = tiled_batches(store, n, batch)
         for kind in ("bands", "heatmap"):
-            spec = spec_for_store(store, kind, **MODEL_GEOMETRY)
+            spec = spec_for_store(store, kind)  # the shipped model's geometry
             for backend in backends:
                 m = n if backend != "cpu" or smoke else min(n, 200_000)  # the CPU, on fewer
                 use = batches[:max(1, m // batch)]

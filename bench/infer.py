@@ -54,8 +54,10 @@ def default_checkpoints() -> list[str]:
 def main() -> None:
     import torch
 
-    from snia.inference import as_tensor, default_device, predict_store, spec_of
+    from snia.checkpoints import spec_of
+    from snia.inference import default_device, predict_store
     from snia.models import build_model, rebuild
+    from snia.models.inputs import as_tensor
     from snia.raster import rasterize
     from snia.store import Store
 

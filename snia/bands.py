@@ -9,10 +9,10 @@ Angstrom from the SVO Filter Profile Service (LSST baseline and DECam throughput
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from snia.config_file import read_section
 from snia.errors import ConfigError
 
 
@@ -72,12 +72,7 @@ class BandRegistry:
         """Default bands plus those under ``bands:`` in a YAML config file (none without a file)."""
         if path is None:
             return cls()
-        import yaml
-
-        try:
-            return cls.from_config((yaml.safe_load(Path(path).read_text()) or {}).get("bands"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        return cls.from_config(read_section(path, "bands", list))
 
     def __len__(self) -> int:
         return len(self.bands)

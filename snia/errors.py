@@ -38,6 +38,14 @@ class CheckpointError(SniaError):
     (a torch file of another structure); the message names the file."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The gist of an exception in one line: its type and first sentence (torch's messages run
+    over many lines)."""
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+    gist = lines[0].split(". ")[0].rstrip(".")[:120] if lines else ""
+    return f"{type(exc).__name__}: {gist}" if gist else type(exc).__name__
+
+
 class Problems:
     """Collects bad-input findings under one policy (``fail`` raises, ``skip`` counts)."""
 

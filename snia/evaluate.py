@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 
 from snia.calibration import calibrate, fit_platt
+from snia.checkpoints import read_checkpoint
 from snia.errors import ConfigError
 from snia.files import atomic_path, write_text_atomic
-from snia.inference import as_list, load_members, predict_store, read_checkpoint
+from snia.inference import as_list, load_members, predict_store
 from snia.lightcurve import cut_after_first_detection
 from snia.metrics import brier_score, half_metrics, halves, metrics, weighted_log_loss
 from snia.plots import (

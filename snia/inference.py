@@ -3,44 +3,32 @@
 A ``Member`` is one checkpoint ready to run: its network, the image spec it was trained on and its
 input scaling. Members of an ensemble each see their own images (members that share an image spec
 share one rasterization) and their probabilities are averaged. Training uses the same code for the
-teachers of a distilled model, evaluation and ``snia classify`` for their predictions. A model
-runs only on data of the bands it was trained on (``check_bands``; ``--allow-other-bands`` to
-override), and a checkpoint that cannot be read is a CheckpointError naming the file.
+teachers of a distilled model, evaluation and ``snia classify`` (``snia.classify``) for their
+predictions. A model runs only on data of the bands it was trained on (``check_bands``;
+``--allow-other-bands`` to override), and a checkpoint that cannot be read is a CheckpointError
+naming the file (``snia.checkpoints``). Inference reads stores, never raw files: the model inputs
+are ``snia.models.inputs``, shared with training.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from snia.bands import DEFAULT_BANDS
 from snia.calibration import calibrate, describe
-from snia.errors import CheckpointError, ConfigError
-from snia.ingest import run_ingest
-from snia.lightcurve import Batch
-from snia.models import SEQUENCE_ARCHS, peak_fluxes, rebuild, sequence_features
-from snia.predictions import write_predictions
-from snia.raster import RasterSpec, is_cupy, rasterize, to_host
-from snia.readers import expand_inputs
+from snia.checkpoints import band_names_of, read_checkpoint, spec_of
+from snia.errors import CheckpointError, ConfigError, first_line
+from snia.models import SEQUENCE_ARCHS, rebuild
+from snia.models.inputs import as_tensor, scalar_inputs, sequence_inputs
+from snia.models.registry import DEFAULT_ARCH
+from snia.raster import RasterSpec, rasterize
 from snia.store import Store
 
 log = logging.getLogger(__name__)
-
-# what a checkpoint needs to be an ensemble member (training needs more to resume)
-MEMBER_KEYS = ("model", "model_config", "spec", "norm", "train_config")
-
-
-def scalars_of(meta: dict, scale) -> np.ndarray:
-    """Per-object scalar inputs on the host (float64): host photo-z, its error (NaN -> -1),
-    log10 of the flux scale."""
-    return unscaled_scalars(meta, scale, torch.device("cpu")).numpy()
 
 
 def default_device() -> torch.device:
@@ -49,93 +37,12 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def as_tensor(a, device) -> torch.Tensor:
-    """A tensor on ``device`` of a host array, a torch tensor, or a GPU array (CuPy or Numba):
-    GPU arrays are handed over by DLPack or the CUDA array interface, without a copy."""
-    if isinstance(a, torch.Tensor):
-        return a.to(device, non_blocking=True)
-    if is_cupy(a):
-        return torch.from_dlpack(a)
-    if hasattr(a, "__cuda_array_interface__"):  # a Numba device array
-        return torch.as_tensor(a, device=device)
-    return torch.as_tensor(np.asarray(a)).to(device, non_blocking=True)
-
-
-def unscaled_scalars(meta: dict, scale, device) -> torch.Tensor:
-    """``scalars_of`` as a float64 tensor, computed where the arrays are (host, or the GPU for a
-    batch made there): the one definition training's statistics and every forward pass share."""
-    z, ze, sc = (as_tensor(a, device).double()
-                 for a in (meta["hostgal_photoz"], meta["hostgal_photoz_err"], scale))
-    return torch.stack([torch.nan_to_num(z, nan=-1.0), torch.nan_to_num(ze, nan=-1.0),
-                        torch.log10(torch.clamp(sc, min=1e-3))], dim=1)
-
-
-def scalar_inputs(meta: dict, scale, mean, std, device) -> torch.Tensor:
-    """``scalars_of`` scaled by the training set's mean and spread, as a float32 tensor on
-    ``device``."""
-    s = unscaled_scalars(meta, scale, device)
-    mean = torch.as_tensor(np.asarray(mean, np.float64)).to(s.device, non_blocking=True)
-    std = torch.as_tensor(np.asarray(std, np.float64)).to(s.device, non_blocking=True)
-    return ((s - mean) / std).float()
-
-
 def p_ia_of(logits, classes: list[str]):
     """P(Ia) from a model's logits: the sigmoid of a binary model, the Ia softmax column of a
     multi-class one."""
     if not classes:
         return torch.sigmoid(logits).squeeze(1)
     return torch.softmax(logits, dim=1)[:, classes.index("Ia")]
-
-
-def first_line(exc: BaseException) -> str:
-    """The gist of an exception in one line: its type and first sentence (torch's messages run
-    over many lines)."""
-    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
-    gist = lines[0].split(". ")[0].rstrip(".")[:120] if lines else ""
-    return f"{type(exc).__name__}: {gist}" if gist else type(exc).__name__
-
-
-def read_checkpoint(path, keys=MEMBER_KEYS, map_location="cpu") -> dict:
-    """A checkpoint's state (``torch.load(..., weights_only=True)``) holding ``keys``. A file that
-    is not one (truncated, empty, another structure) is a CheckpointError naming it; a missing
-    file stays a FileNotFoundError."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: not a readable checkpoint (an empty file)")
-    try:
-        with warnings.catch_warnings():  # torch's notes on pickle protocols, not the point here
-            warnings.simplefilter("ignore")
-            state = torch.load(path, weights_only=True, map_location=map_location)
-    except (FileNotFoundError, PermissionError, IsADirectoryError):
-        raise
-    except Exception as exc:  # whatever reading a damaged file raises (OSError for a bad zip)
-        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or not a torch file "
-                              f"({first_line(exc)})") from None
-    missing = [k for k in keys if k not in state] if isinstance(state, dict) else list(keys)
-    if missing:
-        raise CheckpointError(f"{path}: not a snia checkpoint (it has no {', '.join(missing)})")
-    return state
-
-
-def spec_of(state: dict):
-    """The RasterSpec a checkpoint was trained with."""
-    values = dict(state["spec"])
-    values["bands"] = tuple(values["bands"])
-    values["wavelengths"] = tuple(values["wavelengths"])
-    return RasterSpec(**values)
-
-
-def band_names_of(state: dict) -> tuple[str, ...]:
-    """Names of the registry bands a checkpoint's ``spec.wavelengths`` lists, by band index
-    (saved by training; for older checkpoints the default registry's, where its wavelengths
-    agree)."""
-    if state.get("band_names"):
-        return tuple(state["band_names"])
-    return tuple(DEFAULT_BANDS[k].name if k < len(DEFAULT_BANDS)
-                 and abs(DEFAULT_BANDS[k].wavelength - w) < 1 else f"band {k}"
-                 for k, w in enumerate(state["spec"]["wavelengths"]))
 
 
 class Member:
@@ -147,7 +54,7 @@ class Member:
         try:
             model = rebuild(state["model_config"])
             model.load_state_dict(state["model"])
-            self.arch = state["model_config"].get("arch", "cnn")
+            self.arch = state["model_config"].get("arch", DEFAULT_ARCH)
             self.spec = spec_of(state)
             self.band_names = band_names_of(state)
             self.mean = np.asarray(state["norm"]["mean"], dtype=np.float64)
@@ -256,18 +163,6 @@ def run_members(members: list[Member], batch, drawn: dict | None = None):
     return out
 
 
-def sequence_inputs(batch, n_bands: int, window=None):
-    """A recurrent model's inputs for a batch, on the host: (sequences, lengths), only the
-    observations within ``window`` of the peak when given, and the flux scales its scalars use
-    (a batch made on a GPU is copied back for it)."""
-    host = Batch(batch.object_id, to_host(batch.offsets),
-                 {k: to_host(v) for k, v in batch.obs.items()}, batch.meta)
-    n = int(host.offsets[-1])  # a batch made on a GPU may carry unused tails
-    host.obs = {k: v[:n] for k, v in host.obs.items()}
-    features, lengths = sequence_features(host, n_bands, window=window)
-    return (features, lengths), peak_fluxes(host.obs["flux"], host.offsets)
-
-
 def mean_probabilities(outputs, classes: list[str]):
     """The members' mean P(Ia) (their scores, before any calibration) and, for multi-class
     members, mean class probabilities (else None), from run_members' outputs."""
@@ -359,45 +254,3 @@ def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bo
         out["classes"] = classes
         out["class_probs"] = np.concatenate(class_probs)
     return out
-
-
-def classify(checkpoints, inputs, out_csv, fmt: str | None = None, metadata=(), survey=None,
-             allow_other_bands: bool = False, prior: float | None = None) -> dict:
-    """P(Ia) for every object of a store, or of raw survey files (ingested to a temporary store
-    first, with the default checks). Returns the number of objects classified and what their
-    P(Ia) is (calibrated or not). The output folder, the inputs and the checkpoints are checked
-    before any work."""
-    import h5py
-
-    check_output_folder(out_csv)
-    inputs = [Path(p) for p in inputs]
-    for path in [*inputs, *map(Path, metadata)]:
-        if not path.exists():
-            raise ConfigError(f"input {path} does not exist")
-    is_store = len(inputs) == 1 and inputs[0].is_file() and h5py.is_hdf5(inputs[0])
-    if not is_store:
-        if fmt is None:
-            raise ConfigError("raw input needs --format (plasticc, snana-fits or snana-text)")
-        try:
-            inputs = expand_inputs(inputs, fmt)
-        except FileNotFoundError as exc:  # a folder without files of the format
-            raise ConfigError(str(exc)) from None
-    members = load_members(checkpoints, default_device())
-    with tempfile.TemporaryDirectory() as tmp:
-        store = inputs[0]
-        if not is_store:
-            store = Path(tmp) / "input.h5"
-            run_ingest(fmt, inputs, store, metadata, survey=survey, progress=False)
-        pred = predict_store(members, store, allow_other_bands=allow_other_bands, prior=prior)
-    write_predictions(out_csv, pred["object_id"], pred["p_ia"], pred["type"],
-                      pred.get("classes", ()), pred.get("class_probs"), pred.get("p_ia_uncalibrated"))
-    return {"objects": len(pred["object_id"]), "calibration": pred["calibration"]}
-
-
-def check_output_folder(path) -> None:
-    """Refuse an output file whose folder is missing or not writable, before the work."""
-    folder = Path(path).parent
-    if not folder.is_dir():
-        raise ConfigError(f"cannot write {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot write {path}: folder {folder} is not writable")

@@ -246,11 +246,6 @@ def world():
     return comm
 
 
-def raw_comm(comm):
-    """mpi4py communicator for h5py's mpio driver (only for MPIComm)."""
-    return comm.mpi_comm
-
-
 # ----------------------------------------------------------------------------- torch collectives
 # (no-ops for one rank; torch imported only where there are ranks to talk to)
 

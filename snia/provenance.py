@@ -27,7 +27,7 @@ import numpy as np
 from snia import __version__
 from snia.files import sha256_of
 from snia.store import Store
-from snia.taxonomy import CLASSES, INDEX
+from snia.taxonomy import CLASSES
 
 NOT_GIT = "not a git checkout"
 
@@ -181,9 +181,3 @@ def evaluation_provenance(checkpoints, store_path, spec=None, command: str | Non
     if spec is not None:
         out["image_spec"] = spec.to_dict()
     return out
-
-
-def labelled_mix(types) -> dict:
-    """class_mix of the objects with a known type."""
-    types = np.asarray(types)
-    return class_mix(types[types != INDEX["unknown"]])

@@ -107,3 +107,89 @@ def read_store(path: Path) -> dict[str, np.ndarray]:
 
     with h5py.File(path, "r") as f:
         return {f"{g}/{k}": f[g][k][...] for g in ("observations", "objects") for k in f[g]}
+
+
+# ----------------------------------------------------------------------------- shared test data
+
+
+def make_batch(lengths, seed, bands=(0, 1, 2, 3, 4, 5), span=60.0):
+    """Random ragged light curves, time-ordered within each object: a bump plus noise, positive
+    errors (rasterization and kernel tests)."""
+    from snia.lightcurve import Batch
+
+    rng = np.random.default_rng(seed)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    n = int(offsets[-1])
+    time = np.concatenate([np.sort(rng.uniform(60000, 60000 + span, k)) for k in lengths]) \
+        if n else np.empty(0)
+    peak = np.repeat(rng.uniform(60010, 60000 + max(span - 10, 10), len(lengths)), lengths)
+    flux = 100 * np.exp(-0.5 * ((time - peak) / 8) ** 2) + rng.normal(0, 3, n)
+    obs = {"time": time, "band": rng.choice(np.asarray(bands), n).astype(np.int8),
+           "flux": flux.astype(np.float32), "flux_err": rng.uniform(1, 5, n).astype(np.float32),
+           "flag": np.zeros(n, np.int32)}
+    meta = {"specz": rng.uniform(0.05, 1, len(lengths)).astype(np.float32),
+            "hostgal_photoz": np.full(len(lengths), np.nan, np.float32)}
+    return Batch(np.arange(len(lengths)), offsets, obs, meta)
+
+
+@pytest.fixture
+def small_store(tmp_path):
+    """A store of 25 synthetic PLAsTiCC objects (split: train), LSST ugrizy."""
+    from snia.ingest import run_ingest
+
+    lc, meta, _ = synthetic_plasticc(tmp_path, 25, 8)
+    run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False, split="train")
+    return tmp_path / "s.h5"
+
+
+def error_line(err: str) -> str:
+    """The one line ``snia.cli.main`` logged for a snia error: last, whole, no traceback."""
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and " ERROR " in lines[-1], err
+    return lines[-1]
+
+
+def des_text_files(folder, n: int) -> list:
+    """n DES light curves in griz (SNANA text), four epochs a band."""
+    rng = np.random.default_rng(7)
+    paths = []
+    for k in range(n):
+        rows = [f"OBS: {56170 + 4 * j + i:.3f}  {band} NULL  {rng.normal(50, 20):.3f}  {rng.uniform(2, 9):.3f}"
+                for j in range(4) for i, band in enumerate("griz")]
+        lines = ["SURVEY: DES", f"SNID: {100 + k}", f"SNTYPE: {1 if k % 2 else 20}", "RA: 48.0 deg",
+                 "DECL: -1.5 deg", "MWEBV: 0.07", "REDSHIFT_SPEC: -9.0 +- 9.0",
+                 "HOST_GALAXY_PHOTO-Z: 0.4 +- 0.04", "", f"NOBS: {len(rows)}", "NVAR: 5",
+                 "VARLIST:  MJD  FLT FIELD   FLUXCAL   FLUXCALERR", *rows, "END:"]
+        paths.append(folder / f"DES_{k}.DAT")
+        paths[-1].write_text("\n".join(lines) + "\n")
+    return paths
+
+
+# tiny models: trained in seconds on 2 cores
+TINY_MODEL = {"epochs": 1, "batch_size": 8, "val_fraction": 0.3,
+              "model": {"channels": [4, 8], "groups": 2, "hidden": 8}}
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    """Stores (LSST ugrizy, LSST griz only, DES griz) and tiny models trained on LSST data."""
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    from snia.ingest import run_ingest
+    from snia.train import TrainConfig, run_training
+
+    folder = tmp_path_factory.mktemp("models")
+    lc, meta, _ = synthetic_plasticc(folder, 40, 35)
+    out = {"lsst": folder / "lsst.h5", "griz": folder / "griz.h5", "des": folder / "des.h5"}
+    run_ingest("plasticc", [lc], out["lsst"], [meta], progress=False)
+    lines = lc.read_text().splitlines()
+    griz = folder / "griz.csv"  # PLAsTiCC passbands 1-4: LSST g, r, i, z
+    griz.write_text("\n".join([lines[0]] + [r for r in lines[1:] if r.split(",")[2] in "1234"]) + "\n")
+    run_ingest("plasticc", [griz], out["griz"], [meta], on_error="skip", progress=False)
+    run_ingest("snana-text", des_text_files(folder, 6), out["des"], progress=False)
+    for name, store, extra in (("bands", "lsst", {"kind": "bands"}),
+                               ("multiclass", "lsst", {"kind": "bands", "task": "multiclass"}),
+                               ("heatmap_griz", "griz", {"kind": "heatmap"})):
+        run_training(out[store], folder / name, TrainConfig.from_dict({**TINY_MODEL, **extra}))
+        out[name] = folder / name / "best.pt"
+    return out

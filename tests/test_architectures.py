@@ -258,6 +258,11 @@ def test_parameter_counts_by_hand_and_the_alexnet_is_the_big_one():
     # two GroupNorms 4 + 4, identity shortcut; embedding Linear(2, 1) 3; head Linear(1, 1) 2
     tiny = {"stem": 2, "channels": [2], "blocks": [1], "groups": 1, "hidden": 1}
     assert parameter_count(build_model("resnet", tiny, 1, 1, n_scalars=0)) == 107
+    # the default CNN is the shipped one (channels 8-16-32, groups 4, hidden 64): a block a->b
+    # is two 3x3 convolutions with bias (9ab + b, 9b^2 + b) and two GroupNorms (2b each):
+    # 768 + 3552 + 14016; embedding Linear(32 + 3, 64) 2304; head Linear(64, 1) 65 = 20,705,
+    # the size docs/results.md (row 22) measures
+    assert parameter_count(build_model("cnn", {}, 2, 1)) == 20_705
     counts = {arch: parameter_count(build_model(arch, {}, 2, 1)) for arch in ARCHS}
     assert all(counts["alexnet"] > counts[a] for a in ARCHS if a != "alexnet"), counts
     assert 1_000_000 < counts["alexnet"] < 10_000_000, counts

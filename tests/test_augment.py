@@ -305,9 +305,13 @@ def test_every_redshift_try_draws_from_its_own_stream():
     """The stream packs (index << 8) | purpose: a redshift try's purpose, MOVE_NOISE + 16 t, must
     stay below 256, or try 16 of observation k would draw observation k + 1's numbers (issue 20
     item 11). The setting is bounded by what the packing holds."""
+    from snia.augment import reobserve
     from snia.augment.shared import MAX_REDSHIFT_TRIES, MOVE_NOISE, TRY_STRIDE
 
-    purposes = set(range(1, 16)) | {MOVE_NOISE + TRY_STRIDE * t for t in range(MAX_REDSHIFT_TRIES)}
+    tries = {MOVE_NOISE + TRY_STRIDE * t for t in range(MAX_REDSHIFT_TRIES)}
+    reobserving = {reobserve.CHOOSE, reobserve.SCHEDULE, reobserve.PLACE, reobserve.NOISE, reobserve.JITTER}
+    assert not tries & reobserving and not set(range(1, 16)) & reobserving
+    purposes = set(range(1, 16)) | tries | reobserving
     assert max(purposes) < 256
     packed = {(k << 8) | p for k in range(64) for p in purposes}
     assert len(packed) == 64 * len(purposes)  # no two (index, purpose) pairs share a stream

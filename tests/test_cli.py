@@ -111,3 +111,24 @@ def test_the_command_line_needs_no_torch_until_a_command_does(tmp_path):
                "import snia.ingest, snia.scaling, snia.store, snia.raster, snia.readers")
     done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_config_file_of_the_wrong_shape_is_one_line_naming_it(tmp_path, capsys):
+    """Every stage reads its section through snia.config_file.read_section: not YAML, not a
+    mapping of sections, or a section of the wrong shape is one line naming the file, exit 2."""
+    store = tmp_path / "s.h5"
+    store.write_bytes(b"")
+    cases = [("ingest", "bands: {name: x}\n", "'bands:' must be a list"),
+             ("rasterize", "raster: [1, 2]\n", "'raster:' must be a mapping of settings"),
+             ("train", "- train\n", "not a YAML mapping of sections"),
+             ("train", "train: {epochs: [\n", "not valid YAML")]
+    for command, text, said in cases:
+        config = tmp_path / f"{command}.yaml"
+        config.write_text(text)
+        args = {"ingest": ["ingest", "--format", "plasticc", str(store), "-o", str(tmp_path / "o.h5")],
+                "rasterize": ["rasterize", str(store), "-o", str(tmp_path / "i.h5")],
+                "train": ["train", str(store), "-o", str(tmp_path / "run")]}[command]
+        capsys.readouterr()
+        assert cli.main([*args, "--config", str(config)]) == cli.EXIT_BAD_INPUT, command
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(config) in err and said in err, err

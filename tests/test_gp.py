@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from snia.gp import reference
-from snia.gp.fit import JITTER, GPSettings, fit_batch, negative_log_likelihood, padded_group
+from snia.gp.fit import JITTER, GPSettings, fit_batch, likelihood, negative_log_likelihood, padded_group, pair_geometry
 from snia.lightcurve import Batch, offsets_from_lengths
 
 WAVES = np.array([3671.0, 4827.0, 6223.0, 7546.0, 8691.0, 9712.0])
@@ -87,12 +87,35 @@ def test_the_batched_likelihood_and_weights_are_the_references_for_ragged_object
         assert np.all(alpha[j, len(tt):].numpy() == 0)  # padding adds nothing
 
 
+def test_the_written_out_gradient_is_the_likelihoods_own():
+    import torch
+
+    rng = np.random.default_rng(6)
+    batch = make_batch([supernova_like(rng, n) for n in (9, 40, 23)])
+    t, w, y, var, mask, _ = padded_group(batch, WAVES[batch.obs["band"]], np.arange(3), torch, "cpu")
+    geometry = pair_geometry(t, w, mask, 6000.0, torch)
+    log_amp = torch.tensor([0.2, -0.7, 0.4], dtype=torch.float64)
+    log_time = torch.log(torch.tensor([8.0, 25.0, 60.0], dtype=torch.float64))
+    _, _, _, (grad_amp, grad_time) = likelihood(geometry, y, var, mask, log_amp, log_time, torch, gradient=True)
+
+    def nll(a, lt):
+        return likelihood(geometry, y, var, mask, a, lt, torch)[0]
+
+    h = 1e-6  # central differences of the likelihood itself
+    step = torch.full((3,), h, dtype=torch.float64)
+    np.testing.assert_allclose(grad_amp, (nll(log_amp + step, log_time) - nll(log_amp - step, log_time)) / (2 * h),
+                               rtol=1e-6)
+    np.testing.assert_allclose(grad_time, (nll(log_amp, log_time + step) - nll(log_amp, log_time - step)) / (2 * h),
+                               rtol=1e-6)
+
+
 def test_the_fit_reaches_the_references_optimum_and_its_mean_peaks_where_the_curve_does():
     rng = np.random.default_rng(3)
     peaks = [40.0, 60.0, 75.0, 90.0, 55.0, 70.0]
     curves = [supernova_like(rng, n, peak=p) for n, p in zip((12, 25, 40, 60, 33, 80), peaks)]
     batch = make_batch(curves)
-    fits = fit_batch(batch, WAVES[batch.obs["band"]], GPSettings(steps=150))
+    whole = GPSettings(steps=150, window_before=None, window_after=None)
+    fits = fit_batch(batch, WAVES[batch.obs["band"]], whole)
     assert not fits["failed"].any()
     for i, peak in enumerate(peaks):
         tt, ww, flux, err = as_float32_curve(batch, i)
@@ -128,6 +151,28 @@ def test_objects_are_fitted_as_if_alone():
         np.testing.assert_allclose(together["alpha"][a:b], alone["alpha"], rtol=1e-6, atol=1e-9)
 
 
+def test_only_the_window_around_the_brightest_observation_is_fitted():
+    rng = np.random.default_rng(5)
+    t, band, flux, err = supernova_like(rng, 60, peak=100.0)
+    t = np.concatenate([t - 400.0, t])  # a season of baseline noise a year before
+    flux = np.concatenate([rng.normal(0.0, 0.05, 60), flux])
+    band, err = np.concatenate([band, band]), np.concatenate([err, err])
+    batch = make_batch([(t, band, flux, err)])
+    wave = WAVES[batch.obs["band"]]
+    settings = GPSettings(window_before=30.0, window_after=40.0)
+    fits = fit_batch(batch, wave, settings)
+    brightest = t[np.argmax(flux / err)]
+    inside = (t >= brightest - 30.0) & (t <= brightest + 40.0)
+    assert fits["n_fitted"][0] == inside.sum() < 60
+    assert np.all(fits["alpha"][~inside] == 0)
+    # the same as fitting the window's observations alone
+    alone = fit_batch(make_batch([(t[inside], band[inside], flux[inside], err[inside])]), wave[inside],
+                      GPSettings(window_before=None, window_after=None))
+    for key in ("amplitude", "time_scale", "nll", "peak_time"):
+        assert fits[key][0] == pytest.approx(alone[key][0], rel=1e-9), key
+    np.testing.assert_allclose(fits["alpha"][inside], alone["alpha"], rtol=1e-9)
+
+
 def test_settings_out_of_range_are_refused_by_name():
     from snia.errors import ConfigError
 
@@ -135,20 +180,11 @@ def test_settings_out_of_range_are_refused_by_name():
         GPSettings(min_time_scale=50.0, time_scale=20.0)
     with pytest.raises(ConfigError, match="steps"):
         GPSettings(steps=0)
+    with pytest.raises(ConfigError, match="window"):
+        GPSettings(window_before=None)
 
 
 # ----------------------------------------------------------------------------- the fit file
-
-
-@pytest.fixture
-def small_store(tmp_path):
-    from conftest import synthetic_plasticc
-
-    from snia.ingest import run_ingest
-
-    lc, meta, _ = synthetic_plasticc(tmp_path, 12, 9)
-    run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False, split="train")
-    return tmp_path / "s.h5"
 
 
 def test_gp_fit_command_writes_the_fits_beside_the_store_checked_against_it(small_store, tmp_path):

@@ -101,13 +101,13 @@ def test_an_output_that_is_an_input_is_refused_by_every_command(made, tmp_path, 
 
 
 def test_unwritable_outputs_are_refused_before_any_work(made, tmp_path, capsys, monkeypatch):
-    import snia.inference
+    import snia.classify
     import snia.raster
 
     def no_work(*args, **kwargs):
         raise AssertionError("the work started")
 
-    monkeypatch.setattr(snia.inference, "load_members", no_work)
+    monkeypatch.setattr(snia.classify, "load_members", no_work)
     monkeypatch.setattr(snia.raster, "rasterize_store", no_work)
     store, model = made["store"], made["model"]
     folder = tmp_path / "existing"

@@ -22,6 +22,7 @@ from pathlib import Path
 import cuda_on_cpu  # tests/, beside this file
 import numpy as np
 import pytest
+from conftest import make_batch
 
 from snia.lightcurve import Batch
 from snia.raster import RasterSpec, rasterize
@@ -178,24 +179,6 @@ def test_nvrtc_compiles_the_loader_source():
 # ----------------------------------------------------------------------------- host-side checks
 
 
-def make_batch(lengths, seed, bands=(0, 1, 2, 3, 4, 5), span=60.0) -> Batch:
-    """Random ragged light curves, time-ordered within each object: a bump plus noise."""
-    rng = np.random.default_rng(seed)
-    lengths = np.asarray(lengths, dtype=np.int64)
-    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-    n = int(offsets[-1])
-    time = np.concatenate([np.sort(rng.uniform(60000, 60000 + span, k)) for k in lengths]) \
-        if n else np.empty(0)
-    peak = np.repeat(rng.uniform(60010, 60000 + max(span - 10, 10), len(lengths)), lengths)
-    flux = 100 * np.exp(-0.5 * ((time - peak) / 8) ** 2) + rng.normal(0, 3, n)
-    obs = {"time": time, "band": rng.choice(np.asarray(bands), n).astype(np.int8),
-           "flux": flux.astype(np.float32), "flux_err": rng.uniform(1, 5, n).astype(np.float32),
-           "flag": np.zeros(n, np.int32)}
-    meta = {"specz": rng.uniform(0.05, 1, len(lengths)).astype(np.float32),
-            "hostgal_photoz": np.full(len(lengths), np.nan, np.float32)}
-    return Batch(np.arange(len(lengths)), offsets, obs, meta)
-
-
 def concat(*batches: Batch) -> Batch:
     offsets = [np.zeros(1, np.int64)]
     for b in batches:
@@ -241,7 +224,8 @@ def test_bad_launch_settings_are_refused_on_the_host():
 
 
 def test_tile_size_fits_shared_memory():
-    bands, heatmap = RasterSpec(kind="bands"), RasterSpec(kind="heatmap")
+    fine = {"n_time": 180, "n_wave": 32}  # 1-day x 250 A pixels
+    bands, heatmap = RasterSpec(kind="bands", **fine), RasterSpec(kind="heatmap", **fine)
     assert tile_size(bands, 0) == (1, 17)
     tile, shared = tile_size(bands, 10**6)
     assert tile == MAX_TILE and shared <= MAX_SHARED_BYTES

@@ -4,30 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_batch
 
+from snia.errors import ConfigError
 from snia.lightcurve import Batch
 from snia.raster import DEFAULT_KIND, RasterSpec, available_backends, rasterize, redshift_factor, to_host
 
 SMALL = dict(t_before=10.0, t_after=14.0, n_time=12, n_wave=5, bands=(0, 2, 4))
-
-
-def make_batch(lengths, seed, bands=(0, 1, 2, 3, 4, 5), span=60.0):
-    """Random time-ordered light curves: a bump in flux plus noise, positive errors."""
-    rng = np.random.default_rng(seed)
-    lengths = np.asarray(lengths)
-    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-    n = int(offsets[-1])
-    time = np.concatenate([np.sort(rng.uniform(60000, 60000 + span, k)) for k in lengths]) \
-        if n else np.empty(0)
-    peak = np.repeat(rng.uniform(60010, 60000 + span - 10, len(lengths)), lengths)
-    flux = 100 * np.exp(-0.5 * ((time - peak) / 8) ** 2) + rng.normal(0, 3, n)
-    err = rng.uniform(1, 5, n)
-    obs = {"time": time, "band": rng.choice(bands, n).astype(np.int8),
-           "flux": flux.astype(np.float32), "flux_err": err.astype(np.float32),
-           "flag": np.zeros(n, np.int32)}
-    meta = {"specz": rng.uniform(0.05, 1, len(lengths)).astype(np.float32),
-            "hostgal_photoz": np.full(len(lengths), np.nan, np.float32)}
-    return Batch(np.arange(len(lengths)), offsets, obs, meta)
 
 
 def rel_l2(a, b):
@@ -117,7 +100,7 @@ def one_object(times, bands, fluxes, errors):
 def test_bands_pixel_is_the_inverse_variance_mean(backend):
     # Peak (largest f^2/sigma) is the 40-flux point at t=100 -> reference time 100, scale 40.
     batch = one_object([99.2, 99.7, 100.0, 103.5], [1, 1, 2, 1], [10, 20, 40, 5], [1, 2, 4, 1])
-    out = rasterize(batch, RasterSpec(kind="bands", bands=(1, 2)), backend)
+    out = rasterize(batch, RasterSpec(kind="bands", bands=(1, 2), n_time=180), backend)  # 1-day columns
     image, scale = out.images[0], out.scale[0]
     assert out.t_ref[0] == 100.0 and scale == 40.0
     col = 49  # [-1, 0) days: t = 99.2 and 99.7 in band 1
@@ -134,7 +117,7 @@ def test_bands_pixel_is_the_inverse_variance_mean(backend):
 def test_heatmap_single_observation_at_a_pixel_centre(backend):
     # A lone point: every pixel it reaches has its flux and error (the weights cancel).
     spec = RasterSpec(kind="heatmap", bands=(0,), wavelengths=(5000.0,), n_wave=8, wave_min=3000,
-                      wave_max=7000, sigma_wave=500.0)
+                      wave_max=7000, sigma_wave=500.0, n_time=180)  # 1-day columns
     batch = one_object([200.5], [0], [50.0], [5.0])
     out = rasterize(batch, spec, backend)
     image = out.images[0]
@@ -148,10 +131,10 @@ def test_heatmap_single_observation_at_a_pixel_centre(backend):
 
 def test_rest_frame_halves_time_and_wavelength_at_z_1():
     batch = one_object([100.0, 120.0], [0, 0], [50, 10], [1, 1])
-    spec = RasterSpec(kind="bands", bands=(0,), rest_frame=True)
+    spec = RasterSpec(kind="bands", bands=(0,), rest_frame=True, n_time=180)  # 1-day columns
     image = rasterize(batch, spec, "numpy").images[0]  # specz = 1 -> 1 + z = 2
     assert image[2, 0, 50] == 1 and image[2, 0, 60] == 1  # 20 observed days -> 10 rest-frame days
-    spec = RasterSpec(kind="bands", bands=(0,))
+    spec = RasterSpec(kind="bands", bands=(0,), n_time=180)
     assert rasterize(batch, spec, "numpy").images[0][2, 0, 70] == 1
 
 
@@ -187,22 +170,15 @@ def test_auto_backend_and_bad_input():
     batch = one_object([1.0], [12], [1.0], [1.0])
     with pytest.raises(ValueError, match="band index 12 has no wavelength"):
         rasterize(batch, RasterSpec(), "auto")
-    with pytest.raises(ValueError, match="image kind"):
+    with pytest.raises(ConfigError, match="image kind"):
         RasterSpec(kind="pixels")
+    with pytest.raises(ConfigError, match=r"raster: empty time or wavelength range"):
+        RasterSpec.from_dict({"t_before": 0, "t_after": 0})
+    with pytest.raises(ConfigError, match=r"unknown image setting\(s\) \['n_tme'\]"):
+        RasterSpec.from_dict({"n_tme": 3})
 
 
 # ----------------------------------------------------------------------------- stores
-
-
-@pytest.fixture
-def small_store(tmp_path):
-    from conftest import synthetic_plasticc
-
-    from snia.ingest import run_ingest
-
-    lc, meta, expected = synthetic_plasticc(tmp_path, 25, 8)
-    run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False, split="train")
-    return tmp_path / "s.h5"
 
 
 @pytest.mark.parametrize("kind", ["bands", "heatmap"])
@@ -249,14 +225,33 @@ def test_rasterize_reads_image_settings_from_the_config(small_store, tmp_path):
     from snia.cli import main
 
     config = tmp_path / "c.yaml"
-    config.write_text("raster:\n  kinds: [heatmap]\n  backend: cpu\n  n_time: 20\n  n_wave: 8\n")
+    config.write_text("raster:\n  n_time: 20\n  n_wave: 8\n")
     out = tmp_path / "h.h5"
     assert main(["rasterize", str(small_store), "-o", str(out), "--config", str(config),
-                 "--no-progress"]) == 0
+                 "--backend", "cpu", "--no-progress"]) == 0
     with h5py.File(out, "r") as f:
         assert f["images"].shape == (25, 2, 8, 20)
-    config.write_text("raster:\n  n_tme: 20\n")
-    assert main(["rasterize", str(small_store), "-o", str(out), "--config", str(config)]) == 2
+
+
+@pytest.mark.parametrize("section, named", [
+    ("n_tme: 20", "n_tme"),  # a typo
+    ("kinds: [heatmap]", "kinds"),  # the workflow's image files are under `images:`, not here
+    ("reference: max", "reference must be one of"),
+    ("n_time: 0", "at least one row and one column"),
+    ("n_time: many", "n_time"),
+    ("wave_min: 9000\n  wave_max: 4000", "empty time or wavelength range"),
+])
+def test_a_bad_rasterize_config_is_one_line_naming_it(small_store, tmp_path, capsys, section, named):
+    from snia.cli import EXIT_BAD_INPUT, main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"raster:\n  {section}\n")
+    assert main(["rasterize", str(small_store), "-o", str(tmp_path / "h.h5"), "--config",
+                 str(config)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert str(config) in err and named in err, err
+    assert not (tmp_path / "h.h5").exists()
 
 
 def test_float16_output():

@@ -260,13 +260,13 @@ def test_truncated_gzip_is_reported_as_truncated(tmp_path, which):
 
 
 def test_truncated_gzip_in_classify_names_the_file(tmp_path, monkeypatch):
-    import snia.inference
+    import snia.classify
 
-    monkeypatch.setattr(snia.inference, "load_members", lambda checkpoints, device=None: [])  # no model needed
+    monkeypatch.setattr(snia.classify, "load_members", lambda checkpoints, device=None: [])  # no model needed
     lc, meta = _truncated(tmp_path, "lc")
     with pytest.raises(InputError, match=re.escape(str(lc)) + r".*truncated"):
-        snia.inference.classify([tmp_path / "no-model.pt"], [lc], tmp_path / "p.csv",
-                                fmt="plasticc", metadata=[meta])
+        snia.classify.classify([tmp_path / "no-model.pt"], [lc], tmp_path / "p.csv",
+                               fmt="plasticc", metadata=[meta])
 
 
 def test_not_really_gzip(tmp_path):

@@ -16,7 +16,6 @@ from conftest import synthetic_plasticc  # noqa: E402
 
 from snia.errors import ConfigError  # noqa: E402
 from snia.ingest import run_ingest  # noqa: E402
-from snia.parallel import dist_from_env, local_ranks, share_cpu_threads  # noqa: E402
 from snia.train import TrainConfig, close, open_trainer, run_training, split_objects  # noqa: E402
 
 # dropout on, as in the shipped model: N ranks and resumed runs must still take exactly the same steps
@@ -169,44 +168,12 @@ def test_checkpoint_holds_everything_to_resume(store, tmp_path):
         {**TINY, "epochs": 1, "backend": "numpy"}))["epochs"] == 1
 
 
-def test_split_and_environment():
+def test_the_validation_split_is_a_hash_of_the_ids_and_the_seed():
     ids = np.arange(100_000)
     val = split_objects(ids, 0.1, 0)
     assert abs(val.mean() - 0.1) < 0.01
     assert not np.array_equal(val, split_objects(ids, 0.1, 1))  # the seed matters
     np.testing.assert_array_equal(val[::-1], split_objects(ids[::-1], 0.1, 0))  # order does not
-    assert dist_from_env({"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}).world == 4
-    slurm = dist_from_env({"SLURM_PROCID": "3", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1"})
-    assert (slurm.rank, slurm.world, slurm.local_rank) == (3, 8, 1)
-    assert dist_from_env({}).world == 1
-
-
-def test_launcher_detection():
-    # srun with PMI sets PMI_* and SLURM_* alike: srun, with SLURM's local rank
-    srun = dist_from_env({"SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_LOCALID": "1",
-                          "SLURM_STEP_ID": "0", "PMI_RANK": "1", "PMI_SIZE": "2"})
-    assert (srun.rank, srun.world, srun.local_rank, srun.launcher) == (1, 2, 1, "srun")
-    # mpiexec inside a batch job: every rank inherits SLURM_PROCID=0; the MPI rank wins
-    nested = dist_from_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_STEP_ID": "batch",
-                            "PMI_RANK": "3", "PMI_SIZE": "4", "MPI_LOCALRANKID": "3"})
-    assert (nested.rank, nested.world, nested.local_rank, nested.launcher) == (3, 4, 3, "mpiexec")
-    ompi = dist_from_env({"OMPI_COMM_WORLD_RANK": "2", "OMPI_COMM_WORLD_SIZE": "3",
-                          "OMPI_COMM_WORLD_LOCAL_RANK": "0"})
-    assert (ompi.rank, ompi.world, ompi.launcher) == (2, 3, "mpiexec")
-
-
-def test_ranks_share_the_cores():
-    assert local_ranks({"SLURM_STEP_TASKS_PER_NODE": "4(x2)"}) == 4
-    assert local_ranks({"MPI_LOCALNRANKS": "2"}) == 2 and local_ranks({}) == 1
-    before = torch.get_num_threads()
-    try:
-        cores = len(os.sched_getaffinity(0))
-        assert share_cpu_threads({"LOCAL_WORLD_SIZE": "1"}) == cores
-        # Snakemake's OMP_NUM_THREADS is the job's budget, shared by its ranks
-        assert share_cpu_threads({"OMP_NUM_THREADS": "1", "LOCAL_WORLD_SIZE": "2"}) == 1
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.mark.mpi
@@ -266,20 +233,6 @@ def test_dropout_masks_depend_on_the_sample_not_the_batch_or_the_rank():
     assert torch.equal(drop.eval()(x, keys), x) and torch.equal(drop(x), x)
     with pytest.raises(ValueError, match="per-sample keys"):  # never rank-dependent masks
         drop.train()(x)
-
-
-def test_rendezvous_port_is_the_launchers_or_this_jobs_own():
-    from snia.parallel import Dist, LaunchError, rendezvous
-
-    torchrun = Dist(1, 2, 1, "torchrun")
-    assert rendezvous(torchrun, {"MASTER_ADDR": "10.1.2.3", "MASTER_PORT": "31234"}) == ("10.1.2.3", 31234)
-    with pytest.raises(LaunchError, match="set MASTER_PORT"):
-        rendezvous(torchrun, {})  # RANK/WORLD_SIZE by hand, no port: not a guess of 29500
-    srun = Dist(0, 4, 0, "srun")
-    steps = {rendezvous(srun, {"SLURM_JOB_ID": "81234", "SLURM_STEP_ID": str(k)})[1] for k in range(3)}
-    assert len(steps) == 3 and all(1024 < p < 65536 for p in steps)  # steps of one job differ
-    assert rendezvous(srun, {"SLURM_JOB_ID": "81234", "SLURM_STEP_ID": "0",
-                             "MASTER_PORT": "40000"})[1] == 40000
 
 
 @pytest.mark.mpi
@@ -391,6 +344,8 @@ def test_bad_training_settings_are_refused_by_name(store, tmp_path):
         TrainConfig.from_dict({"augment": {"redshift": 1.0}})
     with pytest.raises(ValueError, match=r"under 'model' \['in_channels'\]"):
         TrainConfig.from_dict({"model": {"in_channels": 3}})  # follows from the images
+    with pytest.raises(ConfigError, match=r"under 'model' \['n_scalars'\] follow from"):
+        TrainConfig.from_dict({"model": {"arch": "gru", "n_scalars": 4}})  # the per-object inputs
     with pytest.raises(ValueError, match=r"unknown image setting\(s\) \['n_pixels'\]"):
         TrainConfig.from_dict({"raster": {"n_pixels": 3}})
     from snia.scaling import measure
@@ -517,3 +472,48 @@ def test_ranks_split_each_global_batch_of_the_distributed_sampler(store, tmp_pat
                 assert sorted(together) == sorted(batch), (world, step)
     finally:
         close(trainer)
+
+
+def test_rasterize_without_a_config_draws_what_train_without_one_trains_on(store, tmp_path):
+    """One source for the image geometry (RasterSpec's defaults, the shipped model's 60 x 16):
+    `snia rasterize` with no config writes exactly the images `snia train` with no config trains
+    on (before augmentation)."""
+    import json
+
+    import h5py
+
+    from snia.cli import main
+    from snia.raster import RasterSpec, rasterize
+    from snia.train import settings_from_file
+    from snia.train.data import TrainingData
+
+    out = tmp_path / "images.h5"
+    assert main(["rasterize", str(store), "-o", str(out), "--backend", "cpu", "--no-progress"]) == 0
+    data = TrainingData(store, TrainConfig.from_dict(settings_from_file(None)), torch.device("cpu"))
+    try:
+        with h5py.File(out, "r") as f:
+            drawn = RasterSpec.from_dict(json.loads(f.attrs["spec"]))
+            images = f["images"][...]
+        assert drawn == data.spec and data.spec.shape == (2, 16, 60)
+        ref = rasterize(data.store.batch(slice(0, len(data.store))), data.spec, "numpy")
+        np.testing.assert_allclose(images, ref.images, rtol=1e-5, atol=1e-6)
+    finally:
+        data.close()
+
+
+def test_a_checkpoint_resumes_when_it_was_trained_on_the_images_these_settings_draw():
+    """The geometry is compared as drawn (the checkpoint's spec), however the settings spelled
+    it: a run saved with the shipped geometry written out resumes under settings that leave it
+    to RasterSpec's defaults, and one trained on other images does not."""
+    from snia.raster import RasterSpec
+    from snia.train.config import same_training
+
+    cfg = TrainConfig()
+    saved = {**cfg.to_dict(), "raster": {"n_time": 60, "n_wave": 16}}
+    shipped = RasterSpec(kind=cfg.kind).to_dict()
+    assert same_training(saved, cfg, shipped)
+    assert same_training(saved, cfg)  # no spec: the saved settings', resolved
+    assert same_training({**saved, "backend": "numpy"}, cfg, shipped)  # a run-time choice
+    assert not same_training(saved, cfg, RasterSpec(kind=cfg.kind, n_time=180, n_wave=32).to_dict())
+    assert not same_training({**saved, "raster": {"n_time": 180}}, cfg)
+    assert not same_training({**saved, "lr": 1.0}, cfg, shipped)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -100,6 +101,7 @@ def test_shipped_configs_pass_the_check():
     (("settings", "raster"), "n_times", 60),
     (("settings", "raster"), "kind", "bands"),  # the kind is a setting of its own
     (("settings", "model"), "in_channels", 2),  # derived from the images, not a setting
+    (("settings", "model"), "n_scalars", 3),  # derived from the per-object inputs
     ((), "distil", 1.0),  # the old spelling
 ])
 def test_unknown_training_setting_is_refused(where, key, value):
@@ -122,6 +124,33 @@ def test_bad_training_setting_value_is_refused(key, value):
     config["train"]["settings"][key] = value
     text = refusal(config) or ""
     assert "ValidationError" in text and f"['{key}']" in text, text
+
+
+def test_every_declared_log_is_written():
+    """A rule's `log:` names a file the rule writes: its shell redirects to {log}, or its script
+    writes snakemake.log (a `use rule` inherits one or the other)."""
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"\n(?=rule |use rule )", smk.read_text()):
+            if "    log:" not in block or block.startswith("use rule"):
+                continue
+            name = block.split(":", 1)[0]
+            if "    shell:" in block:
+                assert "{log}" in block.split("    shell:", 1)[1], (smk.name, name)
+            else:
+                script = re.search(r'script:\s*"\.\./scripts/([\w.]+)"', block).group(1)
+                text = (REPO / "workflow" / "scripts" / script).read_text()
+                assert "snakemake.log[0]" in text, (smk.name, name, script)
+
+
+def test_shipped_config_restates_only_training_defaults():
+    """config/config.yaml shows the main training settings to its reader, and each it gives is
+    TrainConfig's default: the model the workflow trains is the one `snia train` trains without a
+    config (geometry and network left out: RasterSpec's and CNNConfig's defaults)."""
+    from snia.train import TrainConfig
+
+    settings = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["train"]["settings"]
+    assert "raster" not in settings and "model" not in settings
+    assert TrainConfig.from_dict(settings).to_dict() == TrainConfig().to_dict()
 
 
 def test_config_settings_are_training_settings():
@@ -155,13 +184,12 @@ def test_settings_schema_types_exactly_the_training_settings(section, dataclass,
 def test_settings_schema_model_is_every_archs_settings():
     """The model section: an arch and the settings of every arch (less what follows from the data
     and the arch), so no arch's key is refused when the workflow starts."""
-    from snia.models.registry import ARCHS, config_class
-    from snia.train.config import DERIVED_MODEL_FIELDS
+    from snia.models.registry import ARCHS, DERIVED_FIELDS, config_class
 
     part = settings_schema()["properties"]["model"]
     assert part["additionalProperties"] is False
     settings = {f.name for arch in ARCHS for f in fields(config_class(arch))}
-    assert set(part["properties"]) == settings - set(DERIVED_MODEL_FIELDS) | {"arch"}
+    assert set(part["properties"]) == settings - set(DERIVED_FIELDS) | {"arch"}
     assert tuple(part["properties"]["arch"]["enum"]) == ARCHS
 
 
@@ -178,7 +206,7 @@ def test_settings_schema_distill_is_the_training_settings_distill():
 def test_schema_kinds_are_the_raster_kinds():
     from snia.raster import KINDS
 
-    assert tuple(schema()["properties"]["raster"]["properties"]["kinds"]["items"]["enum"]) == KINDS
+    assert tuple(schema()["properties"]["images"]["properties"]["kinds"]["items"]["enum"]) == KINDS
     assert tuple(settings_schema()["properties"]["kind"]["enum"]) == KINDS
 
 
@@ -191,7 +219,7 @@ def test_schema_names_are_snias_names():
     assert tuple(settings["task"]["enum"]) == TASKS
     assert tuple(settings["types"]["items"]["enum"]) == tuple(c for c in CLASSES if c != "unknown")
     assert tuple(settings["backend"]["enum"]) == ("auto",) + BACKENDS
-    assert tuple(schema()["properties"]["raster"]["properties"]["backend"]["enum"]) == (
+    assert tuple(schema()["properties"]["images"]["properties"]["backend"]["enum"]) == (
         ("auto",) + BACKENDS)
     assert tuple(settings["raster"]["properties"]["reference"]["enum"]) == REFERENCES
 
@@ -214,9 +242,13 @@ def test_run_settings_files(tmp_path):
     assert written[0] == {"train": {**settings, "seed": 1}}
     assert written[1] == {"train": {**settings, "seed": 2, "distill": {
         "teachers": ["results/model/m0/best.pt", "results/model/m1/best.pt"], "weight": 0.7}}}
-    # the model's geometry as TrainConfig resolves it (keys not given keep the shipped model's)
-    assert written[2] == {"raster": TrainConfig.from_dict(settings).raster}
-    assert written[2]["raster"]["n_time"] == 90
+    # the model's geometry: the keys it gives (the others keep RasterSpec's defaults in both)
+    assert written[2] == {"raster": TrainConfig.from_dict(settings).raster} == {"raster": {"n_time": 90}}
+    # the script rules write the logs they declare
+    logs = tmp_path / "results" / "logs"
+    assert "seed 1" in (logs / "train_settings_m1.log").read_text()
+    assert "seed 2" in (logs / "train_settings_student.log").read_text()
+    assert "{'n_time': 90}" in (logs / "image_settings.log").read_text()
 
 
 def test_distill_in_the_settings_is_refused(tmp_path):
@@ -371,7 +403,7 @@ def test_ingest_rule_builds_a_verified_store(tmp_path, mpirun):
     config = small_config()
     config.update({"data_dir": str(tmp_path), "results_dir": str(tmp_path / "results"),
                    "subset": 0, "ingest": {"ranks": 2, "on_error": "fail", "chunk_mb": 0.001},
-                   "raster": {"datasets": ["tiny"], "kinds": ["bands", "heatmap"],
+                   "images": {"datasets": ["tiny"], "kinds": ["bands", "heatmap"],
                               "backend": "cpu", "batch_size": 8},
                    "datasets": {"tiny": {"format": "plasticc", "inputs": [lc.name],
                                          "metadata": [meta.name], "split": "train"}}})

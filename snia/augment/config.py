@@ -35,6 +35,12 @@ class AugmentConfig:
     # 0..truncate_days days after its first detection (off by default; see docs/results.md)
     truncate_probability: float = 0.0
     truncate_days: float = 50.0
+    # re-observation as the survey would (snia.augment.reobserve): with this chance an object is
+    # replaced by its GP (`snia gp fit`) seen through a survey light curve's schedule, noise and
+    # photo-z (the training settings' `survey`), trying up to reobserve_tries draws for one the
+    # survey detects; 0: off
+    reobserve_probability: float = 0.0
+    reobserve_tries: int = 10
 
     def __post_init__(self):
         self.redshift_quantiles = tuple(float(q) for q in self.redshift_quantiles)
@@ -43,13 +49,17 @@ class AugmentConfig:
                   or not all(math.isfinite(v) for v in q)):
             raise ConfigError("augment.redshift_quantiles must be two or more finite, "
                               f"non-negative, non-decreasing redshifts, not {list(q)}")
-        for name in ("drop_fraction", "redshift_probability", "truncate_probability"):
+        for name in ("drop_fraction", "redshift_probability", "truncate_probability",
+                     "reobserve_probability"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"augment.{name} must be in [0, 1], not {getattr(self, name)}")
         for name in ("time_shift", "flux_noise", "redshift_max", "truncate_days"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"augment.{name} must be >= 0, not {getattr(self, name)}")
-        if not 1 <= self.redshift_tries <= MAX_REDSHIFT_TRIES:
+        for name in ("redshift_tries", "reobserve_tries"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"augment.{name} must be >= 1, not {getattr(self, name)}")
+        if self.redshift_tries > MAX_REDSHIFT_TRIES:
             raise ConfigError(f"augment.redshift_tries must be in [1, {MAX_REDSHIFT_TRIES}] (each try "
                               f"draws from its own random stream, and there are {MAX_REDSHIFT_TRIES}), "
                               f"not {self.redshift_tries}")

@@ -237,7 +237,7 @@ def cmd_baseline(args) -> int:
 
 
 def cmd_classify(args) -> int:
-    from snia.inference import classify
+    from snia.classify import classify
 
     done = classify(args.checkpoint, args.inputs, args.output, fmt=args.format,
                     metadata=args.metadata, survey=args.survey,

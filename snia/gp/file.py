@@ -1,12 +1,12 @@
 """A store's GP fits, kept beside it: ``STORE.gp.h5``, written once, checked against the store.
 
-Layout: /objects/{object_id, amplitude, time_scale, peak_time, nll, failed} one row per object of
-the store, in its order; /observations/alpha one row per observation of the store, in its order
-(the GP mean's weights, see ``snia.gp.fit``); attributes ``settings`` (JSON of ``GPSettings``),
-``store`` (its path when fitted) and ``store_checksums`` (JSON: the store's recorded
-``sha256_parts`` of the datasets the fit read, with its object and observation counts). A fit is
-only used with the store it was made from: ``read_fits`` compares the checksums and refuses a
-mismatch by name, so a re-ingested store cannot be paired with stale fits.
+Layout: /objects/{object_id, amplitude, time_scale, peak_time, nll, n_fitted, failed} one row per
+object of the store, in its order; /observations/alpha one row per observation of the store, in
+its order (the GP mean's weights, see ``snia.gp.fit``; 0 outside the fitted window); attributes
+``settings`` (JSON of ``GPSettings``), ``store`` (its path when fitted) and ``store_checksums``
+(JSON: the store's recorded ``sha256_parts`` of the datasets the fit read, with its object and
+observation counts). A fit is only used with the store it was made from: ``read_fits`` compares
+the checksums and refuses a mismatch by name, so a re-ingested store cannot be paired with stale fits.
 The file is published atomically (``snia.files.atomic_path``): one that exists is complete.
 """
 
@@ -30,7 +30,8 @@ from snia.store.schema import read_parts
 log = logging.getLogger(__name__)
 
 OBJECT_FIELDS = {"object_id": np.int64, "amplitude": np.float64, "time_scale": np.float64,
-                 "peak_time": np.float64, "nll": np.float64, "failed": np.bool_}
+                 "peak_time": np.float64, "nll": np.float64, "n_fitted": np.int32,
+                 "failed": np.bool_}
 # the store datasets a fit reads: a change to any of them makes the fit stale
 FITTED_FROM = ("objects/object_id", "objects/length", "observations/time", "observations/band",
                "observations/flux", "observations/flux_err")

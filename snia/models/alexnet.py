@@ -21,18 +21,16 @@ from torch import nn
 
 from snia.errors import ConfigError
 from snia.models.dropout import GOLDEN, KeyedDropout, splitmix64
+from snia.models.head import ImageConfig
 
 
 @dataclass
-class AlexNetConfig:
-    in_channels: int = 2  # heatmap: flux, uncertainty; bands: + mask
+class AlexNetConfig(ImageConfig):
     channels: tuple[int, ...] = (64, 192, 384, 256, 256)  # one convolution each
     kernel: tuple[int, int] = (5, 7)  # first convolution (rows, time columns); odd sizes
     groups: int = 8  # GroupNorm groups (at most; fewer where they do not divide the width)
     pool: tuple[int, int] = (2, 4)  # adaptive average pooling grid before the fully connected head
     fc: tuple[int, ...] = (1024, 1024)  # fully connected widths; the last one is the embedding
-    n_scalars: int = 3  # host photo-z, its error, log10 flux scale
-    n_classes: int = 1  # 1: Ia-vs-rest logit; >1: multi-class logits over the taxonomy
     dropout: float = 0.5  # after each fully connected layer, as in AlexNet
 
     def __post_init__(self):

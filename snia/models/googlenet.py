@@ -23,21 +23,18 @@ from torch import nn
 from snia.errors import ConfigError
 from snia.models.alexnet import norm
 from snia.models.cnn import PooledCNN
+from snia.models.head import ImageConfig
 
 MIN_WIDTH = 8  # the narrowest block whose four branches each get a channel
 
 
 @dataclass
-class GoogLeNetConfig:
-    in_channels: int = 2  # heatmap: flux, uncertainty; bands: + mask
+class GoogLeNetConfig(ImageConfig):
     stem: int = 32  # channels of the 3x3 stem convolution
     channels: tuple[int, ...] = (64, 128, 256)  # output width of the inception blocks per stage
     blocks: int = 2  # inception blocks per stage
     groups: int = 8  # GroupNorm groups (at most; fewer where they do not divide the width)
-    n_scalars: int = 3  # host photo-z, its error, log10 flux scale
     hidden: int = 128
-    n_classes: int = 1  # 1: Ia-vs-rest logit; >1: multi-class logits over the taxonomy
-    dropout: float = 0.2
 
     def __post_init__(self):
         self.channels = tuple(self.channels)

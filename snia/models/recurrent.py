@@ -25,6 +25,8 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from snia.errors import ConfigError
 from snia.lightcurve import Batch
 from snia.models.dropout import KeyedDropout
+from snia.models.head import HeadConfig
+from snia.raster import RasterSpec
 from snia.raster.cpu import object_references
 
 CELLS = ("gru", "lstm")
@@ -36,19 +38,16 @@ def n_features(n_bands: int) -> int:
 
 
 @dataclass
-class RecurrentConfig:
+class RecurrentConfig(HeadConfig):
     cell: str = "gru"  # "gru" or "lstm"
     hidden: int = 64  # recurrent state size, and the width of the head's embedding
     layers: int = 2
     bidirectional: bool = False
     n_bands: int = 6  # band-registry indices 0..n_bands-1 (one-hot width)
-    n_scalars: int = 3  # host photo-z, its error, log10 flux scale
-    n_classes: int = 1  # 1: Ia-vs-rest logit; >1: multi-class logits over the taxonomy
-    dropout: float = 0.2
     # (days before, days after) the object's peak: only those observations are read, the window
     # the images show (RasterSpec's t_before, t_after). None: the whole light curve, which
     # transferred worse to the fainter test example (docs/results.md row 28)
-    window: tuple[float, float] | None = (50.0, 130.0)
+    window: tuple[float, float] | None = (RasterSpec.t_before, RasterSpec.t_after)
 
     def __post_init__(self):
         if self.cell not in CELLS:

@@ -22,13 +22,20 @@ from snia.errors import ConfigError
 from snia.models.alexnet import AlexNetConfig, AlexNetStyle
 from snia.models.cnn import CNNConfig, LightCurveCNN
 from snia.models.googlenet import GoogLeNetConfig, GoogLeNetStyle
+from snia.models.head import N_SCALARS
 from snia.models.recurrent import RecurrentClassifier, RecurrentConfig, n_features
 from snia.models.resnet import ResNetConfig, ResNetStyle
 
 IMAGE_ARCHS = ("cnn", "alexnet", "googlenet", "resnet")  # forward(images, scalars, keys)
 SEQUENCE_ARCHS = ("gru", "lstm")  # forward(sequences, lengths, scalars, keys)
 ARCHS = IMAGE_ARCHS + SEQUENCE_ARCHS
-DERIVED_FIELDS = ("in_channels", "n_classes", "n_scalars")  # from the data and task, not settings
+# the shipped model's arch: what a config without ``model.arch`` trains, and what a checkpoint
+# saved before there were several archs is
+DEFAULT_ARCH = "cnn"
+# what follows from the images (in_channels), the task (n_classes), the per-object inputs
+# (n_scalars, snia.models.inputs), the store's bands (n_bands) and the arch (a recurrent model's
+# cell): set by build_model, refused as settings
+DERIVED_FIELDS = ("in_channels", "n_classes", "n_scalars", "n_bands", "cell")
 
 _CONFIGS = {"cnn": CNNConfig, "alexnet": AlexNetConfig, "googlenet": GoogLeNetConfig,
             "resnet": ResNetConfig, "gru": RecurrentConfig, "lstm": RecurrentConfig}
@@ -79,7 +86,7 @@ def make_config(arch: str, values: dict, **derived):
 
 
 def build_model(arch: str, config_dict: dict, in_channels: int, n_classes: int,
-                n_scalars: int = 3) -> nn.Module:
+                n_scalars: int = N_SCALARS) -> nn.Module:
     """A new network of ``arch`` with these settings (``in_channels`` is unused by the recurrent
     models, whose input width follows from their ``n_bands``)."""
     config = make_config(arch, config_dict, in_channels=in_channels, n_classes=n_classes,
@@ -103,7 +110,7 @@ def arch_of_config(config) -> str:
 def rebuild(spec: dict) -> nn.Module:
     """The network a checkpoint's ``model_spec`` describes (one without ``arch``, from before
     there were several, is the CNN), with the input and output sizes it was trained with."""
-    arch = spec.get("arch", "cnn")
+    arch = spec.get("arch", DEFAULT_ARCH)
     if arch in SEQUENCE_ARCHS:  # saved before there was a window: they read whole light curves
         spec = {"window": None, **spec}
     config = make_config(arch, spec)

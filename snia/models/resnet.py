@@ -22,19 +22,16 @@ from torch import nn
 from snia.errors import ConfigError
 from snia.models.alexnet import norm
 from snia.models.cnn import PooledCNN
+from snia.models.head import ImageConfig
 
 
 @dataclass
-class ResNetConfig:
-    in_channels: int = 2  # heatmap: flux, uncertainty; bands: + mask
+class ResNetConfig(ImageConfig):
     stem: int = 32  # channels of the 3x3 stem convolution
     channels: tuple[int, ...] = (32, 64, 128)  # width per stage
     blocks: tuple[int, ...] = (2, 2, 2)  # depth: basic blocks per stage
     groups: int = 8  # GroupNorm groups (at most; fewer where they do not divide the width)
-    n_scalars: int = 3  # host photo-z, its error, log10 flux scale
     hidden: int = 128
-    n_classes: int = 1  # 1: Ia-vs-rest logit; >1: multi-class logits over the taxonomy
-    dropout: float = 0.2
 
     def __post_init__(self):
         self.channels, self.blocks = tuple(self.channels), tuple(self.blocks)

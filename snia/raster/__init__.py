@@ -39,13 +39,11 @@ from snia.raster.spec import (
     DEFAULT_KIND,
     GEOMETRY_FIELDS,
     KINDS,
-    MODEL_GEOMETRY,
     OUTPUT_DTYPES,
     REFERENCES,
     Images,
     RasterSpec,
     is_cupy,
-    model_geometry,
     observation_wavelengths,
     redshift_factor,
     to_host,
@@ -54,5 +52,4 @@ from snia.raster.spec import (
 __all__ = ["RasterSpec", "Images", "KINDS", "DEFAULT_KIND", "BACKENDS", "REFERENCES",
            "OUTPUT_DTYPES", "rasterize", "available_backends", "rasterize_numpy", "rasterize_cpu",
            "spec_for_store", "rasterize_store", "plot_object", "observation_wavelengths",
-           "redshift_factor", "to_host", "is_cupy", "GEOMETRY_FIELDS", "geometry_from_file", "MODEL_GEOMETRY",
-           "model_geometry"]
+           "redshift_factor", "to_host", "is_cupy", "GEOMETRY_FIELDS", "geometry_from_file"]

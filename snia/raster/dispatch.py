@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 
+from snia.errors import ConfigError
 from snia.numba_cuda_compat import numba_cuda_works
 from snia.raster.cpu import rasterize_cpu
 from snia.raster.reference import rasterize_numpy
@@ -56,7 +57,7 @@ def rasterize(batch, spec: RasterSpec, backend: str = "auto", redshift=None, out
     DLPack (no copy) and converts there, returning a torch tensor.
     """
     if dtype not in OUTPUT_DTYPES:
-        raise ValueError(f"dtype must be one of {OUTPUT_DTYPES}, not {dtype!r}")
+        raise ConfigError(f"dtype must be one of {OUTPUT_DTYPES}, not {dtype!r}")
     result = _rasterize(batch, spec, backend, redshift, out)
     if dtype != "float32":
         result.images = _convert(result.images, dtype)
@@ -79,7 +80,7 @@ def _rasterize(batch, spec: RasterSpec, backend: str, redshift, out) -> Images:
     if backend == "auto":
         backend = available_backends()[0]
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be 'auto' or one of {BACKENDS}, not {backend!r}")
+        raise ConfigError(f"backend must be 'auto' or one of {BACKENDS}, not {backend!r}")
     band = batch.obs["band"]  # NumPy or CuPy: only its maximum crosses to the host
     top = int(band.max()) if len(band) else -1
     if top >= len(spec.wavelengths):

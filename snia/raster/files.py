@@ -13,36 +13,28 @@ from pathlib import Path
 
 import numpy as np
 
+from snia.config_file import read_section
 from snia.errors import ConfigError
 from snia.files import atomic_path
 from snia.raster.dispatch import available_backends, rasterize
 from snia.raster.spec import DEFAULT_KIND, GEOMETRY_FIELDS, RasterSpec, to_host
 from snia.store import Store
 
-# keys of a config's `raster:` section that the Snakemake rules read (not image geometry)
-WORKFLOW_RASTER_KEYS = ("datasets", "kinds", "backend", "batch_size")
-
 
 def geometry_from_file(path) -> dict:
-    """Image-geometry keys of a YAML config's ``raster:`` section, as RasterSpec arguments (the
-    workflow's own keys there are allowed and ignored; anything else is refused by name)."""
+    """Image-geometry keys of a YAML config's ``raster:`` section, as RasterSpec arguments (keys
+    left out keep RasterSpec's defaults, the shipped model's images); anything else, and a bad
+    value, is a ConfigError naming the file and the key."""
     if path is None:
         return {}
-    import yaml
-
-    try:
-        section = dict((yaml.safe_load(Path(path).read_text()) or {}).get("raster") or {})
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    section = read_section(path, "raster") or {}
     image_keys = (*GEOMETRY_FIELDS, "bands")  # rows of a bands image: registry indices
-    unknown = set(section) - set(image_keys) - set(WORKFLOW_RASTER_KEYS)
+    unknown = set(section) - set(image_keys)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)} under 'raster:' "
                           f"(image settings: {sorted(image_keys)})")
-    options = {k: v for k, v in section.items() if k in image_keys}
-    if "bands" in options:
-        options["bands"] = tuple(options["bands"])
-    return options
+    spec = RasterSpec.from_dict(section, where=f"{path}: raster")  # bad values, named here
+    return {k: getattr(spec, k) for k in section}
 
 
 def spec_for_store(store, kind: str = DEFAULT_KIND, **options) -> RasterSpec:
@@ -51,7 +43,7 @@ def spec_for_store(store, kind: str = DEFAULT_KIND, **options) -> RasterSpec:
     wavelengths = tuple(float(b.wavelength) for b in store.bands.bands)
     if "bands" not in options:
         options["bands"] = store.bands_present()
-    return RasterSpec(kind=kind, wavelengths=wavelengths, **options)
+    return RasterSpec.from_dict({"kind": kind, "wavelengths": wavelengths, **options})
 
 
 def rasterize_store(store_path, out_path, spec: RasterSpec | None = None, kind: str = DEFAULT_KIND,

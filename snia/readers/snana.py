@@ -17,6 +17,17 @@ from snia.taxonomy import snana_code_class, snana_name_class
 PHOT_ALIASES = {k: v for k, v in OBS_ALIASES.items() if k != "object_id"}
 PHOT_REQUIRED = ("time", "band", "flux", "flux_err")
 BYTES_PER_OBS = 40  # rough in-memory size of one observation, to turn chunk_bytes into a row count
+# Store metadata column -> SNANA's spellings of that header value (upper case; the first present
+# wins), HEAD columns of the FITS format and header keys of the text format alike. In a text file
+# the photo-z error is often written after '+-' on the photo-z line instead (snana_text).
+HEADER_META = {
+    "ra": ("RA",),
+    "dec": ("DECL", "DEC"),
+    "mwebv": ("MWEBV",),
+    "hostgal_photoz": ("HOST_GALAXY_PHOTO-Z", "HOSTGAL_PHOTOZ"),
+    "hostgal_photoz_err": ("HOSTGAL_PHOTOZ_ERR",),
+    "specz": ("REDSHIFT_SPEC", "HOSTGAL_SPECZ"),
+}
 
 
 # SNANA's "not known" values. In PHOT, FLUXCAL = FLUXCALERR = one of them marks an epoch without a

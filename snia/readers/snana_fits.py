@@ -21,6 +21,7 @@ from snia.errors import InputError
 from snia.lightcurve import Chunk, empty_meta, match_columns, offsets_from_lengths
 from snia.readers.snana import (
     BYTES_PER_OBS,
+    HEADER_META,
     PHOT_ALIASES,
     PHOT_REQUIRED,
     count_missing,
@@ -34,15 +35,6 @@ from snia.taxonomy import INDEX, MISSING_CODE
 log = logging.getLogger(__name__)
 
 HEAD_REQUIRED = ("SNID", "PTROBS_MIN", "PTROBS_MAX")
-# Store metadata column -> HEAD column spellings (upper case; first present wins).
-HEAD_META = {
-    "ra": ("RA",),
-    "dec": ("DECL", "DEC"),
-    "mwebv": ("MWEBV",),
-    "hostgal_photoz": ("HOSTGAL_PHOTOZ",),
-    "hostgal_photoz_err": ("HOSTGAL_PHOTOZ_ERR",),
-    "specz": ("HOSTGAL_SPECZ",),
-}
 TYPE_COLUMNS = ("SIM_TYPE_NAME", "SIM_TYPE_INDEX", "SIM_NON1A", "SNTYPE")
 SEPARATOR_MJD = -777.0  # SNANA's end-of-object marker row in PHOT
 # What astropy, gzip and numpy raise on a cut or garbled file (astropy has no error class of its own).
@@ -229,7 +221,7 @@ class _FitsPair:
 
     def _head_rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
         wanted = set(HEAD_REQUIRED) | {"NOBS"} | set(TYPE_COLUMNS)
-        wanted |= {c for spellings in HEAD_META.values() for c in spellings}
+        wanted |= {c for spellings in HEADER_META.values() for c in spellings}
         with _fits_errors(self.head), _open(self.head) as hdul:
             rows = _table(hdul, self.head).data[start:stop]
             head = {c: np.array(rows.field(self.head_cols[c])) for c in wanted if c in self.head_cols}
@@ -327,7 +319,7 @@ def _batches(lengths: np.ndarray, max_obs: int):
 def _head_meta(head: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     """Store metadata from HEAD columns; SNANA's sentinels become NaN (``sentinels_to_nan``)."""
     meta = empty_meta(n)
-    for name, spellings in HEAD_META.items():
+    for name, spellings in HEADER_META.items():
         column = next((head[c] for c in spellings if c in head), None)
         if column is None:
             continue

@@ -20,6 +20,7 @@ from snia.errors import InputError
 from snia.lightcurve import Chunk, empty_meta, match_columns, offsets_from_lengths
 from snia.readers.snana import (
     BYTES_PER_OBS,
+    HEADER_META,
     PHOT_ALIASES,
     PHOT_REQUIRED,
     count_missing,
@@ -33,16 +34,6 @@ from snia.taxonomy import INDEX, MISSING_CODE
 log = logging.getLogger(__name__)
 
 NUMERIC_OBS = ("time", "flux", "flux_err", "flag")
-# Store metadata column -> header keys (first present wins); values are the first number after ':'.
-HEADER_META = {
-    "ra": ("RA",),
-    "dec": ("DECL", "DEC"),
-    "mwebv": ("MWEBV",),
-    "hostgal_photoz": ("HOST_GALAXY_PHOTO-Z", "HOSTGAL_PHOTOZ"),
-    "specz": ("REDSHIFT_SPEC", "HOSTGAL_SPECZ"),
-}
-# Photo-z errors are written either after '+-' on the photo-z line or on a line of their own.
-PHOTOZ_ERR_KEYS = ("HOSTGAL_PHOTOZ_ERR",)
 
 
 class _FileProblem(InputError):
@@ -304,17 +295,16 @@ def _first(mask: np.ndarray) -> int:
 
 
 def _meta(path: Path, header: _Header) -> dict[str, float]:
-    """Header metadata; SNANA's "not known" sentinels become NaN (``sentinels_to_nan``)."""
+    """Header metadata (``HEADER_META``: the first number after ':'); SNANA's "not known"
+    sentinels become NaN (``sentinels_to_nan``). The photo-z error is a line of its own or, more
+    often, written after '+-' on the photo-z line."""
     meta = {}
     for name, keys in HEADER_META.items():
         value = header.number(path, *keys)
+        if value is None and name == "hostgal_photoz_err":
+            value = _after_plus_minus(header.text(*HEADER_META["hostgal_photoz"]))
         if value is not None:
             meta[name] = sentinels_to_nan(name, value)
-    err = header.number(path, *PHOTOZ_ERR_KEYS)
-    if err is None:
-        err = _after_plus_minus(header.text("HOST_GALAXY_PHOTO-Z", "HOSTGAL_PHOTOZ"))
-    if err is not None:
-        meta["hostgal_photoz_err"] = sentinels_to_nan("hostgal_photoz_err", err)
     return meta
 
 

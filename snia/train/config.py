@@ -3,32 +3,30 @@
 ``TrainConfig`` holds the run (task, epochs, batch, optimiser, seed, validation share) and, nested,
 the augmentation (``snia.augment.AugmentConfig``), the image geometry (``raster``: RasterSpec keys),
 the network (``model``: ``arch`` and that architecture's settings, ``snia.models.registry``) and
-distillation (``distill``). The defaults
-are the model the workflow ships, so ``snia train`` with no config trains that model. Every check
-fails when the settings are read (ConfigError naming the key), not when a job has started.
+distillation (``distill``). The defaults are the model the workflow ships, and each has one
+source: the image geometry RasterSpec's, the network CNNConfig's (the default arch,
+``DEFAULT_ARCH``), so ``snia train`` with no config trains that model on the images ``snia
+rasterize`` draws with none. Every check fails when the settings are read (ConfigError naming the
+key), not when a job has started.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from snia.augment import AugmentConfig
+from snia.config_file import read_section
 from snia.errors import ConfigError
 from snia.models import CNNConfig, arch_of_config, make_config
-from snia.models.registry import config_class
-from snia.raster import DEFAULT_KIND, GEOMETRY_FIELDS, KINDS, MODEL_GEOMETRY, RasterSpec, model_geometry
+from snia.models.registry import DEFAULT_ARCH, DERIVED_FIELDS, config_class
+from snia.raster import DEFAULT_KIND, GEOMETRY_FIELDS, KINDS, RasterSpec
 from snia.taxonomy import CLASSES
 from snia.typecheck import checked
 
 TASKS = ("binary", "multiclass")
 # choices of how to run, not of what is learnt: a resume does not compare them
 RUNTIME_FIELDS = ("backend",)
-# the network the workflow ships: small enough to classify thousands of light curves per second
-# on 2 CPU cores (in_channels and n_classes follow from the images and the task)
-SHIPPED_MODEL = CNNConfig(channels=(8, 16, 32), groups=4, hidden=64, dropout=0.2)
-# from the images, the task and the bands (and a recurrent arch names its cell), not settings
-DERIVED_MODEL_FIELDS = ("in_channels", "n_classes", "n_bands", "cell")
 
 
 @dataclass
@@ -60,10 +58,15 @@ class TrainConfig:
     val_fraction: float = 0.1
     backend: str = "auto"  # rasterization backend (run time: not compared on resume)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    raster: dict = field(default_factory=lambda: dict(MODEL_GEOMETRY))  # RasterSpec geometry
+    # image geometry: RasterSpec keys (GEOMETRY_FIELDS) that differ from its defaults
+    raster: dict = field(default_factory=dict)
     # the network: settings of one arch (snia.models.registry); in a mapping, {arch: ..., ...}
-    model: object = field(default_factory=lambda: replace(SHIPPED_MODEL))
+    model: object = field(default_factory=CNNConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    # a store of the survey the model is for: its observing schedules, flux errors and photo-z
+    # (never its fluxes or labels) feed the re-observation augmentation
+    # (augment.reobserve_probability); "": none
+    survey: str = ""
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -82,16 +85,17 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown image setting(s) {sorted(unknown)} under 'raster'; "
                               f"known: {list(GEOMETRY_FIELDS)}")
-        try:
-            RasterSpec(kind=self.kind, **self.raster)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"raster: {exc}") from None
+        RasterSpec.from_dict({"kind": self.kind, **self.raster})
         if not 0 <= self.model.dropout < 1:
             raise ConfigError(f"model dropout must be in [0, 1), not {self.model.dropout}")
         self.types = list(self.types)
         self.distill.teachers = [str(t) for t in self.distill.teachers]
         if self.distill.teachers and self.task != "binary":
             raise ConfigError("teachers (distillation) need task 'binary': the soft target is P(Ia)")
+        if self.augment.enabled and self.augment.reobserve_probability > 0 and not self.survey:
+            raise ConfigError("augment.reobserve_probability > 0 needs 'survey': the store whose "
+                              "schedules and noise the training objects are re-observed with")
+        self.survey = str(self.survey)
         if not 0 <= self.distill.weight <= 1:
             raise ConfigError(f"distill weight must be in [0, 1], not {self.distill.weight}")
 
@@ -100,6 +104,8 @@ class TrainConfig:
         """Settings from a (YAML) mapping; nested sections may be mappings or dataclasses."""
         values = dict(values)
         _refuse_unknown(values, cls, "training setting(s)")
+        if values.get("raster") is None:
+            values.pop("raster", None)
         values = checked(values, cls)  # each value of its field's type, or one line naming it
         for key, section in (("augment", AugmentConfig), ("distill", DistillConfig)):
             if isinstance(values.get(key), dict):
@@ -107,8 +113,8 @@ class TrainConfig:
                 values[key] = section(**checked(values[key], section, f"{key}."))
         if isinstance(values.get("model"), dict):
             values["model"] = model_settings(values["model"])
-        if "raster" in values:  # geometry keys not given keep the shipped model's
-            values["raster"] = model_geometry(checked(values["raster"], RasterSpec, "raster."))
+        if "raster" in values:
+            values["raster"] = checked(values["raster"], RasterSpec, "raster.")
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -120,34 +126,55 @@ class TrainConfig:
     def arch(self) -> str:
         return arch_of_config(self.model)
 
+    @property
+    def geometry(self) -> dict:
+        """The image geometry these settings train on, every key (RasterSpec's defaults filled in)."""
+        return image_geometry(RasterSpec.from_dict({"kind": self.kind, **self.raster}))
+
     def resume_key(self) -> dict:
         """What a checkpoint must share with these settings to be resumed: all but run-time
-        choices (the rasterization backend may change between a job and its restart)."""
-        return _without_runtime(self.to_dict())
+        choices (the rasterization backend may change between a job and its restart) and the
+        image geometry, which is compared whole (``same_training``)."""
+        return _comparable(self.to_dict())
+
+
+def image_geometry(spec) -> dict:
+    """The geometry keys (GEOMETRY_FIELDS) of a RasterSpec or of its dict (a checkpoint's)."""
+    values = spec if isinstance(spec, dict) else spec.to_dict()
+    return {k: values.get(k) for k in GEOMETRY_FIELDS}
 
 
 def model_settings(values: dict):
-    """The ``model:`` section as the settings dataclass of its ``arch`` (default: the shipped
-    CNN, whose unset keys keep the shipped values; other archs start from their own defaults)."""
+    """The ``model:`` section as the settings dataclass of its ``arch`` (default ``DEFAULT_ARCH``,
+    the shipped CNN); keys left out keep the arch's defaults."""
     values = dict(values)
-    arch = values.pop("arch", "cnn")
-    # what follows from the data and the arch (in_channels, n_classes, n_bands, cell) is no setting
-    known = [f.name for f in fields(config_class(arch)) if f.name not in DERIVED_MODEL_FIELDS]
+    arch = values.pop("arch", DEFAULT_ARCH)
+    derived = sorted(set(values) & set(DERIVED_FIELDS))
+    if derived:
+        raise ConfigError(f"setting(s) under 'model' {derived} follow from the images, the task "
+                          f"and the data, not from settings; remove them")
+    known = [f.name for f in fields(config_class(arch)) if f.name not in DERIVED_FIELDS]
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"unknown setting(s) under 'model' {unknown} for arch {arch!r}; "
                           f"known: {['arch', *known]}")
-    base = asdict(SHIPPED_MODEL) if arch == "cnn" else {}
-    return make_config(arch, {**base, **checked(values, config_class(arch), "model.")})
+    return make_config(arch, checked(values, config_class(arch), "model."))
 
 
-def _without_runtime(values: dict) -> dict:
-    return {k: v for k, v in values.items() if k not in RUNTIME_FIELDS}
+def _comparable(values: dict) -> dict:
+    return {k: v for k, v in values.items() if k not in RUNTIME_FIELDS and k != "raster"}
 
 
-def same_training(saved: dict, cfg: TrainConfig) -> bool:
-    """Whether a checkpoint's saved settings are these settings (run-time choices aside)."""
-    return isinstance(saved, dict) and _without_runtime(saved) == cfg.resume_key()
+def same_training(saved: dict, cfg: TrainConfig, spec: dict | None = None) -> bool:
+    """Whether a checkpoint's saved settings are these settings (run-time choices aside). The
+    image geometry is compared whole: the checkpoint's ``spec`` (what it was trained on, however
+    its settings spelled it) against what these settings draw."""
+    if not isinstance(saved, dict):
+        return False
+    if spec is None:
+        spec = RasterSpec.from_dict({"kind": saved.get("kind", DEFAULT_KIND),
+                                     **(saved.get("raster") or {})}).to_dict()
+    return _comparable(saved) == cfg.resume_key() and image_geometry(spec) == cfg.geometry
 
 
 def _refuse_unknown(values: dict, cls, what: str, excluded=()) -> None:
@@ -161,12 +188,4 @@ def settings_from_file(path: Path | None) -> dict:
     """The ``train:`` section of a YAML config (empty without a file)."""
     if path is None:
         return {}
-    import yaml
-
-    try:
-        section = (yaml.safe_load(Path(path).read_text()) or {}).get("train") or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(section, dict):
-        raise ConfigError(f"{path}: 'train:' must be a mapping of settings")
-    return dict(section)
+    return dict(read_section(path, "train") or {})

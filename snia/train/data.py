@@ -19,10 +19,12 @@ import numpy as np
 import torch
 
 from snia.augment import augment, wide_survey_noise
+from snia.augment.reobserve import GPCurves, Schedules, reobserve
 from snia.errors import ConfigError
-from snia.inference import ensemble_p_ia, load_members, scalar_inputs, scalars_of, sequence_inputs
+from snia.inference import ensemble_p_ia, load_members
 from snia.metrics import hashed_share
 from snia.models import SEQUENCE_ARCHS
+from snia.models.inputs import scalar_inputs, scalars_of, sequence_inputs
 from snia.parallel import local_ranks
 from snia.raster import rasterize, spec_for_store, to_host
 from snia.store import Store
@@ -106,6 +108,20 @@ def device_resident_or_none(store, device, share: float = 0.5):
         return ResidentStore(store, xp=cupy)
 
 
+def reobservation(store, cfg: TrainConfig):
+    """The training objects' GP curves and the survey's schedules, when the settings re-observe
+    objects (``augment.reobserve_probability`` > 0), else None. The fits are the training store's
+    (``snia gp fit``), refused when missing or made from another store."""
+    from snia.gp.file import default_path, read_fits
+
+    if not (cfg.augment.enabled and cfg.augment.reobserve_probability > 0):
+        return None
+    curves = GPCurves.from_fits(store, read_fits(default_path(store.path), store))
+    with Store(cfg.survey) as survey:
+        schedules = Schedules.from_store(survey, seed=cfg.seed)
+    return curves, schedules
+
+
 class TrainingData:
     """A store's training and validation objects and everything derived from them (see the
     module docstring); ``tensors()`` makes a batch."""
@@ -119,7 +135,9 @@ class TrainingData:
         self.source = None
         # a recurrent model reads the (augmented) observations, not images
         self.sequences = cfg.arch in SEQUENCE_ARCHS
-        if on_device_pipeline(device, cfg.backend) and not self.sequences:
+        self.reobserved = reobservation(self.store, cfg)
+        # re-observation runs on the host: batches are then made there
+        if on_device_pipeline(device, cfg.backend) and not self.sequences and not self.reobserved:
             self.source = device_resident_or_none(self.store, device)
         self.on_device = self.source is not None
         if self.source is None:
@@ -179,6 +197,9 @@ class TrainingData:
         if train and self.cfg.augment.enabled:
             batch = augment(batch, epoch, self.cfg.seed, self.cfg.augment, self.spec.wavelengths,
                             self.noise_floor)
+            if self.reobserved:
+                batch = reobserve(batch, indices[order], epoch, self.cfg.seed, self.cfg.augment,
+                                  *self.reobserved, self.spec.wavelengths)
         back = torch.as_tensor(inverse).to(self.device, non_blocking=True)  # to sampler order
         if self.sequences:
             return self._sequence_tensors(batch, train, inverse, back)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
+from snia.checkpoints import read_checkpoint
 from snia.errors import CheckpointError, ConfigError
 from snia.files import atomic_path, write_text_atomic
-from snia.inference import read_checkpoint
 from snia.parallel import Dist, barrier
 from snia.train.config import TrainConfig, same_training
 
@@ -56,7 +56,7 @@ class RunFolder:
         if not path.exists():
             return None
         state = read_checkpoint(path, RESUME_KEYS, device)
-        if same_training(state["train_config"], cfg):
+        if same_training(state["train_config"], cfg, state.get("spec")):
             return path, state
         if not self.restart_on_change:
             raise ConfigError(f"{path} was written with other training settings; use a new output "

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from snia.calibration import fit_platt
-from snia.errors import CheckpointError, ConfigError
-from snia.inference import first_line, p_ia_of
+from snia.errors import CheckpointError, ConfigError, first_line
+from snia.inference import p_ia_of
 from snia.metrics import auc
 from snia.models import SEQUENCE_ARCHS, build_model, model_spec, sample_keys
 from snia.parallel import Dist, all_gather, all_reduce_sum, barrier

@@ -16,7 +16,7 @@ SUBSET_DIR = f"{RESULTS}/data/subset"
 INPUT_DIR = SUBSET_DIR if config["subset"] else DATA
 # A dataset's name (the `name` wildcard of every stage) is one path component.
 wildcard_constraints:
-    name=r"[^/]+",
+    name=r"[^/.]+",  # no dot: x.gp.h5 (the GP fits) is not a store named x.gp
 
 PLASTICC_FILES = ["plasticc_train_lightcurves.csv", "plasticc_train_metadata.csv",
                   "sniabcii_test_lightcurves_example.csv", "sniabcii_test_metadata_example.csv"]
@@ -31,7 +31,7 @@ def dataset(name):
 def check_dataset_names():
     """Every key that names datasets names known ones, and the report's dataset is evaluated
     (the report shows that dataset's evaluation next to the baseline's, tested on it too)."""
-    for key, names in (("raster.datasets", config["raster"]["datasets"]),
+    for key, names in (("images.datasets", config["images"]["datasets"]),
                        ("train.dataset", [config["train"]["dataset"]]),
                        ("train.redshift_target",
                         [config["train"]["redshift_target"]] if config["train"].get(

@@ -42,6 +42,8 @@ use rule train as compare_train with:
     input:
         store=store(config["train"]["dataset"]),
         settings=f"{RESULTS}/compare/{{arch}}/settings.yaml",
+        gp_fits=GP_FITS,
+        survey=SURVEY_STORE,
     output:
         model=f"{RESULTS}/compare/{{arch}}/best.pt",
         history=f"{RESULTS}/compare/{{arch}}/history.csv",

@@ -4,8 +4,8 @@
 
 
 # The image files `rule all` asks for: every dataset in every kind.
-IMAGE_FILES = [f"{RESULTS}/images/{name}.{kind}.h5" for name in config["raster"]["datasets"]
-               for kind in config["raster"]["kinds"]]
+IMAGE_FILES = [f"{RESULTS}/images/{name}.{kind}.h5" for name in config["images"]["datasets"]
+               for kind in config["images"]["kinds"]]
 
 
 localrules:
@@ -32,10 +32,10 @@ rule rasterize:
     output:
         f"{RESULTS}/images/{{name}}.{{kind}}.h5",
     wildcard_constraints:
-        kind="|".join(config["raster"]["kinds"]),
+        kind="|".join(config["images"]["kinds"]),
     params:
-        backend=config["raster"]["backend"],
-        batch_size=config["raster"]["batch_size"],
+        backend=config["images"]["backend"],
+        batch_size=config["images"]["batch_size"],
     threads: 2
     conda:
         SNIA_ENV

@@ -17,7 +17,7 @@ rule report_config:
     params:
         # the configuration as the workflow uses it: config file(s) plus --config overrides
         config=config,
-        files=lambda wc: ", ".join(workflow.configfiles),
+        files=lambda wc: ", ".join(str(p) for p in workflow.configfiles),  # Paths with --configfile
     conda:
         SNIA_ENV
     log:

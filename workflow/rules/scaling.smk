@@ -34,6 +34,8 @@ rule scaling_run:
     input:
         store=store(config["train"]["dataset"]),
         settings=f"{RESULTS}/model/m0/settings.yaml",
+        gp_fits=GP_FITS,
+        survey=SURVEY_STORE,
         previous=lambda wc: PREVIOUS_SCALING_RUN[f"{RESULTS}/scaling/{wc.mode}_{wc.ranks}.json"],
     output:
         f"{RESULTS}/scaling/{{mode}}_{{ranks}}.json",

@@ -12,6 +12,22 @@ EVALUATED = [STUDENT] if DISTILL > 0 else MODELS
 TRAINED = MODELS + ([STUDENT] if DISTILL > 0 else [])
 
 SETTINGS = config["train"]["settings"]
+# The survey the model is for (train.survey, a dataset read unlabelled): with re-observation
+# (augment.reobserve_probability > 0) training objects are re-observed through its schedules,
+# flux errors and photo-z, from the GP fits of the training store.
+SURVEY = config["train"].get("survey")
+if "survey" in SETTINGS:
+    raise ValueError("config: train.settings.survey is set by the workflow; name the dataset "
+                     "with train.survey")
+REOBSERVE = float(SETTINGS.get("augment", {}).get("reobserve_probability", 0)) > 0
+if REOBSERVE and not SURVEY:
+    raise ValueError("config: train.settings.augment.reobserve_probability > 0 needs "
+                     "train.survey (the dataset whose schedules and noise re-observe objects)")
+if SURVEY:
+    SETTINGS = {**SETTINGS, "survey": store(SURVEY)}
+# what every training run reads beside its store when it re-observes (else nothing)
+SURVEY_STORE = [store(SURVEY)] if SURVEY and REOBSERVE else []
+GP_FITS = [f"{RESULTS}/stores/{config['train']['dataset']}.gp.h5"] if REOBSERVE else []
 if "distill" in SETTINGS:
     raise ValueError("config: train.settings.distill is set per run by the workflow (the members "
                      "are the student's teachers); set the weight with train.distill")
@@ -72,6 +88,8 @@ rule train:
         store=store(config["train"]["dataset"]),
         settings=f"{RESULTS}/model/{{run}}/settings.yaml",
         teachers=lambda wc: MODELS if wc.run == "student" else [],
+        gp_fits=GP_FITS,
+        survey=SURVEY_STORE,
     output:
         model=f"{RESULTS}/model/{{run}}/best.pt",
         history=f"{RESULTS}/model/{{run}}/history.csv",

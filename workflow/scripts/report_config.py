@@ -12,3 +12,4 @@ plain = json.loads(json.dumps(params.config))  # plain dicts and lists, whatever
 Path(snakemake.output[0]).write_text(  # noqa: F821
     f"# the workflow's configuration as used (file(s): {params.files}; plus any --config)\n"
     + yaml.safe_dump(plain, sort_keys=False))
+Path(snakemake.log[0]).write_text(f"{snakemake.output[0]}: from {params.files}\n")  # noqa: F821

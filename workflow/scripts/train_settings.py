@@ -13,3 +13,6 @@ for path in snakemake.input:  # noqa: F821
     settings["augment"] = {**settings.get("augment", {}), **target}
 Path(snakemake.output[0]).write_text(  # noqa: F821
     yaml.safe_dump({"train": settings}, sort_keys=False))
+Path(snakemake.log[0]).write_text(  # noqa: F821
+    f"{snakemake.output[0]}: seed {settings.get('seed', 0)}, "  # noqa: F821
+    f"{len(snakemake.input)} redshift target file(s) joined\n")  # noqa: F821

@@ -1,0 +1,62 @@
+"""snia classify (snia.classify): checks before the work, and calibrated P(Ia) said as such."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import error_line
+
+
+def test_classify_checks_its_output_folder_before_the_work(models, tmp_path, capsys, monkeypatch):
+    import snia.classify
+    import snia.inference
+    from snia.cli import EXIT_BAD_INPUT, main
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started")
+
+    monkeypatch.setattr(snia.inference, "run_members", no_work)
+    monkeypatch.setattr(snia.classify, "run_ingest", no_work)
+    out = tmp_path / "no" / "such" / "dir" / "p.csv"
+    assert main(["classify", str(models["lsst"]), "--checkpoint", str(models["bands"]),
+                 "-o", str(out)]) == EXIT_BAD_INPUT
+    assert str(out.parent) in error_line(capsys.readouterr().err)
+    lc = tmp_path / "lc.csv"
+    lc.write_text("object_id,mjd,passband,flux,flux_err,detected_bool\n")
+    assert main(["classify", str(lc), "--format", "plasticc", "--metadata", str(lc),
+                 "--checkpoint", str(models["bands"]), "-o", str(out)]) == EXIT_BAD_INPUT
+    assert str(out.parent) in error_line(capsys.readouterr().err)
+
+
+def test_classify_writes_calibrated_p_ia_and_says_so(tmp_path, capsys):
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    import torch
+    from conftest import synthetic_plasticc
+
+    from snia.calibration import calibrate
+    from snia.cli import main
+    from snia.ingest import run_ingest
+    from snia.predictions import read_predictions
+    from snia.train import TrainConfig, run_training
+
+    lc, meta, _ = synthetic_plasticc(tmp_path, 40, 34)
+    run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False)
+    run_training(tmp_path / "s.h5", tmp_path / "run", TrainConfig.from_dict(
+        {"kind": "bands", "epochs": 1, "batch_size": 8, "val_fraction": 0.3,
+         "model": {"channels": [4, 8], "groups": 2, "hidden": 8}}))
+    ckpt = tmp_path / "run" / "best.pt"
+    calibration = torch.load(ckpt, weights_only=True)["calibration"]
+    assert calibration["method"] == "platt" and calibration["fitted_on"] == "validation split"
+    capsys.readouterr()
+    assert main(["classify", str(tmp_path / "s.h5"), "--checkpoint", str(ckpt), "-o",
+                 str(tmp_path / "p.csv"), "--ia-prior", "0.6"]) == 0
+    said = capsys.readouterr().err  # the command line logs to stderr
+    assert "calibrated (platt scaling fitted on the validation split" in said
+    assert "moved to an Ia share of 0.600" in said
+    import csv
+
+    with open(tmp_path / "p.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    raw = np.array([float(r["p_ia_uncalibrated"]) for r in rows])
+    np.testing.assert_allclose(read_predictions(tmp_path / "p.csv")["p_ia"],
+                               calibrate(raw, calibration, prior=0.6), atol=3e-5)

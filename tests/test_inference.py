@@ -1,0 +1,129 @@
+"""Inference (snia.inference, snia.checkpoints, snia.models.inputs): ensembles average their
+members, models refuse data of bands they never saw, damaged checkpoints are one line naming the
+file, and the per-object inputs are what training saw."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import error_line
+
+
+def test_an_ensemble_averages_its_members(tmp_path):
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    from conftest import synthetic_plasticc
+
+    from snia.inference import predict_store
+    from snia.ingest import run_ingest
+    from snia.train import TrainConfig, run_training
+
+    lc, meta, _ = synthetic_plasticc(tmp_path, 30, 33)
+    run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False)
+    runs = []
+    for seed, raster in ((0, {}), (1, {}), (2, {"n_time": 45})):  # the last draws other images
+        cfg = TrainConfig.from_dict({"kind": "heatmap", "epochs": 1, "batch_size": 8, "seed": seed,
+                                     "val_fraction": 0.3, "raster": raster,
+                                     "model": {"channels": [4, 8], "groups": 2, "hidden": 8}})
+        run_training(tmp_path / "s.h5", tmp_path / f"r{seed}", cfg)
+        runs.append(tmp_path / f"r{seed}" / "best.pt")
+    alone = [predict_store(r, tmp_path / "s.h5")["p_ia"] for r in runs]
+    both = predict_store(runs, tmp_path / "s.h5")
+    np.testing.assert_allclose(both["p_ia"], np.mean(alone, axis=0), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(alone[0], alone[1])  # the members do differ
+
+
+def test_a_model_refuses_data_of_bands_it_was_not_trained_on(models, tmp_path, capsys):
+    from snia.cli import EXIT_BAD_INPUT, main
+
+    lsst = "['lsstu', 'lsstg', 'lsstr', 'lssti', 'lsstz', 'lssty']"
+    des = "['desg', 'desr', 'desi', 'desz']"
+    classify = ["classify", str(models["des"]), "--checkpoint", str(models["bands"]),
+                "-o", str(tmp_path / "p.csv")]
+    # DES griz into an LSST ugrizy model: it would see empty images
+    assert main(classify) == EXIT_BAD_INPUT
+    line = error_line(capsys.readouterr().err)
+    assert des in line and lsst in line and "--allow-other-bands" in line
+    assert not (tmp_path / "p.csv").exists()
+    assert main(["evaluate", str(models["des"]), "--checkpoint", str(models["bands"]),
+                 "-o", str(tmp_path / "eval")]) == EXIT_BAD_INPUT
+    line = error_line(capsys.readouterr().err)
+    assert des in line and lsst in line
+    # asked for explicitly: it runs, with a warning naming both
+    assert main(classify + ["--allow-other-bands"]) == 0
+    warnings = [x for x in capsys.readouterr().err.splitlines() if " WARNING " in x]
+    assert any(des in x and lsst in x for x in warnings), warnings
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 7
+    # a heatmap model places observations by wavelength, yet a band it never saw is refused
+    # (u and y light where it never learnt any)
+    assert main(["classify", str(models["lsst"]), "--checkpoint", str(models["heatmap_griz"]),
+                 "-o", str(tmp_path / "h.csv")]) == EXIT_BAD_INPUT
+    line = error_line(capsys.readouterr().err)
+    assert "['lsstu', 'lssty']" in line and "['lsstg', 'lsstr', 'lssti', 'lsstz']" in line
+    # data without some of the model's bands: runs (objects need not be seen in every band),
+    # with a warning that those image rows stay empty
+    assert main(["classify", str(models["griz"]), "--checkpoint", str(models["bands"]),
+                 "-o", str(tmp_path / "g.csv")]) == 0
+    assert "['lsstu', 'lssty']" in capsys.readouterr().err
+
+
+def test_damaged_checkpoints_are_named_in_one_line(models, tmp_path, capsys):
+    import torch
+
+    from snia.cli import EXIT_BAD_INPUT, main
+
+    good = models["bands"].read_bytes()
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    damaged = {"truncated": good[:len(good) // 2], "empty": b"", "text": b"epoch 1\n",
+               "other": (tmp_path / "other.pt").read_bytes()}
+    bad = tmp_path / "bad.pt"
+    for what, content in damaged.items():
+        bad.write_bytes(content)
+        for command in (["evaluate", str(models["lsst"]), "--checkpoint", str(bad), "-o", str(tmp_path / "e")],
+                        ["classify", str(models["lsst"]), "--checkpoint", str(models["bands"]), str(bad),
+                         "-o", str(tmp_path / "p.csv")]):
+            capsys.readouterr()
+            assert main(command) == EXIT_BAD_INPUT, (what, command[0])
+            assert str(bad) in error_line(capsys.readouterr().err), (what, command[0])
+
+
+def test_ensemble_members_of_other_classes_are_one_line_exit_2(models, tmp_path, capsys):
+    from snia.cli import EXIT_BAD_INPUT, main
+
+    assert main(["classify", str(models["lsst"]), "--checkpoint", str(models["bands"]),
+                 str(models["multiclass"]), "-o", str(tmp_path / "p.csv")]) == EXIT_BAD_INPUT
+    assert "ensemble members predict different classes" in error_line(capsys.readouterr().err)
+
+
+def test_what_an_ensembles_p_ia_is_is_said_without_one_members_numbers():
+    from types import SimpleNamespace
+
+    from snia.inference import calibration_of
+
+    platt = {"method": "platt", "a": 1.0, "b": 0.0, "fitted_on": "validation split", "objects": 10,
+             "prior": 0.3}
+    one = SimpleNamespace(path="m0/best.pt", calibration=platt)
+    other = SimpleNamespace(path="m1/best.pt", calibration={**platt, "a": 2.0})
+    assert calibration_of([one]).startswith("calibrated (platt scaling") and "a 1.000" in calibration_of([one])
+    both = calibration_of([one, other], prior=0.6)
+    assert both == ("mean of 2 members' P(Ia), each calibrated by its own platt scaling fitted on "
+                    "its validation split, moved to an Ia share of 0.600")
+    bare = SimpleNamespace(path="m2/best.pt", calibration=None)
+    assert calibration_of([one, bare]).startswith("uncalibrated") and "m2/best.pt" in calibration_of([one, bare])
+
+
+def test_scalar_inputs_are_photo_z_its_error_and_log_scale_standardised():
+    """Hand-computed: missing photo-z (NaN) reads -1, the flux scale is floored at 1e-3 before
+    its log10, and the forward pass's standardised tensor matches the host's statistics input."""
+    import torch
+
+    from snia.models.inputs import scalar_inputs, scalars_of
+
+    meta = {"hostgal_photoz": np.array([0.1, np.nan, 0.5]),
+            "hostgal_photoz_err": np.array([0.02, np.nan, 0.2])}
+    scale = np.array([10.0, 1e-5, 1000.0])
+    expected = np.array([[0.1, 0.02, 1.0], [-1.0, -1.0, -3.0], [0.5, 0.2, 3.0]])
+    np.testing.assert_allclose(scalars_of(meta, scale), expected)
+    mean, std = np.array([0.5, 0.1, 1.0]), np.array([2.0, 0.5, 4.0])
+    scaled = scalar_inputs(meta, scale, mean, std, torch.device("cpu"))
+    assert scaled.dtype == torch.float32
+    np.testing.assert_allclose(scaled.numpy(), (expected - mean) / std, rtol=1e-6)
