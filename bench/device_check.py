@@ -192,10 +192,13 @@ def main() -> int:
         if args.checkpoint.exists():
             script_rows("infer", "infer.py", "--store", args.store, "--checkpoint",
                         args.checkpoint, "--objects", 7848)
+        # issue 22's GP fits: objects fitted per second, CPU and GPU side by side
+        script_rows("gp", "gp_fit.py", "--store", args.store, "--objects", 4096, timeout=300)
         # issue 13's architecture table on the device: parameters, MFLOP, samples/s, LC/s
         script_rows("archs", "archs.py", "--store", args.store, "--steps", 20, timeout=400)
     else:
         script_rows("train", *train, "--batch-size", args.batch_size)
+        script_rows("gp", "gp_fit.py", "--store", args.store, "--objects", 64 if args.smoke else 1024)
         script_rows("archs", "archs.py", "--store", args.store, "--steps", steps,
                     *(("--archs", "cnn", "gru") if args.smoke else ()))
     row("total", "seconds", f"{time.perf_counter() - start:.0f}")

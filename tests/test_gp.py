@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from snia.gp import reference
-from snia.gp.fit import JITTER, GPSettings, fit_batch, likelihood, negative_log_likelihood, padded_group, pair_geometry
+from snia.gp.fit import (
+    JITTER,
+    GPSettings,
+    fit_batch,
+    length_groups,
+    likelihood,
+    negative_log_likelihood,
+    padded_group,
+    pair_geometry,
+)
 from snia.lightcurve import Batch, offsets_from_lengths
 
 WAVES = np.array([3671.0, 4827.0, 6223.0, 7546.0, 8691.0, 9712.0])
@@ -171,6 +180,16 @@ def test_only_the_window_around_the_brightest_observation_is_fitted():
     for key in ("amplitude", "time_scale", "nll", "peak_time"):
         assert fits[key][0] == pytest.approx(alone[key][0], rel=1e-9), key
     np.testing.assert_allclose(fits["alpha"][inside], alone["alpha"], rtol=1e-9)
+
+
+def test_groups_hold_similar_lengths_and_every_object_once():
+    counts = np.array([5, 300, 40, 41, 42, 60, 7, 200, 43, 9])
+    order = np.argsort(counts, kind="stable")
+    groups = list(length_groups(order, counts, 3))
+    np.testing.assert_array_equal(np.concatenate(groups), order)
+    for g in groups:
+        assert 1 <= len(g) <= 3 and counts[g].max() <= 1.25 * counts[g].min() + 8
+    assert [list(counts[g]) for g in groups][:3] == [[5, 7, 9], [40, 41, 42], [43, 60]]
 
 
 def test_settings_out_of_range_are_refused_by_name():

@@ -206,6 +206,19 @@ def peak_times(t, w, mask, alpha_w, log_time, wave_scale, torch):
     return peak
 
 
+def length_groups(order: np.ndarray, counts: np.ndarray, size: int):
+    """Objects (in ``order``, shortest first) in groups of at most ``size`` whose longest is at
+    most a quarter (plus 8 observations) longer than their shortest: padding to the longest costs
+    as the square of its length in every pass."""
+    start = 0
+    while start < len(order):
+        stop = min(start + size, len(order))
+        limit = 1.25 * counts[order[start]] + 8
+        stop = start + max(1, int(np.searchsorted(counts[order[start:stop]], limit, side="right")))
+        yield order[start:stop]
+        start = stop
+
+
 def fit_batch(batch, wave: np.ndarray, settings: GPSettings | None = None, device="cpu"):
     """Fit every object of a ``Batch``; ``wave``: each observation's effective wavelength.
 
@@ -226,8 +239,7 @@ def fit_batch(batch, wave: np.ndarray, settings: GPSettings | None = None, devic
            "failed": np.zeros(n_objects, dtype=bool), "alpha": np.zeros(len(wave))}
     order = np.argsort(counts, kind="stable")  # similar lengths together: little padding
     order = order[counts[order] > 0]
-    for start in range(0, len(order), settings.group):
-        members = order[start:start + settings.group]
+    for members in length_groups(order, counts, settings.group):
         t, w, y, var, mask, scale = padded_group(batch, wave, members, torch, device, fitted)
         log_amp, log_time = fit_group(t, w, y, var, mask, settings, torch)
         with torch.no_grad():
