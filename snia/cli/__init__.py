@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import sys
 from pathlib import Path
 
+from snia.cli.endings import disk_is_full, stopped
+from snia.cli.endings import setup_logging as _setup_logging
 from snia.cli.guard import check as check_paths
 from snia.cli.parser import build_parser
-from snia.outputs import disk_full, full_disk_message
 from snia.stopping import check_lost as check_stopped
-from snia.stopping import signal_of, stop_on_signals
+from snia.stopping import stop_on_signals
 
 log = logging.getLogger("snia")
 
@@ -41,15 +40,6 @@ OPTIONAL_MODULES = {
 }
 
 
-def _setup_logging(verbose: bool, rank: int = 0, size: int = 1) -> None:
-    prefix = f"[rank {rank}/{size}] " if size > 1 else ""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format=f"%(asctime)s {prefix}%(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr, force=True)
-    # torch logs its FakeTensor cache statistics at INFO when the process exits: not ours to say
-    logging.getLogger("torch").setLevel(logging.DEBUG if verbose else logging.WARNING)
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from snia.errors import SniaError
@@ -62,10 +52,7 @@ def main(argv=None) -> int:
             check_stopped()  # a signal whose exception was lost on the way
             return code
     except KeyboardInterrupt as exc:  # one line, no traceback; the shell's 128 + signal
-        signum = signal_of(exc)
-        log.error("snia %s stopped by %s: the files it was writing were removed (outputs "
-                  "completed before are kept)", args.command, signal.Signals(signum).name)
-        return 128 + signum
+        return stopped(args.command, exc)
     except SniaError as exc:
         log.error("%s", exc)
         return EXIT_BAD_INPUT
@@ -73,16 +60,7 @@ def main(argv=None) -> int:
         log.error("%s", exc)
         return EXIT_FAILED
     except (OSError, RuntimeError) as exc:  # h5py raises either for a full disk
-        full = disk_full(exc)
-        if full is None:
-            raise
-        log.error("snia %s: %s", args.command, full_disk_message(full, getattr(args, "output", None)))
-        if argv is None:  # the command line: HDF5 crashes at exit closing a file whose write failed
-            logging.shutdown()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(EXIT_FAILED)
-        return EXIT_FAILED
+        return disk_is_full(args, exc, exit_now=argv is None, code=EXIT_FAILED)
     except ModuleNotFoundError as exc:
         if exc.name not in OPTIONAL_MODULES:
             raise

@@ -59,6 +59,9 @@ class Signals:
         self.pending: int | None = None  # one that arrived while holding
 
     def __enter__(self):
+        import pyarrow  # its own handlers, swapped in around each CSV read, could drop a signal
+
+        pyarrow.enable_signal_handlers(False)  # landing as they are swapped back: ours alone
         if threading.current_thread() is threading.main_thread():  # where Python runs handlers
             for signum in self.HANDLED:
                 self.previous[signum] = signal.signal(signum, self._handle)

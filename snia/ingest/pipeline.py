@@ -37,13 +37,7 @@ from snia import __version__
 from snia.bands import BandRegistry
 from snia.errors import InputError, Problems, SniaError
 from snia.files import sha256_of
-from snia.ingest.guard import (
-    Signals,
-    check_paths,
-    prepare_output,
-    shard_dir_of,
-    temp_name,
-)
+from snia.ingest.guard import Signals, check_paths, prepare_output, shard_dir_of, temp_name
 from snia.ingest.lock import OutputLock
 from snia.lightcurve import clean_chunk
 from snia.parallel import world

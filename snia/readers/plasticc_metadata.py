@@ -41,13 +41,7 @@ def pyarrow_csv():
     import pyarrow as pa
     import pyarrow.csv as csv
 
-    # Python's handlers alone take SIGTERM/SIGINT (snia.stopping, the ingestion's Signals): Arrow's
-    # own, swapped in around each read, could drop a signal landing as it swaps them back
-    pa.enable_signal_handlers(False)
     return pa, csv
-
-
-PADDING = " \t"  # what Arrow's CSV reader strips around a number
 
 
 def parses(text: str, kind) -> bool:
@@ -66,8 +60,8 @@ def to_numbers(column, target):
     """A text (or binary) Arrow column -> (Arrow array of ``target`` with nulls where a value is
     empty or not a number, empty mask, not-a-number mask).
 
-    Values are Arrow's own conversion, as in the fast typed read. The bad ones are found with Python
-    first, then any Python accepted but Arrow does not by halving (few, so cheap).
+    Values are Arrow's own conversion, as in the fast typed read (blanks and tabs around a number
+    trimmed, as there). Bad ones: Python's, then those only Arrow refuses, by halving (few: cheap).
     """
     pa, _ = pyarrow_csv()
     import pyarrow.compute as pc
@@ -82,15 +76,13 @@ def to_numbers(column, target):
                                for v in column.to_pylist()], pa.string())
     column = column.fill_null("")
     empty = pc.equal(column, "").to_numpy(zero_copy_only=False)
-    # Arrow's CSV reader (the fast path) takes numbers padded with blanks or tabs; its cast does not
-    trimmed = pc.utf8_trim(column, characters=PADDING)
-    as_null = pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), trimmed)
+    as_null = pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), pc.utf8_trim(column, characters=" \t"))
     try:
         return as_null.cast(target), empty, np.zeros(len(column), dtype=bool)
     except pa.ArrowInvalid:
         pass
     kind = int if pa.types.is_integer(target) else float
-    texts = trimmed.to_pylist()
+    texts = as_null.to_pylist()
     bad = np.array([not e and not parses(t, kind) for t, e in zip(texts, empty)], dtype=bool)
     _bisect_bad(as_null, target, np.flatnonzero(~bad & ~empty), bad)
     cleaned = pc.if_else(pa.array(bad), pa.scalar(None, pa.string()), as_null)

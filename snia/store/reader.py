@@ -317,8 +317,7 @@ class Store:
             obs_group = self.file["observations"]
             if len(idx) and np.all(np.diff(idx) == 1):
                 lo = objs["offset"][idx[0]]
-                hi = lo + offsets[-1]
-                obs = {k: obs_group[k][lo:hi] for k in OBS_DTYPES}
+                obs = {k: obs_group[k][lo:lo + offsets[-1]] for k in OBS_DTYPES}
             else:
                 obs = {k: np.empty(offsets[-1], dtype=OBS_DTYPES[k]) for k in OBS_DTYPES}
                 for k in OBS_DTYPES:
