@@ -12,6 +12,8 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from snia import stopping
+
 
 def sha256_of(path) -> str:
     """Hex sha256 of a file's bytes (streamed: bounded memory for any size)."""
@@ -29,6 +31,7 @@ def atomic_path(path):
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         yield tmp
+        stopping.check()  # never publish after SIGTERM/SIGINT, even if its exception was lost
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -299,3 +299,81 @@ def test_settings_out_of_range_are_named(setting, bad):
     with pytest.raises(ConfigError, match=f"augment.{setting} must be"):
         AugmentConfig(**{setting: bad})
     AugmentConfig(**{setting: 1})  # the edge of each range is allowed
+
+
+def test_every_redshift_try_draws_from_its_own_stream():
+    """The stream packs (index << 8) | purpose: a redshift try's purpose, MOVE_NOISE + 16 t, must
+    stay below 256, or try 16 of observation k would draw observation k + 1's numbers (issue 20
+    item 11). The setting is bounded by what the packing holds."""
+    from snia.augment import reobserve
+    from snia.augment.shared import MAX_REDSHIFT_TRIES, MOVE_NOISE, TRY_STRIDE
+
+    tries = {MOVE_NOISE + TRY_STRIDE * t for t in range(MAX_REDSHIFT_TRIES)}
+    reobserving = {reobserve.CHOOSE, reobserve.SCHEDULE, reobserve.PLACE, reobserve.NOISE, reobserve.JITTER}
+    assert not tries & reobserving and not set(range(1, 16)) & reobserving
+    purposes = set(range(1, 16)) | tries | reobserving
+    assert max(purposes) < 256
+    packed = {(k << 8) | p for k in range(64) for p in purposes}
+    assert len(packed) == 64 * len(purposes)  # no two (index, purpose) pairs share a stream
+    spill = MOVE_NOISE + TRY_STRIDE * MAX_REDSHIFT_TRIES  # one try more
+    assert stream.draw(1, 2, 3, 0, spill)[0] == stream.draw(1, 2, 3, 1, spill - 256)[0]  # collides
+    AugmentConfig(redshift_tries=MAX_REDSHIFT_TRIES)
+    with pytest.raises(ConfigError, match=rf"augment.redshift_tries must be in \[1, {MAX_REDSHIFT_TRIES}\]"):
+        AugmentConfig(redshift_tries=MAX_REDSHIFT_TRIES + 1)
+
+
+def spaced_batch(n_objects: int = 12, length: int = 6) -> Batch:
+    """Object i observed at days 1000 i + 0..length-1: a slot's time says whose it is."""
+    lengths = np.full(n_objects, length)
+    time = np.concatenate([1000.0 * i + np.arange(length) for i in range(n_objects)])
+    n = len(time)
+    obs = {"time": time, "band": np.zeros(n, np.int8), "flux": np.full(n, 50.0, np.float32),
+           "flux_err": np.ones(n, np.float32), "flag": np.zeros(n, np.int32)}
+    meta = {"hostgal_photoz": np.full(n_objects, 0.1, np.float32),
+            "hostgal_photoz_err": np.full(n_objects, 0.01, np.float32),
+            "ddf": np.zeros(n_objects, np.int8), "type": np.zeros(n_objects, np.int8)}
+    return Batch(np.arange(100, 100 + n_objects, dtype=np.int64), offsets_from_lengths(lengths), obs, meta)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numba-cuda"])
+def test_a_write_pass_that_diverges_from_its_count_is_caught(backend, monkeypatch):
+    """The count and write passes recompute the same draws; were they to disagree, the write pass
+    would fill the next object's place. A forced divergence (a count pass that places one
+    observation per object) is refused naming an object, and no object writes past its place."""
+    from snia.augment import shared
+
+    if backend == "cpu":
+        import numba
+
+        import snia.augment.cpu as module
+
+        jit = numba.njit
+    else:
+        pytest.importorskip("numba.cuda")
+        from numba import cuda
+
+        import snia.augment.numba_cuda as module
+
+        jit = cuda.jit
+
+    @jit
+    def one_each(offsets, keys, ddf, time, flux, err, seed, epoch, drop, truncate_probability,
+                 truncate_days, out):
+        for i in range(len(keys)):
+            out[i] = 1
+
+    batch = spaced_batch()
+    cfg = AugmentConfig(drop_fraction=0.0, redshift_probability=0.0)
+    monkeypatch.setattr(module, "count", one_each)
+    run = (lambda: augment_cpu(batch, 0, 1, cfg, WAVE)) if backend == "cpu" else \
+        (lambda: module.augment_numba_cuda(batch, 0, 1, cfg, WAVE, threads=4, max_blocks=2))
+    with pytest.raises(shared.AugmentDiverged, match=r"object 10\d: the write pass kept 6 observations "
+                                                     r"where the count pass placed 1"):
+        run()
+    seen = {}
+    monkeypatch.setattr(module, "check_counts", lambda written, counts, keys: seen.update(written=written))
+    got = run()
+    assert list(host(seen["written"])) == [6] * len(batch)
+    first = host(got.obs["time"])[:len(batch)]
+    owner = np.round(first / 1000.0).astype(int)  # each place holds its own object's observation
+    assert owner.tolist() == list(range(len(batch)))

@@ -125,6 +125,37 @@ def test_metadata_line_numbers_count_blank_lines(tmp_path):
         ingest(tmp_path, lc, meta)
 
 
+def test_blank_padded_metadata_numbers_stay_valid_once_another_value_is_bad(tmp_path):
+    """The fast (typed) read accepts numbers padded with blanks; the slow path, taken once one
+    value is bad, accepts them too: fail names the bad value's line, object and column, and skip
+    drops only its object (issue 20 item 2)."""
+    padded = "{oid:>10}, 10.0 ,-20.0,\t1,-9, 0.5,0.05 ,0.02,  90"
+    rows = [padded.format(oid=i) for i in (1, 2)]
+    lc, meta = write_plasticc(tmp_path, GOOD, rows)
+    assert ingest(tmp_path, lc, meta, out="fast.h5").n_objects == 2  # the fast path: all good
+    with Store(tmp_path / "fast.h5") as store:
+        assert store.objects["object_id"].tolist() == [1, 2] and store.objects["ra"][0] == 10.0
+    meta.write_text("\n".join([META_HEADER, rows[0], rows[1].replace(" 0.5,", " half,")]) + "\n")
+    with pytest.raises(InputError, match=re.escape(f"{meta}:line 3: object 2: column 'hostgal_photoz': "
+                                                   f"' half' is not a number")):
+        ingest(tmp_path, lc, meta, out="fail.h5")
+    meta.write_text("\n".join([META_HEADER, rows[0], rows[1].replace("  90", "  Ia")]) + "\n")
+    with pytest.raises(InputError, match=re.escape(f"{meta}:line 3: object 2: column 'target': "
+                                                   f"'  Ia' is not a number")):
+        ingest(tmp_path, lc, meta, out="fail.h5")
+    result = ingest(tmp_path, lc, meta, out="skip.h5", on_error="skip")
+    assert result.n_objects == 1 and dict(result.problems.counts) == {"metadata_bad_target": 1}
+    with Store(tmp_path / "skip.h5") as store:
+        assert store.objects["object_id"].tolist() == [1] and store.objects["ra"][0] == 10.0
+    # the light curves' slow path too
+    meta.write_text("\n".join([META_HEADER, *rows]) + "\n")
+    lc.write_text("\n".join([LC_HEADER, " 1, 59580.1 ,0, 10.5,1.5,1", "1,59581.2,1,11.5,1.5,0",
+                             "2,59580.3,2, x ,2.0,0", "   2,59582.4,3,4.0,2.0,1"]) + "\n")
+    with pytest.raises(InputError, match=re.escape(f"{lc}:line 4: object 2: column 'flux': ' x ' "
+                                                   f"is not a number")):
+        ingest(tmp_path, lc, meta, out="fail.h5")
+
+
 # ----------------------------------------------------------------------------- non-numeric values
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from snia.augment.shared import MAX_REDSHIFT_TRIES
 from snia.errors import ConfigError
 
 
@@ -58,3 +59,7 @@ class AugmentConfig:
         for name in ("redshift_tries", "reobserve_tries"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"augment.{name} must be >= 1, not {getattr(self, name)}")
+        if self.redshift_tries > MAX_REDSHIFT_TRIES:
+            raise ConfigError(f"augment.redshift_tries must be in [1, {MAX_REDSHIFT_TRIES}] (each try "
+                              f"draws from its own random stream, and there are {MAX_REDSHIFT_TRIES}), "
+                              f"not {self.redshift_tries}")

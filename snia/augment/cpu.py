@@ -10,7 +10,7 @@ import numba
 import numpy as np
 from numba import float64 as f64
 
-from snia.augment.shared import augment_math
+from snia.augment.shared import augment_math, check_counts
 from snia.lightcurve import Batch, offsets_from_lengths
 
 # The shared math compiled for the CPU, as module globals: the kernels below reference them as
@@ -34,15 +34,17 @@ def count(offsets, keys, ddf, time, flux, err, seed, epoch, drop_fraction, trunc
 def write(offsets, out_offsets, keys, ddf, z, z_err, time, band, flux, err, band_wave, floor,
           has_floor, seed, epoch, drop_fraction, time_shift, flux_noise, redshift_probability,
           redshift_max, z_table, detection_trigger, redshift_tries, truncate_probability,
-          truncate_days, out_time, out_band, out_flux, out_err, out_wave, out_z, out_z_err):
+          truncate_days, out_time, out_band, out_flux, out_err, out_wave, out_z, out_z_err, written):
     for i in numba.prange(len(keys)):
-        moved, z_new, stretch = write_object(
+        moved, z_new, stretch, kept = write_object(
             seed, epoch, keys[i], ddf[i], f64(z[i]), offsets[i], offsets[i + 1], out_offsets[i],
+            out_offsets[i + 1],
             time, band, flux, err, band_wave, floor, has_floor, drop_fraction, time_shift,
             flux_noise, redshift_probability, redshift_max, z_table, detection_trigger,
             redshift_tries, truncate_probability, truncate_days, out_time, out_band, out_flux, out_err, out_wave)
         out_z[i] = z_new if moved else z[i]
         out_z_err[i] = z_err[i] * stretch
+        written[i] = kept  # compared with the count pass's by the caller
 
 
 def augment_cpu(batch: Batch, epoch: int, seed: int, cfg, band_wave, floor=None) -> Batch:
@@ -55,6 +57,7 @@ def augment_cpu(batch: Batch, epoch: int, seed: int, cfg, band_wave, floor=None)
     flux = np.ascontiguousarray(batch.obs["flux"], dtype=np.float32)
     err = np.ascontiguousarray(batch.obs["flux_err"], dtype=np.float32)
     counts = np.empty(n, dtype=np.int64)
+    written = np.empty(n, dtype=np.int64)
     count(offsets, keys, ddf, time, flux, err, seed, epoch, float(cfg.drop_fraction),
           float(cfg.truncate_probability), float(cfg.truncate_days), counts)
     out_offsets = offsets_from_lengths(counts)
@@ -75,5 +78,6 @@ def augment_cpu(batch: Batch, epoch: int, seed: int, cfg, band_wave, floor=None)
           np.asarray(cfg.redshift_quantiles, dtype=np.float64), bool(cfg.detection_trigger),
           int(cfg.redshift_tries), float(cfg.truncate_probability), float(cfg.truncate_days),
           obs["time"], obs["band"], obs["flux"], obs["flux_err"], obs["wave"],
-          meta["hostgal_photoz"], meta["hostgal_photoz_err"])
+          meta["hostgal_photoz"], meta["hostgal_photoz_err"], written)
+    check_counts(written, counts, keys)
     return Batch(batch.object_id, out_offsets, obs, meta)

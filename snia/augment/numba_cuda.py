@@ -7,13 +7,14 @@ Numba's CUDA simulator (tests without a GPU) needs ``cuda`` as this module's glo
 from __future__ import annotations
 
 import warnings
+from collections import deque
 from contextlib import contextmanager
 
 import numpy as np
 from numba import cuda
 from numba import float64 as f64
 
-from snia.augment.shared import augment_math
+from snia.augment.shared import augment_math, check_counts
 from snia.lightcurve import Batch
 from snia.numba_cuda_compat import ensure_numpy_names
 from snia.raster import is_cupy
@@ -38,15 +39,17 @@ def count(offsets, keys, ddf, time, flux, err, seed, epoch, drop_fraction, trunc
 def write(offsets, out_offsets, keys, ddf, z, z_err, time, band, flux, err, band_wave, floor,
           has_floor, seed, epoch, drop_fraction, time_shift, flux_noise, redshift_probability,
           redshift_max, z_table, detection_trigger, redshift_tries, truncate_probability,
-          truncate_days, out_time, out_band, out_flux, out_err, out_wave, out_z, out_z_err):
+          truncate_days, out_time, out_band, out_flux, out_err, out_wave, out_z, out_z_err, written):
     for i in range(cuda.grid(1), len(keys), cuda.gridsize(1)):
-        moved, z_new, stretch = write_object(
+        moved, z_new, stretch, kept = write_object(
             seed, epoch, keys[i], ddf[i], f64(z[i]), offsets[i], offsets[i + 1], out_offsets[i],
+            out_offsets[i + 1],
             time, band, flux, err, band_wave, floor, has_floor, drop_fraction, time_shift,
             flux_noise, redshift_probability, redshift_max, z_table, detection_trigger,
             redshift_tries, truncate_probability, truncate_days, out_time, out_band, out_flux, out_err, out_wave)
         out_z[i] = z_new if moved else z[i]
         out_z_err[i] = z_err[i] * stretch
+        written[i] = kept  # compared with the count pass's by the caller
 
 
 @contextmanager
@@ -84,6 +87,22 @@ def _stream(xp):
     return cuda.external_stream(pointer) if pointer else cuda.default_stream()
 
 
+# device batches' count checks not yet read: (event after the write pass, number of objects whose
+# two passes differ, written, counts, object ids)
+_PENDING: deque = deque()
+
+
+def check_pending(wait: bool = True) -> None:
+    """Raise AugmentDiverged for a device batch whose write pass kept another number of
+    observations than its count pass placed. Without ``wait``, only batches whose kernels have
+    finished are read (the host never waits); with it (e.g. at the end of an epoch), all."""
+    while _PENDING and (wait or _PENDING[0][0].done):
+        done, differ, written, counts, keys = _PENDING.popleft()
+        done.synchronize()
+        if int(differ):
+            check_counts(written.get(), counts.get(), keys)
+
+
 def augment_numba_cuda(batch: Batch, epoch: int, seed: int, cfg, band_wave, floor=None,
                        threads: int = 128, max_blocks: int = 1024) -> Batch:
     """Every object's variant on the GPU (or in Numba's CUDA simulator).
@@ -96,6 +115,7 @@ def augment_numba_cuda(batch: Batch, epoch: int, seed: int, cfg, band_wave, floo
     gives NumPy arrays, trimmed to the observations kept.
     """
     xp = _array_module(batch)
+    check_pending(wait=False)  # earlier batches' count checks that have finished by now
     n = len(batch)
     blocks = max(1, min(max_blocks, -(-max(n, 1) // threads)))
     stream = _stream(xp)
@@ -121,6 +141,7 @@ def augment_numba_cuda(batch: Batch, epoch: int, seed: int, cfg, band_wave, floo
            "flux": xp.empty(capacity, np.float32), "flux_err": xp.empty(capacity, np.float32),
            "wave": xp.empty(capacity, np.float32)}
     out_z, out_z_err = xp.empty(n, np.float32), xp.empty(n, np.float32)
+    written = xp.empty(n, dtype=np.int64)
     has_floor = floor is not None
     floor = np.asarray(floor if has_floor else np.zeros(len(band_wave)), dtype=np.float64)
     args = [offsets, out_offsets, keys, ddf, device(batch.meta["hostgal_photoz"], np.float32),
@@ -137,7 +158,14 @@ def augment_numba_cuda(batch: Batch, epoch: int, seed: int, cfg, band_wave, floo
             bool(cfg.detection_trigger), int(cfg.redshift_tries),
             float(cfg.truncate_probability), float(cfg.truncate_days),
             *map(_kernel_arg, (out["time"], out["band"], out["flux"], out["flux_err"],
-                               out["wave"], out_z, out_z_err)))
+                               out["wave"], out_z, out_z_err, written)))
+    if xp is np:
+        check_counts(written, counts, batch.object_id)
+    else:  # checked once done, without making the host wait (check_pending)
+        differ = xp.count_nonzero(written != counts)
+        done = xp.cuda.Event(block=False, disable_timing=True)
+        done.record()
+        _PENDING.append((done, differ, written, counts, np.asarray(batch.object_id)))
     if xp is np:  # on the host the total is known: trim to it
         out = {k: v[:out_offsets[-1]] for k, v in out.items()}
     out["flag"] = xp.zeros(len(out["time"]), np.int32)

@@ -12,16 +12,39 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import numpy as np
+
 from snia.augment.stream import stream_math
 
 # what each random number is for (the stream's `purpose`)
 DROP, KEEP, RESCUE, SHIFT, NOISE_K, NOISE, MOVE, Z, ERR_FACTOR, FLOOR_FACTOR, MOVE_NOISE, \
     DDF_FLOOR, DDF_NOISE, TRUNCATE, TRUNCATE_DAYS = range(1, 16)
 TRY_STRIDE = 16  # MOVE_NOISE + TRY_STRIDE * t: the noise of redshift try t
+# The stream packs (index << 8) | purpose (snia.augment.stream): a purpose must stay below 256, or
+# it would spill into the index and draw another observation's numbers. So at most this many tries.
+PURPOSE_BITS = 8
+MAX_REDSHIFT_TRIES = ((1 << PURPOSE_BITS) - 1 - MOVE_NOISE) // TRY_STRIDE + 1
 DETECTION_SNR = 5.0  # PLAsTiCC's trigger: at least two detections at S/N >= 5
 DETECTIONS = 2
 OMEGA_M = 0.3  # flat LCDM
 DISTANCE_STEPS = 64  # trapezoid points of the luminosity-distance integral
+
+
+class AugmentDiverged(RuntimeError):
+    """The write pass kept another number of observations than the count pass placed: the two
+    passes recompute the same draws, so this is a bug (or a compiler's), never bad data."""
+
+
+def check_counts(written, counts, keys) -> None:
+    """Raise AugmentDiverged unless each object's write pass kept what its count pass placed
+    (host arrays). The write pass never wrote past the slot, so neighbours stay intact."""
+    bad = np.flatnonzero(np.asarray(written) != np.asarray(counts))
+    if bad.size:
+        i = int(bad[0])
+        raise AugmentDiverged(f"augmentation: object {int(keys[i])}: the write pass kept {int(written[i])} "
+                              f"observations where the count pass placed {int(counts[i])} ({bad.size} "
+                              f"object(s) differ); nothing was written past an object's place, but the "
+                              f"batch is not used")
 
 
 def augment_math(jit):
@@ -130,12 +153,15 @@ def augment_math(jit):
         return f * dim + normal(seed, epoch, key, k, MOVE_NOISE + TRY_STRIDE * t_try) * extra, e_new
 
     @jit
-    def write_object(seed, epoch, key, ddf, z, a, b, out_start, time, band, flux, err,
+    def write_object(seed, epoch, key, ddf, z, a, b, out_start, out_end, time, band, flux, err,
                      band_wave, floor, has_floor, drop_fraction, time_shift, flux_noise,
                      redshift_probability, redshift_max, z_table, detection_trigger,
                      redshift_tries, truncate_probability, truncate_days, out_time, out_band, out_flux, out_err,
                      out_wave):
-        """Write object's variant from out_start; returns (moved, new redshift, stretch)."""
+        """Write object's variant into [out_start, out_end), its slot from the count pass;
+        returns (moved, new redshift, stretch, observations it kept). Never past out_end: were
+        the two passes to disagree (the caller compares the count), the next object's slot stays
+        intact."""
         n = visible_count(seed, epoch, key, time, flux, err, a, b - a, truncate_probability,
                           truncate_days)
         drop = drop_share(seed, epoch, key, ddf, drop_fraction)
@@ -192,13 +218,14 @@ def augment_math(jit):
                 e_new = max(e, floor[band[o]] * ddf_factor)
                 f = f + normal(seed, epoch, key, k, DDF_NOISE) * root_gap(e_new, e)
                 e = e_new
-            out_time[j] = t
-            out_band[j] = band[o]
-            out_flux[j] = f
-            out_err[j] = e
-            out_wave[j] = band_wave[band[o]] * stretch
+            if j < out_end:
+                out_time[j] = t
+                out_band[j] = band[o]
+                out_flux[j] = f
+                out_err[j] = e
+                out_wave[j] = band_wave[band[o]] * stretch
             j += 1
-        return moved, z_new, stretch
+        return moved, z_new, stretch, j - out_start
 
     return SimpleNamespace(luminosity_distance=luminosity_distance, kept_count=kept_count,
                            target_z=target_z,

@@ -14,7 +14,12 @@ import logging
 import sys
 from pathlib import Path
 
+from snia.cli.endings import disk_is_full, stopped
+from snia.cli.endings import setup_logging as _setup_logging
+from snia.cli.guard import check as check_paths
 from snia.cli.parser import build_parser
+from snia.stopping import check_lost as check_stopped
+from snia.stopping import stop_on_signals
 
 log = logging.getLogger("snia")
 
@@ -35,26 +40,27 @@ OPTIONAL_MODULES = {
 }
 
 
-def _setup_logging(verbose: bool, rank: int = 0, size: int = 1) -> None:
-    prefix = f"[rank {rank}/{size}] " if size > 1 else ""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format=f"%(asctime)s {prefix}%(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr, force=True)
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from snia.errors import SniaError
 
     _setup_logging(args.verbose)
     try:
-        return COMMANDS[args.command](args)
+        with stop_on_signals():  # SIGTERM, SIGINT: an exception, so what is half written goes
+            check_paths(args)  # outputs that are inputs, or cannot be written: before any work
+            code = COMMANDS[args.command](args)
+            check_stopped()  # a signal whose exception was lost on the way
+            return code
+    except KeyboardInterrupt as exc:  # one line, no traceback; the shell's 128 + signal
+        return stopped(args.command, exc)
     except SniaError as exc:
         log.error("%s", exc)
         return EXIT_BAD_INPUT
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         log.error("%s", exc)
         return EXIT_FAILED
+    except (OSError, RuntimeError) as exc:  # h5py raises either for a full disk
+        return disk_is_full(args, exc, exit_now=argv is None, code=EXIT_FAILED)
     except ModuleNotFoundError as exc:
         if exc.name not in OPTIONAL_MODULES:
             raise

@@ -18,7 +18,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from snia import stopping
 from snia.errors import ConfigError, SniaError
+from snia.outputs import real_path, same_file
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,9 @@ class Signals:
         self.pending: int | None = None  # one that arrived while holding
 
     def __enter__(self):
+        import pyarrow  # its own handlers, swapped in around each CSV read, could drop a signal
+
+        pyarrow.enable_signal_handlers(False)  # landing as they are swapped back: ours alone
         if threading.current_thread() is threading.main_thread():  # where Python runs handlers
             for signum in self.HANDLED:
                 self.previous[signum] = signal.signal(signum, self._handle)
@@ -95,6 +100,7 @@ class Signals:
             if self.pending is not None:
                 log.warning("%s arrived while the store was renamed into place; the store is "
                             "complete", signal.Signals(self.pending).name)
+                stopping.defer(self.pending)  # a command that goes on (classify) stops next
 
 
 HOST = re.sub(r"[^A-Za-z0-9._]", "_", socket.gethostname()) or "host"
@@ -134,9 +140,9 @@ def check_paths(output: Path, work: Path, inputs, requested: Path | None = None)
                ("temporary folder", work, work))
     for given in inputs:
         given = Path(given)
-        real = given.resolve()
+        real = real_path(given, "input")
         for what, out, name in outputs:
-            out_real = out.resolve()
+            out_real = real_path(out, f"output {what}")
             if out_real == real or same_file(out, given):
                 raise ConfigError(f"the output {what} {name} is the input {given}: writing the store "
                                   f"would replace it; choose another output path")
@@ -147,13 +153,6 @@ def check_paths(output: Path, work: Path, inputs, requested: Path | None = None)
                 raise ConfigError(f"the input {given} is inside {out}, the shard folder of the "
                                   f"output store, which writing the store replaces; choose another "
                                   f"output path")
-
-
-def same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist
-        return False
 
 
 def remove_stale_temporaries(output: Path) -> None:

@@ -37,13 +37,8 @@ from snia import __version__
 from snia.bands import BandRegistry
 from snia.errors import InputError, Problems, SniaError
 from snia.files import sha256_of
-from snia.ingest.guard import (
-    Signals,
-    check_paths,
-    prepare_output,
-    shard_dir_of,
-    temp_name,
-)
+from snia.ingest.guard import Signals, check_paths, prepare_output, shard_dir_of, temp_name
+from snia.ingest.lock import OutputLock
 from snia.lightcurve import clean_chunk
 from snia.parallel import world
 from snia.readers import reader_for, split_work
@@ -116,11 +111,12 @@ def run_ingest(fmt: str, inputs, output, metadata=(), *, survey=None, split=None
     work = output.parent / comm.bcast(temp_name(output) if comm.rank == 0 else None)
     shard = work / "shards" / f"shard-{comm.rank:05d}.h5"
 
-    with Signals() as signals:
+    with Signals() as signals, OutputLock(output, take=comm.rank == 0) as lock:
         try:
             error = None
             if comm.rank == 0:
                 try:
+                    lock.check()  # one ingestion per output: another one's would be replaced
                     prepare_output(output, work, overwrite, [*inputs, *metadata], requested)
                 except BaseException as exc:  # noqa: BLE001 - passed to every rank by _sync
                     error = exc

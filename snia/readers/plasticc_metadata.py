@@ -60,8 +60,8 @@ def to_numbers(column, target):
     """A text (or binary) Arrow column -> (Arrow array of ``target`` with nulls where a value is
     empty or not a number, empty mask, not-a-number mask).
 
-    Values are Arrow's own conversion, as in the fast typed read. The bad ones are found with Python
-    first, then any Python accepted but Arrow does not by halving (few, so cheap).
+    Values are Arrow's own conversion, as in the fast typed read (blanks and tabs around a number
+    trimmed, as there). Bad ones: Python's, then those only Arrow refuses, by halving (few: cheap).
     """
     pa, _ = pyarrow_csv()
     import pyarrow.compute as pc
@@ -76,13 +76,13 @@ def to_numbers(column, target):
                                for v in column.to_pylist()], pa.string())
     column = column.fill_null("")
     empty = pc.equal(column, "").to_numpy(zero_copy_only=False)
-    as_null = pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), column)
+    as_null = pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), pc.utf8_trim(column, characters=" \t"))
     try:
         return as_null.cast(target), empty, np.zeros(len(column), dtype=bool)
     except pa.ArrowInvalid:
         pass
     kind = int if pa.types.is_integer(target) else float
-    texts = column.to_pylist()
+    texts = as_null.to_pylist()
     bad = np.array([not e and not parses(t, kind) for t, e in zip(texts, empty)], dtype=bool)
     _bisect_bad(as_null, target, np.flatnonzero(~bad & ~empty), bad)
     cleaned = pc.if_else(pa.array(bad), pa.scalar(None, pa.string()), as_null)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snia import taxonomy
+from snia import stopping, taxonomy
 from snia.bands import BandRegistry
 from snia.errors import SniaError, StoreError
 from snia.lightcurve import OBS_DTYPES, Batch, offsets_from_lengths
@@ -306,6 +306,7 @@ class Store:
 
     def batch(self, selection) -> Batch:
         """Objects by index: a slice (one contiguous read) or an array of indices (any order)."""
+        stopping.check()  # every command reads through here: stop on a signal whose exception was lost
         objs = self.objects
         if isinstance(selection, slice):
             idx = np.arange(len(self))[selection]
@@ -316,8 +317,7 @@ class Store:
             obs_group = self.file["observations"]
             if len(idx) and np.all(np.diff(idx) == 1):
                 lo = objs["offset"][idx[0]]
-                hi = lo + offsets[-1]
-                obs = {k: obs_group[k][lo:hi] for k in OBS_DTYPES}
+                obs = {k: obs_group[k][lo:lo + offsets[-1]] for k in OBS_DTYPES}
             else:
                 obs = {k: np.empty(offsets[-1], dtype=OBS_DTYPES[k]) for k in OBS_DTYPES}
                 for k in OBS_DTYPES:

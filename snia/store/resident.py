@@ -48,6 +48,12 @@ class ResidentStore:
             start = stop
         self.obs = {k: xp.asarray(v) for k, v in self.obs.items()}
         self._device_offset = None if xp is np else xp.asarray(self.offset)
+        # the upload runs on the stream current now; batches may be gathered on another (a
+        # non-blocking side stream): they wait for this event, not for an incidental sync
+        self._uploaded = None
+        if xp is not np:
+            self._uploaded = xp.cuda.Event(block=False, disable_timing=True)
+            self._uploaded.record()
 
     def __len__(self) -> int:
         return len(self.object_id)
@@ -63,6 +69,7 @@ class ResidentStore:
             # row of every observation: its object's first row, plus its place within the object
             rows = np.repeat(self.offset[idx] - offsets[:-1], lengths) + np.arange(offsets[-1])
         else:
+            self.xp.cuda.get_current_stream().wait_event(self._uploaded)  # on the GPU; host goes on
             offsets = self.xp.asarray(offsets)
             rows = device_rows(self.xp, self._device_offset[self.xp.asarray(idx)], offsets,
                                int(lengths.sum()))

@@ -53,6 +53,7 @@ class ShardWriter:
         self.n_obs = 0
         self.n_objects = 0
         self._pending: list[dict] = []  # object rows not yet written (few HDF5 calls per flush)
+        self._open: dict = {}  # (group, name) -> dataset, see _dataset
         self._written_objects = 0
         # offsets are checksummed once final (shift_offsets): they change when made global
         self._digests = {name: hashlib.sha256() for name in DATASETS if name != "objects/offset"}
@@ -76,6 +77,9 @@ class ShardWriter:
         self.n_objects += chunk.n_objects
         if self.n_objects - self._written_objects >= OBJ_FLUSH:
             self._flush()
+        # a full disk raises here, naming its errno, instead of in a dataset's destructor, where
+        # h5py can only print it (and HDF5 crashes later)
+        self.file.flush()
 
     def _flush(self) -> None:
         if not self._pending:
@@ -88,13 +92,20 @@ class ShardWriter:
 
     def _extend(self, group: str, columns: dict, start: int, n: int) -> None:
         for name, values in columns.items():
-            ds = self.file[group][name]
+            ds = self._dataset(group, name)
             values = np.asarray(values, dtype=ds.dtype)
             ds.resize((start + n,))
             ds[start:start + n] = values
             digest = self._digests.get(f"{group}/{name}")
             if digest is not None:
                 update_digest(digest, values)
+
+    def _dataset(self, group: str, name: str):
+        """Datasets stay open while writing: one closed mid-run flushes its chunks in h5py's
+        destructor, where a full disk can only be printed (and leaves HDF5 to crash later)."""
+        if (group, name) not in self._open:
+            self._open[group, name] = self.file[group][name]
+        return self._open[group, name]
 
     @classmethod
     def reopen(cls, path: Path, n_objects: int, n_obs: int) -> "ShardWriter":
@@ -104,7 +115,7 @@ class ShardWriter:
         self = cls.__new__(cls)
         self.path, self.file = Path(path), h5py.File(path, "r+")
         self.n_objects, self.n_obs = n_objects, n_obs
-        self._pending, self._written_objects = [], n_objects
+        self._pending, self._written_objects, self._open = [], n_objects, {}
         self._digests, self.checksums = {}, {}  # the other datasets' checksums are in the file
         return self
 
@@ -128,6 +139,7 @@ class ShardWriter:
             for name, digest in self._digests.items():
                 self.file[name].attrs[CHECKSUM_ATTR] = text_attr(digest.hexdigest())
             self.checksums = {name: read_checksum(self.file[name]) for name in DATASETS}
+            self._open = {}
             self.file.close()
 
 

@@ -22,6 +22,7 @@ from snia.models import CNNConfig, arch_of_config, make_config
 from snia.models.registry import DEFAULT_ARCH, DERIVED_FIELDS, config_class
 from snia.raster import DEFAULT_KIND, GEOMETRY_FIELDS, KINDS, RasterSpec
 from snia.taxonomy import CLASSES
+from snia.typecheck import checked
 
 TASKS = ("binary", "multiclass")
 # choices of how to run, not of what is learnt: a resume does not compare them
@@ -103,14 +104,17 @@ class TrainConfig:
         """Settings from a (YAML) mapping; nested sections may be mappings or dataclasses."""
         values = dict(values)
         _refuse_unknown(values, cls, "training setting(s)")
+        if values.get("raster") is None:
+            values.pop("raster", None)
+        values = checked(values, cls)  # each value of its field's type, or one line naming it
         for key, section in (("augment", AugmentConfig), ("distill", DistillConfig)):
             if isinstance(values.get(key), dict):
                 _refuse_unknown(values[key], section, f"setting(s) under '{key}'")
-                values[key] = section(**values[key])
+                values[key] = section(**checked(values[key], section, f"{key}."))
         if isinstance(values.get("model"), dict):
             values["model"] = model_settings(values["model"])
-        if values.get("raster") is None:
-            values.pop("raster", None)
+        if "raster" in values:
+            values["raster"] = checked(values["raster"], RasterSpec, "raster.")
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -154,7 +158,7 @@ def model_settings(values: dict):
     if unknown:
         raise ConfigError(f"unknown setting(s) under 'model' {unknown} for arch {arch!r}; "
                           f"known: {['arch', *known]}")
-    return make_config(arch, values)
+    return make_config(arch, checked(values, config_class(arch), "model."))
 
 
 def _comparable(values: dict) -> dict:

@@ -29,7 +29,7 @@ from snia.parallel import local_ranks
 from snia.raster import rasterize, spec_for_store, to_host
 from snia.store import Store
 from snia.store.resident import ResidentStore, fits, resident_bytes
-from snia.taxonomy import INDEX, class_list, class_targets, labels_of
+from snia.taxonomy import CLASSES, INDEX, class_list, class_targets, labels_of
 from snia.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,7 @@ class TrainingData:
         self.train_index = np.flatnonzero(known & ~val)
         self.val_index = np.flatnonzero(known & val)
         self.classes = class_list(cfg.task, cfg.types)
+        check_classes(self.store, self.train_index, cfg, self.classes)
         self.class_weight = self._class_weight()
         self.norm = self._scalar_norm()
         self.noise_floor = wide_survey_noise(self.store, self.train_index, len(self.spec.wavelengths))
@@ -252,3 +253,20 @@ class TrainingData:
 
     def close(self) -> None:
         self.store.close()
+
+
+def check_classes(store, train_index: np.ndarray, cfg: TrainConfig, classes: list[str]) -> None:
+    """Refuse, before any work, a training set with fewer than two classes to learn (none, or
+    e.g. ``types: [II, Ibc]`` for an Ia-vs-rest model), naming the types found."""
+    types = store.objects["type"][train_index]
+    found = {CLASSES[t]: int(n) for t, n in enumerate(np.bincount(types, minlength=len(CLASSES))) if n}
+    chosen = f" of types {cfg.types}" if cfg.types else " with a known type"
+    if not found:
+        raise ConfigError(f"{store.path}: no training objects{chosen} (the store holds "
+                          f"{len(store)} objects): nothing to train on")
+    targets = class_targets(types, classes) if classes else labels_of(types)
+    learnt = np.unique(targets[targets >= 0])
+    if len(learnt) < 2:
+        what = f"classes {classes}" if classes else "Ia and not Ia (task binary)"
+        raise ConfigError(f"{store.path}: the training objects{chosen} are of one class only "
+                          f"(found {found}); a {cfg.task} model needs at least two of {what}")

@@ -80,8 +80,12 @@ class RunFolder:
 
 
 def save_state(path: Path, state: dict) -> None:
+    # Serialised in memory, then written by Python: a full disk is then an OSError naming its
+    # errno (torch's own file writer says only "basic_ios::clear: iostream error").
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     with atomic_path(path) as tmp:  # a checkpoint that exists is complete
-        torch.save(state, tmp)
+        Path(tmp).write_bytes(buffer.getbuffer())
 
 
 class EarlyStopping:

@@ -273,7 +273,8 @@ def side_stream_batches(batches, make, device, worker: bool = False):
 
     The current stream waits for a batch's event before its step reads it; and since memory freed
     by a batch is reused by later batches made on the side stream, making batch k+1 first waits
-    for step k-1, the last reader of the memory freed by then (batch k-1's)."""
+    for step k-1, the last reader of the memory freed by then (batch k-1's); the first batch waits
+    for everything enqueued on the current stream before."""
     import cupy
 
     index = torch.cuda.current_device() if device.index is None else device.index
@@ -291,7 +292,10 @@ def side_stream_batches(batches, make, device, worker: bool = False):
 
     pool = ThreadPoolExecutor(max_workers=1) if worker else None
     try:
-        read = None  # the event of the last step enqueued
+        # the event of the last step enqueued; for the first batch, of all the main stream has
+        # enqueued so far (the last epoch's steps, whose memory the batch may reuse, and the
+        # device store's upload): nothing is ordered by chance
+        read = main.record_event()
         pending = None  # the batch made before: (batch, tensors, ready) or its future
         for batch in batches:
             item = pool.submit(made_on_side, batch, read) if pool else made_on_side(batch, read)
