@@ -90,8 +90,10 @@ def stop_on_signals():
     previous = {signum: signal.signal(signum, _raise) for signum in HANDLED}
     unraisable = sys.unraisablehook
 
-    def quiet(what):  # a lost Stopped is raised again by check(); no "Exception ignored" traceback
-        if not isinstance(what.exc_value, Stopped) and not _full_disk(what.exc_value):
+    # a lost interruption (ours, or the ingestion's KeyboardInterrupt) is raised again by the
+    # checks (check(), Signals.check): no "Exception ignored" traceback
+    def quiet(what):
+        if not isinstance(what.exc_value, KeyboardInterrupt) and not _full_disk(what.exc_value):
             unraisable(what)
 
     sys.unraisablehook = quiet
