@@ -187,6 +187,26 @@ TINY_MODEL = {"epochs": 1, "batch_size": 8, "val_fraction": 0.3,
 
 
 @pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A store of 40 synthetic PLAsTiCC objects, its raw files, a tiny model trained on it
+    (TINY_MODEL) and a config file of those settings."""
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    import json
+
+    from snia.ingest import run_ingest
+    from snia.train import TrainConfig, run_training
+
+    folder = tmp_path_factory.mktemp("trained")
+    lc, meta, _ = synthetic_plasticc(folder, 40, 35)
+    store = folder / "store.h5"
+    run_ingest("plasticc", [lc], store, [meta], progress=False)
+    run_training(store, folder / "run", TrainConfig.from_dict(TINY_MODEL))
+    config = folder / "settings.yaml"
+    config.write_text(f"train: {json.dumps(TINY_MODEL)}\n")
+    return {"lc": lc, "meta": meta, "store": store, "model": folder / "run" / "best.pt", "config": config}
+
+
+@pytest.fixture(scope="session")
 def models(tmp_path_factory):
     """Stores (LSST ugrizy, LSST griz only, DES griz) and tiny models trained on LSST data."""
     pytest.importorskip("torch", reason="PyTorch not installed")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from conftest import error_line
+
 from snia import cli
 
 
@@ -62,13 +64,6 @@ def test_bad_settings_are_one_line_and_exit_2(tmp_path, capsys):
     assert cli.main(["classify", str(raw), "--checkpoint", str(tmp_path / "m.pt"),
                      "-o", str(tmp_path / "p.csv")]) == cli.EXIT_BAD_INPUT
     assert "raw input needs --format" in capsys.readouterr().err
-
-
-def error_line(err: str) -> str:
-    """The one line main logged for a snia error: last, whole, no traceback."""
-    lines = err.strip().splitlines()
-    assert "Traceback" not in err and " ERROR " in lines[-1], err
-    return lines[-1]
 
 
 def test_classify_on_a_missing_path_is_one_line_exit_2(tmp_path, capsys):

@@ -7,34 +7,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import synthetic_plasticc
+from conftest import error_line, synthetic_plasticc
 
 from snia.cli import EXIT_BAD_INPUT, main
-
-TINY_MODEL = {"epochs": 1, "batch_size": 8, "val_fraction": 0.3,
-              "model": {"channels": [4, 8], "groups": 2, "hidden": 8}}
-
-
-def error_line(err: str) -> str:
-    """The one line ``snia.cli.main`` logged: last, whole, no traceback."""
-    lines = err.strip().splitlines()
-    assert "Traceback" not in err and " ERROR " in lines[-1], err
-    return lines[-1]
-
-
-@pytest.fixture(scope="module")
-def made(tmp_path_factory):
-    """A store, its raw CSV files, and a tiny model trained on it."""
-    pytest.importorskip("torch", reason="PyTorch not installed")
-    from snia.ingest import run_ingest
-    from snia.train import TrainConfig, run_training
-
-    folder = tmp_path_factory.mktemp("guard")
-    lc, meta, _ = synthetic_plasticc(folder, 40, 35)
-    store = folder / "store.h5"
-    run_ingest("plasticc", [lc], store, [meta], progress=False)
-    run_training(store, folder / "run", TrainConfig.from_dict(TINY_MODEL))
-    return {"folder": folder, "lc": lc, "meta": meta, "store": store, "model": folder / "run" / "best.pt"}
 
 
 def snapshot(paths) -> dict:
@@ -53,8 +28,8 @@ def refused(command, inputs, capsys, *names) -> str:
     return line
 
 
-def test_an_output_that_is_an_input_is_refused_by_every_command(made, tmp_path, capsys, monkeypatch):
-    store, model, lc, meta = made["store"], made["model"], made["lc"], made["meta"]
+def test_an_output_that_is_an_input_is_refused_by_every_command(trained, tmp_path, capsys, monkeypatch):
+    store, model, lc, meta = trained["store"], trained["model"], trained["lc"], trained["meta"]
     link = tmp_path / "link.h5"
     link.symlink_to(store)
     hard = tmp_path / "hard.h5"
@@ -100,7 +75,7 @@ def test_an_output_that_is_an_input_is_refused_by_every_command(made, tmp_path, 
     refused(["profile", "install", profile, "--force"], [profile], capsys, profile)
 
 
-def test_unwritable_outputs_are_refused_before_any_work(made, tmp_path, capsys, monkeypatch):
+def test_unwritable_outputs_are_refused_before_any_work(trained, tmp_path, capsys, monkeypatch):
     import snia.classify
     import snia.raster
 
@@ -109,7 +84,7 @@ def test_unwritable_outputs_are_refused_before_any_work(made, tmp_path, capsys, 
 
     monkeypatch.setattr(snia.classify, "load_members", no_work)
     monkeypatch.setattr(snia.raster, "rasterize_store", no_work)
-    store, model = made["store"], made["model"]
+    store, model = trained["store"], trained["model"]
     folder = tmp_path / "existing"
     folder.mkdir()
     line = refused(["classify", store, "--checkpoint", model, "-o", folder], [store], capsys, folder)
@@ -135,16 +110,16 @@ def test_a_symlink_loop_in_an_input_folder_is_named(tmp_path, capsys):
     assert "symlink loop" in line
 
 
-def test_a_training_set_of_one_class_is_refused_naming_the_classes(made, tmp_path, capsys):
+def test_a_training_set_of_one_class_is_refused_naming_the_classes(trained, tmp_path, capsys):
     config = tmp_path / "settings.yaml"
     run = tmp_path / "run"
     config.write_text("train:\n  epochs: 1\n  batch_size: 8\n  types: [II, Ibc]\n")
-    refused(["train", made["store"], "-o", run, "--config", config], [made["store"]], capsys,
-            made["store"], "one class", "'II':", "Ia and not Ia")
+    refused(["train", trained["store"], "-o", run, "--config", config], [trained["store"]], capsys,
+            trained["store"], "one class", "'II':", "Ia and not Ia")
     assert not run.exists()  # before any work
     config.write_text("train:\n  epochs: 1\n  task: multiclass\n  types: [Ia, Ibc]\n"
                       "  val_fraction: 0.99\n")
-    refused(["train", made["store"], "-o", run, "--config", config], [made["store"]], capsys,
+    refused(["train", trained["store"], "-o", run, "--config", config], [trained["store"]], capsys,
             "no training objects of types ['Ia', 'Ibc']", "nothing to train on")
     assert not run.exists()
 
@@ -159,15 +134,15 @@ def empty_store(path):
     return path
 
 
-def test_an_empty_store_is_one_line_for_every_command_that_reads_one(made, tmp_path, capsys):
+def test_an_empty_store_is_one_line_for_every_command_that_reads_one(trained, tmp_path, capsys):
     store = empty_store(tmp_path / "empty.h5")
-    model = made["model"]
+    model = trained["model"]
     for command in (["rasterize", store, "-o", tmp_path / "images.h5"],
                     ["train", store, "-o", tmp_path / "run"],
                     ["evaluate", store, "--checkpoint", model, "-o", tmp_path / "evaluation"],
                     ["classify", store, "--checkpoint", model, "-o", tmp_path / "p.csv"],
                     ["calibrate", store, "--checkpoint", model, "-o", tmp_path / "calibrated"],
-                    ["baseline", "--train", made["store"], "--test", store, "-o", tmp_path / "rf"],
+                    ["baseline", "--train", trained["store"], "--test", store, "-o", tmp_path / "rf"],
                     ["gp", "fit", store, "-o", tmp_path / "gp.h5"]):
         refused(command, [store], capsys, store, "holds no objects")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.h5"]  # nothing written

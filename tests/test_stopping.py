@@ -5,7 +5,6 @@ one line saying so and where, nothing written, the previous checkpoint intact (i
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -60,28 +59,10 @@ def everything(folder) -> list:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
-@pytest.fixture(scope="module")
-def made(tmp_path_factory):
-    pytest.importorskip("torch", reason="PyTorch not installed")
-    from snia.ingest import run_ingest
-    from snia.train import TrainConfig, run_training
-
-    folder = tmp_path_factory.mktemp("stopping")
-    lc, meta, _ = synthetic_plasticc(folder, 40, 35)
-    store = folder / "store.h5"
-    run_ingest("plasticc", [lc], store, [meta], progress=False)
-    settings = {"epochs": 1, "batch_size": 8, "val_fraction": 0.3,
-                "model": {"channels": [4, 8], "groups": 2, "hidden": 8}}
-    run_training(store, folder / "run", TrainConfig.from_dict(settings))
-    config = folder / "settings.yaml"
-    config.write_text(f"train: {json.dumps(settings)}\n")
-    return {"lc": lc, "meta": meta, "store": store, "model": folder / "run" / "best.pt", "config": config}
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_rasterize_stopped_leaves_no_temporary_file(made, tmp_path, signum):
+def test_rasterize_stopped_leaves_no_temporary_file(trained, tmp_path, signum):
     out = tmp_path / "images.h5"
-    proc = start(["rasterize", made["store"], "-o", out, "--batch-size", "1", "--no-progress"], tmp_path,
+    proc = start(["rasterize", trained["store"], "-o", out, "--batch-size", "1", "--no-progress"], tmp_path,
                  pause=0.2)
     wait_for(lambda: list(tmp_path.glob(".images.h5.tmp-*")), proc)
     stopped(proc, signum, "rasterize")
@@ -89,17 +70,17 @@ def test_rasterize_stopped_leaves_no_temporary_file(made, tmp_path, signum):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_classify_of_raw_files_stopped_leaves_no_temporary_store(made, tmp_path, signum):
+def test_classify_of_raw_files_stopped_leaves_no_temporary_store(trained, tmp_path, signum):
     out = tmp_path / "p.csv"
-    proc = start(["classify", made["lc"], "--format", "plasticc", "--metadata", made["meta"],
-                  "--checkpoint", made["model"], "-o", out], tmp_path, pause=5)
+    proc = start(["classify", trained["lc"], "--format", "plasticc", "--metadata", trained["meta"],
+                  "--checkpoint", trained["model"], "-o", out], tmp_path, pause=5)
     wait_for(lambda: list((tmp_path / "tmpdir").rglob("input.h5")), proc)  # the temporary store
     stopped(proc, signum, "classify")
     assert everything(tmp_path) == ["tmpdir"]
 
 
-def test_evaluate_stopped_says_so_in_one_line(made, tmp_path):
-    proc = start(["evaluate", made["store"], "--checkpoint", made["model"], "-o", tmp_path / "e"], tmp_path)
+def test_evaluate_stopped_says_so_in_one_line(trained, tmp_path):
+    proc = start(["evaluate", trained["store"], "--checkpoint", trained["model"], "-o", tmp_path / "e"], tmp_path)
     time.sleep(3)  # at work (the first store read sleeps)
     stopped(proc, signal.SIGTERM, "evaluate")
     assert not list(tmp_path.rglob(".*.tmp-*"))
@@ -141,9 +122,9 @@ def limited(limit: int, args) -> str:
     return last
 
 
-def test_a_full_disk_is_one_line_and_leaves_nothing(made, tmp_path):
+def test_a_full_disk_is_one_line_and_leaves_nothing(trained, tmp_path):
     out = tmp_path / "images.h5"
-    line = limited(100_000, ["rasterize", made["store"], "-o", out, "--no-progress"])
+    line = limited(100_000, ["rasterize", trained["store"], "-o", out, "--no-progress"])
     assert f"writing {out}" in line
     assert everything(tmp_path) == []
     lc, meta, _ = synthetic_plasticc(tmp_path, 2000, 3)
@@ -154,18 +135,18 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(made, tmp_path):
     assert everything(tmp_path) == before  # no store, no temporary folder
 
 
-def test_a_full_disk_keeps_the_previous_checkpoint(made, tmp_path):
+def test_a_full_disk_keeps_the_previous_checkpoint(trained, tmp_path):
     import shutil
 
     run = tmp_path / "run"
-    shutil.copytree(made["model"].parent, run)
+    shutil.copytree(trained["model"].parent, run)
     before = {p.name: p.read_bytes() for p in run.iterdir()}
-    limited(30_000, ["train", made["store"], "-o", run, "--epochs", "2", "--batch-size", "8", "--no-progress",
-                     "--config", made["config"]])
+    limited(30_000, ["train", trained["store"], "-o", run, "--epochs", "2", "--batch-size", "8", "--no-progress",
+                     "--config", trained["config"]])
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # intact, no temporaries
 
 
-def test_no_space_left_is_one_line_naming_the_output(made, tmp_path, capsys, monkeypatch):
+def test_no_space_left_is_one_line_naming_the_output(trained, tmp_path, capsys, monkeypatch):
     import errno
     from pathlib import Path
 
@@ -176,7 +157,7 @@ def test_no_space_left_is_one_line_naming_the_output(made, tmp_path, capsys, mon
 
     monkeypatch.setattr(Path, "write_text", full)
     out = tmp_path / "q.yaml"
-    assert main(["store", "redshifts", str(made["store"]), "-o", str(out)]) == EXIT_FAILED
+    assert main(["store", "redshifts", str(trained["store"]), "-o", str(out)]) == EXIT_FAILED
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert f"the disk is full writing {out}: nothing was written" in err.strip().splitlines()[-1]

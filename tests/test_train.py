@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch not installed (make test installs torch==2.13.0)")
 
-from conftest import synthetic_plasticc  # noqa: E402
+from conftest import error_line, synthetic_plasticc  # noqa: E402
 
 from snia.errors import ConfigError  # noqa: E402
 from snia.ingest import run_ingest  # noqa: E402
@@ -55,13 +55,6 @@ def history_rows(run_dir) -> list[dict]:
 
     with open(run_dir / "history.csv", newline="") as f:
         return list(csv.DictReader(f))
-
-
-def error_line(err: str) -> str:
-    """The one line ``snia.cli.main`` logged for a snia error: last, whole, no traceback."""
-    lines = err.strip().splitlines()
-    assert "Traceback" not in err and " ERROR " in lines[-1], err
-    return lines[-1]
 
 
 def clean_env() -> dict:
