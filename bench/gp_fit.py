@@ -16,21 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from infer import best_rate  # bench/infer.py: best of 2 timed runs after a warm-up, synced
 from stores import plasticc_store  # bench/stores.py, beside this script
-
-
-def rate(fit, n: int, repeat: int = 2) -> float:
-    fit()  # warm-up
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fit()
-        best = min(best, time.perf_counter() - start)
-    return n / best
 
 
 def main() -> int:
@@ -58,12 +48,8 @@ def main() -> int:
     rates = {}
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
-        def fit(device=device):
-            fit_batch(batch, wave, settings, device)
-            if device == "cuda":
-                torch.cuda.synchronize()
-
-        rates[device] = rate(fit, len(chosen))
+        rates[device] = best_rate(lambda device=device: fit_batch(batch, wave, settings, device),
+                                  len(chosen))
         threads = f"{args.threads} threads" if device == "cpu" else torch.cuda.get_device_name()
         print(f"gp fit on {device} ({threads}): {rates[device]:.1f} objects/s")
     if "cuda" in rates:
