@@ -122,10 +122,10 @@ def augment_numpy(batch: Batch, epoch: int, seed: int, cfg, band_wave, floor=Non
         meta["hostgal_photoz_err"][j] *= stretch
         parts.append(obs)
         lengths.append(len(obs["time"]))
-    return Batch(batch.object_id, offsets_from_lengths(lengths), _concatenate(parts), meta)
+    return Batch(batch.object_id, offsets_from_lengths(lengths), concatenate_observations(parts), meta)
 
 
-def _concatenate(parts: list) -> dict:
+def concatenate_observations(parts: list) -> dict:
     dtypes = {"time": np.float64, "band": np.int8, "flux": np.float32, "flux_err": np.float32,
               "wave": np.float32}
     obs = {k: (np.concatenate([p[k] for p in parts]) if parts else np.empty(0)).astype(dt)

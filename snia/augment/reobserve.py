@@ -22,20 +22,19 @@ observation) and the per-object work is a few small matrix products.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from snia.augment import stream
-from snia.augment.reference import luminosity_distance, passes_detection_trigger
+from snia.augment.reference import concatenate_observations, luminosity_distance, passes_detection_trigger
+from snia.gp import reference as gp_reference
 from snia.lightcurve import Batch, offsets_from_lengths
 
 # what each random number is for (the stream's purpose): apart from the thinning and redshift
 # move's 1..15 and 11 + 16 t (``snia.augment.shared``); tries are told apart by the index
 CHOOSE, SCHEDULE, PLACE, NOISE, JITTER = 240, 241, 242, 243, 244
 TRY_INDEX = 1 << 24  # index = try * TRY_INDEX + observation: no light curve is that long
-SQRT3 = math.sqrt(3.0)
 PEAK_JITTER = 15.0  # days: the peak is placed this close to an observation of the schedule
 
 
@@ -137,10 +136,8 @@ class GPCurves:
     def mean(self, i: int, time: np.ndarray, wave: np.ndarray) -> np.ndarray:
         """Object i's GP mean at (days from its peak, wavelength) points."""
         a, b = self.offsets[i], self.offsets[i + 1]
-        dt = (time[:, None] - self.time[None, a:b]) / self.time_scale[i]
-        dw = (wave[:, None] - self.wave[None, a:b]) / self.wave_scale
-        r = np.sqrt(dt * dt + dw * dw)
-        return ((1.0 + SQRT3 * r) * np.exp(-SQRT3 * r)) @ self.alpha[a:b]
+        return gp_reference.mean(time, wave, self.time[a:b], self.wave[a:b], self.alpha[a:b],
+                                 self.time_scale[i], self.wave_scale)
 
 
 def cached_distance(z: float, cache: dict) -> float:
@@ -221,9 +218,4 @@ def reobserve(batch: Batch, indices: np.ndarray, epoch: int, seed: int, cfg, cur
         if "ddf" in meta:
             meta["ddf"][j] = survey.ddf[s]
     lengths = [len(p["time"]) for p in parts]
-    dtypes = {"time": np.float64, "band": np.int8, "flux": np.float32, "flux_err": np.float32,
-              "wave": np.float32}
-    obs = {k: (np.concatenate([p[k] for p in parts]) if parts else np.empty(0)).astype(dt)
-           for k, dt in dtypes.items()}
-    obs["flag"] = np.zeros(len(obs["time"]), np.int32)
-    return Batch(batch.object_id, offsets_from_lengths(lengths), obs, meta)
+    return Batch(batch.object_id, offsets_from_lengths(lengths), concatenate_observations(parts), meta)
