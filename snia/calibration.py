@@ -13,7 +13,8 @@ for data with the validation split's share of SNe Ia. For data with another, kno
 When the share is not known, ``estimate_prior`` finds it from the data themselves: the
 expectation-maximisation of Saerens, Latinne & Decaestecker (2002, Neural Computation 14, 21)
 alternates moving every calibrated P(Ia) to the current share and taking their mean as the next
-share; it converges to the maximum-likelihood share given the model's likelihood ratios. It is as
+share; it converges to the maximum-likelihood share given the model's likelihood ratios
+(``--ia-prior estimate`` of ``snia classify`` and ``snia evaluate``). It is as
 right as the calibration is on the new data: a survey fainter than the validation split shifts
 the light curves themselves, not only the class mix (docs/results.md measures it).
 """
@@ -74,6 +75,23 @@ def estimate_prior(p, fitted: float, tol: float = 1e-6, max_iter: int = 1000) ->
     q = fitted
     for _ in range(max_iter):
         new = float(np.clip(np.mean(shift_prior(p, fitted, q)), EPS, 1 - EPS))
+        if abs(new - q) < tol:
+            return new
+        q = new
+    return q
+
+
+def estimate_ensemble_prior(scores: list, calibrations: list[dict], tol: float = 1e-6,
+                            max_iter: int = 1000) -> float:
+    """The Ia share of data scored ``scores`` (one array per member) by members calibrated by
+    ``calibrations``, whose P(Ia) is the mean of the members' calibrated P(Ia): the same EM,
+    each step moving every member to the current share (for one member, ``estimate_prior``)."""
+    if not len(scores) or not len(scores[0]):
+        raise ValueError("no objects to estimate an Ia share from")
+    q = float(np.mean([c["prior"] for c in calibrations]))
+    for _ in range(max_iter):
+        new = float(np.clip(np.mean([calibrate(s, c, q) for s, c in zip(scores, calibrations)]),
+                            EPS, 1 - EPS))
         if abs(new - q) < tol:
             return new
         q = new

@@ -12,6 +12,7 @@ import json
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from snia.calibration import calibrate, fit_platt
@@ -20,7 +21,15 @@ from snia.errors import ConfigError
 from snia.files import atomic_path, write_text_atomic
 from snia.inference import as_list, load_members, predict_store
 from snia.lightcurve import cut_after_first_detection
-from snia.metrics import brier_score, half_metrics, halves, metrics, weighted_log_loss
+from snia.metrics import (
+    brier_score,
+    confusion_at,
+    half_metrics,
+    halves,
+    metrics,
+    purity_completeness,
+    weighted_log_loss,
+)
 from snia.plots import (
     plot_confusion,
     plot_early,
@@ -39,9 +48,12 @@ EARLY_DAYS = (0, 5, 10, 20, 30, 50, None)
 
 
 def evaluate(checkpoints, store_path, out_dir, allow_other_bands: bool = False,
-             prior: float | None = None) -> dict:
+             prior: float | str | None = None) -> dict:
     """Predictions, metrics.json, plots and a Markdown report for a store (types known). Data
-    of bands a model was not trained on are refused unless ``allow_other_bands``."""
+    of bands a model was not trained on are refused unless ``allow_other_bands``. ``prior``: the
+    Ia share to move calibrated P(Ia) to (a number, or "estimate": EM on the store's own light
+    curves); metrics.json's ``ia_share`` compares P(Ia) at the validation split's share with
+    P(Ia) at the estimated one, whichever is chosen."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     checkpoints = as_list(checkpoints)
@@ -58,6 +70,11 @@ def evaluate(checkpoints, store_path, out_dir, allow_other_bands: bool = False,
         result["weighted_log_loss"], result["log_loss_objects"] = weighted_log_loss(
             types, pred["class_probs"][labelled], pred["classes"])
     result["calibration"] = pred["calibration"]
+    if pred.get("p_ia_uncalibrated") is not None:
+        result["ia_share"] = share_comparison(checkpoints, store_path, pred, allow_other_bands,
+                                              prior)
+    if pred["ia_share"] is not None:  # early classification at the share chosen on the whole
+        prior = pred["ia_share"]
     result["early"] = early_classification(checkpoints, store_path, allow_other_bands, prior)
     result["provenance"] = evaluation_provenance(checkpoints, store_path, pred["spec"])
     write_predictions(out / "predictions.csv", pred["object_id"], pred["p_ia"], pred["type"],
@@ -79,6 +96,30 @@ def evaluate(checkpoints, store_path, out_dir, allow_other_bands: bool = False,
     lines += [f"![{name}]({name})" for name in plots]
     write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
     return result
+
+
+def share_comparison(checkpoints, store_path, pred, allow_other_bands, prior) -> dict:
+    """Brier score, purity and completeness at P(Ia) >= 0.5 of the labelled objects (whole set
+    and halves) "before": calibrated at the validation split's Ia share, and "after": moved to
+    the share the EM estimates from all the store's light curves (no label read)."""
+    def again(share):
+        return predict_store(checkpoints, store_path, allow_other_bands=allow_other_bands,
+                             prior=share)
+
+    before = pred if prior is None else again(None)
+    after = pred if prior == "estimate" else again("estimate")
+    labelled = pred["type"] != INDEX["unknown"]
+    y = (pred["type"][labelled] == INDEX["Ia"]).astype(int)
+    parts = {"whole": np.ones(len(y), bool), **halves(pred["object_id"][labelled])}
+    out = {"estimated": after["ia_share"], "labelled": float(y.mean()) if len(y) else None}
+    for name, made in (("before", before), ("after", after)):
+        p = made["p_ia"][labelled]
+        out[name] = {}
+        for part, mask in parts.items():
+            purity, completeness = purity_completeness(confusion_at(y[mask], p[mask], 0.5))
+            out[name][part] = {"brier": brier_score(y[mask], p[mask]), "purity": purity,
+                               "completeness": completeness}
+    return out
 
 
 def early_classification(checkpoints, store_path, allow_other_bands: bool = False,

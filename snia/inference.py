@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from snia.calibration import calibrate, describe
+from snia.calibration import calibrate, describe, estimate_ensemble_prior
 from snia.checkpoints import band_names_of, read_checkpoint, spec_of
 from snia.errors import CheckpointError, ConfigError, first_line
 from snia.models import SEQUENCE_ARCHS, rebuild
@@ -173,13 +173,17 @@ def mean_probabilities(outputs, classes: list[str]):
                          axis=0)
 
 
-def calibrated_mean(outputs, members: list[Member], prior: float | None = None):
-    """The members' mean calibrated P(Ia) (each member's own calibration, optionally moved to an
-    Ia share ``prior``), or None when a member carries no calibration."""
+def calibrated_mean(scores: list, members: list[Member], prior=None):
+    """The members' mean calibrated P(Ia) of their scores (one array per member; each member's
+    own calibration, moved to an Ia share ``prior`` if given, or to the share the EM estimates
+    from these scores if ``prior`` is "estimate"), with that share; None when a member carries no
+    calibration."""
     if any(m.calibration is None for m in members):
-        return None
-    return np.mean([calibrate(p_ia_of(logits, m.classes).cpu().numpy(), m.calibration, prior)
-                    for (_, logits), m in zip(outputs, members)], axis=0)
+        return None, None  # scores, not probabilities: no share to move them to
+    calibrations = [m.calibration for m in members]
+    if prior == "estimate":
+        prior = estimate_ensemble_prior(scores, calibrations)
+    return np.mean([calibrate(s, c, prior) for s, c in zip(scores, calibrations)], axis=0), prior
 
 
 def calibration_of(members: list[Member], prior: float | None = None) -> str:
@@ -216,15 +220,17 @@ def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bo
     (each model sees its own images; members that share an image spec share one rasterization).
     The embeddings are the first member's. Data of bands a model was not trained on are refused
     unless ``allow_other_bands`` (see check_bands). When every member carries a calibration,
-    ``p_ia`` is calibrated (moved to an Ia share ``prior`` if given) and ``p_ia_uncalibrated``
-    holds the scores; ``calibration`` says which. ``device``: where the models run (default: the
+    ``p_ia`` is calibrated (moved to an Ia share ``prior`` if given; "estimate": the share the EM
+    finds in these data, ``ia_share``) and ``p_ia_uncalibrated`` holds the scores;
+    ``calibration`` says which. ``device``: where the models run (default: the
     GPU when there is one, see default_device). ``transform``: applied to each batch first (e.g.
     ``snia.lightcurve.cut_after_first_detection`` for early classification)."""
     checkpoints = as_list(checkpoints)
     members = (checkpoints if all(isinstance(c, Member) for c in checkpoints)
                else load_members(checkpoints, device or default_device()))
     classes = members[0].classes
-    probs, raw, embeds, ids, types, class_probs = [], [], [], [], [], []
+    raw, embeds, ids, types, class_probs = [], [], [], [], []
+    scores = [[] for _ in members]  # each member's P(Ia), calibrated once all are in
     with Store(store_path) as store:
         check_bands(members, store, allow_other_bands)
         for m in members:
@@ -235,19 +241,22 @@ def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bo
             outputs = run_members(members, batch)
             p_ia, c_probs = mean_probabilities(outputs, classes)
             raw.append(p_ia)
-            calibrated = calibrated_mean(outputs, members, prior)
-            probs.append(p_ia if calibrated is None else calibrated)
+            for mine, (_, logits), m in zip(scores, outputs, members):
+                mine.append(p_ia_of(logits, m.classes).cpu().numpy())
             if classes:
                 class_probs.append(c_probs)
             if embeddings:
                 embeds.append(outputs[0][0].cpu().numpy())  # the first member's
             ids.append(batch.object_id)
             types.append(batch.meta["type"])
-    out = {"object_id": np.concatenate(ids), "p_ia": np.concatenate(probs).astype(np.float32),
+    raw = np.concatenate(raw)
+    calibrated, prior = calibrated_mean([np.concatenate(s) for s in scores], members, prior)
+    out = {"object_id": np.concatenate(ids),
+           "p_ia": (raw if calibrated is None else calibrated).astype(np.float32),
            "type": np.concatenate(types), "spec": members[0].spec,
-           "calibration": calibration_of(members, prior)}
+           "calibration": calibration_of(members, prior), "ia_share": prior}
     if all(m.calibration is not None for m in members):
-        out["p_ia_uncalibrated"] = np.concatenate(raw).astype(np.float32)
+        out["p_ia_uncalibrated"] = raw.astype(np.float32)
     if embeddings:
         out["embedding"] = np.concatenate(embeds)
     if classes:

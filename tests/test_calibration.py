@@ -76,3 +76,23 @@ def test_em_finds_the_ia_share_of_data_whose_likelihood_ratios_are_exact():
     assert shift_prior(0.3, 0.3, 0.7) == pytest.approx(0.7)  # the mean object moves with the share
     with pytest.raises(ValueError, match="no objects"):
         estimate_prior([], 0.3)
+
+
+def test_the_ensembles_em_moves_each_member_and_equals_em_for_one_member():
+    """One member: the ensemble EM is estimate_prior on its calibrated P(Ia). Two members whose
+    calibrations are exact for the same scores (one fitted at share 0.3, one at 0.5, each
+    mapping its scores to the same posterior at its share) find the same data share, 0.7."""
+    from snia.calibration import calibrate, estimate_ensemble_prior, estimate_prior, logit
+
+    rng = np.random.default_rng(12)
+    y = rng.random(20_000) < 0.7
+    x = rng.normal(np.where(y, 1.0, -1.0), 1.0)  # log likelihood ratio 2x
+    one = {"a": 1.0, "b": 0.0, "prior": 0.3}
+    scores_one = 1 / (1 + np.exp(-(2 * x + logit(0.3))))  # the exact posterior at 0.3
+    assert estimate_ensemble_prior([scores_one], [one]) == pytest.approx(
+        estimate_prior(calibrate(scores_one, one), 0.3), abs=1e-6)
+    # a second member whose scores are 2x (logit 0) with Platt a = 1, b = logit(0.5) = 0
+    two = {"a": 1.0, "b": 0.0, "prior": 0.5}
+    scores_two = 1 / (1 + np.exp(-2 * x))
+    assert estimate_ensemble_prior([scores_one, scores_two], [one, two]) == pytest.approx(
+        y.mean(), abs=0.01)

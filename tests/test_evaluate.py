@@ -87,6 +87,32 @@ def test_multiclass_training_and_evaluation(tmp_path):
     assert m["log_loss_objects"] == 40 and 0 < m["weighted_log_loss"] < 20
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["classes"] == classes
 
+    # the Ia share estimated from the store's own P(Ia) (EM), and P(Ia) moved to it: the same as
+    # the calibration module's EM on the scores; Brier and purity before (validation share) and
+    # after, from the predictions
+    from snia.calibration import estimate_prior
+    from snia.cli import main
+    from snia.metrics import brier_score
+
+    raw = np.array([float(r.split(",")[3]) for r in rows[1:]])
+    y = np.array([r.split(",")[2] == "Ia" for r in rows[1:]], dtype=int)
+    fitted = state["calibration"]["prior"]
+    share = estimate_prior(calibrate(raw, state["calibration"]), fitted)
+    assert m["ia_share"]["estimated"] == pytest.approx(share, abs=1e-4)
+    assert m["ia_share"]["labelled"] == pytest.approx(y.mean())
+    for name, p in (("before", calibrate(raw, state["calibration"])),
+                    ("after", calibrate(raw, state["calibration"], share))):
+        whole = m["ia_share"][name]["whole"]
+        assert whole["brier"] == pytest.approx(brier_score(y, p), abs=1e-4)
+        assert whole["completeness"] == pytest.approx(np.mean(p[y == 1] >= 0.5), nan_ok=True)
+    assert main(["classify", str(tmp_path / "s.h5"), "--checkpoint", str(tmp_path / "run" / "best.pt"),
+                 "-o", str(tmp_path / "moved.csv"), "--ia-prior", "estimate"]) == 0
+    moved = [float(r.split(",")[1]) for r in (tmp_path / "moved.csv").read_text().splitlines()[1:]]
+    assert moved == pytest.approx(calibrate(raw, state["calibration"], share), abs=2e-4)
+    with pytest.raises(SystemExit):
+        main(["classify", str(tmp_path / "s.h5"), "--checkpoint", "x.pt", "-o", "y.csv",
+              "--ia-prior", "1.5"])
+
 
 def test_calibrate_refits_platt_on_a_surveys_labelled_half_and_keeps_the_network(models, tmp_path,
                                                                                  capsys):

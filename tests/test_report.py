@@ -484,3 +484,21 @@ def test_halves_are_fixed_and_the_report_half_is_scored_at_the_development_thres
     assert out["report"]["purity"] == pytest.approx(purity)
     assert out["report"]["completeness"] == pytest.approx(completeness)
     assert out["development"]["n"] + out["report"]["n"] == 4000
+
+
+def test_the_share_table_shows_brier_and_purity_before_and_after_each_half():
+    from snia.report.sections import share_table
+
+    def part(brier, purity, completeness):
+        return {"brier": brier, "purity": purity, "completeness": completeness}
+
+    share = {"estimated": 0.9092, "labelled": 0.5828,
+             "before": {"whole": part(0.1413, 0.781, 0.907), "development": part(0.14, 0.78, 0.9),
+                        "report": part(0.142, 0.782, 0.91)},
+             "after": {"whole": part(0.3065, 0.613, 0.995), "development": part(0.3, 0.61, 0.99),
+                       "report": part(0.31, 0.615, 0.996)}}
+    table = share_table("CNN", share)
+    assert table.rows[0] == ["validation split's share", "whole", "0.1413", "0.781", "0.907"]
+    assert table.rows[3] == ["estimated share 0.909", "whole", "0.3065", "0.613", "0.995"]
+    assert [r[1] for r in table.rows] == ["whole", "development", "report"] * 2
+    assert "labelled share: 0.583" in table.caption

@@ -166,10 +166,26 @@ def _add_allow_other_bands(p) -> None:
                         "the model never learnt any. Data lacking some of the model's bands run.")
 
 
+def ia_share(text: str):
+    """--ia-prior's value: a share in (0, 1), or 'estimate'."""
+    if text == "estimate":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a share in (0, 1) or 'estimate', not {text!r}")
+    return value
+
+
 def _add_ia_prior(p) -> None:
-    p.add_argument("--ia-prior", type=float, metavar="Q",
-                   help="the share of SNe Ia expected in the data, if known: a calibrated model's "
-                        "P(Ia) is moved from the validation split's share to it")
+    p.add_argument("--ia-prior", type=ia_share, metavar="Q",
+                   help="the share of SNe Ia expected in the data: a calibrated model's P(Ia) is "
+                        "moved from the validation split's share to it; 'estimate': to the share "
+                        "estimated from the data's own P(Ia) (EM of Saerens et al. 2002; no label "
+                        "read). Under a shift between training and data it can be far off: "
+                        "docs/results.md")
 
 
 def _add_baseline(sub) -> None:

@@ -204,6 +204,23 @@ def _marks(column: Column) -> list:
     return marks
 
 
+def share_table(label: str, share: dict) -> Table:
+    """Brier score, purity and completeness at P(Ia) >= 0.5 with P(Ia) at the validation split's Ia
+    share and moved to the share estimated from the data's own light curves (snia.evaluate)."""
+    rows = []
+    for when, text in (("before", "validation split's share"),
+                       ("after", f"estimated share {share['estimated']:.3f}")):
+        for part in ("whole", "development", "report"):
+            r = share[when][part]
+            rows.append([text, part, f"{r['brier']:.4f}", f"{r['purity']:.3f}",
+                         f"{r['completeness']:.3f}"])
+    return Table(f"{label}: P(Ia) at the Ia share of the validation split and moved to the share "
+                 "the EM (Saerens et al. 2002) estimates from these light curves without their "
+                 f"labels (labelled share: {share['labelled']:.3f}).",
+                 ["P(Ia) at", "objects", "Brier score", "purity at 0.5", "completeness at 0.5"],
+                 rows)
+
+
 def classifier_section(column: Column, figures: Path, n_resamples: int, seed: int,
                        key: str) -> Section:
     y, p, types = column.y, column.p, column.types[column.labelled]
@@ -247,6 +264,9 @@ def classifier_section(column: Column, figures: Path, n_resamples: int, seed: in
     section.blocks.append(Para(text))
     section.blocks.append(Figure(path, f"{column.label}: reliability diagram (binomial error "
                                        "bars) and objects per bin."))
+    share = m.get("ia_share")
+    if share:
+        section.blocks.append(share_table(column.label, share))
     importance = column.folder / "feature_importance.txt"
     if importance.exists():
         values = []

@@ -18,7 +18,7 @@ from pathlib import Path
 from snia.augment import AugmentConfig
 from snia.config_file import read_section
 from snia.errors import ConfigError
-from snia.models import CNNConfig, arch_of_config, make_config
+from snia.models import SEQUENCE_ARCHS, CNNConfig, arch_of_config, make_config
 from snia.models.registry import DEFAULT_ARCH, DERIVED_FIELDS, config_class
 from snia.raster import DEFAULT_KIND, GEOMETRY_FIELDS, KINDS, RasterSpec
 from snia.taxonomy import CLASSES
@@ -34,10 +34,15 @@ class DistillConfig:
     """Knowledge distillation (Hinton et al. 2015): checkpoints, e.g. an ensemble, whose mean P(Ia)
     on each augmented training image is a soft target. The loss is (1 - weight) x the loss on the
     true label + weight x the loss on the teachers' P(Ia): one model learns to score like the
-    ensemble and runs at the speed of one model. Binary task only."""
+    ensemble and runs at the speed of one model. Binary task only.
+
+    ``survey_share`` > 0 self-trains: each step adds this share of the batch size of the survey's
+    own light curves (``survey``, read unlabelled) with the teachers' P(Ia) as their soft targets
+    (``snia.train.survey``). 0: labelled light curves only."""
 
     teachers: list = field(default_factory=list)
     weight: float = 0.5
+    survey_share: float = 0.0
 
 
 @dataclass
@@ -98,6 +103,21 @@ class TrainConfig:
         self.survey = str(self.survey)
         if not 0 <= self.distill.weight <= 1:
             raise ConfigError(f"distill weight must be in [0, 1], not {self.distill.weight}")
+        self._check_self_training()
+
+    def _check_self_training(self) -> None:
+        share = self.distill.survey_share
+        if share == 0:
+            return
+        if not 0 < share <= 4:
+            raise ConfigError(f"distill survey_share must be in [0, 4], not {share}")
+        if not self.survey or not self.distill.teachers:
+            raise ConfigError("distill.survey_share > 0 (self-training) needs 'survey', the store "
+                              "whose light curves are learnt unlabelled, and distill.teachers, "
+                              "whose P(Ia) on them are the targets")
+        if self.arch in SEQUENCE_ARCHS:
+            raise ConfigError(f"self-training (distill.survey_share) takes image models, not "
+                              f"the recurrent {self.arch!r}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":

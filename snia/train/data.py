@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from snia.augment import augment, wide_survey_noise
-from snia.augment.reobserve import GPCurves, Schedules, reobserve
+from snia.augment.reobserve import reobserve
 from snia.errors import ConfigError
 from snia.inference import ensemble_p_ia, load_members
 from snia.metrics import hashed_share
@@ -31,6 +31,7 @@ from snia.store import Store
 from snia.store.resident import ResidentStore, fits, resident_bytes
 from snia.taxonomy import CLASSES, INDEX, class_list, class_targets, labels_of
 from snia.train.config import TrainConfig
+from snia.train.survey import SurveyCurves, reobservation
 
 log = logging.getLogger(__name__)
 
@@ -108,20 +109,6 @@ def device_resident_or_none(store, device, share: float = 0.5):
         return ResidentStore(store, xp=cupy)
 
 
-def reobservation(store, cfg: TrainConfig):
-    """The training objects' GP curves and the survey's schedules, when the settings re-observe
-    objects (``augment.reobserve_probability`` > 0), else None. The fits are the training store's
-    (``snia gp fit``), refused when missing or made from another store."""
-    from snia.gp.file import default_path, read_fits
-
-    if not (cfg.augment.enabled and cfg.augment.reobserve_probability > 0):
-        return None
-    curves = GPCurves.from_fits(store, read_fits(default_path(store.path), store))
-    with Store(cfg.survey) as survey:
-        schedules = Schedules.from_store(survey, seed=cfg.seed)
-    return curves, schedules
-
-
 class TrainingData:
     """A store's training and validation objects and everything derived from them (see the
     module docstring); ``tensors()`` makes a batch."""
@@ -136,16 +123,23 @@ class TrainingData:
         # a recurrent model reads the (augmented) observations, not images
         self.sequences = cfg.arch in SEQUENCE_ARCHS
         self.reobserved = reobservation(self.store, cfg)
-        # re-observation runs on the host: batches are then made there
-        if on_device_pipeline(device, cfg.backend) and not self.sequences and not self.reobserved:
+        # names of the registry bands the spec's wavelengths list (kept with the model, so that
+        # inference can tell data of other bands)
+        self.band_names = tuple(b.name for b in self.store.bands.bands)
+        # self-training: the survey's light curves with the teachers' P(Ia) (snia.train.survey);
+        # in a batch, survey object i is index len(store) + i
+        self.survey = None
+        if cfg.distill.survey_share > 0:
+            self.survey = SurveyCurves(cfg.survey, self.teachers, self.band_names, cfg)
+        self.survey_offset = len(self.store)
+        # re-observation and self-training run on the host: batches are then made there
+        if (on_device_pipeline(device, cfg.backend) and not self.sequences
+                and not self.reobserved and self.survey is None):
             self.source = device_resident_or_none(self.store, device)
         self.on_device = self.source is not None
         if self.source is None:
             self.source = resident_or_store(self.store)
         self.spec = spec_for_store(self.store, cfg.kind, **cfg.raster)
-        # names of the registry bands the spec's wavelengths list (kept with the model, so that
-        # inference can tell data of other bands)
-        self.band_names = tuple(b.name for b in self.store.bands.bands)
         objects = self.store.objects
         known = objects["type"] != INDEX["unknown"]  # 'unknown' has no label to learn
         if cfg.types:
@@ -188,9 +182,15 @@ class TrainingData:
     def tensors(self, indices: np.ndarray, epoch: int, train: bool):
         """The model's inputs ((images,), or (sequences, lengths) for a recurrent arch), scalars
         and targets of a batch, in the order of ``indices``. The target is the label, or with
-        teachers in training (label, teachers' P(Ia)) on the same augmented light curves."""
+        teachers in training (label, teachers' P(Ia)) on the same augmented light curves; with
+        survey light curves in the batch (self-training: indices from ``survey_offset`` on, after
+        the labelled ones), (label, soft target, survey weight: NaN on labelled rows)."""
         if self.on_device:
             return self._device_tensors(indices, epoch, train)
+        theirs = indices >= self.survey_offset
+        if train and theirs.any():
+            return self._with_survey(indices[~theirs], indices[theirs] - self.survey_offset,
+                                     epoch)
         order = np.argsort(indices)  # sorted reads from the store, then back to sampler order
         batch = self.source.batch(indices[order])
         inverse = np.argsort(order)
@@ -203,11 +203,35 @@ class TrainingData:
         back = torch.as_tensor(inverse).to(self.device, non_blocking=True)  # to sampler order
         if self.sequences:
             return self._sequence_tensors(batch, train, inverse, back)
+        x, s, drawn = self._image_inputs(batch, inverse, back)
+        return x, s, self._targets(batch, train, drawn, inverse)
+
+    def _image_inputs(self, batch, inverse, back):
+        """A batch's images and scalars in sampler order (``inverse``, ``back``: see tensors),
+        with the images drawn (for teachers of the same spec)."""
         images = rasterize(batch, self.spec, self.cfg.backend)
         pixels, scale = to_host(images.images), to_host(images.scale)
         x = torch.as_tensor(pixels)[inverse].to(self.device)
         s = scalar_inputs(batch.meta, scale, self.norm["mean"], self.norm["std"], self.device)
-        return (x,), s[back], self._targets(batch, train, {self.spec: (pixels, scale)}, inverse)
+        return (x,), s[back], {self.spec: (pixels, scale)}
+
+    def _with_survey(self, own: np.ndarray, theirs: np.ndarray, epoch: int):
+        """A labelled batch followed by survey light curves (as observed, not augmented) whose
+        targets are the teachers' P(Ia), weighted by ``SurveyCurves.weight``."""
+        (x, ), s, (y, soft) = self.tensors(own, epoch, train=True)
+        order = np.argsort(theirs)
+        inverse = np.argsort(order)
+        back = torch.as_tensor(inverse).to(self.device)
+        (xs, ), ss, _ = self._image_inputs(self.survey.batch(theirs[order]), inverse, back)
+
+        def on_device(values):
+            return torch.as_tensor(values).to(self.device)
+
+        weight = torch.cat([torch.full((len(own),), float("nan"), device=self.device),
+                            on_device(self.survey.weight[theirs])])
+        return ((torch.cat([x, xs]),), torch.cat([s, ss]),
+                (torch.cat([y, torch.zeros(len(theirs), dtype=y.dtype, device=self.device)]),
+                 torch.cat([soft, on_device(self.survey.p[theirs])]), weight))
 
     def _sequence_tensors(self, batch, train: bool, inverse, back):
         """A recurrent model's inputs: per-observation features padded to the batch's longest

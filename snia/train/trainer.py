@@ -91,15 +91,24 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16,
                             enabled=self.device.type == "cuda"):
             logits = self.ddp(*x, s, keys)  # x: (images,) or (sequences, lengths)
-        loss = self.loss(logits.float(), y, len(indices))
+        labelled = int((indices < self.data.survey_offset).sum())  # survey rows come on top
+        loss = self.loss(logits.float(), y, labelled)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return loss.detach()
 
     def local_batches(self, epoch: int):
-        return local_batches(self.data.train_index, self.cfg.batch_size, self.cfg.seed, epoch,
-                             self.dist.rank, self.dist.world)
+        """This rank's store indices of each step; when self-training, each followed by its
+        survey light curves (as indices from ``TrainingData.survey_offset`` on)."""
+        batches = local_batches(self.data.train_index, self.cfg.batch_size, self.cfg.seed, epoch,
+                                self.dist.rank, self.dist.world)
+        if self.data.survey is None:
+            return batches
+        steps = len(self.data.train_index) // self.cfg.batch_size
+        theirs = self.data.survey.step_batches(epoch, steps, self.dist.rank, self.dist.world)
+        return (np.concatenate([own, survey + self.data.survey_offset])
+                for own, survey in zip(batches, theirs))
 
     def run_steps(self, batches, epoch: int):
         """Optimiser steps over batches of store indices; yields (batch size, local loss).
@@ -229,10 +238,13 @@ class Trainer:
 def weighted_loss(logits, y, class_weight, classes, distill_weight: float, local_batch: int):
     """Class-weighted loss of a rank's share of a batch; ``y`` is the label, or (label, teachers'
     P(Ia)) to distil: (1 - distill_weight) x the loss on the label + distill_weight x the loss on
-    the teachers' P(Ia)."""
-    soft = None
+    the teachers' P(Ia); or (label, teachers' P(Ia), survey weight) when self-training: rows with
+    a survey weight (not NaN) are survey light curves, whose loss is that weight x the loss on the
+    teachers' P(Ia) alone. ``local_batch``: the labelled rows (the survey's add to them)."""
+    soft = survey = None
     if isinstance(y, tuple):
-        y, soft = y
+        y, soft, *extra = y
+        survey = extra[0] if extra else None
     if classes:
         w = torch.as_tensor(class_weight, dtype=logits.dtype).to(logits.device, non_blocking=True)[y]
         losses = F.cross_entropy(logits, y, reduction="none")
@@ -240,8 +252,12 @@ def weighted_loss(logits, y, class_weight, classes, distill_weight: float, local
         w = y * class_weight[0] + (1 - y) * class_weight[1]
         losses = F.binary_cross_entropy_with_logits(logits.squeeze(1), y, reduction="none")
         if soft is not None:
-            losses = (1 - distill_weight) * losses + distill_weight * \
-                F.binary_cross_entropy_with_logits(logits.squeeze(1), soft, reduction="none")
+            on_soft = F.binary_cross_entropy_with_logits(logits.squeeze(1), soft, reduction="none")
+            losses = (1 - distill_weight) * losses + distill_weight * on_soft
+            if survey is not None:
+                theirs = ~torch.isnan(survey)
+                losses = torch.where(theirs, on_soft, losses)
+                w = torch.where(theirs, survey, w)
     # Sum over the local batch divided by the *local batch size*: DDP averages gradients over
     # ranks, which then equals the weighted mean over the global batch exactly.
     return (w * losses).sum() / local_batch

@@ -1,0 +1,138 @@
+"""Self-training on the survey's unlabelled light curves (snia.train.survey): the loss weights
+against hand-computed values, the survey's batches, the settings' refusals, and the proof that the
+survey's labels are never read (shuffled labels give a bit-identical model, while the survey's
+light curves do change it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="PyTorch not installed")
+
+import torch  # noqa: E402
+from conftest import TINY_MODEL, synthetic_plasticc  # noqa: E402
+
+from snia.errors import ConfigError  # noqa: E402
+from snia.train import TrainConfig, run_training  # noqa: E402
+from snia.train.survey import survey_weights  # noqa: E402
+from snia.train.trainer import weighted_loss  # noqa: E402
+
+
+def test_survey_weights_are_confidence_times_balance_with_mean_one():
+    p = np.array([0.9, 0.1, 0.5, 0.7])
+    share = 0.55  # mean of p
+    raw = [0.8 * (0.9 * 0.5 / share + 0.1 * 0.5 / 0.45),
+           0.8 * (0.1 * 0.5 / share + 0.9 * 0.5 / 0.45),
+           0.0,
+           0.4 * (0.7 * 0.5 / share + 0.3 * 0.5 / 0.45)]
+    expected = np.array(raw) / np.mean(raw)
+    assert np.allclose(survey_weights(p), expected, rtol=1e-6)
+    # a survey the teachers call all-Ia at 0.9 gets no more pull toward Ia than one at 0.1 toward
+    # the rest: the balance undoes the share
+    assert np.allclose(survey_weights(np.full(5, 0.9)), survey_weights(np.full(5, 0.1)))
+
+
+def test_the_loss_of_survey_rows_is_their_weight_times_the_loss_on_the_soft_target():
+    logits = torch.tensor([[0.3], [-1.0], [2.0]])
+    label = torch.tensor([1.0, 0.0, 0.0])  # the last row's label is a placeholder
+    soft = torch.tensor([0.8, 0.2, 0.6])
+    survey = torch.tensor([float("nan"), float("nan"), 1.5])
+    got = weighted_loss(logits, (label, soft, survey), (2.0, 0.5), [], 0.25, 2)
+
+    def bce(z, t):
+        return -(t * np.log(1 / (1 + np.exp(-z))) + (1 - t) * np.log(1 - 1 / (1 + np.exp(-z))))
+
+    rows = [2.0 * (0.75 * bce(0.3, 1) + 0.25 * bce(0.3, 0.8)),
+            0.5 * (0.75 * bce(-1.0, 0) + 0.25 * bce(-1.0, 0.2)),
+            1.5 * bce(2.0, 0.6)]
+    assert float(got) == pytest.approx(sum(rows) / 2, rel=1e-5)
+
+
+def test_self_training_settings_are_refused_without_what_they_need():
+    with pytest.raises(ConfigError, match="needs 'survey'"):
+        TrainConfig.from_dict({"distill": {"teachers": ["t.pt"], "weight": 1.0, "survey_share": 0.5}})
+    with pytest.raises(ConfigError, match="needs 'survey'"):
+        TrainConfig.from_dict({"survey": "s.h5", "distill": {"survey_share": 0.5}})
+    with pytest.raises(ConfigError, match="survey_share must be in"):
+        TrainConfig.from_dict({"survey": "s.h5", "distill": {"teachers": ["t.pt"], "survey_share": -1}})
+    with pytest.raises(ConfigError, match="recurrent"):
+        TrainConfig.from_dict({"survey": "s.h5", "model": {"arch": "gru"},
+                               "distill": {"teachers": ["t.pt"], "survey_share": 0.5}})
+
+
+def shuffled_types(meta, out, seed):
+    """A copy of a PLAsTiCC metadata file with its `target` column permuted."""
+    lines = meta.read_text().splitlines()
+    rows = [r.split(",") for r in lines[1:]]
+    targets = [r[-1] for r in rows]
+    order = np.random.default_rng(seed).permutation(len(targets))
+    out.write_text("\n".join([lines[0]] + [",".join(r[:-1] + [targets[k]])
+                                           for r, k in zip(rows, order)]) + "\n")
+    assert [r[-1] for r in rows] != [targets[k] for k in order]
+    return out
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    """A training store, a teacher trained on it, and one survey ingested twice: with its labels
+    and with them shuffled (the same light curves)."""
+    from snia.ingest import run_ingest
+
+    folder = tmp_path_factory.mktemp("self_training")
+    lc, meta, _ = synthetic_plasticc(folder, 40, 35)
+    run_ingest("plasticc", [lc], folder / "train.h5", [meta], progress=False)
+    (folder / "survey").mkdir()
+    lc, meta, _ = synthetic_plasticc(folder / "survey", 30, 36, first_id=5000)
+    run_ingest("plasticc", [lc], folder / "survey.h5", [meta], progress=False, split="test")
+    run_ingest("plasticc", [lc], folder / "shuffled.h5",
+               [shuffled_types(meta, folder / "meta_shuffled.csv", 1)], progress=False, split="test")
+    run_training(folder / "train.h5", folder / "teacher", TrainConfig.from_dict(TINY_MODEL))
+    return folder
+
+
+def student(stores, name, survey, share=1.0):
+    settings = {**TINY_MODEL, "epochs": 2, "seed": 3, "survey": str(stores / survey),
+                "distill": {"teachers": [str(stores / "teacher" / "best.pt")], "weight": 1.0,
+                            "survey_share": share}}
+    run_training(stores / "train.h5", stores / name, TrainConfig.from_dict(settings))
+    return torch.load(stores / name / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+
+
+def test_the_surveys_labels_are_never_read(stores):
+    with_labels = student(stores, "labels", "survey.h5")
+    shuffled = student(stores, "shuffled", "shuffled.h5")
+    assert with_labels.keys() == shuffled.keys()
+    for key in with_labels:
+        assert torch.equal(with_labels[key], shuffled[key]), key
+    # and the survey's light curves do reach the model: without them it differs
+    alone = student(stores, "alone", "survey.h5", share=0.0)
+    assert any(not torch.equal(with_labels[k], alone[k]) for k in with_labels)
+
+
+def test_each_step_adds_the_survey_share_and_an_epoch_draws_every_survey_curve(stores):
+    from snia.train.data import TrainingData
+
+    settings = {**TINY_MODEL, "batch_size": 8, "survey": str(stores / "survey.h5"),
+                "distill": {"teachers": [str(stores / "teacher" / "best.pt")], "weight": 1.0,
+                            "survey_share": 0.5}}
+    data = TrainingData(stores / "train.h5", TrainConfig.from_dict(settings), torch.device("cpu"))
+    try:
+        survey = data.survey
+        assert survey.size == 4 and len(survey) == 30
+        assert (survey.p >= 0).all() and (survey.p <= 1).all()
+        steps = list(survey.step_batches(epoch=0, steps=10, rank=0, world=1))  # 40 > 30 curves
+        assert all(len(s) == 4 for s in steps)
+        drawn = np.concatenate(steps)
+        assert set(drawn[:30]) == set(range(30))  # a permutation first, then the next round
+        halves = [list(survey.step_batches(0, 10, r, 2)) for r in (0, 1)]
+        for s, a, b in zip(steps, *halves):  # two ranks split each global survey batch
+            assert sorted(np.r_[a, b]) == sorted(s)
+        x, s, (label, soft, weight) = data.tensors(
+            np.r_[data.train_index[:8], steps[0] + data.survey_offset], 0, train=True)
+        assert x[0].shape[0] == 12 and s.shape[0] == 12
+        assert torch.isnan(weight[:8]).all()
+        assert np.allclose(soft[8:].numpy(), survey.p[steps[0]])
+        assert np.allclose(weight[8:].numpy(), survey.weight[steps[0]])
+    finally:
+        data.close()
