@@ -487,7 +487,7 @@ def test_halves_are_fixed_and_the_report_half_is_scored_at_the_development_thres
 
 
 def test_the_share_table_shows_brier_and_purity_before_and_after_each_half():
-    from snia.report.sections import share_table
+    from snia.report.tables import share_table
 
     def part(brier, purity, completeness):
         return {"brier": brier, "purity": purity, "completeness": completeness}

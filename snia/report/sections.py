@@ -30,6 +30,7 @@ from snia.provenance import training_summary
 from snia.raster import DEFAULT_KIND, RasterSpec, spec_for_store
 from snia.report.columns import Column, cell, lookup
 from snia.report.document import Details, Figure, Para, Section, Table
+from snia.report.tables import early_table, share_table
 from snia.store import Store
 from snia.taxonomy import CLASSES, INDEX
 
@@ -204,23 +205,6 @@ def _marks(column: Column) -> list:
     return marks
 
 
-def share_table(label: str, share: dict) -> Table:
-    """Brier score, purity and completeness at P(Ia) >= 0.5 with P(Ia) at the validation split's Ia
-    share and moved to the share estimated from the data's own light curves (snia.evaluate)."""
-    rows = []
-    for when, text in (("before", "validation split's share"),
-                       ("after", f"estimated share {share['estimated']:.3f}")):
-        for part in ("whole", "development", "report"):
-            r = share[when][part]
-            rows.append([text, part, f"{r['brier']:.4f}", f"{r['purity']:.3f}",
-                         f"{r['completeness']:.3f}"])
-    return Table(f"{label}: P(Ia) at the Ia share of the validation split and moved to the share "
-                 "the EM (Saerens et al. 2002) estimates from these light curves without their "
-                 f"labels (labelled share: {share['labelled']:.3f}).",
-                 ["P(Ia) at", "objects", "Brier score", "purity at 0.5", "completeness at 0.5"],
-                 rows)
-
-
 def classifier_section(column: Column, figures: Path, n_resamples: int, seed: int,
                        key: str) -> Section:
     y, p, types = column.y, column.p, column.types[column.labelled]
@@ -280,15 +264,7 @@ def classifier_section(column: Column, figures: Path, n_resamples: int, seed: in
                                            "all of them in feature_importance.txt)."))
     early = m.get("early")
     if early:
-        section.blocks.append(Table(
-            f"{column.label}: early classification, the same objects with their light curves cut "
-            "N days after the first detection (flux / error >= 5; objects never detected: after "
-            "their first observation); purity and completeness at each cut's own best-FoM "
-            "threshold.", ["days after detection", "AUC", "AUC, development half",
-                           "AUC, report half", "purity", "completeness", "threshold"],
-            [[str(r["days"]), f"{r['auc']:.3f}", f"{r.get('auc_development', float('nan')):.3f}",
-              f"{r.get('auc_report', float('nan')):.3f}", f"{r['purity']:.3f}",
-              f"{r['completeness']:.3f}", f"{r['threshold']:.3f}"] for r in early]))
+        section.blocks.append(early_table(column.label, early))
         if (column.folder / "early.png").exists():
             section.blocks.append(Figure(column.folder / "early.png",
                                          f"{column.label}: AUC, purity and completeness against "

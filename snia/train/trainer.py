@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from snia.calibration import fit_platt
 from snia.errors import CheckpointError, ConfigError, first_line
@@ -27,6 +26,7 @@ from snia.parallel import Dist, all_gather, all_reduce_sum, barrier
 from snia.provenance import hardware
 from snia.train.config import TrainConfig
 from snia.train.data import TrainingData, local_batches
+from snia.train.loss import weighted_loss
 from snia.train.run_folder import HISTORY, EarlyStopping, RunFolder, resumed_history, write_history
 
 log = logging.getLogger(__name__)
@@ -234,34 +234,6 @@ class Trainer:
             raise CheckpointError(f"{path}: not a checkpoint of this run ({first_line(exc)})") from None
         if self.dist.main:  # rows past the checkpoint dropped, a row it has and the file lacks back
             write_history(self.folder.out / HISTORY, self.history)
-
-def weighted_loss(logits, y, class_weight, classes, distill_weight: float, local_batch: int):
-    """Class-weighted loss of a rank's share of a batch; ``y`` is the label, or (label, teachers'
-    P(Ia)) to distil: (1 - distill_weight) x the loss on the label + distill_weight x the loss on
-    the teachers' P(Ia); or (label, teachers' P(Ia), survey weight) when self-training: rows with
-    a survey weight (not NaN) are survey light curves, whose loss is that weight x the loss on the
-    teachers' P(Ia) alone. ``local_batch``: the labelled rows (the survey's add to them)."""
-    soft = survey = None
-    if isinstance(y, tuple):
-        y, soft, *extra = y
-        survey = extra[0] if extra else None
-    if classes:
-        w = torch.as_tensor(class_weight, dtype=logits.dtype).to(logits.device, non_blocking=True)[y]
-        losses = F.cross_entropy(logits, y, reduction="none")
-    else:
-        w = y * class_weight[0] + (1 - y) * class_weight[1]
-        losses = F.binary_cross_entropy_with_logits(logits.squeeze(1), y, reduction="none")
-        if soft is not None:
-            on_soft = F.binary_cross_entropy_with_logits(logits.squeeze(1), soft, reduction="none")
-            losses = (1 - distill_weight) * losses + distill_weight * on_soft
-            if survey is not None:
-                theirs = ~torch.isnan(survey)
-                losses = torch.where(theirs, on_soft, losses)
-                w = torch.where(theirs, survey, w)
-    # Sum over the local batch divided by the *local batch size*: DDP averages gradients over
-    # ranks, which then equals the weighted mean over the global batch exactly.
-    return (w * losses).sum() / local_batch
-
 
 def prefetched(batches, make):
     """(batch, make(batch)) for each batch, making the next one in a background thread while the
