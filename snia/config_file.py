@@ -15,6 +15,14 @@ SHAPES = {dict: "a mapping of settings", list: "a list"}
 def read_section(path, key: str, shape: type = dict):
     """The ``key:`` section of the YAML file ``path`` (None where the file has none), checked to be
     of ``shape`` (dict or list)."""
+    section = read_document(path).get(key)
+    if section is not None and not isinstance(section, shape):
+        raise ConfigError(f"{path}: '{key}:' must be {SHAPES[shape]}")
+    return section
+
+
+def read_document(path) -> dict:
+    """The YAML file ``path``: a mapping of sections."""
     import yaml
 
     try:
@@ -25,7 +33,4 @@ def read_section(path, key: str, shape: type = dict):
         raise ConfigError(f"{path}: not valid YAML ({where}{problem or first_line(exc)})") from None
     if not isinstance(document, dict):
         raise ConfigError(f"{path}: not a YAML mapping of sections (train:, raster:, ...)")
-    section = document.get(key)
-    if section is not None and not isinstance(section, shape):
-        raise ConfigError(f"{path}: '{key}:' must be {SHAPES[shape]}")
-    return section
+    return document

@@ -168,6 +168,20 @@ def test_settings_of_the_wrong_type_are_one_line_naming_key_value_and_type(tmp_p
     assert message in error_line(capsys.readouterr().err)
 
 
+def test_training_settings_outside_a_train_section_are_refused_not_ignored(tmp_path, capsys):
+    """A settings file written without its `train:` section trained the defaults silently."""
+    config = tmp_path / "flat.yaml"
+    config.write_text("seed: 3\nepochs: 2\nraster: {n_time: 30}\n")
+    assert main(["train", str(tmp_path / "none.h5"), "-o", str(tmp_path / "run"), "--config", str(config)]
+                ) == EXIT_BAD_INPUT
+    line = error_line(capsys.readouterr().err)
+    assert "['epochs', 'raster', 'seed'] at the top level" in line and str(config) in line
+    from snia.train.config import settings_from_file
+
+    config.write_text("images: {datasets: []}\n")  # other sections only: nothing to train with
+    assert settings_from_file(config) == {}
+
+
 def test_type_checks_follow_the_dataclass_and_take_yaml_numbers_spelt_as_text():
     from dataclasses import dataclass
 

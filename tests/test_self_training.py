@@ -15,8 +15,8 @@ from conftest import TINY_MODEL, synthetic_plasticc  # noqa: E402
 
 from snia.errors import ConfigError  # noqa: E402
 from snia.train import TrainConfig, run_training  # noqa: E402
-from snia.train.survey import survey_weights  # noqa: E402
 from snia.train.loss import weighted_loss  # noqa: E402
+from snia.train.survey import survey_weights  # noqa: E402
 
 
 def test_survey_weights_are_confidence_times_balance_with_mean_one():

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from snia.augment import AugmentConfig
-from snia.config_file import read_section
+from snia.config_file import read_document, read_section
 from snia.errors import ConfigError
 from snia.models import SEQUENCE_ARCHS, CNNConfig, arch_of_config, make_config
 from snia.models.registry import DEFAULT_ARCH, DERIVED_FIELDS, config_class
@@ -208,4 +208,10 @@ def settings_from_file(path: Path | None) -> dict:
     """The ``train:`` section of a YAML config (empty without a file)."""
     if path is None:
         return {}
-    return dict(read_section(path, "train") or {})
+    section = read_section(path, "train")
+    if section is None:  # settings at the top level would otherwise be silently ignored
+        stray = sorted(set(read_document(path)) & {f.name for f in fields(TrainConfig)})
+        if stray:
+            raise ConfigError(f"{path}: training settings {stray} at the top level: put them "
+                              "under a 'train:' section")
+    return dict(section or {})
