@@ -104,3 +104,48 @@ def test_batches_of_a_device_store_wait_for_its_upload(tmp_path):
         assert log[-1] == ("wait", "current", uploaded[0][2])  # before the gather, on the GPU
         want = store.batch(np.array([5, 0, 7]))
         np.testing.assert_array_equal(got.obs["time"], want.obs["time"])
+
+
+def test_an_epoch_on_the_device_reads_every_pending_augmentation_check(monkeypatch, tmp_path):
+    """A device batch's count/write check is read once its kernels are done, without the host
+    waiting; the epoch's last batches are read at its end, so a divergence in them is reported
+    by that epoch rather than never (stand-ins: an event not yet done, a batch that diverged)."""
+    from snia.augment import numba_cuda
+    from snia.augment.shared import AugmentDiverged
+    from snia.train import TrainConfig
+    from snia.train.run import close, open_trainer
+
+    class Pending:
+        done = False  # still running: check_pending(wait=False) leaves it
+
+        def synchronize(self):
+            self.done = True
+
+    class Host:  # a device array's .get()
+        def __init__(self, values):
+            self.values = np.asarray(values)
+
+        def get(self):
+            return self.values
+
+    lc, meta, _ = synthetic_plasticc(tmp_path, 24, 5)
+    from snia.ingest import run_ingest
+
+    run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False)
+    trainer = open_trainer(tmp_path / "s.h5", tmp_path / "run", TrainConfig.from_dict(
+        {"epochs": 1, "batch_size": 8, "model": {"channels": [4, 8], "groups": 2, "hidden": 8}}))
+    try:
+        monkeypatch.setattr(trainer, "run_steps", lambda batches, epoch: iter(()))
+        monkeypatch.setattr(numba_cuda, "_PENDING", numba_cuda.deque())
+        numba_cuda._PENDING.append((Pending(), 1, Host([3, 5]), Host([3, 4]), np.array([7, 1234])))
+        numba_cuda.check_pending(wait=False)
+        assert len(numba_cuda._PENDING) == 1  # not done yet: the host did not wait
+        trainer.data.on_device = False
+        trainer.train_epoch(0)  # a host pipeline has nothing pending to read
+        assert len(numba_cuda._PENDING) == 1
+        trainer.data.on_device = True
+        with pytest.raises(AugmentDiverged, match="object 1234: the write pass kept 5"):
+            trainer.train_epoch(0)
+        assert not numba_cuda._PENDING
+    finally:
+        close(trainer)

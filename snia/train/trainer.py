@@ -143,6 +143,10 @@ class Trainer:
             total = total + loss.double() * size  # summed where it is: no wait per step
             count += size
             steps += 1
+        if self.data.on_device:  # the last batches' augmentation checks, read once they are done
+            from snia.augment.numba_cuda import check_pending
+
+            check_pending(wait=True)
         self.scheduler.step()
         sums = all_reduce_sum([float(total), count], self.dist, self.device)
         seconds = time.perf_counter() - start
