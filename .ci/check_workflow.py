@@ -23,7 +23,7 @@ import h5py
 import yaml
 
 from snia.raster import RasterSpec
-from snia.report import SCREENSHOT, check_in_browser
+from snia.report import SCREENSHOT, check_in_browser, opens_with_its_answer
 from snia.train import TrainConfig
 
 N_OBJECTS = 300  # .test/config/config.yaml: subset
@@ -127,6 +127,8 @@ def main() -> int:
           f"(document {seen['scroll_width']} px wide)")
     check("git commit" in seen["provenance"] and "completeness" in seen["definitions"],
           "report.html shows the provenance block and the definitions")
+    check(opens_with_its_answer(seen), f"report.html opens with its answer: the headline table "
+          f"first, within the first screen ({seen['headline']}, screen {seen['inner_height']} px)")
     check(shot.read_bytes()[:4] == b"\x89PNG", f"screenshot kept: {shot}")
 
     with open(r / "scaling" / "scaling.csv") as f:

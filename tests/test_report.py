@@ -280,6 +280,37 @@ def test_report_html_is_self_contained(full_report):
     assert "id='provenance'" in html and "id='definitions'" in html and "<details>" in html
 
 
+def test_report_opens_with_its_answer(full_report):
+    """The first section after the title is the comparison table (with its intervals) and the ROC
+    of all classifiers; the provenance follows, complete, its rows after the data sets collapsed."""
+    from snia.report.write import PROVENANCE_SHOWN
+
+    md, html = full_report["md"], full_report["html"]
+    assert re.findall(r"^## (.+)$", md, flags=re.M)[:2] == ["The classifiers side by side",
+                                                           "Provenance"]
+    first = md.split("\n## ", 2)[1]  # the first section, title to the next section
+    assert re.search(r"^\*\*Table 1\. The classifiers on the same test objects .*68 % bootstrap",
+                     first.split("\n", 2)[2].lstrip(), flags=re.S)
+    assert "| AUC | " in first and "](figures/roc_all.png)" in first
+    assert md.index("figures/roc_all.png") < md.index("## Provenance")
+    assert re.findall(r"<section id='([^']+)'", html)[:2] == ["results", "provenance"]
+    assert html.index("<table class='numbers' id='comparison'>") < html.index("ROC of every classifier") \
+        < html.index("<section id='provenance'>")
+    assert len(re.findall(r"id='[^']*'", html)) == len(set(re.findall(r"id='[^']*'", html)))  # unique ids
+    # the provenance: complete, the first rows shown, the rest under one summary naming them
+    prov = md.split("## Provenance", 1)[1].split("\n## ", 1)[0]
+    shown, hidden = prov.split("<details>", 1)
+    assert len(re.findall(r"^\| (?!:---)", shown, flags=re.M)) == 1 + PROVENANCE_SHOWN  # + header
+    assert "| data (test) | test: 60 objects" in shown and "| column 'CNN' |" not in shown
+    assert "more rows: column 'CNN', column 'CNN ensemble', column 'random forest', hardware" in hidden
+    for row in ("| column 'CNN' | ", "| column 'random forest' | random forest (rf/", "| hardware (this report) | "):
+        assert row in hidden, row
+    section = html.split("<section id='provenance'>", 1)[1].split("</section>", 1)[0]
+    visible = section.split("<details>", 1)[0]
+    assert visible.count("<tr><th scope='row'>") == PROVENANCE_SHOWN
+    assert section.count("<tr><th scope='row'>") == len(re.findall(r"^\| (?!:---)", prov, flags=re.M)) - 2
+
+
 def test_report_refuses_a_store_without_the_evaluated_objects(full_report, tmp_path):
     from snia.errors import ConfigError
     from snia.report import write_report
@@ -312,15 +343,20 @@ def browser():
 
 @pytest.mark.browser
 def test_report_in_a_real_browser(browser, full_report):
-    """What a reader sees at 1280 px: every image decodes, nothing overflows, provenance and
-    definitions are there; the screenshot stays in the report folder."""
-    from snia.report import SCREENSHOT, check_in_browser
+    """What a reader sees at 1280 px: the headline table, whole, within the first screen; every
+    image decodes, nothing overflows, provenance and definitions are there; the screenshot stays
+    in the report folder."""
+    from snia.report import SCREENSHOT, check_in_browser, opens_with_its_answer
 
     shot = full_report["dir"] / SCREENSHOT
     seen = check_in_browser(full_report["dir"] / "report.html", shot, width=1280)
     assert seen["images"] == full_report["html"].count("<img ") and seen["images"] >= 16
     assert seen["broken"] == [] and seen["external"] == []
     assert seen["inner_width"] == 1280 and seen["scroll_width"] <= 1280
+    assert seen["first_section"] == "results"
+    assert 0 <= seen["headline"]["top"] < seen["headline"]["bottom"] <= seen["inner_height"], seen
+    assert opens_with_its_answer(seen)
+    assert opens_with_its_answer({**seen, "headline": {"top": 100, "bottom": seen["inner_height"] + 1}}) is False
     assert "git commit" in seen["provenance"] and "60 objects" in seen["provenance"]
     assert "completeness" in seen["definitions"] and "W = 3" in seen["definitions"]
     assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 50000

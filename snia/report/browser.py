@@ -1,6 +1,6 @@
 """The report in a real browser: headless Chromium through Selenium, at 1280 px, as a reader
-would open it: every image decodes, nothing overflows, provenance and definitions are there; a
-screenshot is kept.
+would open it: every image decodes, nothing overflows, the headline table is within the first
+screen, provenance and definitions are there; a screenshot is kept.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from snia.errors import ConfigError
-from snia.report.document import SCREEN_JS
+from snia.report.document import ANSWER_SECTION, SCREEN_JS
 
 SCREENSHOT = "report_1280.png"
 
@@ -27,8 +27,10 @@ def check_in_browser(html_path, screenshot=None, width: int = 1280, height: int 
     """Open a report in headless Chromium at ``width`` px, as a reader would. Returns what the
     page shows: images (count), broken (alt texts of images that did not decode), external
     (image sources that are not embedded), scroll_width (document width: > ``width`` means
-    horizontal overflow), the text of the provenance and definitions blocks. ``screenshot``: a
-    PNG of the whole page at that width."""
+    horizontal overflow), the text of the provenance and definitions blocks (what is shown:
+    collapsed rows are not), inner_height (the first screen), first_section (its id) and
+    headline (top and bottom of the comparison table, px from the page's top). ``screenshot``:
+    a PNG of the whole page at that width."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -52,3 +54,11 @@ def check_in_browser(html_path, screenshot=None, width: int = 1280, height: int 
     finally:
         driver.quit()
     return info
+
+
+def opens_with_its_answer(seen: dict) -> bool:
+    """Whether a page as ``check_in_browser`` saw it opens with the headline table: its first
+    section holds it, and the whole table is within the first screen."""
+    box = seen.get("headline")
+    return (seen.get("first_section") == ANSWER_SECTION and box is not None
+            and 0 <= box["top"] and box["bottom"] <= seen["inner_height"])

@@ -14,10 +14,13 @@ from pathlib import Path
 CSS = """
 body{font:16px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1a1a1a;max-width:1000px;
 margin:0 auto;padding:0 24px 48px;overflow-wrap:break-word}
-h1{font-size:1.7em;margin:.8em 0 .2em}h2{margin-top:2em;border-bottom:1px solid #ddd}
+h1{font-size:1.7em;margin:.6em 0 .2em}h2{margin-top:2em;border-bottom:1px solid #ddd}
+section:first-of-type h2{margin-top:.8em}
 table{border-collapse:collapse;margin:.8em 0;max-width:100%}table.numbers{min-width:70%}
 caption{caption-side:top;text-align:left;font-weight:600;padding:.3em 0}
 th,td{border:1px solid #b8b8b8;padding:3px 9px;vertical-align:top}
+table.numbers{line-height:1.25}table.numbers th,table.numbers td{padding:2px 9px 1px}
+#comparison tbody th{white-space:nowrap}
 thead th{background:#eef1f5;text-align:center}
 tbody th{text-align:left;font-weight:normal;background:#f8f9fa}
 td{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
@@ -31,6 +34,10 @@ code{overflow-wrap:anywhere}nav{font-size:.95em}div.wide{overflow-x:auto}
 """
 
 
+# The first section's id: the answer (the comparison table, id 'comparison', and the ROC of all).
+ANSWER_SECTION = "results"
+
+
 SCREEN_JS = """
 const images = Array.from(document.images);
 const text = id => (document.getElementById(id) || {innerText: ''}).innerText;
@@ -40,7 +47,11 @@ return {images: images.length,
         scroll_width: document.documentElement.scrollWidth,
         inner_width: window.innerWidth,
         provenance: text('provenance'), definitions: text('definitions'),
-        height: document.documentElement.scrollHeight};
+        height: document.documentElement.scrollHeight, inner_height: window.innerHeight,
+        first_section: (document.querySelector('section') || {id: null}).id,
+        headline: (el => el ? {top: el.getBoundingClientRect().top,
+                               bottom: el.getBoundingClientRect().bottom} : null)(
+            document.getElementById('comparison'))};
 """
 
 
@@ -62,6 +73,15 @@ class Table:
     rows: list  # [label, cell, ...]
     kind: str = "numbers"  # numbers: right-aligned cells; text: left-aligned, wrapping
     id: str | None = None
+    shown: int | None = None  # rows shown; the rest collapsed (<details>), kept complete
+
+    def split(self) -> tuple[list, list, str]:
+        """(rows shown, rows collapsed, the summary naming what is collapsed)."""
+        if self.shown is None or len(self.rows) <= self.shown:
+            return self.rows, [], ""
+        rest = self.rows[self.shown:]
+        names = list(dict.fromkeys(str(row[0]).split(" (")[0] for row in rest))
+        return self.rows[:self.shown], rest, f"{len(rest)} more rows: {', '.join(names)}"
 
 
 @dataclass
@@ -97,12 +117,12 @@ def markdown_page(title: str, sections: list[Section], out: Path) -> str:
                 rel = os.path.relpath(b.path, out)
                 lines += [f"![{b.caption}]({rel})", "", f"*Figure {number}. {b.caption}*", ""]
             elif isinstance(b, Table):
-                lines += [f"**{b.caption}**", "", "| " + " | ".join(b.header) + " |",
-                          "|" + "|".join([":---"] + ["---:" if b.kind == "numbers" else ":---"]
-                                         * (len(b.header) - 1)) + "|"]
-                lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |"
-                          for row in b.rows]
-                lines.append("")
+                shown, rest, summary = b.split()
+                lines += [f"**{b.caption}**", ""] + _markdown_rows(b, shown) + [""]
+                if rest:  # GitHub renders a table inside <details> between blank lines
+                    lines += ["<details>", f"<summary>{html.escape(summary, quote=False)}</summary>",
+                              ""]
+                    lines += _markdown_rows(b, rest) + ["", "</details>", ""]
             elif isinstance(b, Definitions):
                 lines += [f'<a id="{b.id}"></a>', "", "**Definitions.**", ""]
                 lines += [f"- **{term}**: {text}" for term, text in b.items]
@@ -111,6 +131,19 @@ def markdown_page(title: str, sections: list[Section], out: Path) -> str:
                 lines += ["<details>", f"<summary>{html.escape(b.summary)}</summary>", "",
                           f"```{b.language}", b.text.rstrip("\n"), "```", "", "</details>", ""]
     return "\n".join(lines)
+
+
+def _markdown_rows(b: Table, rows: list) -> list[str]:
+    return (["| " + " | ".join(b.header) + " |",
+             "|" + "|".join([":---"] + ["---:" if b.kind == "numbers" else ":---"]
+                            * (len(b.header) - 1)) + "|"]
+            + ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in rows])
+
+
+def _html_rows(rows: list) -> str:
+    esc = html.escape
+    return "".join("<tr><th scope='row'>" + esc(str(row[0])) + "</th>"
+                   + "".join(f"<td>{esc(str(v))}</td>" for v in row[1:]) + "</tr>" for row in rows)
 
 
 def _data_uri(path: Path) -> str:
@@ -139,12 +172,15 @@ def html_page(title: str, sections: list[Section]) -> str:
                 ident = f" id='{b.id}'" if b.id else ""
                 head = ("" if not any(b.header) else "<thead><tr>" + "".join(
                     f"<th scope='col'>{esc(str(h))}</th>" for h in b.header) + "</tr></thead>")
-                body = "".join("<tr><th scope='row'>" + esc(str(row[0])) + "</th>"
-                               + "".join(f"<td>{esc(str(v))}</td>" for v in row[1:]) + "</tr>"
-                               for row in b.rows)
+                shown, rest, summary = b.split()
                 # a wide table scrolls inside its box; the page never overflows
                 parts.append(f"<div class='wide'><table class='{b.kind}'{ident}><caption>"
-                             f"{esc(b.caption)}</caption>{head}<tbody>{body}</tbody></table></div>")
+                             f"{esc(b.caption)}</caption>{head}<tbody>{_html_rows(shown)}</tbody>"
+                             "</table></div>")
+                if rest:
+                    parts.append(f"<details><summary>{esc(summary)}</summary><div class='wide'>"
+                                 f"<table class='{b.kind}'>{head}<tbody>{_html_rows(rest)}</tbody>"
+                                 "</table></div></details>")
             elif isinstance(b, Definitions):
                 items = "".join(f"<dt>{esc(t)}</dt><dd>{esc(d)}</dd>" for t, d in b.items)
                 parts.append(f"<div id='{b.id}'><h3>Definitions</h3><dl>{items}</dl></div>")

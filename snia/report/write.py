@@ -1,7 +1,9 @@
 """``write_report``: the report folder (report.md, report.html, metrics.json, figures/) from the
-classifiers' evaluation folders: provenance, the comparison table, one section per classifier,
-the mistakes, example images, the architectures and the training runs (``snia.report`` says
-what each holds; ``sections`` draws them, ``document`` writes them).
+classifiers' evaluation folders. It opens with its answer, as papers and dashboards do: the
+comparison table with its intervals and the ROC of every classifier first, then the provenance
+(complete; its long rows collapsed), one section per classifier, the mistakes, example images,
+the architectures and the training runs (``snia.report`` says what each holds; ``sections``
+draws them, ``document`` writes them).
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from snia.plots import (
 )
 from snia.provenance import class_mix, command_line, describe_store, environment
 from snia.report.columns import DEFINITIONS, comparison_table, load_column
-from snia.report.document import Definitions, Figure, Section, html_page, markdown_page
+from snia.report.document import (
+    ANSWER_SECTION,
+    Definitions,
+    Figure,
+    Section,
+    Table,
+    html_page,
+    markdown_page,
+)
 from snia.report.sections import (
     architectures_section,
     check_store,
@@ -32,6 +42,10 @@ from snia.report.sections import (
     training_section,
 )
 from snia.store import Store
+
+# Provenance rows shown before the rest collapse (when, which snia, command, target, data sets):
+# the record stays complete in the page and in metrics.json, without pushing the results down.
+PROVENANCE_SHOWN = 6
 
 
 def write_report(out_dir, cnn_dir, baseline_dir=None, history=None, ensemble_dir=None, *,
@@ -77,13 +91,19 @@ def write_report(out_dir, cnn_dir, baseline_dir=None, history=None, ensemble_dir
     prov_section, record = provenance_section(columns, runs, env, datasets, config_text, config,
                                               target)
 
-    comparison = Section("The classifiers side by side", "comparison",
-                         [comparison_table(columns), Definitions(DEFINITIONS)])
+    for block in prov_section.blocks:
+        if isinstance(block, Table):
+            block.shown = PROVENANCE_SHOWN
+
+    # the answer first: the table with its intervals, the ROC of all, the definitions beside them
+    comparison = Section("The classifiers side by side", ANSWER_SECTION,
+                         [comparison_table(columns)])
     if len(columns) > 1 and roc_all(columns, figures / "roc_all.png", n_resamples, seed):
         path = figures / "roc_all.png"
         comparison.blocks.append(Figure(path, "ROC of every classifier on the labelled objects "
                                               "they all scored; shaded: 68 % bootstrap bands."))
-    sections = [prov_section, comparison]
+    comparison.blocks.append(Definitions(DEFINITIONS))
+    sections = [comparison, prov_section]
     sections += [classifier_section(c, figures, n_resamples, seed, key)
                  for c, key in zip(columns, ("cnn", "ensemble", "forest"))]
     if store is not None:
