@@ -172,8 +172,8 @@ def test_the_usage_page_names_every_command():
 def test_readme_is_short_and_its_commands_are_what_ci_and_make_run():
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= README_LINES
-    commands = [line.split("#")[0].strip() for code in code_of(readme) for line in [code]
-                if line.strip().startswith("make ")]
+    commands = [code.split("#")[0].strip() for code in code_of(readme)
+                if code.strip().startswith("make ")]
     assert "make test" in commands and "make run" in commands
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert "make test" in ci, ".ci/run runs the README's test command as it is written"
