@@ -3,8 +3,8 @@
 #   snakemake --profile cluster/local            on this machine (MPI ranks with mpiexec)
 #   snakemake --profile cluster/slurm            on a SLURM cluster (jobs through sbatch, srun)
 #   snakemake scaling --profile ...              training throughput against ranks
-#   snakemake compare --profile ...              the architectures side by side (in `all` too:
-#                                                the report shows them)
+#   snakemake compare --profile ...              the architectures side by side (not in `all`:
+#                                                the report includes their table once made)
 from snakemake.utils import min_version
 
 min_version("8.0")

@@ -17,8 +17,9 @@ tail -n 1 <<<"$lint"
 echo "== local run (cluster/local profile)"
 rm -rf .test/results .test/.snakemake
 start=$SECONDS
-timeout -k 30 1200 "${smk[@]}" --profile cluster/local all scaling > .test/local.log 2>&1 \
-    || { tail -n 60 .test/local.log; exit 1; }
+# the comparison first (not part of `all`), so that the report of `all` includes its table
+timeout -k 30 1200 bash -c '"$@" compare scaling && "$@" all' _ "${smk[@]}" --profile cluster/local \
+    > .test/local.log 2>&1 || { tail -n 60 .test/local.log; exit 1; }
 echo "local run: $(( SECONDS - start )) s"
 python .ci/check_workflow.py .test/results --launcher mpiexec
 
@@ -27,7 +28,8 @@ rm -rf .test/results .test/.snakemake
 .ci/slurm-up.sh
 trap .ci/slurm-down.sh EXIT
 start=$SECONDS
-timeout -k 30 1500 "${smk[@]}" --profile cluster/slurm --workflow-profile cluster/slurm-local \
-    all scaling > .test/slurm.log 2>&1 || { tail -n 60 .test/slurm.log; exit 1; }
+slurm=("${smk[@]}" --profile cluster/slurm --workflow-profile cluster/slurm-local)
+timeout -k 30 1500 bash -c '"$@" compare scaling && "$@" all' _ "${slurm[@]}" \
+    > .test/slurm.log 2>&1 || { tail -n 60 .test/slurm.log; exit 1; }
 echo "SLURM run: $(( SECONDS - start )) s, $(grep -c 'has been submitted with SLURM jobid' .test/slurm.log) sbatch jobs"
 python .ci/check_workflow.py .test/results --launcher srun --slurm-logs .test/.snakemake/slurm_logs

@@ -538,3 +538,17 @@ def test_the_share_table_shows_brier_and_purity_before_and_after_each_half():
     assert table.rows[3] == ["estimated share 0.909", "whole", "0.3065", "0.613", "0.995"]
     assert [r[1] for r in table.rows] == ["whole", "development", "report"] * 2
     assert "labelled share: 0.583" in table.caption
+
+
+def test_the_run_summary_is_the_headline_rows_of_the_first_classifier_table(tmp_path):
+    from snia.report.summary import summary
+
+    report = tmp_path / "report.md"
+    report.write_text("# snia report\n\n| | |\n|:---|:---|\n| generated | now |\n\n"
+                      "|  | CNN | random forest |\n|:---|---:|---:|\n| objects (Ia) | 10 (4) | 10 (4) |\n"
+                      "| AUC | 0.9 [0.8, 1.0] | 0.8 [0.7, 0.9] |\n| best-FoM threshold | 0.4 | 0.5 |\n\n"
+                      "| days | AUC |\n|:---|---:|\n| 0 | 0.7 |\n")
+    lines = summary(report).splitlines()
+    assert lines[:4] == ["|  | CNN | random forest |", "|:---|---:|---:|",
+                         "| objects (Ia) | 10 (4) | 10 (4) |", "| AUC | 0.9 [0.8, 1.0] | 0.8 [0.7, 0.9] |"]
+    assert lines[-1] == f"report: {report.resolve()}"
