@@ -167,9 +167,21 @@ def describe_checkpoint(path) -> dict:
            "kind": cfg.get("kind"), "classes": list(state.get("classes") or []),
            "distilled_from": teachers, "distill_weight": distill.get("weight") if teachers else None,
            "hardware": plain(state.get("hardware")), "calibration": plain(state.get("calibration")),
-           "train_config": plain(cfg),
+           "train_config": plain(cfg), "survey": survey_use(cfg),
            "training": training_summary(path.parent / "history.csv")}
     return out
+
+
+def survey_use(cfg: dict) -> dict | None:
+    """What a model read, unlabelled, of the survey it was trained for (a model that saw a
+    survey's light curves is only claimed for that survey), or None."""
+    uses = []
+    if float((cfg.get("distill") or {}).get("survey_share") or 0) > 0:
+        uses.append(f"its light curves (self-training, {cfg['distill']['survey_share']} per "
+                    "labelled one)")
+    if float((cfg.get("augment") or {}).get("reobserve_probability") or 0) > 0:
+        uses.append("its schedules, flux errors and photo-z (re-observation)")
+    return {"store": str(cfg.get("survey")), "uses": uses} if uses else None
 
 
 def evaluation_provenance(checkpoints, store_path, spec=None, command: str | None = None) -> dict:

@@ -108,6 +108,13 @@ def test_the_surveys_labels_are_never_read(stores):
     # and the survey's light curves do reach the model: without them it differs
     alone = student(stores, "alone", "survey.h5", share=0.0)
     assert any(not torch.equal(with_labels[k], alone[k]) for k in with_labels)
+    # the provenance says which survey the model saw, and how (the report shows it)
+    from snia.provenance import describe_checkpoint
+
+    described = describe_checkpoint(stores / "labels" / "best.pt")["survey"]
+    assert described["store"] == str(stores / "survey.h5")
+    assert described["uses"] == ["its light curves (self-training, 1.0 per labelled one)"]
+    assert describe_checkpoint(stores / "alone" / "best.pt")["survey"] is None
 
 
 def test_each_step_adds_the_survey_share_and_an_epoch_draws_every_survey_curve(stores):

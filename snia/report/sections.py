@@ -62,6 +62,8 @@ def _checkpoint_text(c: dict) -> str:
     if c.get("distilled_from"):
         text += (f"; distilled from {', '.join(c['distilled_from'])} with weight "
                  f"{c.get('distill_weight')}")
+    if c.get("survey"):
+        text += f"; read {c['survey']['store']} unlabelled: {'; '.join(c['survey']['uses'])}"
     if c.get("calibration"):
         calibration = c["calibration"]
         text += "; " + (describe(calibration) if isinstance(calibration, dict) and "a" in calibration

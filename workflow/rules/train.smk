@@ -23,6 +23,13 @@ REOBSERVE = float(SETTINGS.get("augment", {}).get("reobserve_probability", 0)) >
 if REOBSERVE and not SURVEY:
     raise ValueError("config: train.settings.augment.reobserve_probability > 0 needs "
                      "train.survey (the dataset whose schedules and noise re-observe objects)")
+# Self-training (train.self_training > 0): the student also learns the survey's own light curves,
+# the members' P(Ia) on them as soft targets (distill.survey_share).
+SELF_TRAINING = float(config["train"].get("self_training", 0))
+if SELF_TRAINING > 0 and not (SURVEY and DISTILL > 0):
+    raise ValueError("config: train.self_training > 0 needs train.survey (the dataset whose light "
+                     "curves are learnt unlabelled) and train.distill > 0 (the student that learns "
+                     "them from the members)")
 if SURVEY:
     SETTINGS = {**SETTINGS, "survey": store(SURVEY)}
 # what every training run reads beside its store when it re-observes (else nothing)
@@ -36,7 +43,8 @@ SEED = SETTINGS.get("seed", 0)
 # (seed + members), which learns from the members.
 RUN_SETTINGS = {f"m{k}": {**SETTINGS, "seed": SEED + k} for k in range(len(MODELS))}
 RUN_SETTINGS["student"] = {**SETTINGS, "seed": SEED + len(MODELS),
-                           "distill": {"teachers": MODELS, "weight": DISTILL}}
+                           "distill": {"teachers": MODELS, "weight": DISTILL,
+                                       "survey_share": SELF_TRAINING}}
 RUN = "|".join(RUN_SETTINGS)  # the `run` wildcard: m0, m1, ..., student
 
 # Redshift moves toward a survey (train.redshift_target: a dataset): that dataset's photo-z
@@ -89,7 +97,8 @@ rule train:
         settings=f"{RESULTS}/model/{{run}}/settings.yaml",
         teachers=lambda wc: MODELS if wc.run == "student" else [],
         gp_fits=GP_FITS,
-        survey=SURVEY_STORE,
+        survey=lambda wc: [store(SURVEY)] if SURVEY_STORE or (
+            wc.run == "student" and SELF_TRAINING > 0) else [],
     output:
         model=f"{RESULTS}/model/{{run}}/best.pt",
         history=f"{RESULTS}/model/{{run}}/history.csv",
