@@ -108,6 +108,7 @@ def test_rubin_sample_leaves_solar_system_alerts_out_and_counts_them():
     assert len(got) == 22
     assert problems.counts == {"solar_system_alert": 3}
     assert problems.examples["solar_system_alert"].startswith(f"{path}:alert 9: ssObjectId ")
+    assert problems.summary().startswith("input left out (not data, so no error")
     for oid in (169738309211783177, 169645854020337671, 169813006680588318):
         assert_matches(got[oid], expected(path, oid))
     lc = got[169738309211783177]
@@ -308,3 +309,21 @@ def test_classify_the_elasticc_sample_one_row_per_object(tmp_path, trained, caps
     assert int(row["n_obs"]) == len(time) == 8
     assert float(row["last_mjd"]) == pytest.approx(61125.2345)
     assert float(row["days_since_first_detection"]) == pytest.approx(time[-1] - time[flag == 1][0], abs=1e-4)
+
+
+@pytest.mark.mpi
+def test_two_ranks_store_what_one_rank_stores(tmp_path, mpirun):
+    from conftest import read_store
+
+    write_alerts(tmp_path / "a.parquet", [alert(src(1, 60000.0)), alert(src(20, 60001.0, oid=8))])
+    write_alerts(tmp_path / "b.parquet", [alert(src(2, 60002.0, "r"), [src(1, 60000.0)])])
+    stores = []
+    for n in (1, 2):
+        stores.append(tmp_path / f"r{n}.h5")
+        proc = mpirun(n, "ingest", "--format", "lsst-alert", tmp_path, "-o", stores[-1], "--chunk-mb",
+                      "0.0001", "--no-progress", "--layout", "virtual")
+        assert proc.returncode == 0, proc.stderr
+    one, two = read_store(stores[0]), read_store(stores[1])
+    assert one.keys() == two.keys() and list(one["objects/object_id"]) == [7, 8]
+    for key in one:
+        np.testing.assert_array_equal(one[key], two[key])
