@@ -43,8 +43,9 @@ SEED = SETTINGS.get("seed", 0)
 # (seed + members), which learns from the members.
 RUN_SETTINGS = {f"m{k}": {**SETTINGS, "seed": SEED + k} for k in range(len(MODELS))}
 RUN_SETTINGS["student"] = {**SETTINGS, "seed": SEED + len(MODELS),
-                           "distill": {"teachers": MODELS, "weight": DISTILL,
-                                       "survey_share": SELF_TRAINING}}
+                           "distill": {"teachers": MODELS, "weight": DISTILL}}
+if SELF_TRAINING > 0:
+    RUN_SETTINGS["student"]["distill"]["survey_share"] = SELF_TRAINING
 RUN = "|".join(RUN_SETTINGS)  # the `run` wildcard: m0, m1, ..., student
 
 # Redshift moves toward a survey (train.redshift_target: a dataset): that dataset's photo-z
