@@ -277,11 +277,27 @@ def test_bad_alert_is_left_out_and_counted_under_skip(tmp_path, case):
         assert list(got) == [7]
 
 
+def test_a_bad_diaobject_value_is_named_or_stored_as_not_known(tmp_path):
+    good, bad = alert(src(1, 60000.0)), alert(src(2, 60001.0, oid=8))
+    good["diaObject"]["mwebv"], bad["diaObject"]["mwebv"] = "0.02", "dusty"
+    path = write_alerts(tmp_path / "alerts.parquet", [good, bad])
+    with pytest.raises(InputError, match=re.escape(f"{path}:alert 1: object 8: diaObject.mwebv: 'dusty' "
+                                                   f"is not a number")):
+        read([path])
+    got, problems = read([path], "skip")
+    assert problems.counts == {"non_numeric": 1}
+    assert got[7]["mwebv"] == pytest.approx(0.02) and np.isnan(got[8]["mwebv"])  # the object stays
+
+
 def test_a_file_that_is_not_alerts_is_named(tmp_path):
     path = tmp_path / "alerts.parquet"
     path.write_text("object_id,mjd\n1,2\n")
     with pytest.raises(InputError, match=re.escape(f"{path}: neither a Parquet nor an Avro file")):
         read([path])
+    empty = write_alerts(tmp_path / "empty.parquet", [alert(src(1, 60000.0))])
+    pq.write_table(pq.read_table(empty).slice(0, 0), empty)
+    with pytest.raises(InputError, match=re.escape(f"{empty}: no alerts")):
+        read([empty])
     with pytest.raises(InputError, match="do not pass --metadata"):
         LsstAlertReader([path], [path], BandRegistry(), Problems())
 

@@ -12,11 +12,13 @@ FLUXCAL scale (zero point 27.5, as PLAsTiCC), so flux and error are multiplied b
 = 10**(-0.4 * (31.4 - 27.5)). Times are MJD (TAI). Bands are LSST's (``Y`` read as ``y``).
 Metadata (ra, dec, MW E(B-V), host photo-z and its error, host spec-z) come from the latest
 alert's ``diaObject`` where the schema has them (ELAsTiCC; Rubin's has only ra, dec); SNANA's -9
-means "not known". Alerts of solar-system objects (no diaObjectId; Rubin's ``ssObjectId``) are
-left out and counted, under either policy. A bad diaSource (or object id) makes its alert bad; a
-bad earlier source, one observation: ``fail`` names the file, the alert (its row, from 0) and the
-field; ``skip`` leaves it out and counts it. Alerts of one object may sit in different files, so
-one rank reads all files (``weights`` is one item).
+means "not known", and so does a bad value under ``skip`` (counted; the object stays).
+
+Alerts of solar-system objects (no diaObjectId; Rubin's ``ssObjectId``) are left out and counted,
+under either policy. A bad diaSource (or object id) makes its alert bad; a bad earlier source,
+one observation: ``fail`` names the file, the alert (its row, from 0) and the field; ``skip``
+leaves it out and counts it. Alerts of one object may sit in different files, so one rank reads
+all files (``weights`` is one item).
 """
 
 from __future__ import annotations
