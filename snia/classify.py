@@ -2,7 +2,10 @@
 
 Raw files are ingested to a temporary store first (``snia.ingest``, with the default checks), so
 inference itself (``snia.inference``) only ever reads stores. The output folder, the inputs and
-the checkpoints are checked before any work, each failure one line naming what is wrong.
+the checkpoints are checked before any work, each failure one line naming what is wrong. For LSST
+alerts (``--format lsst-alert``) each row also says when: P(Ia) is as of the object's latest
+observation (``last_mjd``), ``days_since_first_detection`` (from its first diaSource) and
+``n_obs`` (observations in its light curve).
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from snia.errors import ConfigError
 from snia.inference import default_device, load_members, predict_store
 from snia.ingest import run_ingest
 from snia.predictions import write_predictions
-from snia.readers import expand_inputs
+from snia.readers import FORMATS, expand_inputs
+from snia.store import Store
 
 
 def classify(checkpoints, inputs, out_csv, fmt: str | None = None, metadata=(), survey=None,
@@ -34,7 +40,7 @@ def classify(checkpoints, inputs, out_csv, fmt: str | None = None, metadata=(), 
     is_store = len(inputs) == 1 and inputs[0].is_file() and h5py.is_hdf5(inputs[0])
     if not is_store:
         if fmt is None:
-            raise ConfigError("raw input needs --format (plasticc, snana-fits or snana-text)")
+            raise ConfigError(f"raw input needs --format ({', '.join(FORMATS)})")
         try:
             inputs = expand_inputs(inputs, fmt)
         except FileNotFoundError as exc:  # a folder without files of the format
@@ -46,8 +52,10 @@ def classify(checkpoints, inputs, out_csv, fmt: str | None = None, metadata=(), 
             store = Path(tmp) / "input.h5"
             run_ingest(fmt, inputs, store, metadata, survey=survey, progress=False)
         pred = predict_store(members, store, allow_other_bands=allow_other_bands, prior=prior)
+        extra = alert_columns(store, pred["object_id"]) if fmt == "lsst-alert" else None
     write_predictions(out_csv, pred["object_id"], pred["p_ia"], pred["type"],
-                      pred.get("classes", ()), pred.get("class_probs"), pred.get("p_ia_uncalibrated"))
+                      pred.get("classes", ()), pred.get("class_probs"), pred.get("p_ia_uncalibrated"),
+                      extra=extra)
     return {"objects": len(pred["object_id"]), "calibration": pred["calibration"]}
 
 
@@ -58,3 +66,23 @@ def check_output_folder(path) -> None:
         raise ConfigError(f"cannot write {path}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot write {path}: folder {folder} is not writable")
+
+
+def alert_columns(store_path, object_ids) -> dict[str, np.ndarray]:
+    """Per object (in ``object_ids``' order): the time of its latest observation, days from its
+    first detection (flag 1: a diaSource) to then (NaN without one), its number of observations."""
+    with Store(store_path) as store:
+        batch = store.batch(slice(None))
+    lengths = np.diff(batch.offsets)
+    obj = np.repeat(np.arange(len(lengths)), lengths)
+    time = np.asarray(batch.obs["time"], np.float64)
+    last = np.full(len(lengths), -np.inf)
+    np.maximum.at(last, obj, time)
+    first = np.full(len(lengths), np.inf)
+    detected = batch.obs["flag"] == 1
+    np.minimum.at(first, obj[detected], time[detected])
+    days = np.where(np.isfinite(first), last - first, np.nan)
+    index = {int(oid): i for i, oid in enumerate(batch.object_id)}
+    rows = np.array([index[int(oid)] for oid in object_ids], dtype=np.int64)
+    return {"last_mjd": last[rows], "days_since_first_detection": days[rows],
+            "n_obs": lengths[rows].astype(np.int64)}

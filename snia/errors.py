@@ -73,7 +73,9 @@ class Problems:
     def summary(self) -> str:
         if not self.counts:
             return "no input problems found"
-        lines = ["input problems skipped (--on-error skip):"]
+        # under 'fail' only what is no error is counted (SNANA's no-measurement rows, ...)
+        lines = ["input problems skipped (--on-error skip):" if self.policy == "skip"
+                 else "input left out (not data, so no error under --on-error fail):"]
         for reason, count in sorted(self.counts.items()):
             lines.append(f"  {reason}: {count}  (e.g. {self.examples[reason]})")
         return "\n".join(lines)

@@ -2,7 +2,8 @@
 
 Columns: ``object_id``, ``p_ia``, ``true_type`` (a taxonomy class name; ``unknown`` when the data
 carry no type), ``p_ia_uncalibrated`` when ``p_ia`` is calibrated (the model's score before it),
-then ``p_<class>`` for each class of a multi-class model.
+then ``p_<class>`` for each class of a multi-class model, then any per-object ``extra`` columns
+(``snia classify --format lsst-alert``: ``last_mjd``, ``days_since_first_detection``, ``n_obs``).
 """
 
 from __future__ import annotations
@@ -18,17 +19,27 @@ COLUMNS = ("object_id", "p_ia", "true_type")
 
 
 def write_predictions(path, object_id, p_ia, types, classes=(), class_probs=None,
-                      p_uncalibrated=None) -> None:
-    """Write one row per object (atomically: a predictions file that exists is complete)."""
+                      p_uncalibrated=None, extra=None) -> None:
+    """Write one row per object (atomically: a predictions file that exists is complete).
+    ``extra``: more columns, name -> one value per object (integers as such, other numbers with
+    4 decimals, NaN as an empty field)."""
     classes = list(classes)
     raw = [] if p_uncalibrated is None else ["p_ia_uncalibrated"]
+    extra = extra or {}
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([*COLUMNS, *raw, *(f"p_{c}" for c in classes)])
+        writer.writerow([*COLUMNS, *raw, *(f"p_{c}" for c in classes), *extra])
         for i, (oid, p, t) in enumerate(zip(object_id, p_ia, types)):
-            extra = [f"{p_uncalibrated[i]:.6f}"] if raw else []
-            extra += [f"{q:.6f}" for q in class_probs[i]] if classes else []
-            writer.writerow([int(oid), f"{p:.6f}", CLASSES[int(t)], *extra])
+            more = [f"{p_uncalibrated[i]:.6f}"] if raw else []
+            more += [f"{q:.6f}" for q in class_probs[i]] if classes else []
+            more += [_cell(values[i]) for values in extra.values()]
+            writer.writerow([int(oid), f"{p:.6f}", CLASSES[int(t)], *more])
+
+
+def _cell(value) -> str:
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return "" if np.isnan(value) else f"{value:.4f}"
 
 
 def read_predictions(path) -> dict:

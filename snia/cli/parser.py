@@ -204,7 +204,9 @@ def _add_classify(sub) -> None:
     p.add_argument("inputs", nargs="+", type=Path, help="a store, or raw files of --format")
     p.add_argument("--checkpoint", type=Path, nargs="+", required=True,
                    help="a model, or several: an ensemble averaging their probabilities")
-    p.add_argument("-o", "--output", type=Path, required=True, help="CSV: object_id,p_ia,true_type")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="CSV: object_id,p_ia,true_type (lsst-alert adds last_mjd,"
+                        "days_since_first_detection,n_obs)")
     p.add_argument("--format", choices=FORMATS, help="format of raw inputs")
     p.add_argument("--metadata", nargs="+", type=Path, default=[])
     p.add_argument("--survey")

@@ -6,17 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from snia.errors import ConfigError
+from snia.readers.lsst_alert import LsstAlertReader
 from snia.readers.plasticc import PlasticcReader
 from snia.readers.snana_fits import SnanaFitsReader
 from snia.readers.snana_text import SnanaTextReader
 
 _READERS = {"plasticc": PlasticcReader, "snana-fits": SnanaFitsReader,
-            "snana-text": SnanaTextReader}
+            "snana-text": SnanaTextReader, "lsst-alert": LsstAlertReader}
 FORMATS = tuple(_READERS)
 
 # the files a folder given as input stands for, per format (sorted by name: a stable order)
 FOLDER_PATTERNS = {"plasticc": ("*.csv", "*.csv.gz"), "snana-fits": ("*HEAD.FITS*",),
-                   "snana-text": ("*.DAT",)}
+                   "snana-text": ("*.DAT",), "lsst-alert": ("*.parquet", "*.avro")}
 
 def reader_for(fmt: str):
     """Reader class for a format name."""
