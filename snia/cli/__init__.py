@@ -17,6 +17,7 @@ from pathlib import Path
 from snia.cli.endings import disk_is_full, stopped
 from snia.cli.endings import setup_logging as _setup_logging
 from snia.cli.guard import check as check_paths
+from snia.cli.model import cmd_model, default_checkpoints
 from snia.cli.parser import build_parser
 from snia.stopping import check_lost as check_stopped
 from snia.stopping import stop_on_signals
@@ -47,6 +48,7 @@ def main(argv=None) -> int:
     _setup_logging(args.verbose)
     try:
         with stop_on_signals():  # SIGTERM, SIGINT: an exception, so what is half written goes
+            default_checkpoints(args)  # classify without --checkpoint: the packaged model
             check_paths(args)  # outputs that are inputs, or cannot be written: before any work
             code = COMMANDS[args.command](args)
             check_stopped()  # a signal whose exception was lost on the way
@@ -300,7 +302,8 @@ COMMANDS = {"data": cmd_data, "ingest": cmd_ingest, "store": cmd_store,
             "rasterize": cmd_rasterize, "gp": cmd_gp, "train": cmd_train, "evaluate": cmd_evaluate,
             "baseline": cmd_baseline, "classify": cmd_classify, "calibrate": cmd_calibrate,
             "scaling": cmd_scaling,
-            "compare": cmd_compare, "report": cmd_report, "profile": cmd_profile}
+            "compare": cmd_compare, "report": cmd_report, "profile": cmd_profile,
+            "model": cmd_model}
 
 
 if __name__ == "__main__":

@@ -11,17 +11,20 @@
   snia evaluate STORE --checkpoint CKPT  predictions, metrics.json, plots, report
   snia baseline --train S --test S       the random forest on light-curve features
   snia report --cnn DIR --baseline DIR   both side by side
-  snia classify INPUT --checkpoint CKPT  P(Ia) for new data
+  snia classify INPUT [--checkpoint CKPT]  P(Ia) for new data (default: the packaged model)
   snia calibrate STORE --checkpoint CKPT  refit P(Ia)'s calibration on a survey's labelled objects
   snia scaling run|summarize             training throughput against ranks
   snia compare RUN_DIR... --store STORE  architectures side by side: size, speed, quality
   snia profile install cluster/slurm     make 'snakemake --profile slurm' work
+  snia model info|package                the model that ships with snia
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from snia.cli.model import add_model_parser
 
 
 def _add_data(sub) -> None:
@@ -181,11 +184,9 @@ def ia_share(text: str):
 
 def _add_ia_prior(p) -> None:
     p.add_argument("--ia-prior", type=ia_share, metavar="Q",
-                   help="the share of SNe Ia expected in the data: a calibrated model's P(Ia) is "
-                        "moved from the validation split's share to it; 'estimate': to the share "
-                        "estimated from the data's own P(Ia) (EM of Saerens et al. 2002; no label "
-                        "read). Under a shift between training and data it can be far off: "
-                        "docs/results.md")
+                   help="the share of SNe Ia in the data: calibrated P(Ia) is moved to it from "
+                        "the validation split's; 'estimate': to the share the EM of Saerens et al. "
+                        "(2002) finds in the data (no label read; far off under shift: docs/results.md)")
 
 
 def _add_baseline(sub) -> None:
@@ -202,8 +203,8 @@ def _add_classify(sub) -> None:
 
     p = sub.add_parser("classify", help="P(Ia) for new data (a store or raw survey files)")
     p.add_argument("inputs", nargs="+", type=Path, help="a store, or raw files of --format")
-    p.add_argument("--checkpoint", type=Path, nargs="+", required=True,
-                   help="a model, or several: an ensemble averaging their probabilities")
+    p.add_argument("--checkpoint", type=Path, nargs="+", help="a model, or several (an ensemble); "
+                   "default: the model that ships with snia ('snia model info')")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="CSV: object_id,p_ia,true_type (lsst-alert adds last_mjd,"
                         "days_since_first_detection,n_obs)")
@@ -314,4 +315,5 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_report(sub)
     _add_profile(sub)
+    add_model_parser(sub)
     return parser
