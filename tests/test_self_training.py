@@ -143,3 +143,15 @@ def test_each_step_adds_the_survey_share_and_an_epoch_draws_every_survey_curve(s
         assert np.allclose(weight[8:].numpy(), survey.weight[steps[0]])
     finally:
         data.close()
+    # Noisy Student: the survey's light curves augmented (no redshift move), the targets as before
+    settings["distill"]["survey_augment"] = True
+    noisy = TrainingData(stores / "train.h5", TrainConfig.from_dict(settings), torch.device("cpu"))
+    try:
+        indices = np.r_[noisy.train_index[:8], steps[0] + noisy.survey_offset]
+        xn, _, (_, soft_n, _) = noisy.tensors(indices, 0, train=True)
+        assert torch.equal(xn[0][:8], x[0][:8])  # the labelled part is the same
+        assert not torch.equal(xn[0][8:], x[0][8:])
+        assert torch.equal(soft_n, soft)
+        assert noisy.survey.augment_settings.redshift_probability == 0
+    finally:
+        noisy.close()

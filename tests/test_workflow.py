@@ -200,7 +200,8 @@ def test_settings_schema_distill_is_the_training_settings_distill():
     keys = {f.name for f in fields(distill)} if is_dataclass(distill) else set(distill)
     part = settings_schema()["properties"]["distill"]
     assert part["additionalProperties"] is False
-    assert set(part["properties"]) == keys == {"teachers", "weight", "survey_share"}  # what train.smk writes
+    # what train.smk writes
+    assert set(part["properties"]) == keys == {"teachers", "weight", "survey_share", "survey_augment"}
 
 
 def test_schema_kinds_are_the_raster_kinds():

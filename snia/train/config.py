@@ -38,11 +38,14 @@ class DistillConfig:
 
     ``survey_share`` > 0 self-trains: each step adds this share of the batch size of the survey's
     own light curves (``survey``, read unlabelled) with the teachers' P(Ia) as their soft targets
-    (``snia.train.survey``). 0: labelled light curves only."""
+    (``snia.train.survey``). 0: labelled light curves only. ``survey_augment``: the student sees
+    each survey light curve augmented (the augment settings without redshift moves) while its
+    target stays the teachers' P(Ia) on it as observed (Noisy Student, Xie et al. 2020)."""
 
     teachers: list = field(default_factory=list)
     weight: float = 0.5
     survey_share: float = 0.0
+    survey_augment: bool = False
 
 
 @dataclass

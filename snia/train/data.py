@@ -222,7 +222,11 @@ class TrainingData:
         order = np.argsort(theirs)
         inverse = np.argsort(order)
         back = torch.as_tensor(inverse).to(self.device)
-        (xs, ), ss, _ = self._image_inputs(self.survey.batch(theirs[order]), inverse, back)
+        survey = self.survey.batch(theirs[order])
+        if self.cfg.distill.survey_augment and self.cfg.augment.enabled:
+            survey = augment(survey, epoch, self.cfg.seed, self.survey.augment_settings,
+                             self.spec.wavelengths, self.noise_floor)
+        (xs, ), ss, _ = self._image_inputs(survey, inverse, back)
 
         def on_device(values):
             return torch.as_tensor(values).to(self.device)

@@ -19,6 +19,7 @@ sees them (tests/test_self_training.py: shuffled labels give a bit-identical mod
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -89,6 +90,10 @@ class SurveyCurves:
                 ensemble_p_ia(teachers, self.batch(np.arange(a, min(a + batch_size, len(self)))))
                 .float().cpu().numpy() for a in range(0, len(self), batch_size)])
         self.weight = survey_weights(self.p)
+        # the student's noise on survey light curves (distill.survey_augment): the augmentation
+        # without moves to another redshift, which would change what the teachers scored
+        self.augment_settings = replace(cfg.augment, redshift_probability=0.0,
+                                        reobserve_probability=0.0)
         log.info("survey %s: %d light curves, teachers' Ia share %.3f, %d per step",
                  self.path, len(self), float(self.p.mean()), self.size)
 
