@@ -149,6 +149,8 @@ class TrainingData:
         self.val_index = np.flatnonzero(known & val)
         self.classes = class_list(cfg.task, cfg.types)
         check_classes(self.store, self.train_index, cfg, self.classes)
+        # passes over a small training set per epoch (each keyed apart: Trainer.epoch_keys)
+        self.passes = passes_per_epoch(len(self.train_index), cfg)
         self.class_weight = self._class_weight()
         self.norm = self._scalar_norm()
         self.noise_floor = wide_survey_noise(self.store, self.train_index, len(self.spec.wavelengths))
@@ -281,6 +283,15 @@ class TrainingData:
 
     def close(self) -> None:
         self.store.close()
+
+
+def passes_per_epoch(n_train: int, cfg: TrainConfig) -> int:
+    """Passes over ``n_train`` training objects that make an epoch of at least
+    ``cfg.min_epoch_samples`` (one for a large set); a set smaller than a batch is refused."""
+    if n_train < cfg.batch_size:
+        raise ConfigError(f"{n_train} training objects are fewer than one batch ({cfg.batch_size}"
+                          "): lower batch_size")
+    return max(1, -(-cfg.min_epoch_samples // n_train))
 
 
 def check_classes(store, train_index: np.ndarray, cfg: TrainConfig, classes: list[str]) -> None:

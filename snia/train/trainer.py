@@ -130,19 +130,27 @@ class Trainer:
         for indices, tensors in pairs:
             yield len(indices), self.train_step(indices, epoch, tensors)
 
+    def epoch_keys(self, epoch: int) -> list[int]:
+        """The keys (sampler order, augmentation, dropout) of an epoch's passes over the training
+        objects: one pass, or as many as make ``min_epoch_samples`` for a small training set,
+        each keyed apart so that no two passes draw alike."""
+        passes = self.data.passes
+        return [epoch * passes + k for k in range(passes)]
+
     def train_epoch(self, epoch: int) -> dict:
         self.ddp.train()
         total, count, steps, start = 0.0, 0, 0, time.perf_counter()
-        batches = self.local_batches(epoch)
-        if self.progress:
-            from tqdm import tqdm
+        for key in self.epoch_keys(epoch):
+            batches = self.local_batches(key)
+            if self.progress:
+                from tqdm import tqdm
 
-            batches = tqdm(batches, total=len(self.data.train_index) // self.cfg.batch_size,
-                           desc=f"epoch {epoch + 1}", unit="step", leave=False)
-        for size, loss in self.run_steps(batches, epoch):
-            total = total + loss.double() * size  # summed where it is: no wait per step
-            count += size
-            steps += 1
+                batches = tqdm(batches, total=len(self.data.train_index) // self.cfg.batch_size,
+                               desc=f"epoch {epoch + 1}", unit="step", leave=False)
+            for size, loss in self.run_steps(batches, key):
+                total = total + loss.double() * size  # summed where it is: no wait per step
+                count += size
+                steps += 1
         if self.data.on_device:  # the last batches' augmentation checks, read once they are done
             from snia.augment.numba_cuda import check_pending
 
