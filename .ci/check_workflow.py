@@ -101,6 +101,10 @@ def main() -> int:
     check([c["run"] for c in cnn["checkpoints"]] == ["student"]
           and cnn["checkpoints"][0]["distilled_from"] == ["m0/best.pt", "m1/best.pt"],
           "the CNN's provenance names its checkpoint and the teachers it was distilled from")
+    survey = cnn["checkpoints"][0].get("survey") or {}
+    check(survey.get("store") == "results/stores/plasticc_test.h5"
+          and "self-training" in " ".join(survey.get("uses", [])),
+          "the CNN self-trained on the test set's light curves (train.self_training), and says so")
     check((r / "baseline" / "feature_importance.png").read_bytes()[:4] == b"\x89PNG",
           "the forest's feature importance as a plot")
 

@@ -46,6 +46,9 @@ RUN_SETTINGS["student"] = {**SETTINGS, "seed": SEED + len(MODELS),
                            "distill": {"teachers": MODELS, "weight": DISTILL}}
 if SELF_TRAINING > 0:
     RUN_SETTINGS["student"]["distill"]["survey_share"] = SELF_TRAINING
+    # Noisy Student: the survey's light curves augmented, the members' P(Ia) on them as observed
+    RUN_SETTINGS["student"]["distill"]["survey_augment"] = bool(
+        config["train"].get("self_training_noise", True))
 RUN = "|".join(RUN_SETTINGS)  # the `run` wildcard: m0, m1, ..., student
 
 # Redshift moves toward a survey (train.redshift_target: a dataset): that dataset's photo-z
