@@ -2,6 +2,7 @@
 
     python bench/calibration_shift.py [--checkpoint results/model/student/best.pt]
                                       [--train-store S] [--test-store S] [--draws 5]
+                                      [--reobserved]
 
 A model is calibrated (Platt) on its validation split: objects of the training set, bright and
 at low redshift, with the training set's Ia share. This script compares, on the development and
@@ -11,6 +12,9 @@ completeness at P(Ia) >= 0.5:
 - ``validation``: the shipped calibration (the plain validation split);
 - ``augmented``: Platt refitted on the validation objects as training augments them (moved to
   higher redshift, thinned, shifted; ``--draws`` draws each), i.e. nearer the faint survey;
+- ``re-observed`` (``--reobserved``): Platt refitted on the validation objects re-observed as the
+  test set would (``augment.reobserve_probability`` 1 through its schedules, errors and photo-z;
+  needs ``snia gp fit`` of the training store);
 - ``known share``: the shipped calibration moved to the test set's true Ia share (an oracle:
   what ``--ia-prior`` gives a survey that knows its share);
 - ``development half``: Platt refitted on the development half's labels (a survey's own
@@ -30,8 +34,9 @@ import numpy as np
 from stores import REPO, plasticc_store  # bench/stores.py, beside this script
 
 
-def validation_scores(train_store, checkpoint, draws: int):
-    """The model's scores and labels on its validation split, plain and as training augments it."""
+def validation_scores(train_store, checkpoint, draws: int, survey=None):
+    """The model's scores and labels on its validation split, plain and as training augments it
+    (with ``survey``, re-observed through that store's light curves instead)."""
     import torch
 
     from snia.inference import p_ia_of
@@ -43,6 +48,9 @@ def validation_scores(train_store, checkpoint, draws: int):
     settings.pop("distill", None)  # the split and augmentation only; no teachers needed
     derived = ("in_channels", "n_classes", "n_bands", "cell")  # older checkpoints kept them
     settings["model"] = {k: v for k, v in settings["model"].items() if k not in derived}
+    if survey is not None:
+        settings["survey"] = str(survey)
+        settings["augment"] = {**settings["augment"], "reobserve_probability": 1.0}
     trainer = open_trainer(train_store, tempfile.mkdtemp(), TrainConfig.from_dict(settings),
                            dist=Dist())
     try:
@@ -78,11 +86,15 @@ def main() -> None:
     ap.add_argument("--train-store")
     ap.add_argument("--test-store")
     ap.add_argument("--draws", type=int, default=5, help="augmentation draws per validation object")
+    ap.add_argument("--reobserved", action="store_true",
+                    help="also Platt refitted on validation objects re-observed as the test set")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         train_store = plasticc_store("plasticc_train", args.train_store, Path(tmp))
         test_store = plasticc_store("plasticc_test", args.test_store, Path(tmp))
         y_val, plain, y_aug, augmented = validation_scores(train_store, args.checkpoint, args.draws)
+        reobserved = (validation_scores(train_store, args.checkpoint, args.draws, test_store)[2:]
+                      if args.reobserved else None)
         pred = predict_store([args.checkpoint], test_store)
     print(f"validation split: {len(y_val)} objects, Ia share {y_val.mean():.3f}; AUC plain "
           f"{auc(y_val, plain):.4f}, augmented {auc(y_aug, augmented):.4f}")
@@ -92,6 +104,7 @@ def main() -> None:
     shipped = fit_platt(y_val, plain)
     dev = parts["development"]
     calibrations = {"validation": (shipped, None), "augmented": (fit_platt(y_aug, augmented), None),
+                    **({"re-observed": (fit_platt(*reobserved), None)} if reobserved else {}),
                     "known share": (shipped, "true"),
                     "development half": (fit_platt(y[dev], scores[dev], "development half"), None)}
     print("| calibration | part | objects | Ia share | EM estimate | Brier | purity at 0.5 | "
