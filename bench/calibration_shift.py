@@ -46,8 +46,9 @@ def validation_scores(train_store, checkpoint, draws: int, survey=None):
     state = torch.load(checkpoint, weights_only=False, map_location="cpu")
     settings = dict(state["train_config"])
     settings.pop("distill", None)  # the split and augmentation only; no teachers needed
-    derived = ("in_channels", "n_classes", "n_bands", "cell")  # older checkpoints kept them
-    settings["model"] = {k: v for k, v in settings["model"].items() if k not in derived}
+    from snia.models.registry import DERIVED_FIELDS
+
+    settings["model"] = {k: v for k, v in settings["model"].items() if k not in DERIVED_FIELDS}
     if survey is not None:
         settings["survey"] = str(survey)
         settings["augment"] = {**settings["augment"], "reobserve_probability": 1.0}
