@@ -101,11 +101,11 @@ def test_split_work_covers_every_unit_once(nranks):
 
 
 def test_reader_for_each_format_and_a_clear_error_otherwise():
-    assert FORMATS == ("plasticc", "snana-fits", "snana-text")
+    assert FORMATS == ("plasticc", "snana-fits", "snana-text", "lsst-alert")
     assert [reader_for(f).__name__ for f in FORMATS] == ["PlasticcReader", "SnanaFitsReader",
-                                                         "SnanaTextReader"]
+                                                         "SnanaTextReader", "LsstAlertReader"]
     with pytest.raises(ConfigError, match="unknown input format 'csv'; choose one of plasticc, "
-                                          "snana-fits, snana-text"):
+                                          "snana-fits, snana-text, lsst-alert"):
         reader_for("csv")
 
 

@@ -239,10 +239,12 @@ def test_run_settings_files(tmp_path):
     proc = run_snakemake("--cores", "1", *targets, workdir=tmp_path)  # no inputs: only these
     assert proc.returncode == 0, proc.stderr[-3000:]
     written = [yaml.safe_load((tmp_path / target).read_text()) for target in targets]
-    settings = config["train"]["settings"]
+    # every run names the survey (train.survey); the student self-trains on it (Noisy Student)
+    settings = {**config["train"]["settings"], "survey": "results/stores/plasticc_test.h5"}
     assert written[0] == {"train": {**settings, "seed": 1}}
     assert written[1] == {"train": {**settings, "seed": 2, "distill": {
-        "teachers": ["results/model/m0/best.pt", "results/model/m1/best.pt"], "weight": 0.7}}}
+        "teachers": ["results/model/m0/best.pt", "results/model/m1/best.pt"], "weight": 0.7,
+        "survey_share": 0.5, "survey_augment": True}}}
     # the model's geometry: the keys it gives (the others keep RasterSpec's defaults in both)
     assert written[2] == {"raster": TrainConfig.from_dict(settings).raster} == {"raster": {"n_time": 90}}
     # the script rules write the logs they declare
@@ -292,7 +294,8 @@ def test_datasets_that_do_not_fit_are_refused_naming_the_key(tmp_path, section, 
 @pytest.mark.parametrize("distill", [0.7, 0])
 def test_distillation_adds_a_student_trained_after_the_members(tmp_path, distill):
     config = small_config()
-    config["train"].update(members=3, distill=distill)
+    config["train"].update(members=3, distill=distill,
+                           self_training=config["train"]["self_training"] if distill else 0)
     write_config(tmp_path, config)
     proc = run_snakemake("--dry-run", "--forceall", "--printshellcmds", workdir=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -357,12 +360,16 @@ def test_compare_trains_and_evaluates_each_model_then_times_them_together(tmp_pa
     targets = [f"results/compare/{name}/settings.yaml" for name in names]
     proc = run_snakemake("--cores", "1", *targets, workdir=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    settings = config["train"]["settings"]
+    settings = {**config["train"]["settings"], "survey": "results/stores/plasticc_test.h5"}
     for name, target in zip(names, targets):
         model = config["compare"]["models"][name] or settings["model"]
         assert yaml.safe_load((tmp_path / target).read_text()) == {
             "train": {**settings, "model": model, "epochs": config["compare"]["epochs"]}}
+    # not part of the default target (the main job): its own, `snakemake compare`
     proc = run_snakemake("--dry-run", "--forceall", "--printshellcmds", workdir=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not any("compare" in c for c in shell_commands(proc))
+    proc = run_snakemake("--dry-run", "--forceall", "--printshellcmds", "compare", workdir=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     commands = shell_commands(proc)
     for name in names:
@@ -374,8 +381,13 @@ def test_compare_trains_and_evaluates_each_model_then_times_them_together(tmp_pa
     runs = " ".join(f"results/compare/{name}" for name in names)
     assert sum(f"snia compare {runs} --store results/stores/plasticc_test.h5" in c
                for c in commands) == 1, commands
+    # once the comparison exists, the report (of the default target) includes its table
+    (tmp_path / "results" / "compare").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "results" / "compare" / "compare.csv").write_text("model\n")
+    proc = run_snakemake("--dry-run", "--forceall", "--printshellcmds", workdir=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert any("snia report" in c and "--compare results/compare/compare.csv" in c
-               for c in commands), commands
+               for c in shell_commands(proc)), shell_commands(proc)
 
 
 def test_no_compare_models_no_comparison(tmp_path):
@@ -410,6 +422,7 @@ def test_ingest_rule_builds_a_verified_store(tmp_path, mpirun):
                                          "metadata": [meta.name], "split": "train"}}})
     config["train"]["dataset"] = config["report"]["dataset"] = "tiny"
     config["train"]["redshift_target"] = None  # the only dataset is the training set
+    config["train"].update(survey=None, self_training=0)  # likewise
     config["evaluate"]["datasets"] = ["tiny"]
     config["baseline"].update(train="tiny", test="tiny")
     config["train"]["settings"]["raster"] = {"n_time": 45, "n_wave": 8}  # the images' geometry

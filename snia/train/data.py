@@ -287,11 +287,8 @@ class TrainingData:
 
 def passes_per_epoch(n_train: int, cfg: TrainConfig) -> int:
     """Passes over ``n_train`` training objects that make an epoch of at least
-    ``cfg.min_epoch_samples`` (one for a large set); a set smaller than a batch is refused."""
-    if n_train < cfg.batch_size:
-        raise ConfigError(f"{n_train} training objects are fewer than one batch ({cfg.batch_size}"
-                          "): lower batch_size")
-    return max(1, -(-cfg.min_epoch_samples // n_train))
+    ``cfg.min_epoch_samples`` (one for a large set, and by default)."""
+    return max(1, -(-cfg.min_epoch_samples // max(n_train, 1)))
 
 
 def check_classes(store, train_index: np.ndarray, cfg: TrainConfig, classes: list[str]) -> None:
