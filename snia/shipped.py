@@ -11,13 +11,12 @@ gives the same P(Ia) as the original (tests/test_shipped.py).
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 from snia.checkpoints import read_checkpoint
 from snia.errors import ConfigError
 from snia.files import atomic_path, sha256_of, write_text_atomic
-from snia.provenance import describe_store
+from snia.provenance import describe_store, now
 
 SHIPPED = Path(__file__).parent / "models" / "shipped"
 CHECKPOINT_NAME, PROVENANCE_NAME = "snia_plasticc.pt", "provenance.json"
@@ -68,7 +67,7 @@ def provenance_of(original, packaged: Path, metrics: dict) -> dict:
     halves = metrics.get("halves", {})
     return {
         "checkpoint": packaged.name, "sha256": sha256_of(packaged), "packaged_from": str(original),
-        "packaged": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "packaged": now(),
         "git_commit": prov.get("git_commit"),
         "model": {k: model.get(k) for k in ("run", "seed", "task", "kind", "epoch",
                                             "distilled_from", "survey", "calibration")},

@@ -79,6 +79,12 @@ def test_a_model_is_packaged_only_with_its_own_evaluation(trained, packaged, tmp
     assert main(["model", "package", str(other), "--evaluation", str(packaged / "eval"),
                  "--train-store", str(trained["store"]), "-o", str(tmp_path / "m")]) == 2
     assert "package a model with its own evaluation" in error_line(capsys.readouterr().err)
+    # packaging over the very checkpoint it reads is refused before any work, the file intact
+    before = other.read_bytes()
+    assert main(["model", "package", str(other), "--evaluation", str(packaged / "eval"),
+                 "--train-store", str(trained["store"]), "-o", str(other.parent)]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert "would replace that input" in line and str(other) in line and other.read_bytes() == before
 
 
 def test_the_shipped_model_scores_the_plasticc_test_example_as_documented(plasticc_data, tmp_path):

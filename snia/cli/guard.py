@@ -123,9 +123,20 @@ def _profile(a) -> Paths:
     return Paths(inputs=[a.source], folders=[Path.home() / ".config" / "snakemake" / a.name])
 
 
+def _model(a) -> Paths | None:
+    if a.model_command != "package":
+        return None
+    from snia.shipped import CHECKPOINT_NAME, PROVENANCE_NAME, SHIPPED
+
+    out = a.output or SHIPPED
+    return Paths(inputs=[a.checkpoint, a.evaluation, a.train_store], folders=[out],
+                 written=[out / CHECKPOINT_NAME, out / PROVENANCE_NAME])
+
+
 PATHS = {"ingest": _ingest, "data": _data, "store": _store, "rasterize": _rasterize, "gp": _gp, "train": _train,
          "evaluate": _evaluate, "baseline": _baseline, "classify": _classify, "calibrate": _calibrate,
-         "scaling": _scaling, "compare": _compare, "report": _report, "profile": _profile}
+         "scaling": _scaling, "compare": _compare, "report": _report, "profile": _profile,
+         "model": _model}
 
 
 # commands -> the argument naming the store(s) they read; an empty store is refused by them
@@ -165,7 +176,7 @@ VERBS = {"rasterize": "rasterize", "gp": "fit", "train": "train on", "evaluate":
 def check(args) -> None:
     """Refuse, in one line (ConfigError), outputs that are inputs or cannot be written, and empty
     stores."""
-    paths = PATHS[args.command](args) if args.command in PATHS else None
+    paths = PATHS[args.command](args) if args.command in PATHS else None  # None: nothing written
     if paths is not None:
         outputs = [p for p in (*paths.files, *paths.folders, *paths.new_folder_files) if p is not None]
         check_not_inputs(paths.inputs, outputs, paths.written)
