@@ -71,4 +71,20 @@ def test_random_forest_metrics_and_outputs(stores, tmp_path):
     prov = saved["provenance"]
     assert prov["train_store"]["objects"] == 60 and sum(prov["train_store"]["class_mix"].values()) == 60
     assert prov["store"]["path"] == str(stores[1]) and prov["model"]["search"]["n_iter"] == 2
+    assert prov["model"]["search"]["method"] == "successive halving"
     assert prov["model"]["training"]["wall_s"] > 0 and prov["git_commit"] and prov["hardware"]["cpu"]
+
+
+def test_the_search_halves_candidates_and_triples_objects():
+    """12 candidates on 900 objects: rounds of 12, 4 and 2 candidates on 100, 300 and all 900
+    objects (factor 3, the last round on every object), then the best is refitted on all."""
+    from sklearn.datasets import make_classification
+
+    from snia.baseline import make_search
+
+    x, y = make_classification(n_samples=900, n_features=6, random_state=1)
+    space = {"n_estimators": [5], "min_samples_leaf": [1, 2, 4, 8, 16, 32], "max_depth": [3, None]}
+    search = make_search(12, seed=0, space=space).fit(x, y)
+    assert list(search.n_candidates_) == [12, 4, 2]
+    assert list(search.n_resources_) == [100, 300, 900]
+    assert search.best_estimator_.n_estimators == 5 and search.best_score_ > 0.8

@@ -194,7 +194,7 @@ def _add_baseline(sub) -> None:
     p.add_argument("--train", type=Path, required=True, help="training store")
     p.add_argument("--test", type=Path, required=True, help="test store")
     p.add_argument("-o", "--output", type=Path, required=True)
-    p.add_argument("--n-iter", type=int, default=12, help="random-search candidates")
+    p.add_argument("--n-iter", type=int, default=12, help="random candidates for the successive-halving search")
     p.add_argument("--seed", type=int, default=0)
 
 

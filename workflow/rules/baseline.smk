@@ -1,4 +1,5 @@
-# The baseline: a random forest on light-curve features, tuned by randomised cross-validation.
+# The baseline: a random forest on light-curve features, tuned by a cross-validated
+# successive-halving search (snia.baseline.make_search).
 
 
 rule baseline:
