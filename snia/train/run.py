@@ -20,12 +20,13 @@ log = logging.getLogger(__name__)
 
 def device_for(dist: Dist) -> torch.device:
     """This rank's device: its local rank's GPU (modulo the visible GPUs, since SLURM may bind one
-    GPU per task, which each rank then sees as cuda:0), else the CPU (sharing the cores)."""
+    GPU per task, which each rank then sees as cuda:0), else the CPU. On either, the rank's
+    threads are its share of the node's cores: on a GPU node they make batches on the host."""
+    share_cpu_threads(dist)
     if torch.cuda.is_available():
         device = torch.device(f"cuda:{dist.local_rank % torch.cuda.device_count()}")
         torch.cuda.set_device(device)
         return device
-    share_cpu_threads()
     return torch.device("cpu")
 
 
