@@ -285,6 +285,12 @@ def cmd_report(args) -> int:
 def cmd_profile(args) -> int:
     import shutil
 
+    if args.profile_command == "check":
+        from snia.cli.profile import check
+
+        extra = [a for a in args.snakemake_args if a != "--"]
+        return check(args.source, extra or ["all", "scaling"], sbatch_test=args.test_only)
+
     target = Path.home() / ".config" / "snakemake" / args.name
     if not (args.source / "config.yaml").is_file():
         raise FileNotFoundError(f"{args.source}/config.yaml: not a Snakemake profile folder")
