@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,10 +186,14 @@ def test_two_gloo_ranks_train_like_one_rank(store, tmp_path, arch):
     one = subprocess.run([sys.executable, "-m", "snia", "train", str(store), "-o", str(tmp_path / "one"),
                           "--config", str(cfg)], capture_output=True, text=True, env=env, timeout=300)
     assert one.returncode == 0, one.stderr
+    node_memory = set(Path("/dev/shm").glob("snia-*"))
     two = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "snia", "train",
                           str(store), "-o", str(tmp_path / "two"), "--config", str(cfg)],
                          capture_output=True, text=True, env=env, timeout=300)
     assert two.returncode == 0, two.stderr
+    # the store read once for the node's two ranks (snia.store.shared), nothing left behind
+    assert "read once for this node's 2 ranks" in two.stderr
+    assert set(Path("/dev/shm").glob("snia-*")) <= node_memory
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
     for name, value in a["model"].items():
         np.testing.assert_allclose(b["model"][name].numpy(), value.numpy(), rtol=0, atol=1e-6,

@@ -40,7 +40,7 @@ def open_trainer(store_path, out_dir, cfg: TrainConfig, dist: Dist | None = None
     except LaunchError as exc:  # what to set, in one line
         raise ConfigError(str(exc)) from None
     log.info("rank %d of %d (started by %s) on %s", dist.rank, dist.world, dist.launcher, device)
-    data = TrainingData(store_path, cfg, device)
+    data = TrainingData(store_path, cfg, device, dist)
     try:
         return Trainer(data, out_dir, cfg, dist, device, progress=progress,
                        restart_on_change=restart_on_change)
