@@ -288,8 +288,7 @@ def cmd_profile(args) -> int:
     if args.profile_command == "check":
         from snia.cli.profile import check
 
-        extra = [a for a in args.snakemake_args if a != "--"]
-        return check(args.source, extra or ["all", "scaling"], sbatch_test=args.test_only)
+        return check(args.source, args.snakemake_args or ["all", "scaling"], sbatch_test=args.test_only)
 
     target = Path.home() / ".config" / "snakemake" / args.name
     if not (args.source / "config.yaml").is_file():

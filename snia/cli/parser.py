@@ -298,8 +298,9 @@ def _add_profile(sub) -> None:
     c.add_argument("source", type=Path, nargs="?", default=Path("cluster/slurm"))
     c.add_argument("--test-only", action="store_true",
                    help="also hand each call to 'sbatch --test-only' (needs SLURM)")
-    c.add_argument("snakemake_args", nargs=argparse.REMAINDER,
-                   help="after '--': targets and options for snakemake (e.g. -- all scaling)")
+    c.add_argument("--snakemake", dest="snakemake_args", nargs=argparse.REMAINDER, default=[],
+                   metavar="ARG", help="the rest of the line goes to snakemake: targets (default: "
+                                       "all scaling) and options (e.g. --snakemake --directory .test all)")
 
 
 def build_parser() -> argparse.ArgumentParser:

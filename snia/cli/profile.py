@@ -133,12 +133,22 @@ def dry_run(profile: Path, snakemake_args: list[str]) -> list[Job]:
     done = subprocess.run([snakemake, "--profile", str(profile), "--dry-run", "--forceall",
                            *snakemake_args], capture_output=True, text=True)
     if done.returncode:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ConfigError(f"snakemake --dry-run with {profile} failed: {last}")
+        raise ConfigError(f"snakemake --dry-run with {profile} failed: {snakemake_error(done)}")
     return parse_dry_run(done.stdout + done.stderr)
 
 
-def test_only(call: str) -> str | None:
+def snakemake_error(done) -> str:
+    """The line that says why Snakemake stopped (it may print it on stdout, after an
+    ``...Error:`` line)."""
+    lines = [line.strip() for line in (done.stdout + "\n" + done.stderr).splitlines() if line.strip()]
+    marks = [i for i, line in enumerate(lines) if re.match(r"^(\w*Error|error)\b", line)]
+    if not marks:
+        return lines[-1] if lines else "no output"
+    first = marks[0]
+    return lines[first + 1] if lines[first].endswith(":") and first + 1 < len(lines) else lines[first]
+
+
+def sbatch_test_only(call: str) -> str | None:
     """What ``sbatch --test-only`` says against a call (None if it accepts it)."""
     done = subprocess.run(f"{call} --test-only --wrap=true", shell=True, capture_output=True, text=True)
     return None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["refused"])[-1]
@@ -154,7 +164,7 @@ def check(profile: Path, snakemake_args: list[str], sbatch_test: bool = False) -
             continue
         call = sbatch_call(job)
         found = problems(job)
-        if call and sbatch_test and (refusal := test_only(call)):
+        if call and sbatch_test and (refusal := sbatch_test_only(call)):
             found.append(f"sbatch --test-only: {refusal}")
         print(f"{job.name}: {call or '(install snakemake-executor-plugin-slurm for its sbatch call)'}")
         for problem in found:
