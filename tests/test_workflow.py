@@ -4,6 +4,7 @@ the jobs each config makes (dry runs); a real run of ingestion and images on tin
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 import re
 import shutil
@@ -562,3 +563,15 @@ def test_train_ddp_sbatch_for_2_nodes_of_4_gpus(tmp_path):
     assert {"--ntasks-per-node=1", "torchrun", "--nnodes=2", "--nproc-per-node=4",
             "--rdzv-endpoint=gpu07:22976", "--rdzv-id=81234"} <= set(args)
     assert args[args.index("--no-python") + 1:] == ["snia", "train", "store.h5", "-o", "run", "--no-progress"]
+
+
+def test_the_profiles_gpu_training_keys_each_say_what_they_do():
+    """Every key of the multi-node rules in the SLURM profile carries its comment (a site edits
+    them: what each counts, per node or per job, must be on its line)."""
+    lines = (REPO / "cluster" / "slurm" / "config.yaml").read_text().splitlines()
+    for rule in ("train", "compare_train", "scaling_run"):
+        start = lines.index(f"  {rule}:") + 1
+        block = list(itertools.takewhile(lambda x: x.startswith("    "), lines[start:]))
+        keys = [line for line in block if not line.strip().startswith("#")]
+        assert {"nodes", "gres", "tasks_per_gpu", "cpus_per_gpu"} <= {k.split(":")[0].strip() for k in keys}
+        assert all("#" in line for line in keys), (rule, [k for k in keys if "#" not in k])
