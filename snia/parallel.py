@@ -4,7 +4,9 @@ One table (``LAUNCHERS``) of the variables through which torchrun, mpiexec (Open
 PMIx) and srun announce a process's rank, the world size and its rank on the node; ingestion and
 training read it alike (``dist_from_env``). Training then shares the node's CPU cores among its
 ranks (``share_cpu_threads``) and joins a torch process group (``init_distributed``) at a port of
-its own (``rendezvous``: torchrun's, one from the SLURM job, or a free one rank 0 shares over MPI).
+its own (``rendezvous``: torchrun's, one from the SLURM job, or a free one rank 0 shares over MPI),
+on rank 0's host (under srun the first node of the step, from SLURM's compact node list:
+``hostnames``).
 
 A plain ``snia ingest`` runs as one rank with no MPI at all. Under ``mpiexec``/``srun`` the launcher's
 environment says how many ranks to expect; if mpi4py then reports fewer (missing, or built against a
@@ -13,8 +15,10 @@ different MPI) we stop instead of letting N independent copies write the same ou
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import re
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -68,26 +72,48 @@ def local_ranks(env=os.environ) -> int:
     return 1
 
 
-def share_cpu_threads(env=os.environ) -> int:
-    """On CPUs, give each rank its share of the cores (torch and numba threads), so N ranks on
-    one node do not oversubscribe it. The cores are this process's CPU affinity, capped by
-    OMP_NUM_THREADS when set: the budget of the node's ranks together (Snakemake sets it to a
-    job's threads; torchrun sets 1)."""
+def cores_per_task(env=os.environ) -> int | None:
+    """Cores SLURM gave each task (--cpus-per-task, or --cpus-per-gpu over --ntasks-per-gpu);
+    None when the job did not say."""
+    if env.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        return int(env["SLURM_CPUS_PER_TASK"])
+    if env.get("SLURM_CPUS_PER_GPU", "").isdigit():
+        per_gpu = env.get("SLURM_NTASKS_PER_GPU", "1")
+        return int(env["SLURM_CPUS_PER_GPU"]) // max(1, int(per_gpu) if per_gpu.isdigit() else 1)
+    return None
+
+
+def threads_per_rank(dist: Dist, cores: int, env=os.environ) -> int:
+    """Threads (torch, numba) for one rank, given the ``cores`` this process may run on.
+
+    A rank srun started is a SLURM task: it gets the task's cores (with task binding they are
+    its affinity; without, the whole node is, and the node's ranks would oversubscribe it). Ranks
+    of other launchers share the process's cores, capped by OMP_NUM_THREADS when set: the budget
+    of the node's ranks together (Snakemake sets it to a job's threads; torchrun sets 1)."""
+    per_task = cores_per_task(env)
+    if dist.launcher == "srun" and per_task:
+        return max(1, min(per_task, cores))
+    if env.get("OMP_NUM_THREADS", "").isdigit():
+        cores = min(cores, int(env["OMP_NUM_THREADS"]))
+    return max(1, cores // local_ranks(env))
+
+
+def share_cpu_threads(dist: Dist | None = None, env=os.environ) -> int:
+    """Limit torch's and numba's threads to this rank's share of the cores
+    (``threads_per_rank``), so that N ranks on one node do not oversubscribe it."""
     import numba
     import torch
 
-    cores = len(os.sched_getaffinity(0))
-    if env.get("OMP_NUM_THREADS", "").isdigit():
-        cores = min(cores, int(env["OMP_NUM_THREADS"]))
-    threads = max(1, cores // local_ranks(env))
+    dist = dist or dist_from_env(env)
+    threads = threads_per_rank(dist, len(os.sched_getaffinity(0)), env)
     torch.set_num_threads(threads)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     return threads
 
 
 class LaunchError(RuntimeError):
-    """The ranks cannot meet: no rendezvous port known, or it cannot be opened (the message says
-    what to set)."""
+    """The ranks cannot meet: no rendezvous port known, a node list that does not parse, or a
+    port that cannot be opened (the message says what to set)."""
 
 
 # srun: ports from the job and step ids, below Linux's ephemeral range (32768-60999), where
@@ -102,19 +128,19 @@ def rendezvous(dist: Dist, env=os.environ) -> tuple[str, int]:
 
     - MASTER_PORT set (torchrun always sets it, or a user): respected as given;
     - srun: a port from the SLURM job and step ids (the steps of one job may run side by side),
-      at the launch node;
+      at the first node of the step (``first_node``);
     - mpiexec: a free port picked by rank 0 and broadcast over MPI with rank 0's host name;
     - else a LaunchError asking for MASTER_PORT."""
     addr = env.get("MASTER_ADDR")
     if env.get("MASTER_PORT"):
         if not env["MASTER_PORT"].isdigit():
             raise LaunchError(f"MASTER_PORT must be a port number, not {env['MASTER_PORT']!r}")
-        return addr or "127.0.0.1", int(env["MASTER_PORT"])
+        return addr or first_node(dist, env), int(env["MASTER_PORT"])
     if dist.launcher == "srun" and env.get("SLURM_JOB_ID", "").isdigit():
         step = env.get("SLURM_STEP_ID", "0")
         key = int(env["SLURM_JOB_ID"]) * 64 + (int(step) if step.isdigit() else 0)
         first, count = SLURM_PORTS
-        return addr or env.get("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1"), first + key % count
+        return addr or first_node(dist, env), first + key % count
     if dist.launcher == "mpiexec":
         import socket
 
@@ -131,6 +157,82 @@ def rendezvous(dist: Dist, env=os.environ) -> tuple[str, int]:
         return addr or ("127.0.0.1" if host == here else host), port
     raise LaunchError(f"{dist.world} ranks ({dist.launcher}) but no rendezvous port: set MASTER_PORT "
                       "(a free port, the same for every rank) and MASTER_ADDR (rank 0's host)")
+
+
+def first_node(dist: Dist, env=os.environ) -> str:
+    """Rank 0's host when MASTER_ADDR does not say: under srun the first node of the step (srun
+    puts task 0 there, in block and cyclic distribution alike), else of the job; elsewhere this
+    host. Not SLURM_LAUNCH_NODE_IPADDR: that is where srun was typed, a login node under salloc."""
+    nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST")
+    if dist.launcher != "srun" or not nodes:
+        return "127.0.0.1"
+    return hostnames(nodes)[0]
+
+
+def hostnames(nodelist: str) -> list[str]:
+    """The hosts of a SLURM node list (``node[01-03,07],gpu5``), in SLURM's order: from
+    ``scontrol show hostnames`` where SLURM is installed, else ``expand_nodelist``."""
+    import shutil
+    import subprocess
+
+    scontrol = shutil.which("scontrol")
+    if scontrol is None:
+        return expand_nodelist(nodelist)
+    done = subprocess.run([scontrol, "show", "hostnames", nodelist], capture_output=True, text=True)
+    hosts = done.stdout.split()
+    if done.returncode or not hosts:
+        reason = (done.stderr.strip().splitlines() or ["no hosts"])[-1]
+        raise LaunchError(f"scontrol cannot read the node list {nodelist!r} ({reason}); set "
+                          "MASTER_ADDR to rank 0's host")
+    return hosts
+
+
+def expand_nodelist(nodelist: str) -> list[str]:
+    """The hosts of a SLURM node list, as ``scontrol show hostnames`` lists them: comma-separated
+    names, each with bracketed ranges (``n[1-3,7]``, zero padding kept: ``n[08-10]``), several
+    brackets making every combination (``r[1-2]n[1-2]`` -> r1n1 r1n2 r2n1 r2n2)."""
+    def bad(why: str) -> LaunchError:
+        return LaunchError(f"malformed SLURM node list {nodelist!r}: {why}; set MASTER_ADDR to "
+                           "rank 0's host")
+
+    hosts = []
+    for name in _top_level_items(nodelist, bad):
+        parts = re.split(r"\[([^\[\]]*)\]", name)  # text, range, text, range, ..., text
+        if any(c in text for text in parts[::2] for c in "[]"):
+            raise bad(f"unbalanced brackets in {name!r}")
+        choices = [[text] if k % 2 == 0 else _expand_ranges(text, bad)
+                   for k, text in enumerate(parts)]
+        hosts += ["".join(combo) for combo in itertools.product(*choices)]
+    return hosts
+
+
+def _top_level_items(nodelist: str, bad) -> list[str]:
+    """The names of a node list: split at the commas outside brackets."""
+    items, depth, start = [], 0, 0
+    for i, c in enumerate(nodelist + ","):
+        depth += {"[": 1, "]": -1}.get(c, 0)
+        if depth not in (0, 1):
+            raise bad("unbalanced brackets")
+        if c == "," and depth == 0:
+            items.append(nodelist[start:i].strip())
+            start = i + 1
+    if depth or not all(items):
+        raise bad("an empty name or an unclosed bracket")
+    return items
+
+
+def _expand_ranges(text: str, bad) -> list[str]:
+    """``01-03,7`` -> 01 02 03 7: each range padded to its first number's width."""
+    out = []
+    for part in text.split(","):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part.strip())
+        if m is None:
+            raise bad(f"{part!r} is not a number or a range of numbers")
+        lo, hi = int(m[1]), int(m[2] or m[1])
+        if hi < lo:
+            raise bad(f"the range {part!r} runs backwards")
+        out += [str(k).zfill(len(m[1])) for k in range(lo, hi + 1)]
+    return out
 
 
 def free_port() -> int:
@@ -152,12 +254,20 @@ def init_distributed(dist: Dist, device) -> None:
     addr, port = rendezvous(dist)
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = addr, str(port)
     try:
-        td.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=dist.rank,
-                              world_size=dist.world)
+        td.init_process_group(rank=dist.rank, world_size=dist.world, **group_options(device))
     except td.DistNetworkError as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
         raise LaunchError(f"rank {dist.rank} cannot open the rendezvous at {addr}:{port} ({reason}): "
                           "another job may hold the port; set MASTER_PORT to a free one") from None
+
+
+def group_options(device) -> dict:
+    """The process group's backend, and on a GPU the rank's device: with ``device_id`` NCCL sets
+    up its communicator on this rank's GPU at once, and collectives such as ``barrier`` need not
+    guess the GPU from the rank (which is wrong when SLURM binds one GPU per task: all are cuda:0)."""
+    if device.type == "cuda":
+        return {"backend": "nccl", "device_id": device}
+    return {"backend": "gloo"}
 
 
 class SerialComm:

@@ -2,8 +2,11 @@
 
 Strong scaling keeps the global batch fixed and splits it over more ranks; weak scaling keeps the
 batch per rank fixed, so the global batch grows with the ranks. Each measurement is a fixed number
-of real optimiser steps (``Trainer.train_step``, DDP all-reduce included) after a few warm-up
-steps, timed between barriers. Parallel efficiency = throughput(N) / (N x throughput(1)).
+of steps of the training loop itself (``Trainer.run_steps``: batches made as in training, on a
+side stream, prefetched or in line, then the DDP step) after a few warm-up steps, timed between
+barriers once every rank's GPU has finished its work (``synced``): a clock stopped while the GPU
+still runs would time the launches, not the steps. Parallel efficiency = throughput(N) /
+(N x throughput(1)).
 
 Measuring trains (torch, ``snia.train``: imported by ``measure``); summarizing reads JSON rows and
 plots. So the command line, which takes its choices from ``MODES``, and ``summarize`` need no
@@ -21,7 +24,7 @@ from pathlib import Path
 
 from snia.errors import ConfigError
 from snia.files import write_text_atomic
-from snia.parallel import dist_from_env
+from snia.parallel import barrier, dist_from_env
 from snia.plots import pyplot, save
 
 log = logging.getLogger(__name__)
@@ -31,12 +34,45 @@ FIELDS = ["mode", "world_size", "global_batch", "steps", "seconds", "samples_per
           "efficiency", "device", "threads_per_rank"]
 
 
+def production_steps(trainer):
+    """The training loop's steps, epoch after epoch without end: (batch size, local loss) of each
+    (``Trainer.run_steps`` over ``Trainer.local_batches``, as ``train_epoch`` runs them)."""
+    for key in itertools.count():
+        yield from trainer.run_steps(trainer.local_batches(key), key)
+
+
+def synced(trainer) -> None:
+    """Wait until this rank's GPU has done what was enqueued, then for every rank."""
+    if trainer.device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(trainer.device)
+    barrier(trainer.dist)
+
+
+def time_steps(trainer, steps: int, warmup: int) -> float:
+    """Seconds that ``steps`` steps of the training loop take on all ranks, after ``warmup``."""
+    trainer.ddp.train()
+    loop = production_steps(trainer)
+    for _ in itertools.islice(loop, warmup):
+        pass
+    synced(trainer)
+    start = time.perf_counter()
+    total = 0.0
+    for size, loss in itertools.islice(loop, steps):
+        total = total + loss.double() * size  # as train_epoch sums: on the device, no wait
+    synced(trainer)
+    seconds = time.perf_counter() - start
+    loop.close()  # a batch prefetched ahead is dropped, its thread joined
+    return seconds
+
+
 def measure(store, out_json, mode: str, steps: int, batch_size: int, warmup: int = 2,
             train_settings: dict | None = None) -> dict | None:
     """Time ``steps`` training steps on every rank; global rank 0 writes and returns the row."""
     import torch
 
-    from snia.train import TrainConfig, barrier, close, open_trainer  # training needs torch
+    from snia.train import TrainConfig, close, open_trainer  # training needs torch
 
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {MODES}, not {mode!r}")
@@ -50,16 +86,7 @@ def measure(store, out_json, mode: str, steps: int, batch_size: int, warmup: int
         if n_train < global_batch:
             raise ConfigError(f"{store}: {n_train} training objects, fewer than one global batch "
                               f"of {global_batch}")
-        trainer.ddp.train()
-        batches = itertools.chain.from_iterable(trainer.local_batches(e) for e in itertools.count())
-        for _ in range(warmup):
-            trainer.train_step(next(batches), 0)
-        barrier(dist)
-        start = time.perf_counter()
-        for _ in range(steps):
-            trainer.train_step(next(batches), 0)
-        barrier(dist)
-        seconds = time.perf_counter() - start
+        seconds = time_steps(trainer, steps, warmup)
     finally:
         close(trainer)
     if not dist.main:

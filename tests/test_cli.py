@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from conftest import error_line
 
 from snia import cli
+from snia.cli.parser import build_parser
 
 
 def test_missing_optional_package_is_explained(monkeypatch, capsys):
@@ -44,6 +48,21 @@ def test_profile_install_copies_the_profile_once(tmp_path, monkeypatch, capsys):
     assert cli.main(["profile", "install", str(source), "--force"]) == 0
     assert installed.read_text() == (source / "config.yaml").read_text()
     assert cli.main(["profile", "install", str(tmp_path / "nowhere")]) == cli.EXIT_FAILED
+
+
+def test_profile_check_refuses_in_one_line(tmp_path, capsys):
+    """What Snakemake says is wrong (not its banner), in one line, exit 2; what follows
+    --snakemake is Snakemake's."""
+    assert cli.main(["profile", "check", str(tmp_path / "nowhere")]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert "no profile.yaml (or config.yaml) found" in err and len(err.splitlines()) == 1
+    source = Path(__file__).resolve().parents[1] / "cluster" / "slurm"
+    args = build_parser().parse_args(["profile", "check", str(source), "--test-only", "--snakemake",
+                                      "--directory", "x", "all"])
+    assert args.test_only and args.snakemake_args == ["--directory", "x", "all"]
+    if shutil.which("sbatch") is None:
+        assert cli.main(["profile", "check", str(source), "--test-only"]) == cli.EXIT_BAD_INPUT
+        assert "--test-only needs SLURM's sbatch" in capsys.readouterr().err
 
 
 def test_bad_settings_are_one_line_and_exit_2(tmp_path, capsys):

@@ -5,6 +5,7 @@ in test_ingest (MPI) and test_train (DDP)."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 
@@ -18,12 +19,17 @@ from snia.parallel import (
     all_gather,
     all_reduce_sum,
     barrier,
+    cores_per_task,
     dist_from_env,
+    expand_nodelist,
     expected_ranks,
     free_port,
+    group_options,
+    hostnames,
     local_ranks,
     rendezvous,
     share_cpu_threads,
+    threads_per_rank,
     world,
 )
 
@@ -66,12 +72,81 @@ def test_ranks_share_the_cores():
     before = torch.get_num_threads()
     try:
         cores = len(os.sched_getaffinity(0))
-        assert share_cpu_threads({"LOCAL_WORLD_SIZE": "1"}) == cores
+        assert share_cpu_threads(env={"LOCAL_WORLD_SIZE": "1"}) == cores
         # Snakemake's OMP_NUM_THREADS is the job's budget, shared by its ranks
-        assert share_cpu_threads({"OMP_NUM_THREADS": "1", "LOCAL_WORLD_SIZE": "2"}) == 1
+        assert share_cpu_threads(env={"OMP_NUM_THREADS": "1", "LOCAL_WORLD_SIZE": "2"}) == 1
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_rank_srun_started_gets_the_cores_of_its_task():
+    assert cores_per_task({"SLURM_CPUS_PER_TASK": "8"}) == 8
+    # --cpus-per-gpu=16 with --ntasks-per-gpu=2: each task has 8 of its GPU's cores
+    assert cores_per_task({"SLURM_CPUS_PER_GPU": "16", "SLURM_NTASKS_PER_GPU": "2"}) == 8
+    assert cores_per_task({"SLURM_CPUS_PER_GPU": "6"}) == 6 and cores_per_task({}) is None
+    srun = Dist(5, 8, 1, "srun")
+    # 4 ranks on a 64-core node without task binding (all 64 are every rank's affinity):
+    # 8 each, as asked, not 64 each (oversubscribed 4 x) nor 64 / 4 = 16 (more than asked)
+    node = {"SLURM_CPUS_PER_TASK": "8", "SLURM_STEP_TASKS_PER_NODE": "4(x2)", "OMP_NUM_THREADS": "32"}
+    assert threads_per_rank(srun, 64, node) == 8
+    # with binding the task's 8 cores are its affinity: not divided again by the 4 ranks
+    assert threads_per_rank(srun, 8, node) == 8
+    assert threads_per_rank(srun, 4, node) == 4  # never more threads than cores to run on
+    # torchrun's ranks share the cores of the one task that started them (OMP cap included)
+    torchrun = Dist(1, 8, 1, "torchrun")
+    assert threads_per_rank(torchrun, 32, {"SLURM_CPUS_PER_TASK": "32", "LOCAL_WORLD_SIZE": "4"}) == 8
+    assert threads_per_rank(torchrun, 32, {"OMP_NUM_THREADS": "1", "LOCAL_WORLD_SIZE": "4"}) == 1
+    assert threads_per_rank(Dist(), 2, {}) == 2
+
+
+NODELISTS = [  # (SLURM node list, hosts by hand)
+    ("node[01-03,07],gpu5", ["node01", "node02", "node03", "node07", "gpu5"]),
+    ("gpu5", ["gpu5"]),
+    ("n[8-10]", ["n8", "n9", "n10"]),  # the first number's width: no padding here
+    ("n[098-101]", ["n098", "n099", "n100", "n101"]),
+    ("a[1-2]b,c[3]", ["a1b", "a2b", "c3"]),
+    ("r[1-2]n[1-2]", ["r1n1", "r1n2", "r2n1", "r2n2"]),
+]
+
+
+@pytest.mark.parametrize("nodelist, hosts", NODELISTS)
+def test_compact_node_lists_expand_like_scontrol(nodelist, hosts):
+    assert expand_nodelist(nodelist) == hosts
+
+
+@pytest.mark.parametrize("nodelist, why", [
+    ("node[01-03", "unclosed bracket"), ("node]01[", "unbalanced"), ("n[[1]]", "unbalanced"),
+    ("n[3-1]", "runs backwards"), ("n[a-b]", "not a number"), ("a,,b", "empty name"), ("", "empty")])
+def test_a_malformed_node_list_is_one_line_naming_it(nodelist, why):
+    with pytest.raises(LaunchError, match=why) as caught:
+        expand_nodelist(nodelist)
+    assert repr(nodelist) in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.skipif(not shutil.which("scontrol"), reason="no SLURM here (scontrol not on PATH)")
+@pytest.mark.parametrize("nodelist, hosts", NODELISTS)
+def test_scontrol_agrees_with_the_hand_written_hosts(nodelist, hosts):
+    assert hostnames(nodelist) == hosts
+
+
+def test_an_srun_job_meets_on_the_first_node_of_its_step():
+    srun = Dist(3, 8, 1, "srun")
+    job = {"SLURM_JOB_ID": "81234", "SLURM_STEP_ID": "0", "SLURM_JOB_NODELIST": "gpu[07-08]",
+           "SLURM_LAUNCH_NODE_IPADDR": "10.0.0.7"}  # a login node under salloc: not used
+    assert rendezvous(srun, job)[0] == "gpu07"
+    # a step on part of the job's nodes: its own first node
+    assert rendezvous(srun, {**job, "SLURM_STEP_NODELIST": "gpu08"})[0] == "gpu08"
+    assert rendezvous(srun, {**job, "MASTER_ADDR": "10.1.1.1"})[0] == "10.1.1.1"
+    assert rendezvous(srun, {**job, "MASTER_PORT": "31000"}) == ("gpu07", 31000)
+    with pytest.raises(LaunchError, match="malformed SLURM node list 'gpu\\[07-'"):
+        rendezvous(srun, {**job, "SLURM_JOB_NODELIST": "gpu[07-"})
+
+
+def test_a_gpu_rank_binds_its_process_group_to_its_device():
+    torch = pytest.importorskip("torch")
+    assert group_options(torch.device("cuda:3")) == {"backend": "nccl", "device_id": torch.device("cuda:3")}
+    assert group_options(torch.device("cpu")) == {"backend": "gloo"}
 
 
 def test_rendezvous_port_is_the_launchers_or_this_jobs_own():
@@ -86,7 +161,7 @@ def test_rendezvous_port_is_the_launchers_or_this_jobs_own():
                              "MASTER_PORT": "40000"})[1] == 40000
     # the port of an srun step, by hand: key = job x 64 + step = 5,198,976; 20000 + key % 12000
     assert rendezvous(srun, {"SLURM_JOB_ID": "81234", "SLURM_STEP_ID": "0",
-                             "SLURM_LAUNCH_NODE_IPADDR": "10.0.0.7"}) == ("10.0.0.7", 22976)
+                             "SLURM_JOB_NODELIST": "c7"}) == ("c7", 22976)
     with pytest.raises(LaunchError, match="port number"):
         rendezvous(torchrun, {"MASTER_PORT": "auto"})
 

@@ -70,6 +70,40 @@ def test_resident_store_gathers_what_the_store_reads(store_path, monkeypatch):
         assert len(memory.batch(np.array([], np.int64)).obs["time"]) == 0
 
 
+def test_a_nodes_ranks_share_one_copy_of_the_columns(store_path, tmp_path, monkeypatch):
+    """Published once (here in tmp_path for node memory), mapped by every rank: the ranks' batches
+    are the HDF5 store's, read from the one file's pages (maps, not copies), and they stay
+    readable once the names are gone."""
+    from snia.parallel import Dist
+    from snia.store import resident, shared
+
+    path, _ = store_path
+    monkeypatch.setattr(resident, "READ_BLOCK", 40)  # several blocks
+    node = tmp_path / "shm"
+    node.mkdir()
+    with Store(path) as store:
+        shared.publish(store, node, "job")
+        assert sorted(p.name for p in node.iterdir()) == [f"job.{k}.npy" for k in sorted(resident.COLUMNS)]
+        ranks = [resident.ResidentStore(store, obs=shared.mapped(node, "job")) for _ in range(2)]
+        shared.unlink(node, "job")
+        assert list(node.iterdir()) == [] and shared.mapped(node, "job") is None
+        picked = np.array([20, 3, 11, 3, 0, 24])
+        want = store.batch(picked)
+        for rank in ranks:
+            assert all(isinstance(v.base, np.memmap) or isinstance(v, np.memmap) for v in rank.obs.values())
+            got = rank.batch(picked)
+            for key in resident.COLUMNS:
+                np.testing.assert_array_equal(got.obs[key], want.obs[key], err_msg=key)
+        # one rank: nothing to share, nothing written, no process group needed
+        assert shared.node_shared_columns(store, Dist(), folder=node) is None
+        assert list(node.iterdir()) == []
+        # several ranks on the node, but a node memory too small for a copy: not shared
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+        assert shared.worth_sharing(store, node, 0.5)
+        monkeypatch.setattr(shared, "resident_bytes", lambda store: 1 << 60)
+        assert not shared.worth_sharing(store, node, 0.5)
+
+
 def test_tables_and_attributes_are_plain_hdf5(store_path):
     path, _ = store_path
     with h5py.File(path, "r") as f:

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,10 +186,14 @@ def test_two_gloo_ranks_train_like_one_rank(store, tmp_path, arch):
     one = subprocess.run([sys.executable, "-m", "snia", "train", str(store), "-o", str(tmp_path / "one"),
                           "--config", str(cfg)], capture_output=True, text=True, env=env, timeout=300)
     assert one.returncode == 0, one.stderr
+    node_memory = set(Path("/dev/shm").glob("snia-*"))
     two = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "snia", "train",
                           str(store), "-o", str(tmp_path / "two"), "--config", str(cfg)],
                          capture_output=True, text=True, env=env, timeout=300)
     assert two.returncode == 0, two.stderr
+    # the store read once for the node's two ranks (snia.store.shared), nothing left behind
+    assert "read once for this node's 2 ranks" in two.stderr
+    assert set(Path("/dev/shm").glob("snia-*")) <= node_memory
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
     for name, value in a["model"].items():
         np.testing.assert_allclose(b["model"][name].numpy(), value.numpy(), rtol=0, atol=1e-6,
@@ -510,3 +515,57 @@ def test_a_checkpoint_resumes_when_it_was_trained_on_the_images_these_settings_d
     assert not same_training(saved, cfg, RasterSpec(kind=cfg.kind, n_time=180, n_wave=32).to_dict())
     assert not same_training({**saved, "raster": {"n_time": 180}}, cfg)
     assert not same_training({**saved, "lr": 1.0}, cfg, shipped)
+
+
+def recorded_steps(trainer) -> list:
+    """What each optimiser step of ``trainer`` is given, recorded as it goes: (store indices,
+    epoch key, the batch's images)."""
+    steps, step = [], trainer.train_step
+
+    def recording(indices, epoch, tensors=None):
+        made = tensors if tensors is not None else trainer.data.tensors(indices, epoch, train=True)
+        steps.append((indices.copy(), epoch, made[0][0].clone()))
+        return step(indices, epoch, tensors)
+
+    trainer.train_step = recording
+    return steps
+
+
+def test_scaling_times_the_training_loops_own_steps(store, tmp_path):
+    """The timed steps are the steps training takes: the same batches, made the same way
+    (augmented per epoch key), across an epoch's end, warm-up first."""
+    from snia.scaling import time_steps
+
+    cfg = TrainConfig.from_dict({**TINY, "epochs": 2})
+    trained, timed = (open_trainer(store, tmp_path / name, cfg) for name in ("train", "time"))
+    try:
+        expected = recorded_steps(trained)
+        trained.train_epoch(0)
+        trained.train_epoch(1)
+        per_epoch = len(trained.data.train_index) // cfg.batch_size
+        assert len(expected) == 2 * per_epoch >= 4
+        got = recorded_steps(timed)
+        assert time_steps(timed, steps=2 * per_epoch - 1, warmup=1) > 0
+    finally:
+        close(trained)
+        close(timed)
+    assert len(got) == len(expected)
+    for (index, key, images), (index2, key2, images2) in zip(got, expected):
+        np.testing.assert_array_equal(index, index2)
+        assert key == key2
+        assert torch.equal(images, images2)
+    assert got[per_epoch][1] == 1  # the second epoch's augmentation, not the first's again
+
+
+def test_scaling_stops_the_clock_once_the_gpu_is_done(monkeypatch):
+    from types import SimpleNamespace
+
+    from snia.parallel import Dist
+    from snia.scaling import synced
+
+    waited = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: waited.append(device))
+    synced(SimpleNamespace(device=torch.device("cuda:1"), dist=Dist()))
+    assert waited == [torch.device("cuda:1")]
+    synced(SimpleNamespace(device=torch.device("cpu"), dist=Dist()))
+    assert len(waited) == 1  # nothing to wait for on the CPU

@@ -4,6 +4,7 @@ the jobs each config makes (dry runs); a real run of ingestion and images on tin
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 import re
 import shutil
@@ -444,3 +445,133 @@ def test_ingest_rule_builds_a_verified_store(tmp_path, mpirun):
     for kind, shape in (("bands", (30, 3, 6, 45)), ("heatmap", (30, 2, 8, 45))):
         with h5py.File(tmp_path / "results" / "images" / f"tiny.{kind}.h5", "r") as f:
             assert f["images"].shape == shape and list(f["object_id"][...]) == list(expected)
+
+
+def profile_check(capsys, profile, workdir, *targets):
+    """`snia profile check` of a profile on a workdir's config: (exit code, {job: its lines})."""
+    from snia.cli.profile import check
+
+    code = check(profile, ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+                           *targets])
+    jobs, name = {}, None
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("  "):
+            jobs[name].append(line.strip())
+        elif ": " in line:
+            name, call = line.split(": ", 1)
+            jobs[name] = [call]
+    return code, jobs
+
+
+def flags(call: str) -> set:
+    return set(call.split())
+
+
+def multinode_profile(tmp_path, nodes: int, gres: str):
+    """The shipped SLURM profile, its trainings on `nodes` nodes of `gres` GPUs each."""
+    profile = yaml.safe_load((REPO / "cluster" / "slurm" / "config.yaml").read_text())
+    for rule in ("train", "compare_train"):
+        profile["set-resources"][rule].update(nodes=nodes, gres=gres)
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
+    return tmp_path / "profile"
+
+
+def test_the_shipped_slurm_profile_passes_its_check(capsys):
+    code, jobs = profile_check(capsys, REPO / "cluster" / "slurm", REPO, "all", "scaling")
+    assert code == 0, jobs
+    train = flags(jobs["train[run=m0]"][0])
+    ranks = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["train"]["ranks"]
+    assert {"--nodes=1", f"--gres=gpu:a100:{ranks}", f"--ntasks={ranks}",
+            "--ntasks-per-gpu=1", "--cpus-per-gpu=8"} <= train
+
+
+def test_slurm_jobs_for_2_nodes_of_4_gpus(tmp_path, capsys):
+    """The sbatch calls of a 2 nodes x 4 GPUs setup, as the SLURM plugin makes them from the
+    profile and the config (a dry run: SLURM's own --test-only where a GPU cluster is at hand)."""
+    config = small_config()
+    config["train"]["ranks"] = 8
+    config["scaling"]["ranks"] = [1, 2, 4, 8]
+    config["scaling"]["modes"] = ["strong"]
+    write_config(tmp_path, config)
+    profile = multinode_profile(tmp_path, 2, "gpu:a100:4")
+    code, jobs = profile_check(capsys, profile, tmp_path, "all", "scaling")
+    assert code == 0, jobs
+    # 8 ranks, one per GPU, 4 GPUs on each of 2 nodes, 8 cores per rank
+    assert {"--nodes=2", "--gres=gpu:a100:4", "--ntasks=8", "--ntasks-per-gpu=1",
+            "--cpus-per-gpu=8", "-p", "gpu"} <= flags(jobs["train[run=m0]"][0])
+    expected = {1: (1, 1), 2: (1, 2), 4: (1, 4), 8: (2, 4)}  # ranks: (nodes, GPUs per node)
+    for ranks, (nodes, per_node) in expected.items():
+        call = flags(jobs[f"scaling_run[mode=strong, ranks={ranks}]"][0])
+        assert {f"--nodes={nodes}", f"--gres=gpu:a100:{per_node}", "--ntasks-per-gpu=1"} <= call
+        assert (f"--ntasks={ranks}" in call) == (ranks > 1)  # one rank: no MPI job, no srun -n
+    # a geometry that does not add up is named: 6 ranks on 2 nodes x 4 GPUs
+    config["train"]["ranks"] = 6
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    code, jobs = profile_check(capsys, profile, tmp_path, "all")
+    assert code == 1
+    assert "problem: 6 ranks on 2 node(s) x 4 GPU(s)" in jobs["train[run=m0]"][1]
+
+
+def test_gpu_job_problems_are_named():
+    from snia.cli.profile import Job, gpus_per_node, parse_dry_run, problems
+
+    text = ("rule train:\n    wildcards: run=m0\n    resources: tmpdir=/tmp, mem=32 GB, nodes=2, "
+            "gres=gpu:h100:4, tasks=8, tasks_per_gpu=1, cpus_per_gpu=16, mpi=srun\nShell command: x\n"
+            "localrule all:\n    input: a\n")
+    train, everything = parse_dry_run(text)
+    assert (train.name, everything.name) == ("train[run=m0]", "all")
+    assert train.resources["gres"] == "gpu:h100:4" and train.resources["tasks"] == 8
+    assert gpus_per_node(train.resources) == 4 and problems(train) == []
+    assert gpus_per_node({"gpu": 8, "nodes": 2}) == 4 and gpus_per_node({"mem_mb": 1}) is None
+    r = train.resources
+    assert problems(Job("t", resources={**r, "gpu": 4}))[0].startswith("both gres and gpu")
+    assert "tasks_per_gpu must be 1" in problems(Job("t", resources={**r, "tasks_per_gpu": 2}))[0]
+    assert "no cpus_per_gpu" in problems(Job("t", resources={**r, "cpus_per_gpu": 0}))[0]
+    assert "does not split evenly" in problems(Job("t", resources={"gpu": 3, "nodes": 2}))[0]
+
+
+def sbatch_options(script) -> dict:
+    """The #SBATCH options of a batch script."""
+    return dict(line.split(None, 1)[1].lstrip("-").split("=", 1) for line in script.read_text().splitlines()
+                if line.startswith("#SBATCH "))
+
+
+def test_train_ddp_sbatch_for_2_nodes_of_4_gpus(tmp_path):
+    """The multi-node batch script, run with stand-ins for srun and scontrol in a 2 nodes x 4 GPUs
+    job's environment: one torchrun per node, 4 ranks each, meeting on the job's first node."""
+    script = REPO / "cluster" / "sbatch" / "train_ddp.sbatch"
+    options = sbatch_options(script)
+    assert (options["nodes"], options["gpus-per-node"], options["ntasks-per-node"]) == ("2", "4", "1")
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text('#!/bin/sh\necho "$@" > "$SRUN_ARGS"\n')
+    # scontrol's host list, from snia's own parse of the node list (tested against hand-written hosts)
+    hosts = "import sys; from snia.parallel import expand_nodelist as e; print(*e(sys.argv[3]), sep=chr(10))"
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\nexec {sys.executable} -c "{hosts}" "$@"\n')
+    for tool in ("srun", "scontrol"):
+        (bin_dir / tool).chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(REPO),
+               SRUN_ARGS=str(tmp_path / "srun.txt"), SLURM_JOB_NODELIST="gpu[07-08]", SLURM_NNODES="2",
+               SLURM_GPUS_PER_NODE="a100:4", SLURM_JOB_ID="81234", SLURM_SUBMIT_DIR=str(REPO),
+               VIRTUAL_ENV="set")
+    done = subprocess.run(["bash", str(script), "store.h5", "run"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    args = (tmp_path / "srun.txt").read_text().split()
+    # port by hand: 20000 + 81234 x 64 % 12000 = 20000 + 5,198,976 % 12000 = 22976
+    assert {"--ntasks-per-node=1", "torchrun", "--nnodes=2", "--nproc-per-node=4",
+            "--rdzv-endpoint=gpu07:22976", "--rdzv-id=81234"} <= set(args)
+    assert args[args.index("--no-python") + 1:] == ["snia", "train", "store.h5", "-o", "run", "--no-progress"]
+
+
+def test_the_profiles_gpu_training_keys_each_say_what_they_do():
+    """Every key of the multi-node rules in the SLURM profile carries its comment (a site edits
+    them: what each counts, per node or per job, must be on its line)."""
+    lines = (REPO / "cluster" / "slurm" / "config.yaml").read_text().splitlines()
+    for rule in ("train", "compare_train", "scaling_run"):
+        start = lines.index(f"  {rule}:") + 1
+        block = list(itertools.takewhile(lambda x: x.startswith("    "), lines[start:]))
+        keys = [line for line in block if not line.strip().startswith("#")]
+        assert {"nodes", "gres", "tasks_per_gpu", "cpus_per_gpu"} <= {k.split(":")[0].strip() for k in keys}
+        assert all("#" in line for line in keys), (rule, [k for k in keys if "#" not in k])

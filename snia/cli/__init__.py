@@ -285,6 +285,11 @@ def cmd_report(args) -> int:
 def cmd_profile(args) -> int:
     import shutil
 
+    if args.profile_command == "check":
+        from snia.cli.profile import check
+
+        return check(args.source, args.snakemake_args or ["all", "scaling"], sbatch_test=args.test_only)
+
     target = Path.home() / ".config" / "snakemake" / args.name
     if not (args.source / "config.yaml").is_file():
         raise FileNotFoundError(f"{args.source}/config.yaml: not a Snakemake profile folder")

@@ -119,7 +119,9 @@ def _report(a) -> Paths:
     return Paths(inputs=inputs, folders=[a.output], written=[a.output / name for name in REPORT_FILES])
 
 
-def _profile(a) -> Paths:
+def _profile(a) -> Paths | None:
+    if a.profile_command == "check":  # writes nothing
+        return None
     return Paths(inputs=[a.source], folders=[Path.home() / ".config" / "snakemake" / a.name])
 
 

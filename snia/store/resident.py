@@ -26,27 +26,35 @@ def fits(store, budget_bytes: float, columns=COLUMNS) -> bool:
     return resident_bytes(store, columns) <= budget_bytes
 
 
-class ResidentStore:
-    """The light curves of a ``Store`` in memory; ``batch(indices)`` as ``Store.batch`` does."""
+def read_columns(store, columns=COLUMNS, out: dict | None = None) -> dict:
+    """The columns of all observations, read in contiguous blocks of whole objects (about
+    READ_BLOCK observations a read), into ``out`` (arrays of ``n_observations``; new if None)."""
+    offset = store.objects["offset"].astype(np.int64)
+    out = out if out is not None else {k: np.empty(store.n_observations, OBS_DTYPES[k]) for k in columns}
+    start = 0
+    while start < len(offset):
+        stop = max(int(np.searchsorted(offset, offset[start] + READ_BLOCK, "right")), start + 1)
+        block = store.batch(slice(start, stop))
+        lo = int(offset[start])
+        for k in columns:
+            out[k][lo:lo + len(block.obs[k])] = block.obs[k]
+        start = stop
+    return out
 
-    def __init__(self, store, xp=np, columns=COLUMNS):
+
+class ResidentStore:
+    """The light curves of a ``Store`` in memory; ``batch(indices)`` as ``Store.batch`` does.
+    ``obs``: the columns when read already (``read_columns``, e.g. shared by a node's ranks)."""
+
+    def __init__(self, store, xp=np, columns=COLUMNS, obs: dict | None = None):
         objects = store.objects
         self.xp = xp
         self.object_id = objects["object_id"]
         self.offset = objects["offset"].astype(np.int64)
         self.length = objects["length"].astype(np.int64)
         self.meta = {k: v for k, v in objects.items() if k not in ("object_id", "offset", "length")}
-        self.obs = {k: np.empty(store.n_observations, OBS_DTYPES[k]) for k in columns}
-        start = 0
-        while start < len(self.object_id):  # whole objects, about READ_BLOCK observations a read
-            stop = int(np.searchsorted(self.offset, self.offset[start] + READ_BLOCK, "right"))
-            stop = max(stop, start + 1)
-            block = store.batch(slice(start, stop))
-            lo = int(self.offset[start])
-            for k in columns:
-                self.obs[k][lo:lo + len(block.obs[k])] = block.obs[k]
-            start = stop
-        self.obs = {k: xp.asarray(v) for k, v in self.obs.items()}
+        host = obs if obs is not None else read_columns(store, columns)
+        self.obs = {k: xp.asarray(host[k]) for k in columns}
         self._device_offset = None if xp is np else xp.asarray(self.offset)
         # the upload runs on the stream current now; batches may be gathered on another (a
         # non-blocking side stream): they wait for this event, not for an incidental sync

@@ -25,10 +25,11 @@ from snia.inference import ensemble_p_ia, load_members
 from snia.metrics import hashed_share
 from snia.models import SEQUENCE_ARCHS
 from snia.models.inputs import scalar_inputs, scalars_of, sequence_inputs
-from snia.parallel import local_ranks
+from snia.parallel import Dist, local_ranks
 from snia.raster import rasterize, spec_for_store, to_host
 from snia.store import Store
 from snia.store.resident import ResidentStore, fits, resident_bytes
+from snia.store.shared import node_shared_columns
 from snia.taxonomy import CLASSES, INDEX, class_list, class_targets, labels_of
 from snia.train.config import TrainConfig
 from snia.train.survey import SurveyCurves, reobservation
@@ -71,10 +72,13 @@ def load_teachers(checkpoints: list, device) -> list:
     return teachers
 
 
-def resident_or_store(store, share: float = 0.5):
-    """The store's observations in memory when they take at most ``share`` of the memory
-    available to each of this node's ranks (a batch is then a vectorised gather), else the store
-    itself (each batch read from HDF5: slower, any size)."""
+def resident_or_store(store, share: float = 0.5, shared: dict | None = None):
+    """The store's observations in memory: ``shared`` by the node's ranks when given
+    (``node_shared_columns``), else this rank's own copy when it takes at most ``share`` of the
+    memory available to each of this node's ranks (a batch is then a vectorised gather), else the
+    store itself (each batch read from HDF5: slower, any size)."""
+    if shared is not None:
+        return ResidentStore(store, obs=shared)
     available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / local_ranks()
     if not fits(store, share * available):
         log.warning("%s: %.1f GB of observations do not fit in memory beside the other ranks: "
@@ -95,9 +99,10 @@ def on_device_pipeline(device, backend: str) -> bool:
     return "cupy" in available_backends() and "numba-cuda" in available_backends()
 
 
-def device_resident_or_none(store, device, share: float = 0.5):
+def device_resident_or_none(store, device, share: float = 0.5, shared: dict | None = None):
     """The store's observations in this rank's GPU memory when they take at most ``share`` of
-    what is free there, else None (then the host pipeline is used)."""
+    what is free there, else None (then the host pipeline is used); uploaded from the node's
+    ``shared`` copy when given, else read from the store."""
     import cupy
 
     with cupy.cuda.Device(torch.device(device).index or 0):
@@ -106,17 +111,20 @@ def device_resident_or_none(store, device, share: float = 0.5):
             log.warning("%s: %.1f GB of observations do not fit in GPU memory: batches are made "
                         "on the host", store.path, resident_bytes(store) / 1e9)
             return None
-        return ResidentStore(store, xp=cupy)
+        return ResidentStore(store, xp=cupy, obs=shared)
 
 
 class TrainingData:
     """A store's training and validation objects and everything derived from them (see the
     module docstring); ``tensors()`` makes a batch."""
 
-    def __init__(self, store_path, cfg: TrainConfig, device):
+    def __init__(self, store_path, cfg: TrainConfig, device, dist: Dist | None = None):
+        """``dist``: the ranks of a DDP run, which then read the store once per node (every
+        rank must construct its TrainingData)."""
         self.cfg, self.device = cfg, device
         self.teachers = load_teachers(cfg.distill.teachers, device)  # before opening the store
         self.store = Store(store_path)
+        shared = node_shared_columns(self.store, dist) if dist is not None else None
         # where batches are gathered from: GPU memory (then made there end to end), host
         # memory, or the store itself
         self.source = None
@@ -135,10 +143,10 @@ class TrainingData:
         # re-observation and self-training run on the host: batches are then made there
         if (on_device_pipeline(device, cfg.backend) and not self.sequences
                 and not self.reobserved and self.survey is None):
-            self.source = device_resident_or_none(self.store, device)
+            self.source = device_resident_or_none(self.store, device, shared=shared)
         self.on_device = self.source is not None
         if self.source is None:
-            self.source = resident_or_store(self.store)
+            self.source = resident_or_store(self.store, shared=shared)
         self.spec = spec_for_store(self.store, cfg.kind, **cfg.raster)
         objects = self.store.objects
         known = objects["type"] != INDEX["unknown"]  # 'unknown' has no label to learn

@@ -20,12 +20,13 @@ log = logging.getLogger(__name__)
 
 def device_for(dist: Dist) -> torch.device:
     """This rank's device: its local rank's GPU (modulo the visible GPUs, since SLURM may bind one
-    GPU per task, which each rank then sees as cuda:0), else the CPU (sharing the cores)."""
+    GPU per task, which each rank then sees as cuda:0), else the CPU. On either, the rank's
+    threads are its share of the node's cores: on a GPU node they make batches on the host."""
+    share_cpu_threads(dist)
     if torch.cuda.is_available():
         device = torch.device(f"cuda:{dist.local_rank % torch.cuda.device_count()}")
         torch.cuda.set_device(device)
         return device
-    share_cpu_threads()
     return torch.device("cpu")
 
 
@@ -39,7 +40,7 @@ def open_trainer(store_path, out_dir, cfg: TrainConfig, dist: Dist | None = None
     except LaunchError as exc:  # what to set, in one line
         raise ConfigError(str(exc)) from None
     log.info("rank %d of %d (started by %s) on %s", dist.rank, dist.world, dist.launcher, device)
-    data = TrainingData(store_path, cfg, device)
+    data = TrainingData(store_path, cfg, device, dist)
     try:
         return Trainer(data, out_dir, cfg, dist, device, progress=progress,
                        restart_on_change=restart_on_change)

@@ -1,5 +1,6 @@
 # Scaling runs (`snakemake scaling`): training throughput for each number of ranks, strong and
-# weak scaling, then one CSV and one plot.
+# weak scaling, then one CSV and one plot. Each run asks for its ranks (tasks); on a cluster the
+# profile turns them into nodes and GPUs (cluster/slurm: scaling_run, one rank per GPU).
 
 # Scaling runs: one per (mode, ranks), in this order.
 SCALING = config["scaling"]
