@@ -334,3 +334,25 @@ def test_redshift_quantiles_are_the_extragalactic_photo_z_quantiles(tmp_path, ca
     np.testing.assert_allclose(printed, expected, atol=1e-4)
     with pytest.raises(StoreError, match="too few"):
         redshift_quantiles(tmp_path / "s.h5", 100)
+
+
+def test_blocks_are_whole_objects_of_bounded_size_in_whole_batches(store_path):
+    """Block reads: consecutive, covering every object once, each within the observation budget
+    unless one batch alone exceeds it, a whole number of batches but the last; only the columns
+    asked for are read, and they are the store's rows."""
+    with Store(store_path[0]) as store:
+        lengths = store.objects["length"]
+        for budget, objects in ((40, 1), (40, 3), (10**6, 4), (1, 1)):
+            bounds = store.block_bounds(budget, objects)
+            assert [b[0] for b in bounds] == [0] + [b[1] for b in bounds[:-1]]
+            assert bounds[-1][1] == len(store)
+            for start, stop in bounds:
+                if stop != len(store):
+                    assert (stop - start) % objects == 0
+                if stop - start > objects:
+                    assert lengths[start:stop - objects].sum() <= budget
+        for start, block in store.blocks(40, ("time", "band"), 3):
+            assert set(block.obs) == {"time", "band"}
+            every = store.batch(slice(start, start + len(block)))
+            for key in ("time", "band"):
+                np.testing.assert_array_equal(block.obs[key], every.obs[key])

@@ -304,8 +304,9 @@ class Store:
         out.update({k: v[0] for k, v in batch.meta.items()}, object_id=int(object_id))
         return out
 
-    def batch(self, selection) -> Batch:
-        """Objects by index: a slice (one contiguous read) or an array of indices (any order)."""
+    def batch(self, selection, columns=tuple(OBS_DTYPES)) -> Batch:
+        """Objects by index: a slice (one contiguous read) or an array of indices (any order).
+        ``columns``: the observation columns to read (a reader that needs fewer reads less)."""
         stopping.check()  # every command reads through here: stop on a signal whose exception was lost
         objs = self.objects
         if isinstance(selection, slice):
@@ -317,16 +318,37 @@ class Store:
             obs_group = self.file["observations"]
             if len(idx) and np.all(np.diff(idx) == 1):
                 lo = objs["offset"][idx[0]]
-                obs = {k: obs_group[k][lo:lo + offsets[-1]] for k in OBS_DTYPES}
+                obs = {k: obs_group[k][lo:lo + offsets[-1]] for k in columns}
             else:
-                obs = {k: np.empty(offsets[-1], dtype=OBS_DTYPES[k]) for k in OBS_DTYPES}
-                for k in OBS_DTYPES:
+                obs = {k: np.empty(offsets[-1], dtype=OBS_DTYPES[k]) for k in columns}
+                for k in columns:
                     ds = obs_group[k]
                     for j, i in enumerate(idx):
                         lo = objs["offset"][i]
                         obs[k][offsets[j]:offsets[j + 1]] = ds[lo:lo + objs["length"][i]]
         meta = {k: objs[k][idx] for k in objs if k not in ("object_id", "offset", "length")}
         return Batch(object_id=objs["object_id"][idx], offsets=offsets, obs=obs, meta=meta)
+
+    def block_bounds(self, observations: int, objects: int = 1) -> list[tuple[int, int]]:
+        """Consecutive object ranges [start, stop) of about ``observations`` observations each,
+        whole objects, a multiple of ``objects`` of them (but the last): the large contiguous
+        reads that keep memory bounded by the block, not by the store, and that batches of
+        ``objects`` cut from them are the batches cut from the whole store."""
+        offset = self.objects["offset"]
+        bounds, start = [], 0
+        while start < len(self):
+            stop = int(np.searchsorted(offset, offset[start] + observations, "right"))
+            whole = max(-(-(stop - start) // objects), 1) * objects  # rounded up, at least one
+            stop = min(start + whole, len(self))
+            bounds.append((start, stop))
+            start = stop
+        return bounds
+
+    def blocks(self, observations: int, columns=tuple(OBS_DTYPES), objects: int = 1):
+        """The store as consecutive blocks of whole objects (``block_bounds``), one contiguous
+        read of each of ``columns`` per block: (first object index, Batch)."""
+        for start, stop in self.block_bounds(observations, objects):
+            yield start, self.batch(slice(start, stop), columns)
 
     def iter_batches(self, batch_size: int):
         for start in range(0, len(self), batch_size):

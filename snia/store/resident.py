@@ -37,15 +37,10 @@ class ResidentStore:
         self.length = objects["length"].astype(np.int64)
         self.meta = {k: v for k, v in objects.items() if k not in ("object_id", "offset", "length")}
         self.obs = {k: np.empty(store.n_observations, OBS_DTYPES[k]) for k in columns}
-        start = 0
-        while start < len(self.object_id):  # whole objects, about READ_BLOCK observations a read
-            stop = int(np.searchsorted(self.offset, self.offset[start] + READ_BLOCK, "right"))
-            stop = max(stop, start + 1)
-            block = store.batch(slice(start, stop))
+        for start, block in store.blocks(READ_BLOCK, columns):  # whole objects, large reads
             lo = int(self.offset[start])
             for k in columns:
                 self.obs[k][lo:lo + len(block.obs[k])] = block.obs[k]
-            start = stop
         self.obs = {k: xp.asarray(v) for k, v in self.obs.items()}
         self._device_offset = None if xp is np else xp.asarray(self.offset)
         # the upload runs on the stream current now; batches may be gathered on another (a
