@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import error_line
+from conftest import REPO, error_line
 
 
 def test_an_ensemble_averages_its_members(tmp_path):
@@ -127,3 +127,119 @@ def test_scalar_inputs_are_photo_z_its_error_and_log_scale_standardised():
     scaled = scalar_inputs(meta, scale, mean, std, torch.device("cpu"))
     assert scaled.dtype == torch.float32
     np.testing.assert_allclose(scaled.numpy(), (expected - mean) / std, rtol=1e-6)
+
+
+SHIPPED = REPO / "snia" / "models" / "shipped" / "snia_plasticc.pt"
+
+
+def one_by_one(checkpoint, store_path) -> tuple[np.ndarray, np.ndarray]:
+    """P(Ia) and embeddings the slow, independent way: each object read alone (the index path of
+    Store.batch, all columns), drawn by the NumPy reference rasterizer, run through the network
+    alone."""
+    import torch
+
+    from snia.inference import Member
+    from snia.models.inputs import scalar_inputs
+    from snia.raster import rasterize
+    from snia.store import Store
+
+    member = Member(checkpoint, "cpu")
+    p_ia, embedded = [], []
+    with Store(store_path) as store, torch.no_grad():
+        spec = member.spec_for(store.bands)
+        for i in range(len(store)):
+            batch = store.batch(np.array([i]))
+            images = rasterize(batch, spec, "numpy")
+            x = torch.as_tensor(images.images).contiguous(memory_format=torch.channels_last)
+            s = scalar_inputs(batch.meta, images.scale, member.mean, member.std, "cpu")
+            e = member.model.embed(x, s)
+            p_ia.append(torch.sigmoid(member.model.head(e)).item())
+            embedded.append(e[0].numpy())
+    return np.array(p_ia), np.array(embedded)
+
+
+def test_predict_store_is_each_object_run_alone(small_store):
+    """The block reads, batches cut from them and worker threads give what each object run alone
+    through the reference rasterizer gives (the shipped model: a binary CNN)."""
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    from snia.inference import predict_store
+
+    p_ia, embedded = one_by_one(SHIPPED, small_store)
+    out = predict_store(SHIPPED, small_store, embeddings=True, device="cpu")
+    np.testing.assert_allclose(out["p_ia_uncalibrated"], p_ia, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(out["embedding"], embedded, rtol=0, atol=1e-5)
+
+
+def test_results_do_not_depend_on_blocks_or_workers(small_store, monkeypatch):
+    """Blocks of ~50 observations on 2 threads, or the whole store read at once on the calling
+    thread: the same batches (of 8), the same numbers, bit for bit. Batches of another size
+    agree to float32 rounding (a convolution may sum in another order for a batch of one)."""
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    from snia import inference
+
+    def run(batch_size, workers):
+        return inference.predict_store(SHIPPED, small_store, embeddings=True,
+                                       batch_size=batch_size, workers=workers, device="cpu")
+
+    whole = run(8, 1)
+    monkeypatch.setattr(inference, "READ_BLOCK", 50)
+    pieces = run(8, 2)
+    for key in ("object_id", "type", "p_ia", "p_ia_uncalibrated", "embedding"):
+        np.testing.assert_array_equal(pieces[key], whole[key], err_msg=key)
+    np.testing.assert_allclose(run(1, 2)["p_ia"], whole["p_ia"], rtol=0, atol=1e-6)
+
+
+def test_results_leave_the_device_once_not_per_batch(small_store, monkeypatch):
+    """No host copy inside the loop (on a GPU each would wait for the device): the tensors that
+    go to the host are as many with 13 batches as with one."""
+    torch = pytest.importorskip("torch", reason="PyTorch not installed")
+    from snia.inference import predict_store
+
+    def counted(batch_size: int) -> int:
+        calls = []
+        for name in ("cpu", "numpy", "item", "tolist"):
+            original = getattr(torch.Tensor, name)
+
+            def spy(self, *a, _original=original, _name=name, **k):
+                calls.append(_name)
+                return _original(self, *a, **k)
+            monkeypatch.setattr(torch.Tensor, name, spy)
+        predict_store(SHIPPED, small_store, embeddings=True, batch_size=batch_size, workers=1,
+                      device="cpu")
+        monkeypatch.undo()
+        return len(calls)
+
+    assert counted(2) == counted(100) > 0
+
+
+def test_ordered_map_keeps_order_and_bounds_what_is_in_flight():
+    """Results in the order of the items, errors raised where the result is taken, and never
+    more than two items per worker drawn ahead of the results taken (memory bounded)."""
+    import time
+
+    from snia.inference import ordered_map
+
+    drawn = []
+
+    def items():
+        for i in range(40):
+            drawn.append(i)
+            yield i
+
+    def slow_square(i):
+        time.sleep(0.001 * (i % 3))  # finish out of order
+        return i * i
+
+    out = []
+    for result in ordered_map(slow_square, items(), workers=3):
+        assert len(drawn) - len(out) <= 6
+        out.append(result)
+    assert out == [i * i for i in range(40)]
+
+    def fails_at_5(i):
+        if i == 5:
+            raise ValueError("object 5")
+        return i
+
+    with pytest.raises(ValueError, match="object 5"):
+        list(ordered_map(fails_at_5, range(40), workers=2))
