@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -356,3 +357,35 @@ def test_blocks_are_whole_objects_of_bounded_size_in_whole_batches(store_path):
             every = store.batch(slice(start, start + len(block)))
             for key in ("time", "band"):
                 np.testing.assert_array_equal(block.obs[key], every.obs[key])
+
+
+def test_bands_present_are_recorded_at_ingest_and_read_without_a_scan(store_path, monkeypatch):
+    """Ingest records the bands observed; readers take the record instead of scanning, a store
+    written without one is scanned, and verify names a record that disagrees with the data."""
+    path, expected = store_path
+    with h5py.File(path, "r") as f:  # the whole column, read plainly
+        observed = sorted(np.unique(f["observations/band"][...]).tolist())
+    assert len(observed) == len({int(b) for lc in expected.values() for b in lc["band"]})
+    with Store(path) as store:
+        assert store.recorded_bands_present() == tuple(observed)
+
+        def no_scan(self):
+            raise AssertionError("scanned observations/band despite the record")
+        with monkeypatch.context() as m:
+            m.setattr(Store, "scan_bands_present", no_scan)
+            assert store.bands_present() == tuple(observed)
+    with h5py.File(path, "r+") as f:
+        del f.attrs["bands_present"]  # a store written before the record existed
+    with Store(path) as store:
+        assert store.recorded_bands_present() is None
+        assert store.bands_present() == tuple(observed)
+    assert verify(path, check_inputs=False) == []
+    with h5py.File(path, "r+") as f:
+        f.attrs["bands_present"] = np.bytes_(json.dumps(observed[:-1]).encode())
+    failures = verify(path, check_inputs=False)
+    assert failures == [f"the bands_present attribute records bands {observed[:-1]}, the "
+                        f"observations hold bands {observed}"]
+    with h5py.File(path, "r+") as f:
+        f.attrs["bands_present"] = np.bytes_(b"[0, 99]")
+    with Store(path) as store, pytest.raises(StoreError, match="band code 99 in the bands_present"):
+        store.bands_present()

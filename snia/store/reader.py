@@ -23,7 +23,7 @@ from snia import stopping, taxonomy
 from snia.bands import BandRegistry
 from snia.errors import SniaError, StoreError
 from snia.lightcurve import OBS_DTYPES, Batch, offsets_from_lengths
-from snia.store.schema import DATASETS, SCHEMA_VERSION, read_checksum, read_parts
+from snia.store.schema import BANDS_PRESENT_ATTR, DATASETS, SCHEMA_VERSION, read_checksum, read_parts
 
 SCAN_BLOCK = 1 << 24
 # what h5py raises on bytes that are not the HDF5 it expects (truncated, overwritten, swapped)
@@ -34,6 +34,21 @@ def scan(ds, fn) -> None:
     """Call fn(block) over a 1-D dataset in fixed-size blocks (bounded memory on huge stores)."""
     for a in range(0, ds.shape[0], SCAN_BLOCK):
         fn(ds[a:a + SCAN_BLOCK])
+
+
+def band_codes(ds) -> np.ndarray:
+    """The distinct codes of a band column (sorted), in one scan of bounded blocks."""
+    found: set[int] = set()
+    scan(ds, lambda block: found.update(np.unique(block).tolist()))
+    return np.array(sorted(found), dtype=np.int64)
+
+
+def shard_band_codes(path) -> np.ndarray:
+    """The band codes a shard file's observations hold (what ingest records for the store)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return band_codes(f["observations/band"])
 
 
 def corrupt(path, what: str) -> StoreError:
@@ -259,23 +274,35 @@ class Store:
         return self._bands
 
     def bands_present(self) -> tuple[int, ...]:
-        """Registry indices of the bands that have observations, in registry order (one scan of
-        observations/band in bounded blocks, then cached)."""
+        """Registry indices of the bands that have observations, in registry order: as recorded
+        at ingest, else (a store written before that was recorded) found by a scan; cached."""
         if self._bands_present is None:
-            present = np.zeros(len(self.bands), dtype=bool)
-
-            def mark(block):
-                codes = np.unique(block)
-                if codes.size and (codes[0] < 0 or codes[-1] >= len(present)):
-                    bad = codes[0] if codes[0] < 0 else codes[-1]
-                    raise corrupt(self.path, f"band code {bad} in observations/band is outside the "
-                                             f"bands table (0..{len(present) - 1})")
-                present[codes] = True
-
-            with self.reading("observations/band"):
-                scan(self.file["observations/band"], mark)
-            self._bands_present = tuple(int(b) for b in np.flatnonzero(present))
+            recorded = self.recorded_bands_present()
+            self._bands_present = self.scan_bands_present() if recorded is None else recorded
         return self._bands_present
+
+    def recorded_bands_present(self) -> tuple[int, ...] | None:
+        """The ``bands_present`` attribute ingest wrote (None when the store has none)."""
+        with self.reading(f"its {BANDS_PRESENT_ATTR} attribute"):
+            value = self.file.attrs.get(BANDS_PRESENT_ATTR)
+            if value is None:
+                return None
+            codes = tuple(int(b) for b in json.loads(bytes(value).decode()))
+        self._check_band_codes(codes, f"the {BANDS_PRESENT_ATTR} attribute")
+        return codes
+
+    def scan_bands_present(self) -> tuple[int, ...]:
+        """The bands with observations, by one scan of observations/band in bounded blocks."""
+        with self.reading("observations/band"):
+            codes = tuple(int(b) for b in band_codes(self.file["observations/band"]))
+        self._check_band_codes(codes, "observations/band")
+        return codes
+
+    def _check_band_codes(self, codes, where: str) -> None:
+        bad = [b for b in codes if not 0 <= b < len(self.bands)]
+        if bad:
+            raise corrupt(self.path, f"band code {bad[0]} in {where} is outside the bands table "
+                                     f"(0..{len(self.bands) - 1})")
 
     @property
     def provenance(self) -> dict:
