@@ -126,7 +126,7 @@ def main() -> None:
     import torch
 
     from snia.checkpoints import spec_of
-    from snia.inference import default_device, predict_store
+    from snia.inference import default_batch_size, default_device, predict_store, store_batches
     from snia.models import build_model, rebuild
     from snia.models.inputs import as_tensor
     from snia.raster import rasterize
@@ -137,7 +137,8 @@ def main() -> None:
                     help="one model, or an ensemble (the per-stage rows use the first)")
     ap.add_argument("--store")
     ap.add_argument("--objects", type=int, default=5000)
-    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--batch-size", type=int,
+                    help="objects per batch (default: predict_store's for the device)")
     ap.add_argument("--compare-with", metavar="COMMIT",
                     help="time only store -> P(Ia), that commit's snia vs this tree's, interleaved")
     ap.add_argument("--rounds", type=int, default=5, help="--compare-with: rounds of both sides")
@@ -159,10 +160,11 @@ def main() -> None:
         model = model.to(device, memory_format=torch.channels_last)  # as predict_store runs it
         with Store(store_path) as store:
             n = min(args.objects, len(store))
-            batches = [store.batch(slice(a, min(a + args.batch_size, n)))
-                       for a in range(0, n, args.batch_size)]
-            read = best_rate(lambda: [store.batch(slice(a, min(a + args.batch_size, n)))
-                                      for a in range(0, n, args.batch_size)], n)
+            size = args.batch_size or default_batch_size(device)
+            batches = [store.batch(slice(a, min(a + size, n))) for a in range(0, n, size)]
+            read = best_rate(lambda: [store.batch(slice(a, min(a + size, n)))
+                                      for a in range(0, n, size)], n)
+            blocks = best_rate(lambda: list(store_batches(store, size)), len(store))
             raster = best_rate(lambda: [rasterize(b, spec, "auto") for b in batches], n)
             images = [as_tensor(rasterize(b, spec, "auto").images, device)
                       .contiguous(memory_format=torch.channels_last) for b in batches]
@@ -182,7 +184,8 @@ def main() -> None:
         print(f"store {store_path.name}: {n} light curves, {spec.kind} images "
               f"{tuple(images[0].shape[1:])}, model channels {model.config.channels}, "
               f"on {device}" + ("" if device.type == "cuda" else f", {threads} torch threads"))
-        print(f"  read store                 {read:>10,.0f} LC/s")
+        print(f"  read store, batch by batch {read:>10,.0f} LC/s")
+        print(f"  read store, large blocks   {blocks:>10,.0f} LC/s   (the model's columns only)")
         print(f"  rasterize (from batches)   {raster:>10,.0f} LC/s")
         print(f"  CNN forward (ready images) {cnn:>10,.0f} LC/s")
         print(f"  store -> P(Ia), end to end {whole:>10,.0f} LC/s   = {whole / TARGET:.2f} x the "
