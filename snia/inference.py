@@ -13,6 +13,8 @@ are ``snia.models.inputs``, shared with training.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -242,9 +244,51 @@ def store_batches(store: Store, batch_size: int, block: int | None = None):
     the columns the models read: views into the block, no copy per batch. The batches are those
     of reading batch by batch: a convolution may take another path for a batch of a few objects
     (last bits of its sums), so the same batches keep the same numbers."""
-    for _, objects in store.blocks(block or READ_BLOCK, MODEL_COLUMNS, batch_size):
+    for _, objects in prefetched(store.blocks(block or READ_BLOCK, MODEL_COLUMNS, batch_size)):
         for a in range(0, len(objects), batch_size):
             yield objects.objects(a, min(a + batch_size, len(objects)))
+
+
+def prefetched(items, depth: int = 1):
+    """``items`` (block reads) produced in a background thread, up to ``depth`` ahead of the
+    consumer: the next block is read while this one is computed on (h5py's I/O overlaps torch's
+    and Numba's, which release the GIL). An error while producing is raised here; stopping
+    early stops the producer after the item it is on."""
+    entries: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def offer(entry) -> bool:
+        while not stop.is_set():
+            try:
+                entries.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer((item, None)):
+                    return
+            offer((done, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            offer((done, exc))
+
+    producer = threading.Thread(target=produce, name="snia-read-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, error = entries.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        producer.join()
 
 
 def _one_numba_thread() -> None:
@@ -256,8 +300,9 @@ def _one_numba_thread() -> None:
 @contextmanager
 def one_torch_thread(workers: int):
     """Torch's intra-op threads set to one while ``workers`` threads each run whole batches
-    (the setting is process-wide: restored after). Results do not depend on it: each sample's
-    arithmetic is the same on any number of threads (test_inference checks)."""
+    (the setting is process-wide: restored after). The CNNs' results do not depend on it (each
+    sample's convolutions and norms are summed alike on any number of threads: test_inference
+    checks); a recurrent model's matrix products may round an embedding's last bit otherwise."""
     if workers <= 1:
         yield
         return

@@ -243,3 +243,35 @@ def test_ordered_map_keeps_order_and_bounds_what_is_in_flight():
 
     with pytest.raises(ValueError, match="object 5"):
         list(ordered_map(fails_at_5, range(40), workers=2))
+
+
+def test_prefetched_reads_ahead_in_order_and_stops_with_its_consumer():
+    """The read-ahead thread yields every item in order, raises the producer's error in the
+    consumer, and stops (no thread left behind) when the consumer stops early."""
+    import threading
+
+    from snia.inference import prefetched
+
+    assert list(prefetched(iter(range(50)), depth=2)) == list(range(50))
+
+    def fails_after_3():
+        yield from range(3)
+        raise OSError("block 3 unreadable")
+
+    got = []
+    with pytest.raises(OSError, match="block 3 unreadable"):
+        for item in prefetched(fails_after_3()):
+            got.append(item)
+    assert got == [0, 1, 2]
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(len(produced))
+            yield produced[-1]
+
+    reader = prefetched(endless())
+    assert [next(reader) for _ in range(3)] == [0, 1, 2]
+    reader.close()
+    assert len(produced) <= 6  # bounded: one in the queue, one being offered
+    assert not any(t.name == "snia-read-ahead" for t in threading.enumerate())
