@@ -12,8 +12,10 @@ are ``snia.models.inputs``, shared with training.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import queue
+import sys
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -297,6 +299,25 @@ def _one_numba_thread() -> None:
     numba.set_num_threads(1)  # thread-local: this worker's kernels run in it alone
 
 
+def keep_freed_memory() -> None:
+    """Have glibc's malloc keep freed blocks of up to 32 MiB for reuse instead of returning them
+    to the kernel. Each CPU batch allocates the same few activation tensors of several MiB; by
+    default glibc unmaps such a block when it is freed (or trims the heap above it), so every
+    batch page-faults its activations in again (~75 k faults per 5,120 light curves, ~30 % of
+    the forward pass on this machine). Process-wide, and kept: memory stays bounded by the
+    batches in flight, it is only not handed back between them. No-op off glibc."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # another C library (musl): its own policy stands
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    mallopt(m_mmap_threshold, 32 << 20)  # the largest threshold glibc accepts
+    mallopt(m_trim_threshold, 1 << 30)
+
+
 @contextmanager
 def one_torch_thread(workers: int):
     """Torch's intra-op threads set to one while ``workers`` threads each run whole batches
@@ -412,6 +433,8 @@ def predict_store(checkpoints, store_path, batch_size: int | None = None, embedd
     batch_size = batch_size or default_batch_size(device)
     workers = workers or default_workers(device)
     gathered = Predictions(members, embeddings)
+    if device.type == "cpu":
+        keep_freed_memory()
     with Store(store_path) as store:
         check_bands(members, store, allow_other_bands)
         for m in members:

@@ -275,3 +275,33 @@ def test_prefetched_reads_ahead_in_order_and_stops_with_its_consumer():
     reader.close()
     assert len(produced) <= 6  # bounded: one in the queue, one being offered
     assert not any(t.name == "snia-read-ahead" for t in threading.enumerate())
+
+
+def test_batches_reuse_freed_memory_instead_of_faulting_it_in_again():
+    """After keep_freed_memory, forward passes over a CPU batch whose activations total ~80 MiB
+    touch (almost) no new pages once the heap has grown (glibc's default unmaps the large ones
+    when freed and faults them in again on every pass: 11-24 k faults a pass here)."""
+    import ctypes.util
+    import resource
+    import sys
+
+    torch = pytest.importorskip("torch", reason="PyTorch not installed")
+    if not sys.platform.startswith("linux") or "libc.so.6" not in (ctypes.util.find_library("c") or ""):
+        pytest.skip("glibc's malloc only")
+    from snia.inference import Member, keep_freed_memory
+
+    keep_freed_memory()
+    model = Member(SHIPPED, "cpu").model
+    images = torch.rand(512, 2, 16, 60).contiguous(memory_format=torch.channels_last)
+    scalars = torch.zeros(512, 3)
+
+    def faults_of_one_pass() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        with torch.inference_mode():
+            model.embed(images, scalars)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    for _ in range(2):
+        faults_of_one_pass()  # the first passes grow the heap to what a batch needs
+    pages = 80 * 2**20 // resource.getpagesize()  # glibc's default: ~half of them every pass
+    assert sum(faults_of_one_pass() for _ in range(4)) < pages // 10
