@@ -1,6 +1,7 @@
 """Inference benchmark: store -> P(Ia) throughput on this machine's CPU, per stage, side by side.
 
     python bench/infer.py [--checkpoint CKPT [CKPT ...]] [--store STORE] [--objects 5000]
+    python bench/infer.py --compare-with COMMIT [--rounds 5] [--checkpoint ...] [--store ...]
 
 Default: the model the workflow evaluates: the distilled one (results/model/student/best.pt),
 else the ensemble (results/model/m*/best.pt).
@@ -12,11 +13,23 @@ Then the forward pass of smaller CNNs of the same family (untrained: speed does 
 weights) to show which model size a throughput target needs. Each rate is the best of 2-3 timed
 runs after a warm-up (the machines here are noisy). Target (issue 4): >= 5,000 LC/s
 end to end on 2 cores.
+
+``--compare-with COMMIT``: only the whole store -> P(Ia) path, of that commit's ``snia`` package
+(extracted with ``git archive``) and of this tree's, side by side: each round runs both, in
+alternating order, each in a fresh process (one warm-up, then the best of ``--repeat`` runs), and
+each side's rate is its best round. Interleaving is what makes the ratio fair on a shared, noisy
+machine: a load that comes and goes hits both sides alike. Target (issue 23): >= 1.5x on 2 cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +57,64 @@ def best_rate(fn, n: int, repeat: int = 2) -> float:
     return n / best
 
 
+# One side of --compare-with, in a fresh process with the snia package of PYTHONPATH: one
+# warm-up (Numba compiles, allocators), then the best of `repeat` timed runs, as JSON.
+ONE_SIDE = """
+import json, sys, time
+import snia
+from snia.inference import predict_store
+store, repeat, *checkpoints = sys.argv[1:]
+n = len(predict_store(checkpoints, store)["p_ia"])
+best = float("inf")
+for _ in range(int(repeat)):
+    start = time.perf_counter()
+    predict_store(checkpoints, store)
+    best = min(best, time.perf_counter() - start)
+print(json.dumps({"rate": n / best, "objects": n, "package": snia.__file__}))
+"""
+
+
+def extract_package(commit: str, into: Path) -> Path:
+    """The ``snia`` package of ``commit`` in a folder of its own (``git archive``)."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit, "snia"],
+                             check=True, capture_output=True).stdout
+    into.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def one_side(root: Path, store: Path, checkpoints: list[str], repeat: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", ONE_SIDE, str(store), str(repeat), *checkpoints],
+                          capture_output=True, text=True, env=env, cwd=root, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the run with {root}/snia failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if not Path(result["package"]).is_relative_to(root):  # the package meant, not another
+        raise SystemExit(f"expected snia from {root}, the run imported {result['package']}")
+    return result
+
+
+def compare(commit: str, store: Path, checkpoints: list[str], rounds: int, repeat: int,
+            tmp: Path) -> None:
+    """Old commit vs this tree, interleaved rounds; prints each round, the best and the ratio."""
+    sides = {f"old {commit}": extract_package(commit, tmp / "old"), "new (this tree)": REPO}
+    best = dict.fromkeys(sides, 0.0)
+    for r in range(rounds):
+        order = list(sides) if r % 2 == 0 else list(reversed(sides))
+        for name in order:
+            result = one_side(sides[name], store, checkpoints, repeat)
+            best[name] = max(best[name], result["rate"])
+            print(f"round {r + 1}: {name:<22} {result['rate']:>9,.0f} LC/s", flush=True)
+    old, new = best.values()
+    print(f"store {store.name} ({result['objects']} light curves), {len(checkpoints)} model(s), "
+          f"{os.cpu_count()} CPU cores, best of {rounds} rounds x {repeat} runs each:")
+    for name, rate in best.items():
+        print(f"  {name:<22} {rate:>9,.0f} LC/s")
+    print(f"  ratio new / old        {new / old:>9.2f} x")
+
+
 def default_checkpoints() -> list[str]:
     models = REPO / "results" / "model"
     if (models / "student" / "best.pt").exists():
@@ -55,7 +126,7 @@ def main() -> None:
     import torch
 
     from snia.checkpoints import spec_of
-    from snia.inference import default_device, predict_store
+    from snia.inference import default_batch_size, default_device, predict_store, store_batches
     from snia.models import build_model, rebuild
     from snia.models.inputs import as_tensor
     from snia.raster import rasterize
@@ -66,7 +137,12 @@ def main() -> None:
                     help="one model, or an ensemble (the per-stage rows use the first)")
     ap.add_argument("--store")
     ap.add_argument("--objects", type=int, default=5000)
-    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--batch-size", type=int,
+                    help="objects per batch (default: predict_store's for the device)")
+    ap.add_argument("--compare-with", metavar="COMMIT",
+                    help="time only store -> P(Ia), that commit's snia vs this tree's, interleaved")
+    ap.add_argument("--rounds", type=int, default=5, help="--compare-with: rounds of both sides")
+    ap.add_argument("--repeat", type=int, default=3, help="--compare-with: timed runs per side")
     args = ap.parse_args()
     threads = torch.get_num_threads()
     device = default_device()  # a GPU when there is one, as predict_store takes
@@ -74,16 +150,21 @@ def main() -> None:
         store_path = plasticc_store("plasticc_test", args.store, Path(tmp))
         if not args.checkpoint:
             raise SystemExit("no checkpoint: run the workflow (make run) or give --checkpoint")
+        if args.compare_with:
+            compare(args.compare_with, store_path.resolve(), [str(Path(c).resolve()) for c in args.checkpoint],
+                    args.rounds, args.repeat, Path(tmp))
+            return
         state = torch.load(args.checkpoint[0], weights_only=True, map_location="cpu")
         spec = spec_of(state)
         model = rebuild(state["model_config"]).eval()  # the checkpoint's arch and sizes
         model = model.to(device, memory_format=torch.channels_last)  # as predict_store runs it
         with Store(store_path) as store:
             n = min(args.objects, len(store))
-            batches = [store.batch(slice(a, min(a + args.batch_size, n)))
-                       for a in range(0, n, args.batch_size)]
-            read = best_rate(lambda: [store.batch(slice(a, min(a + args.batch_size, n)))
-                                      for a in range(0, n, args.batch_size)], n)
+            size = args.batch_size or default_batch_size(device)
+            batches = [store.batch(slice(a, min(a + size, n))) for a in range(0, n, size)]
+            read = best_rate(lambda: [store.batch(slice(a, min(a + size, n)))
+                                      for a in range(0, n, size)], n)
+            blocks = best_rate(lambda: list(store_batches(store, size)), len(store))
             raster = best_rate(lambda: [rasterize(b, spec, "auto") for b in batches], n)
             images = [as_tensor(rasterize(b, spec, "auto").images, device)
                       .contiguous(memory_format=torch.channels_last) for b in batches]
@@ -103,7 +184,8 @@ def main() -> None:
         print(f"store {store_path.name}: {n} light curves, {spec.kind} images "
               f"{tuple(images[0].shape[1:])}, model channels {model.config.channels}, "
               f"on {device}" + ("" if device.type == "cuda" else f", {threads} torch threads"))
-        print(f"  read store                 {read:>10,.0f} LC/s")
+        print(f"  read store, batch by batch {read:>10,.0f} LC/s")
+        print(f"  read store, large blocks   {blocks:>10,.0f} LC/s   (the model's columns only)")
         print(f"  rasterize (from batches)   {raster:>10,.0f} LC/s")
         print(f"  CNN forward (ready images) {cnn:>10,.0f} LC/s")
         print(f"  store -> P(Ia), end to end {whole:>10,.0f} LC/s   = {whole / TARGET:.2f} x the "

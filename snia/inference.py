@@ -12,7 +12,14 @@ are ``snia.models.inputs``, shared with training.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import queue
+import sys
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -211,9 +218,198 @@ def as_list(checkpoints) -> list:
     return [checkpoints] if isinstance(checkpoints, (str, Path, Member)) else list(checkpoints)
 
 
-def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bool = False,
+# Reading: observations per contiguous read (~70 MiB of the four columns a model reads), so that
+# memory is bounded by the block, not by the store, and HDF5 is called a few times per million
+# light curves instead of once per batch.
+READ_BLOCK = 1 << 22
+# Batches: on a CPU the size snia has always used (the same batches give the same numbers, to the
+# bit; each worker thread runs whole batches single-threaded); on a GPU large enough to fill it.
+CPU_BATCH = 512
+GPU_BATCH = 1 << 14
+MODEL_COLUMNS = ("time", "band", "flux", "flux_err")  # what images, sequences and cuts read
+
+
+def default_batch_size(device) -> int:
+    return GPU_BATCH if torch.device(device).type == "cuda" else CPU_BATCH
+
+
+def default_workers(device) -> int:
+    """Threads that run batches: on a CPU one per torch thread (each worker single-threaded, so
+    no per-operator barriers between cores; a loaded machine costs a worker a core, not every
+    operator a barrier wait); on a GPU one, the device does the parallel work."""
+    return torch.get_num_threads() if torch.device(device).type == "cpu" else 1
+
+
+def store_batches(store: Store, batch_size: int, block: int | None = None):
+    """The store's objects in order, in batches of ``batch_size`` (the last one smaller), cut
+    from large block reads (about ``block`` observations, default READ_BLOCK, whole batches) of
+    the columns the models read: views into the block, no copy per batch. The batches are those
+    of reading batch by batch: a convolution may take another path for a batch of a few objects
+    (last bits of its sums), so the same batches keep the same numbers."""
+    for _, objects in prefetched(store.blocks(block or READ_BLOCK, MODEL_COLUMNS, batch_size)):
+        for a in range(0, len(objects), batch_size):
+            yield objects.objects(a, min(a + batch_size, len(objects)))
+
+
+def prefetched(items, depth: int = 1):
+    """``items`` (block reads) produced in a background thread, up to ``depth`` ahead of the
+    consumer: the next block is read while this one is computed on (h5py's I/O overlaps torch's
+    and Numba's, which release the GIL). An error while producing is raised here; stopping
+    early stops the producer after the item it is on."""
+    entries: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def offer(entry) -> bool:
+        while not stop.is_set():
+            try:
+                entries.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer((item, None)):
+                    return
+            offer((done, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            offer((done, exc))
+
+    producer = threading.Thread(target=produce, name="snia-read-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, error = entries.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        producer.join()
+
+
+def _one_numba_thread() -> None:
+    import numba  # the rasterization kernels' dependency, already imported by them
+
+    numba.set_num_threads(1)  # thread-local: this worker's kernels run in it alone
+
+
+def keep_freed_memory() -> None:
+    """Have glibc's malloc keep freed blocks of up to 32 MiB for reuse instead of returning them
+    to the kernel. Each CPU batch allocates the same few activation tensors of several MiB; by
+    default glibc unmaps such a block when it is freed (or trims the heap above it), so every
+    batch page-faults its activations in again (~75 k faults per 5,120 light curves, ~30 % of
+    the forward pass on this machine). Process-wide, and kept: memory stays bounded by the
+    batches in flight, it is only not handed back between them. No-op off glibc."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # another C library (musl): its own policy stands
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    mallopt(m_mmap_threshold, 32 << 20)  # the largest threshold glibc accepts
+    mallopt(m_trim_threshold, 1 << 30)
+
+
+@contextmanager
+def one_torch_thread(workers: int):
+    """Torch's intra-op threads set to one while ``workers`` threads each run whole batches
+    (the setting is process-wide: restored after). The CNNs' results do not depend on it (each
+    sample's convolutions and norms are summed alike on any number of threads: test_inference
+    checks); a recurrent model's matrix products may round an embedding's last bit otherwise."""
+    if workers <= 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def ordered_map(fn, items, workers: int):
+    """``map(fn, items)`` on ``workers`` threads, results in order, at most two batches per
+    worker in flight (memory bounded by them, not by the store). Torch's operators and the
+    Numba kernels release the GIL, so the threads use the cores while the calling thread reads
+    the next block."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(workers, initializer=_one_numba_thread) as pool:
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:  # an error or an early stop: drop what has not started
+                future.cancel()
+
+
+class Predictions:
+    """What predict_store gathers, batch by batch: each member's P(Ia) (and class probabilities)
+    and the first member's embeddings as tensors where the model ran, so a GPU run never waits
+    for the host inside the loop; copied to the host once, at the end."""
+
+    def __init__(self, members: list[Member], embeddings: bool):
+        self.members = members
+        self.classes = members[0].classes
+        self.embeddings = embeddings
+        self.scores = [[] for _ in members]  # each member's P(Ia)
+        self.class_probs = [[] for _ in members]
+        self.embedded = []
+        self.ids, self.types = [], []
+
+    def of_batch(self, batch, transform=None):
+        """One batch's outputs (runs in a worker thread): (batch, per-member P(Ia), per-member
+        class probabilities, first member's embedding)."""
+        if transform is not None:
+            batch = transform(batch)
+        with torch.inference_mode():
+            outputs = run_members(self.members, batch)
+            p_ia = [p_ia_of(logits, m.classes) for (_, logits), m in zip(outputs, self.members)]
+            probs = ([torch.softmax(logits, dim=1) for _, logits in outputs] if self.classes
+                     else [])
+            embedded = outputs[0][0] if self.embeddings else None
+        return batch, p_ia, probs, embedded
+
+    def add(self, result) -> None:
+        batch, p_ia, probs, embedded = result
+        for mine, p in zip(self.scores, p_ia):
+            mine.append(p)
+        for mine, p in zip(self.class_probs, probs):
+            mine.append(p)
+        if embedded is not None:
+            self.embedded.append(embedded)
+        self.ids.append(batch.object_id)
+        self.types.append(batch.meta["type"])
+
+    def member_scores(self) -> list[np.ndarray]:
+        return [host(s) for s in self.scores]
+
+    def mean_class_probs(self) -> np.ndarray:
+        return np.mean([host(p) for p in self.class_probs], axis=0)
+
+
+def host(tensors: list) -> np.ndarray:
+    """Tensors of consecutive batches as one host array (one copy from the device)."""
+    return torch.cat(tensors).cpu().numpy()
+
+
+def predict_store(checkpoints, store_path, batch_size: int | None = None, embeddings: bool = False,
                   allow_other_bands: bool = False, prior: float | None = None, device=None,
-                  transform=None):
+                  transform=None, workers: int | None = None):
     """P(Ia) (and optionally penultimate embeddings) for every object of a store.
 
     Several checkpoints (or loaded Members) make an ensemble: their probabilities are averaged
@@ -224,42 +420,41 @@ def predict_store(checkpoints, store_path, batch_size: int = 512, embeddings: bo
     finds in these data, ``ia_share``) and ``p_ia_uncalibrated`` holds the scores;
     ``calibration`` says which. ``device``: where the models run (default: the
     GPU when there is one, see default_device). ``transform``: applied to each batch first (e.g.
-    ``snia.lightcurve.cut_after_first_detection`` for early classification)."""
+    ``snia.lightcurve.cut_after_first_detection`` for early classification).
+
+    The store is read in large blocks of the columns the models use (``store_batches``); batches
+    run on ``workers`` threads (default_workers; ``batch_size``: default_batch_size) and their
+    results stay where the model ran until all are in. The results do not depend on the batch
+    size or the number of workers."""
     checkpoints = as_list(checkpoints)
     members = (checkpoints if all(isinstance(c, Member) for c in checkpoints)
                else load_members(checkpoints, device or default_device()))
-    classes = members[0].classes
-    raw, embeds, ids, types, class_probs = [], [], [], [], []
-    scores = [[] for _ in members]  # each member's P(Ia), calibrated once all are in
+    device = members[0].device
+    batch_size = batch_size or default_batch_size(device)
+    workers = workers or default_workers(device)
+    gathered = Predictions(members, embeddings)
+    if device.type == "cpu":
+        keep_freed_memory()
     with Store(store_path) as store:
         check_bands(members, store, allow_other_bands)
         for m in members:
             m.spec = m.spec_for(store.bands)
-        for batch in store.iter_batches(batch_size):
-            if transform is not None:
-                batch = transform(batch)
-            outputs = run_members(members, batch)
-            p_ia, c_probs = mean_probabilities(outputs, classes)
-            raw.append(p_ia)
-            for mine, (_, logits), m in zip(scores, outputs, members):
-                mine.append(p_ia_of(logits, m.classes).cpu().numpy())
-            if classes:
-                class_probs.append(c_probs)
-            if embeddings:
-                embeds.append(outputs[0][0].cpu().numpy())  # the first member's
-            ids.append(batch.object_id)
-            types.append(batch.meta["type"])
-    raw = np.concatenate(raw)
-    calibrated, prior = calibrated_mean([np.concatenate(s) for s in scores], members, prior)
-    out = {"object_id": np.concatenate(ids),
+        with one_torch_thread(workers):
+            for result in ordered_map(lambda b: gathered.of_batch(b, transform),
+                                      store_batches(store, batch_size), workers):
+                gathered.add(result)
+    scores = gathered.member_scores()
+    raw = np.mean(scores, axis=0)
+    calibrated, prior = calibrated_mean(scores, members, prior)
+    out = {"object_id": np.concatenate(gathered.ids),
            "p_ia": (raw if calibrated is None else calibrated).astype(np.float32),
-           "type": np.concatenate(types), "spec": members[0].spec,
+           "type": np.concatenate(gathered.types), "spec": members[0].spec,
            "calibration": calibration_of(members, prior), "ia_share": prior}
     if all(m.calibration is not None for m in members):
         out["p_ia_uncalibrated"] = raw.astype(np.float32)
     if embeddings:
-        out["embedding"] = np.concatenate(embeds)
-    if classes:
-        out["classes"] = classes
-        out["class_probs"] = np.concatenate(class_probs)
+        out["embedding"] = host(gathered.embedded)
+    if gathered.classes:
+        out["classes"] = gathered.classes
+        out["class_probs"] = gathered.mean_class_probs()
     return out

@@ -98,6 +98,14 @@ class Batch:
         a, b = self.offsets[i], self.offsets[i + 1]
         return {k: v[a:b] for k, v in self.obs.items()}
 
+    def objects(self, start: int, stop: int) -> Batch:
+        """Objects ``start:stop`` as a Batch of views (no copy): how a block read at once is
+        cut into the batches a model runs on."""
+        a, b = int(self.offsets[start]), int(self.offsets[stop])
+        return Batch(self.object_id[start:stop], self.offsets[start:stop + 1] - a,
+                     {k: v[a:b] for k, v in self.obs.items()},
+                     {k: v[start:stop] for k, v in self.meta.items()})
+
 
 DETECTION_SNR = 5.0  # a detection: flux / error >= 5 (PLAsTiCC's trigger; the images' default)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import error_line
+from conftest import REPO, error_line
 
 
 def test_an_ensemble_averages_its_members(tmp_path):
@@ -127,3 +127,181 @@ def test_scalar_inputs_are_photo_z_its_error_and_log_scale_standardised():
     scaled = scalar_inputs(meta, scale, mean, std, torch.device("cpu"))
     assert scaled.dtype == torch.float32
     np.testing.assert_allclose(scaled.numpy(), (expected - mean) / std, rtol=1e-6)
+
+
+SHIPPED = REPO / "snia" / "models" / "shipped" / "snia_plasticc.pt"
+
+
+def one_by_one(checkpoint, store_path) -> tuple[np.ndarray, np.ndarray]:
+    """P(Ia) and embeddings the slow, independent way: each object read alone (the index path of
+    Store.batch, all columns), drawn by the NumPy reference rasterizer, run through the network
+    alone."""
+    import torch
+
+    from snia.inference import Member
+    from snia.models.inputs import scalar_inputs
+    from snia.raster import rasterize
+    from snia.store import Store
+
+    member = Member(checkpoint, "cpu")
+    p_ia, embedded = [], []
+    with Store(store_path) as store, torch.no_grad():
+        spec = member.spec_for(store.bands)
+        for i in range(len(store)):
+            batch = store.batch(np.array([i]))
+            images = rasterize(batch, spec, "numpy")
+            x = torch.as_tensor(images.images).contiguous(memory_format=torch.channels_last)
+            s = scalar_inputs(batch.meta, images.scale, member.mean, member.std, "cpu")
+            e = member.model.embed(x, s)
+            p_ia.append(torch.sigmoid(member.model.head(e)).item())
+            embedded.append(e[0].numpy())
+    return np.array(p_ia), np.array(embedded)
+
+
+def test_predict_store_is_each_object_run_alone(small_store):
+    """The block reads, batches cut from them and worker threads give what each object run alone
+    through the reference rasterizer gives (the shipped model: a binary CNN)."""
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    from snia.inference import predict_store
+
+    p_ia, embedded = one_by_one(SHIPPED, small_store)
+    out = predict_store(SHIPPED, small_store, embeddings=True, device="cpu")
+    np.testing.assert_allclose(out["p_ia_uncalibrated"], p_ia, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(out["embedding"], embedded, rtol=0, atol=1e-5)
+
+
+def test_results_do_not_depend_on_blocks_or_workers(small_store, monkeypatch):
+    """Blocks of ~50 observations on 2 threads, or the whole store read at once on the calling
+    thread: the same batches (of 8), the same numbers, bit for bit. Batches of another size
+    agree to float32 rounding (a convolution may sum in another order for a batch of one)."""
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    from snia import inference
+
+    def run(batch_size, workers):
+        return inference.predict_store(SHIPPED, small_store, embeddings=True,
+                                       batch_size=batch_size, workers=workers, device="cpu")
+
+    whole = run(8, 1)
+    monkeypatch.setattr(inference, "READ_BLOCK", 50)
+    pieces = run(8, 2)
+    for key in ("object_id", "type", "p_ia", "p_ia_uncalibrated", "embedding"):
+        np.testing.assert_array_equal(pieces[key], whole[key], err_msg=key)
+    np.testing.assert_allclose(run(1, 2)["p_ia"], whole["p_ia"], rtol=0, atol=1e-6)
+
+
+def test_results_leave_the_device_once_not_per_batch(small_store, monkeypatch):
+    """No host copy inside the loop (on a GPU each would wait for the device): the tensors that
+    go to the host are as many with 13 batches as with one."""
+    torch = pytest.importorskip("torch", reason="PyTorch not installed")
+    from snia.inference import predict_store
+
+    def counted(batch_size: int) -> int:
+        calls = []
+        for name in ("cpu", "numpy", "item", "tolist"):
+            original = getattr(torch.Tensor, name)
+
+            def spy(self, *a, _original=original, _name=name, **k):
+                calls.append(_name)
+                return _original(self, *a, **k)
+            monkeypatch.setattr(torch.Tensor, name, spy)
+        predict_store(SHIPPED, small_store, embeddings=True, batch_size=batch_size, workers=1,
+                      device="cpu")
+        monkeypatch.undo()
+        return len(calls)
+
+    assert counted(2) == counted(100) > 0
+
+
+def test_ordered_map_keeps_order_and_bounds_what_is_in_flight():
+    """Results in the order of the items, errors raised where the result is taken, and never
+    more than two items per worker drawn ahead of the results taken (memory bounded)."""
+    import time
+
+    from snia.inference import ordered_map
+
+    drawn = []
+
+    def items():
+        for i in range(40):
+            drawn.append(i)
+            yield i
+
+    def slow_square(i):
+        time.sleep(0.001 * (i % 3))  # finish out of order
+        return i * i
+
+    out = []
+    for result in ordered_map(slow_square, items(), workers=3):
+        assert len(drawn) - len(out) <= 6
+        out.append(result)
+    assert out == [i * i for i in range(40)]
+
+    def fails_at_5(i):
+        if i == 5:
+            raise ValueError("object 5")
+        return i
+
+    with pytest.raises(ValueError, match="object 5"):
+        list(ordered_map(fails_at_5, range(40), workers=2))
+
+
+def test_prefetched_reads_ahead_in_order_and_stops_with_its_consumer():
+    """The read-ahead thread yields every item in order, raises the producer's error in the
+    consumer, and stops (no thread left behind) when the consumer stops early."""
+    import threading
+
+    from snia.inference import prefetched
+
+    assert list(prefetched(iter(range(50)), depth=2)) == list(range(50))
+
+    def fails_after_3():
+        yield from range(3)
+        raise OSError("block 3 unreadable")
+
+    got = []
+    with pytest.raises(OSError, match="block 3 unreadable"):
+        for item in prefetched(fails_after_3()):
+            got.append(item)
+    assert got == [0, 1, 2]
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(len(produced))
+            yield produced[-1]
+
+    reader = prefetched(endless())
+    assert [next(reader) for _ in range(3)] == [0, 1, 2]
+    reader.close()
+    assert len(produced) <= 6  # bounded: one in the queue, one being offered
+    assert not any(t.name == "snia-read-ahead" for t in threading.enumerate())
+
+
+def test_batches_reuse_freed_memory_instead_of_faulting_it_in_again():
+    """After keep_freed_memory, forward passes over a CPU batch whose activations total ~80 MiB
+    touch (almost) no new pages once the heap has grown (glibc's default unmaps the large ones
+    when freed and faults them in again on every pass: 11-24 k faults a pass here)."""
+    import ctypes.util
+    import resource
+    import sys
+
+    torch = pytest.importorskip("torch", reason="PyTorch not installed")
+    if not sys.platform.startswith("linux") or "libc.so.6" not in (ctypes.util.find_library("c") or ""):
+        pytest.skip("glibc's malloc only")
+    from snia.inference import Member, keep_freed_memory
+
+    keep_freed_memory()
+    model = Member(SHIPPED, "cpu").model
+    images = torch.rand(512, 2, 16, 60).contiguous(memory_format=torch.channels_last)
+    scalars = torch.zeros(512, 3)
+
+    def faults_of_one_pass() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        with torch.inference_mode():
+            model.embed(images, scalars)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    for _ in range(2):
+        faults_of_one_pass()  # the first passes grow the heap to what a batch needs
+    pages = 80 * 2**20 // resource.getpagesize()  # glibc's default: ~half of them every pass
+    assert sum(faults_of_one_pass() for _ in range(4)) < pages // 10

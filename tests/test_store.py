@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -368,3 +369,57 @@ def test_redshift_quantiles_are_the_extragalactic_photo_z_quantiles(tmp_path, ca
     np.testing.assert_allclose(printed, expected, atol=1e-4)
     with pytest.raises(StoreError, match="too few"):
         redshift_quantiles(tmp_path / "s.h5", 100)
+
+
+def test_blocks_are_whole_objects_of_bounded_size_in_whole_batches(store_path):
+    """Block reads: consecutive, covering every object once, each within the observation budget
+    unless one batch alone exceeds it, a whole number of batches but the last; only the columns
+    asked for are read, and they are the store's rows."""
+    with Store(store_path[0]) as store:
+        lengths = store.objects["length"]
+        for budget, objects in ((40, 1), (40, 3), (10**6, 4), (1, 1)):
+            bounds = store.block_bounds(budget, objects)
+            assert [b[0] for b in bounds] == [0] + [b[1] for b in bounds[:-1]]
+            assert bounds[-1][1] == len(store)
+            for start, stop in bounds:
+                if stop != len(store):
+                    assert (stop - start) % objects == 0
+                if stop - start > objects:
+                    assert lengths[start:stop - objects].sum() <= budget
+        for start, block in store.blocks(40, ("time", "band"), 3):
+            assert set(block.obs) == {"time", "band"}
+            every = store.batch(slice(start, start + len(block)))
+            for key in ("time", "band"):
+                np.testing.assert_array_equal(block.obs[key], every.obs[key])
+
+
+def test_bands_present_are_recorded_at_ingest_and_read_without_a_scan(store_path, monkeypatch):
+    """Ingest records the bands observed; readers take the record instead of scanning, a store
+    written without one is scanned, and verify names a record that disagrees with the data."""
+    path, expected = store_path
+    with h5py.File(path, "r") as f:  # the whole column, read plainly
+        observed = sorted(np.unique(f["observations/band"][...]).tolist())
+    assert len(observed) == len({int(b) for lc in expected.values() for b in lc["band"]})
+    with Store(path) as store:
+        assert store.recorded_bands_present() == tuple(observed)
+
+        def no_scan(self):
+            raise AssertionError("scanned observations/band despite the record")
+        with monkeypatch.context() as m:
+            m.setattr(Store, "scan_bands_present", no_scan)
+            assert store.bands_present() == tuple(observed)
+    with h5py.File(path, "r+") as f:
+        del f.attrs["bands_present"]  # a store written before the record existed
+    with Store(path) as store:
+        assert store.recorded_bands_present() is None
+        assert store.bands_present() == tuple(observed)
+    assert verify(path, check_inputs=False) == []
+    with h5py.File(path, "r+") as f:
+        f.attrs["bands_present"] = np.bytes_(json.dumps(observed[:-1]).encode())
+    failures = verify(path, check_inputs=False)
+    assert failures == [f"the bands_present attribute records bands {observed[:-1]}, the "
+                        f"observations hold bands {observed}"]
+    with h5py.File(path, "r+") as f:
+        f.attrs["bands_present"] = np.bytes_(b"[0, 99]")
+    with Store(path) as store, pytest.raises(StoreError, match="band code 99 in the bands_present"):
+        store.bands_present()

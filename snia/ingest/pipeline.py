@@ -47,6 +47,7 @@ from snia.store import (
     ShardWriter,
     compact_shard,
     root_attributes,
+    shard_band_codes,
     write_collective_store,
     write_virtual_store,
 )
@@ -279,7 +280,7 @@ def _global_checks(gathered, reader, problems: Problems) -> list[np.ndarray]:
 def _assemble_phase(state, drops, problems, compression, layout, bands, output, work, comm,
                     fmt, survey, split, on_error, signals) -> tuple[int, int]:
     writer = state.writer
-    error = None
+    error, bands_here = None, []
     try:
         counts = (writer.n_objects, writer.n_obs)
         if drops.size:
@@ -289,9 +290,11 @@ def _assemble_phase(state, drops, problems, compression, layout, bands, output, 
         obs_base = comm.exscan(counts[1]) or 0
         writer.shift_offsets(obs_base)
         writer.close()
+        bands_here = shard_band_codes(writer.path).tolist()  # once here, not by every reader
     except BaseException as exc:  # noqa: BLE001
         error = exc
     _sync(comm, error, "offsets")
+    bands_present = sorted({b for part in comm.allgather(bands_here) for b in part})
     all_counts = comm.allgather(counts)
     all_checksums = comm.allgather(writer.checksums)
     hashes = {}
@@ -302,7 +305,8 @@ def _assemble_phase(state, drops, problems, compression, layout, bands, output, 
     if comm.rank == 0:  # one copy: collective HDF5 writes need identical attributes on every rank
         provenance = _provenance(state.reader, hashes, comm.size, fmt, survey, split, on_error,
                                  layout, compression, problems)
-        attrs = root_attributes(provenance, totals[0], totals[1], layout, list(SPLIT_NAMES))
+        attrs = root_attributes(provenance, totals[0], totals[1], layout, list(SPLIT_NAMES),
+                                bands_present)
     attrs = comm.bcast(attrs)
     tmp_store = work / output.name
     error = None

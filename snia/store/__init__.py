@@ -14,7 +14,7 @@ from __future__ import annotations
 from snia.errors import StoreError
 from snia.lightcurve import Batch
 from snia.store.check import format_summary, redshift_quantiles, summarize, verify
-from snia.store.reader import SCAN_BLOCK, Store, missing_sources, scan
+from snia.store.reader import SCAN_BLOCK, Store, missing_sources, scan, shard_band_codes
 from snia.store.schema import OBJ_CHUNK, OBJ_FLUSH, OBJECT_DTYPES, OBS_CHUNK, SCHEMA_VERSION, SPLIT_NAMES
 from snia.store.writer import (
     ShardWriter,
@@ -26,5 +26,6 @@ from snia.store.writer import (
 
 __all__ = ["OBJ_CHUNK", "OBJ_FLUSH", "OBJECT_DTYPES", "OBS_CHUNK", "SCAN_BLOCK", "SCHEMA_VERSION",
            "SPLIT_NAMES", "Batch", "ShardWriter", "Store", "StoreError", "compact_shard",
-           "format_summary", "missing_sources", "redshift_quantiles", "root_attributes", "scan", "summarize", "verify",
+           "format_summary", "missing_sources", "redshift_quantiles", "root_attributes", "scan",
+           "shard_band_codes", "summarize", "verify",
            "write_collective_store", "write_virtual_store"]

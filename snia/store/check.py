@@ -113,7 +113,10 @@ def _verify(store: Store, check_inputs: bool) -> list[str]:
         table = table_problems(store.objects, store.n_observations) + _duplicate_ids(store)
         failures += table
         if not table:  # the observation checks find objects through the table
-            failures += _verify_observations(store)
+            observations = _verify_observations(store)
+            failures += observations
+            if not observations:
+                failures += _verify_bands_present(store)
     except StoreError as exc:  # data HDF5 cannot read (already named by the checksums)
         failures.append(str(exc))
     if check_inputs:
@@ -229,6 +232,16 @@ def _verify_observations(store: Store) -> list[str]:
                   lambda k, t=t, at=at, row0=row0: f"{at(k + 1)} has MJD {t[k + 1]}, earlier than MJD "
                                                    f"{t[k]} of row {row0 + k}")
     return [m for m in (band.message(), finite.message(), order.message()) if m]
+
+
+def _verify_bands_present(store: Store) -> list[str]:
+    """The bands ingest recorded as observed are the bands the observations hold."""
+    recorded = store.recorded_bands_present()
+    scanned = store.scan_bands_present()
+    if recorded is None or recorded == scanned:
+        return []
+    return [f"the bands_present attribute records bands {list(recorded)}, the observations hold "
+            f"bands {list(scanned)}"]
 
 
 def _verify_inputs(provenance: dict) -> list[str]:

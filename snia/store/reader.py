@@ -23,7 +23,7 @@ from snia import stopping, taxonomy
 from snia.bands import BandRegistry
 from snia.errors import SniaError, StoreError
 from snia.lightcurve import OBS_DTYPES, Batch, offsets_from_lengths
-from snia.store.schema import DATASETS, SCHEMA_VERSION, read_checksum, read_parts
+from snia.store.schema import BANDS_PRESENT_ATTR, DATASETS, SCHEMA_VERSION, read_checksum, read_parts
 
 SCAN_BLOCK = 1 << 24
 # what h5py raises on bytes that are not the HDF5 it expects (truncated, overwritten, swapped)
@@ -34,6 +34,21 @@ def scan(ds, fn) -> None:
     """Call fn(block) over a 1-D dataset in fixed-size blocks (bounded memory on huge stores)."""
     for a in range(0, ds.shape[0], SCAN_BLOCK):
         fn(ds[a:a + SCAN_BLOCK])
+
+
+def band_codes(ds) -> np.ndarray:
+    """The distinct codes of a band column (sorted), in one scan of bounded blocks."""
+    found: set[int] = set()
+    scan(ds, lambda block: found.update(np.unique(block).tolist()))
+    return np.array(sorted(found), dtype=np.int64)
+
+
+def shard_band_codes(path) -> np.ndarray:
+    """The band codes a shard file's observations hold (what ingest records for the store)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return band_codes(f["observations/band"])
 
 
 def corrupt(path, what: str) -> StoreError:
@@ -259,23 +274,35 @@ class Store:
         return self._bands
 
     def bands_present(self) -> tuple[int, ...]:
-        """Registry indices of the bands that have observations, in registry order (one scan of
-        observations/band in bounded blocks, then cached)."""
+        """Registry indices of the bands that have observations, in registry order: as recorded
+        at ingest, else (a store written before that was recorded) found by a scan; cached."""
         if self._bands_present is None:
-            present = np.zeros(len(self.bands), dtype=bool)
-
-            def mark(block):
-                codes = np.unique(block)
-                if codes.size and (codes[0] < 0 or codes[-1] >= len(present)):
-                    bad = codes[0] if codes[0] < 0 else codes[-1]
-                    raise corrupt(self.path, f"band code {bad} in observations/band is outside the "
-                                             f"bands table (0..{len(present) - 1})")
-                present[codes] = True
-
-            with self.reading("observations/band"):
-                scan(self.file["observations/band"], mark)
-            self._bands_present = tuple(int(b) for b in np.flatnonzero(present))
+            recorded = self.recorded_bands_present()
+            self._bands_present = self.scan_bands_present() if recorded is None else recorded
         return self._bands_present
+
+    def recorded_bands_present(self) -> tuple[int, ...] | None:
+        """The ``bands_present`` attribute ingest wrote (None when the store has none)."""
+        with self.reading(f"its {BANDS_PRESENT_ATTR} attribute"):
+            value = self.file.attrs.get(BANDS_PRESENT_ATTR)
+            if value is None:
+                return None
+            codes = tuple(int(b) for b in json.loads(bytes(value).decode()))
+        self._check_band_codes(codes, f"the {BANDS_PRESENT_ATTR} attribute")
+        return codes
+
+    def scan_bands_present(self) -> tuple[int, ...]:
+        """The bands with observations, by one scan of observations/band in bounded blocks."""
+        with self.reading("observations/band"):
+            codes = tuple(int(b) for b in band_codes(self.file["observations/band"]))
+        self._check_band_codes(codes, "observations/band")
+        return codes
+
+    def _check_band_codes(self, codes, where: str) -> None:
+        bad = [b for b in codes if not 0 <= b < len(self.bands)]
+        if bad:
+            raise corrupt(self.path, f"band code {bad[0]} in {where} is outside the bands table "
+                                     f"(0..{len(self.bands) - 1})")
 
     @property
     def provenance(self) -> dict:
@@ -304,8 +331,9 @@ class Store:
         out.update({k: v[0] for k, v in batch.meta.items()}, object_id=int(object_id))
         return out
 
-    def batch(self, selection) -> Batch:
-        """Objects by index: a slice (one contiguous read) or an array of indices (any order)."""
+    def batch(self, selection, columns=tuple(OBS_DTYPES)) -> Batch:
+        """Objects by index: a slice (one contiguous read) or an array of indices (any order).
+        ``columns``: the observation columns to read (a reader that needs fewer reads less)."""
         stopping.check()  # every command reads through here: stop on a signal whose exception was lost
         objs = self.objects
         if isinstance(selection, slice):
@@ -317,16 +345,37 @@ class Store:
             obs_group = self.file["observations"]
             if len(idx) and np.all(np.diff(idx) == 1):
                 lo = objs["offset"][idx[0]]
-                obs = {k: obs_group[k][lo:lo + offsets[-1]] for k in OBS_DTYPES}
+                obs = {k: obs_group[k][lo:lo + offsets[-1]] for k in columns}
             else:
-                obs = {k: np.empty(offsets[-1], dtype=OBS_DTYPES[k]) for k in OBS_DTYPES}
-                for k in OBS_DTYPES:
+                obs = {k: np.empty(offsets[-1], dtype=OBS_DTYPES[k]) for k in columns}
+                for k in columns:
                     ds = obs_group[k]
                     for j, i in enumerate(idx):
                         lo = objs["offset"][i]
                         obs[k][offsets[j]:offsets[j + 1]] = ds[lo:lo + objs["length"][i]]
         meta = {k: objs[k][idx] for k in objs if k not in ("object_id", "offset", "length")}
         return Batch(object_id=objs["object_id"][idx], offsets=offsets, obs=obs, meta=meta)
+
+    def block_bounds(self, observations: int, objects: int = 1) -> list[tuple[int, int]]:
+        """Consecutive object ranges [start, stop) of about ``observations`` observations each,
+        whole objects, a multiple of ``objects`` of them (but the last): the large contiguous
+        reads that keep memory bounded by the block, not by the store, and that batches of
+        ``objects`` cut from them are the batches cut from the whole store."""
+        offset = self.objects["offset"]
+        bounds, start = [], 0
+        while start < len(self):
+            stop = int(np.searchsorted(offset, offset[start] + observations, "right"))
+            whole = max(-(-(stop - start) // objects), 1) * objects  # rounded up, at least one
+            stop = min(start + whole, len(self))
+            bounds.append((start, stop))
+            start = stop
+        return bounds
+
+    def blocks(self, observations: int, columns=tuple(OBS_DTYPES), objects: int = 1):
+        """The store as consecutive blocks of whole objects (``block_bounds``), one contiguous
+        read of each of ``columns`` per block: (first object index, Batch)."""
+        for start, stop in self.block_bounds(observations, objects):
+            yield start, self.batch(slice(start, stop), columns)
 
     def iter_batches(self, batch_size: int):
         for start in range(0, len(self), batch_size):

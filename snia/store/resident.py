@@ -31,14 +31,10 @@ def read_columns(store, columns=COLUMNS, out: dict | None = None) -> dict:
     READ_BLOCK observations a read), into ``out`` (arrays of ``n_observations``; new if None)."""
     offset = store.objects["offset"].astype(np.int64)
     out = out if out is not None else {k: np.empty(store.n_observations, OBS_DTYPES[k]) for k in columns}
-    start = 0
-    while start < len(offset):
-        stop = max(int(np.searchsorted(offset, offset[start] + READ_BLOCK, "right")), start + 1)
-        block = store.batch(slice(start, stop))
+    for start, block in store.blocks(READ_BLOCK, columns):  # only these columns, whole objects
         lo = int(offset[start])
         for k in columns:
             out[k][lo:lo + len(block.obs[k])] = block.obs[k]
-        start = stop
     return out
 
 

@@ -7,7 +7,9 @@ Layout (schema version 1; full spec in docs/store.md):
             hostgal_photoz_err, specz, mwebv, split}  one row per object
   /bands, /taxonomy                                   registry tables (compound, fixed-length strings)
   root attributes: schema_version, snia_version, n_objects, n_observations, layout, split_names,
-                   provenance (JSON text: inputs with sizes and sha256, ranks, options)
+                   provenance (JSON text: inputs with sizes and sha256, ranks, options),
+                   bands_present (JSON list of band indices with observations; stores written
+                   before it was recorded lack it and are scanned)
 Checksums: a shard's datasets carry ``sha256`` (hex digest of the dataset's little-endian bytes);
 the store's datasets carry ``sha256_parts`` (JSON ``[[first_row, rows, sha256], ...]``, one part
 per shard/rank, in row order); ``/bands`` and ``/taxonomy`` carry ``sha256``.
@@ -34,6 +36,7 @@ DATASETS = ([f"observations/{k}" for k in OBS_DTYPES] + [f"objects/{k}" for k in
 
 CHECKSUM_ATTR = "sha256"  # a shard's dataset, /bands, /taxonomy: hex digest of all its bytes
 PARTS_ATTR = "sha256_parts"  # a store's dataset: JSON [[first row, rows, hex digest], ...]
+BANDS_PRESENT_ATTR = "bands_present"  # root: JSON list of the registry indices observed (ingest)
 HASH_BLOCK = 1 << 20  # rows per read when checksumming a dataset (bounded memory)
 
 

@@ -22,6 +22,7 @@ from snia.files import atomic_path
 from snia.lightcurve import META_DTYPES, OBS_DTYPES, Batch, offsets_from_lengths
 from snia.parallel import MAX
 from snia.store.schema import (
+    BANDS_PRESENT_ATTR,
     CHECKSUM_ATTR,
     DATASETS,
     HASH_BLOCK,
@@ -172,11 +173,16 @@ def compact_shard(path: Path, drop_objects: np.ndarray, compression: str | None 
 
 
 def root_attributes(provenance: dict, n_objects: int, n_obs: int, layout: str,
-                    split_names: list[str]) -> dict:
-    return {"schema_version": SCHEMA_VERSION, "snia_version": text_attr(__version__),
-            "n_objects": np.int64(n_objects), "n_observations": np.int64(n_obs),
-            "layout": text_attr(layout), "split_names": text_attr(json.dumps(split_names)),
-            "provenance": text_attr(json.dumps(provenance, indent=1))}
+                    split_names: list[str], bands_present=None) -> dict:
+    """The store file's attributes; ``bands_present`` (registry indices of the bands with
+    observations, found at ingest) spares every reader a scan of observations/band."""
+    attrs = {"schema_version": SCHEMA_VERSION, "snia_version": text_attr(__version__),
+             "n_objects": np.int64(n_objects), "n_observations": np.int64(n_obs),
+             "layout": text_attr(layout), "split_names": text_attr(json.dumps(split_names)),
+             "provenance": text_attr(json.dumps(provenance, indent=1))}
+    if bands_present is not None:
+        attrs[BANDS_PRESENT_ATTR] = text_attr(json.dumps(sorted(int(b) for b in bands_present)))
+    return attrs
 
 
 def _write_tables(f, bands) -> None:
