@@ -9,13 +9,13 @@ from conftest import error_line
 
 def test_classify_checks_its_output_folder_before_the_work(models, tmp_path, capsys, monkeypatch):
     import snia.classify
-    import snia.inference
+    import snia.inference.predict
     from snia.cli import EXIT_BAD_INPUT, main
 
     def no_work(*args, **kwargs):
         raise AssertionError("the work started")
 
-    monkeypatch.setattr(snia.inference, "run_members", no_work)
+    monkeypatch.setattr(snia.inference.predict, "run_members", no_work)
     monkeypatch.setattr(snia.classify, "run_ingest", no_work)
     out = tmp_path / "no" / "such" / "dir" / "p.csv"
     assert main(["classify", str(models["lsst"]), "--checkpoint", str(models["bands"]),

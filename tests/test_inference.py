@@ -182,7 +182,7 @@ def test_results_do_not_depend_on_blocks_or_workers(small_store, monkeypatch):
                                        batch_size=batch_size, workers=workers, device="cpu")
 
     whole = run(8, 1)
-    monkeypatch.setattr(inference, "READ_BLOCK", 50)
+    monkeypatch.setattr(inference.streaming, "READ_BLOCK", 50)
     pieces = run(8, 2)
     for key in ("object_id", "type", "p_ia", "p_ia_uncalibrated", "embedding"):
         np.testing.assert_array_equal(pieces[key], whole[key], err_msg=key)
