@@ -87,4 +87,25 @@ def test_the_search_halves_candidates_and_triples_objects():
     search = make_search(12, seed=0, space=space).fit(x, y)
     assert list(search.n_candidates_) == [12, 4, 2]
     assert list(search.n_resources_) == [100, 300, 900]
-    assert search.best_estimator_.n_estimators == 5 and search.best_score_ > 0.8
+    assert search.best_params_["n_estimators"] == 5 and search.best_score_ > 0.8
+
+
+def test_the_chosen_forest_on_every_core_is_the_forest_on_one():
+    """refit_best fits the search's choice with n_jobs=-1: the same trees as scikit-learn's own
+    single-core refit would grow (each tree's splits equal; the forest's mean of the trees'
+    probabilities is summed in another order on several cores, so equal to rounding)."""
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+
+    from snia.baseline import make_search, refit_best
+
+    x, y = make_classification(n_samples=300, n_features=6, random_state=2)
+    space = {"n_estimators": [7], "min_samples_leaf": [1, 4], "max_depth": [3, None]}
+    search = make_search(4, seed=3, space=space).fit(x, y)
+    forest = refit_best(search, x, y)
+    one_core = RandomForestClassifier(random_state=3, n_jobs=1, **search.best_params_).fit(x, y)
+    assert forest.n_jobs == -1 and len(forest.estimators_) == 7
+    for mine, theirs in zip(forest.estimators_, one_core.estimators_):
+        np.testing.assert_array_equal(mine.tree_.feature, theirs.tree_.feature)
+        np.testing.assert_array_equal(mine.tree_.threshold, theirs.tree_.threshold)
+    np.testing.assert_allclose(forest.predict_proba(x), one_core.predict_proba(x), rtol=0, atol=1e-12)
