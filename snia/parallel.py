@@ -6,7 +6,7 @@ training read it alike (``dist_from_env``). Training then shares the node's CPU 
 ranks (``share_cpu_threads``) and joins a torch process group (``init_distributed``) at a port of
 its own (``rendezvous``: torchrun's, one from the SLURM job, or a free one rank 0 shares over MPI),
 on rank 0's host (under srun the first node of the step, from SLURM's compact node list:
-``hostnames``).
+``snia.nodelist``).
 
 A plain ``snia ingest`` runs as one rank with no MPI at all. Under ``mpiexec``/``srun`` the launcher's
 environment says how many ranks to expect; if mpi4py then reports fewer (missing, or built against a
@@ -15,11 +15,11 @@ different MPI) we stop instead of letting N independent copies write the same ou
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
-import re
 from dataclasses import dataclass
+
+from snia.nodelist import LaunchError, expand_nodelist, hostnames  # noqa: F401 (callers' names)
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +111,6 @@ def share_cpu_threads(dist: Dist | None = None, env=os.environ) -> int:
     return threads
 
 
-class LaunchError(RuntimeError):
-    """The ranks cannot meet: no rendezvous port known, a node list that does not parse, or a
-    port that cannot be opened (the message says what to set)."""
-
-
 # srun: ports from the job and step ids, below Linux's ephemeral range (32768-60999), where
 # the kernel hands out ports to outgoing connections
 SLURM_PORTS = (20000, 12000)  # first port, how many
@@ -167,72 +162,6 @@ def first_node(dist: Dist, env=os.environ) -> str:
     if dist.launcher != "srun" or not nodes:
         return "127.0.0.1"
     return hostnames(nodes)[0]
-
-
-def hostnames(nodelist: str) -> list[str]:
-    """The hosts of a SLURM node list (``node[01-03,07],gpu5``), in SLURM's order: from
-    ``scontrol show hostnames`` where SLURM is installed, else ``expand_nodelist``."""
-    import shutil
-    import subprocess
-
-    scontrol = shutil.which("scontrol")
-    if scontrol is None:
-        return expand_nodelist(nodelist)
-    done = subprocess.run([scontrol, "show", "hostnames", nodelist], capture_output=True, text=True)
-    hosts = done.stdout.split()
-    if done.returncode or not hosts:
-        reason = (done.stderr.strip().splitlines() or ["no hosts"])[-1]
-        raise LaunchError(f"scontrol cannot read the node list {nodelist!r} ({reason}); set "
-                          "MASTER_ADDR to rank 0's host")
-    return hosts
-
-
-def expand_nodelist(nodelist: str) -> list[str]:
-    """The hosts of a SLURM node list, as ``scontrol show hostnames`` lists them: comma-separated
-    names, each with bracketed ranges (``n[1-3,7]``, zero padding kept: ``n[08-10]``), several
-    brackets making every combination (``r[1-2]n[1-2]`` -> r1n1 r1n2 r2n1 r2n2)."""
-    def bad(why: str) -> LaunchError:
-        return LaunchError(f"malformed SLURM node list {nodelist!r}: {why}; set MASTER_ADDR to "
-                           "rank 0's host")
-
-    hosts = []
-    for name in _top_level_items(nodelist, bad):
-        parts = re.split(r"\[([^\[\]]*)\]", name)  # text, range, text, range, ..., text
-        if any(c in text for text in parts[::2] for c in "[]"):
-            raise bad(f"unbalanced brackets in {name!r}")
-        choices = [[text] if k % 2 == 0 else _expand_ranges(text, bad)
-                   for k, text in enumerate(parts)]
-        hosts += ["".join(combo) for combo in itertools.product(*choices)]
-    return hosts
-
-
-def _top_level_items(nodelist: str, bad) -> list[str]:
-    """The names of a node list: split at the commas outside brackets."""
-    items, depth, start = [], 0, 0
-    for i, c in enumerate(nodelist + ","):
-        depth += {"[": 1, "]": -1}.get(c, 0)
-        if depth not in (0, 1):
-            raise bad("unbalanced brackets")
-        if c == "," and depth == 0:
-            items.append(nodelist[start:i].strip())
-            start = i + 1
-    if depth or not all(items):
-        raise bad("an empty name or an unclosed bracket")
-    return items
-
-
-def _expand_ranges(text: str, bad) -> list[str]:
-    """``01-03,7`` -> 01 02 03 7: each range padded to its first number's width."""
-    out = []
-    for part in text.split(","):
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part.strip())
-        if m is None:
-            raise bad(f"{part!r} is not a number or a range of numbers")
-        lo, hi = int(m[1]), int(m[2] or m[1])
-        if hi < lo:
-            raise bad(f"the range {part!r} runs backwards")
-        out += [str(k).zfill(len(m[1])) for k in range(lo, hi + 1)]
-    return out
 
 
 def free_port() -> int:

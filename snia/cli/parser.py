@@ -25,6 +25,7 @@ import argparse
 from pathlib import Path
 
 from snia.cli.model import add_model_parser
+from snia.cli.profile import add_profile_parser
 
 
 def _add_data(sub) -> None:
@@ -281,28 +282,6 @@ def _add_report(sub) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="report folder")
 
 
-def _add_profile(sub) -> None:
-    p = sub.add_parser("profile", help="install or check a Snakemake profile (e.g. cluster/slurm)")
-    psub = p.add_subparsers(dest="profile_command", required=True)
-    i = psub.add_parser("install", help="copy a profile folder to ~/.config/snakemake/NAME",
-                        description="After 'snia profile install cluster/slurm', "
-                                    "'snakemake --profile slurm' finds it by name.")
-    i.add_argument("source", type=Path, nargs="?", default=Path("cluster/slurm"))
-    i.add_argument("--name", default="slurm")
-    i.add_argument("--force", action="store_true", help="replace an installed profile")
-    c = psub.add_parser("check", help="each GPU job's sbatch call and geometry, from a dry run",
-                        description="Dry-run the workflow with a SLURM profile (nothing is submitted) "
-                                    "and check each GPU job: ranks = nodes x GPUs per node, one rank "
-                                    "per GPU, CPUs per GPU given; print the sbatch call the SLURM "
-                                    "executor plugin would make.")
-    c.add_argument("source", type=Path, nargs="?", default=Path("cluster/slurm"))
-    c.add_argument("--test-only", action="store_true",
-                   help="also hand each call to 'sbatch --test-only' (needs SLURM)")
-    c.add_argument("--snakemake", dest="snakemake_args", nargs=argparse.REMAINDER, default=[],
-                   metavar="ARG", help="the rest of the line goes to snakemake: targets (default: "
-                                       "all scaling) and options (e.g. --snakemake --directory .test all)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command; its description (``snia --help``) is this module's docstring."""
     from snia import __version__
@@ -325,6 +304,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scaling(sub)
     _add_compare(sub)
     _add_report(sub)
-    _add_profile(sub)
+    add_profile_parser(sub)
     add_model_parser(sub)
     return parser

@@ -9,6 +9,7 @@ the sbatch call the SLURM executor plugin would make (its own ``get_submit_comma
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import re
@@ -172,3 +173,26 @@ def check(profile: Path, snakemake_args: list[str], sbatch_test: bool = False) -
         bad += bool(found)
     print(f"{bad} GPU job(s) with problems" if bad else "GPU jobs: ok")
     return 1 if bad else 0
+
+
+def add_profile_parser(sub) -> None:
+    """``snia profile install`` and ``snia profile check``."""
+    p = sub.add_parser("profile", help="install or check a Snakemake profile (e.g. cluster/slurm)")
+    psub = p.add_subparsers(dest="profile_command", required=True)
+    i = psub.add_parser("install", help="copy a profile folder to ~/.config/snakemake/NAME",
+                        description="After 'snia profile install cluster/slurm', "
+                                    "'snakemake --profile slurm' finds it by name.")
+    i.add_argument("source", type=Path, nargs="?", default=Path("cluster/slurm"))
+    i.add_argument("--name", default="slurm")
+    i.add_argument("--force", action="store_true", help="replace an installed profile")
+    c = psub.add_parser("check", help="each GPU job's sbatch call and geometry, from a dry run",
+                        description="Dry-run the workflow with a SLURM profile (nothing is submitted) "
+                                    "and check each GPU job: ranks = nodes x GPUs per node, one rank "
+                                    "per GPU, CPUs per GPU given; print the sbatch call the SLURM "
+                                    "executor plugin would make.")
+    c.add_argument("source", type=Path, nargs="?", default=Path("cluster/slurm"))
+    c.add_argument("--test-only", action="store_true",
+                   help="also hand each call to 'sbatch --test-only' (needs SLURM)")
+    c.add_argument("--snakemake", dest="snakemake_args", nargs=argparse.REMAINDER, default=[],
+                   metavar="ARG", help="the rest of the line goes to snakemake: targets (default: "
+                                       "all scaling) and options (e.g. --snakemake --directory .test all)")

@@ -82,11 +82,9 @@ def _column_text(c: Column) -> str:
         text = f"random forest ({c.folder.name}/random_forest.joblib): {params}"
         search = lookup(prov, ("model", "search"))
         if search:
-            how = (f" by {search['method']} ({search['rounds']} rounds)" if "method" in search
-                   else "")  # forests trained before the halving search say nothing
-            text += (f"; chosen by a {search['cv']}-fold cross-validated search of "
-                     f"{search['n_iter']} candidates{how} on {search['scoring']} "
-                     f"(seed {search['seed']})")
+            how = f" by {search['method']} ({search['rounds']} rounds)" if "method" in search else ""
+            text += (f"; chosen by a {search['cv']}-fold cross-validated search of {search['n_iter']} "
+                     f"candidates{how} on {search['scoring']} (seed {search['seed']})")
         return text
     return f"{c.folder} (its metrics.json records no provenance)"
 
