@@ -7,15 +7,16 @@ reached at 90 % and 95 % completeness, and PLAsTiCC's weighted log-loss for mult
 Used alike by the CNN's evaluation, the random-forest baseline, training's validation and the report.
 
 Uncertainties: ``bootstrap`` resamples the objects with replacement (seeded; 1,000 resamples by
-default) and recomputes every statistic on each resample, all resamples at once from tied-group
-counts (no Python loop over resamples); ``metrics`` reports their 16th-84th percentiles, a 68 %
-interval. At the best-FoM threshold the threshold stays the one chosen on the full sample: the
-intervals are the spread of purity, completeness and FoM at the operating point the table
-reports. Re-optimising it per resample would add the threshold's own instability (FoM is flat near
-its maximum) to them; that instability is reported on its own, as the interval of the threshold
-re-optimised per resample. Calibration: the Brier score and the reliability diagram's bins
-(``brier_score``, ``reliability``: the same numbers as scikit-learn's ``brier_score_loss`` and
-``calibration_curve``).
+default) and recomputes every statistic on each resample, a block of resamples at a time from
+tied-group counts (vectorised over the block; a block holds about ``RESAMPLED_CELLS`` counts, so
+memory is bounded by it and by O(N) per-object arrays, never N x resamples); ``metrics``
+reports their 16th-84th percentiles, a 68 % interval. At the best-FoM threshold the threshold
+stays the one chosen on the full sample: the intervals are the spread of purity, completeness and
+FoM at the operating point the table reports. Re-optimising it per resample would add the
+threshold's own instability (FoM is flat near its maximum) to them; that instability is reported
+on its own, as the interval of the threshold re-optimised per resample. Calibration: the Brier
+score and the reliability diagram's bins (``brier_score``, ``reliability``: the same numbers as
+scikit-learn's ``brier_score_loss`` and ``calibration_curve``).
 
 Development and report halves (``halves``, ``half_metrics``): every test set splits into two fixed
 halves by a hash of the object id. Settings are chosen on the development half (the best-FoM
@@ -184,7 +185,10 @@ def percentile_interval(values) -> list[float]:
 
 def resample_counts(n: int, n_resamples: int, seed: int = BOOTSTRAP_SEED):
     """Bootstrap resamples of ``n`` objects as counts (how often each object is drawn), in blocks
-    of [resamples, n]; the same seed gives the same resamples."""
+    of [resamples, n] holding about ``RESAMPLED_CELLS`` counts (one resample at least): memory
+    bounded by the block, never [n_resamples, n]. The generator's draws fill the block row by row,
+    as one call per resample would, so the same seed gives the same resamples whatever the block
+    (tests/test_metrics.py)."""
     rng = np.random.default_rng(seed)
     per_block = max(1, min(n_resamples, RESAMPLED_CELLS // max(n, 1)))
     for start in range(0, n_resamples, per_block):
