@@ -232,7 +232,7 @@ def plot_feature_importance(importance, path, top: int = 20) -> None:
 
 
 def plot_tsne(embedding, types, path, seed: int = 0, max_points: int = 3000) -> None:
-    """t-SNE of the CNN's penultimate embeddings, coloured by true type."""
+    """t-SNE of CNN embeddings by true type (at most ``max_points``; ``evaluate.tsne_sample``)."""
     from sklearn.manifold import TSNE
 
     plt = pyplot()
@@ -244,7 +244,7 @@ def plot_tsne(embedding, types, path, seed: int = 0, max_points: int = 3000) -> 
     for t in np.unique(types[pick]):
         sel = types[pick] == t
         ax.scatter(xy[sel, 0], xy[sel, 1], s=4, label=CLASSES[int(t)])
-    ax.set(title="t-SNE of CNN embeddings", xticks=[], yticks=[])
+    ax.set(title=f"t-SNE of CNN embeddings ({len(pick):,} objects)", xticks=[], yticks=[])
     ax.legend(markerscale=3, fontsize=8)
     save(fig, path)
 

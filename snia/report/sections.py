@@ -12,6 +12,7 @@ import numpy as np
 from snia.calibration import describe
 from snia.compare import EARLY_DAY, markdown_table, read_csv
 from snia.errors import ConfigError
+from snia.evaluate import tsne_caption
 from snia.metrics import (
     INTERVAL_PERCENTILES,
     bootstrap,
@@ -276,8 +277,7 @@ def classifier_section(column: Column, figures: Path, n_resamples: int, seed: in
                                          "the days after the first detection."))
     if (column.folder / "tsne.png").exists():
         section.blocks.append(Figure(column.folder / "tsne.png",
-                                     f"{column.label}: t-SNE of the penultimate-layer embeddings, "
-                                     "coloured by true type."))
+                                     f"{column.label}: {tsne_caption(m.get('tsne'))}"))
     return section
 
 
