@@ -27,7 +27,7 @@ from snia.plots import (
     plot_reliability,
     plot_roc,
 )
-from snia.provenance import training_summary
+from snia.provenance import inputs_text, training_summary
 from snia.raster import DEFAULT_KIND, RasterSpec, spec_for_store
 from snia.report.columns import Column, cell, lookup
 from snia.report.document import Details, Figure, Para, Section, Table
@@ -51,10 +51,8 @@ def _mix_text(mix: dict) -> str:
 
 def _dataset_text(d: dict) -> str:
     text = f"{d.get('name', d.get('path'))}: {d['objects']:,} objects; {_mix_text(d['class_mix'])}"
-    if d.get("inputs"):
-        files = ", ".join(f"{i['file']} (sha256 {str(i.get('sha256'))[:12]})" for i in d["inputs"])
-        text += f"; ingested from {files}"
-    return text
+    inputs = inputs_text(d)
+    return text + (f"; ingested from {inputs}" if inputs else "")
 
 
 def _checkpoint_text(c: dict) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 from snia import taxonomy
 from snia.errors import StoreError
 from snia.files import sha256_of
+from snia.store.manifest import manifest_problems
 from snia.store.reader import (
     HDF5_ERRORS,
     Store,
@@ -121,7 +122,7 @@ def _verify(store: Store, check_inputs: bool) -> list[str]:
         failures.append(str(exc))
     if check_inputs:
         failures += _verify_inputs(store.provenance)
-    return failures
+    return failures + manifest_problems(store.path, store.provenance)
 
 
 def _duplicate_ids(store: Store) -> list[str]:
