@@ -109,7 +109,7 @@ def _csv_column(path, name) -> np.ndarray | None:
         reader = csv.DictReader(f)
         if name not in (reader.fieldnames or []):
             return None
-        return np.array([float(r[name]) for r in reader])
+        return np.fromiter((float(r[name]) for r in reader), dtype=np.float64)
 
 
 def load_column(label: str, folder, n_resamples: int, seed: int) -> Column:
