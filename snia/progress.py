@@ -65,6 +65,16 @@ class Progress:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def set_total(self, total: int) -> None:
+        """The work to do, better known now (the next log line at the next step of it)."""
+        with self.lock:
+            self.total = max(int(total), 0)
+            if self.total:
+                self.next_line = (self.done * 100.0 / self.total // self.every + 1) * self.every
+            if self.bar is not None:
+                self.bar.total = self.total
+                self.bar.refresh()
+
     def set_step(self, step: str) -> None:
         """What is being done now (shown beside the bar, and in each log line)."""
         with self.lock:

@@ -65,6 +65,16 @@ def test_a_terminal_gets_a_bar_not_log_lines(caplog, capsys):
     assert "ingest: reading" in err and "50/50" in err
 
 
+def test_a_total_better_known_later_keeps_the_steps(caplog):
+    caplog.set_level(logging.INFO, logger="snia.progress")
+    with Progress(400, "report: bootstrap", unit="resamples", bar=False, min_seconds=0) as p:
+        p.update(100)  # 25 %
+        p.set_total(200)  # now 50 %: the next line at 55 %
+        p.update(10)
+        p.update(90)
+    assert shares(caplog.records) == [25, 55, 100]
+
+
 @pytest.mark.parametrize("seconds, text", [(42, "42 s"), (210, "3.5 min"), (7200, "2.0 h")])
 def test_durations_read_naturally(seconds, text):
     assert duration(seconds) == text

@@ -631,3 +631,26 @@ def test_the_run_summary_is_the_headline_rows_of_the_first_classifier_table(tmp_
     assert lines[:4] == ["|  | CNN | random forest |", "|:---|---:|---:|",
                          "| objects (Ia) | 10 (4) | 10 (4) |", "| AUC | 0.9 [0.8, 1.0] | 0.8 [0.7, 0.9] |"]
     assert lines[-1] == f"report: {report.resolve()}"
+
+
+def test_the_reports_bootstraps_log_their_progress(tmp_path, monkeypatch, caplog):
+    """Two classifiers, 50 resamples: each one's intervals, its bands and the ROC of both: 300
+    resamples, logged as they go where there is no terminal."""
+    import logging
+
+    import snia.progress
+    from snia.report import write_report
+
+    monkeypatch.setattr(snia.progress, "MIN_SECONDS", 0.0)
+    rng = np.random.default_rng(2)
+    ids = np.arange(1, 31)
+    names = np.array(["Ia" if i % 3 == 0 else "II" for i in ids])
+    for name in ("cnn", "rf"):
+        write_run(tmp_path / name, ids, rng.uniform(0, 1, 30).round(3), names)
+    caplog.set_level(logging.INFO, logger="snia.progress")
+    write_report(tmp_path / "report", tmp_path / "cnn", tmp_path / "rf", n_resamples=50)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines and lines[-1].startswith("report: bootstrap: 100 % (300 of 300 resamples)"), lines
+    caplog.clear()
+    write_report(tmp_path / "quiet", tmp_path / "cnn", tmp_path / "rf", n_resamples=50, progress=False)
+    assert caplog.records == []
