@@ -73,11 +73,14 @@ def evaluate(checkpoints, store_path, out_dir, allow_other_bands: bool = False,
     curves); metrics.json's ``ia_share`` compares P(Ia) at the validation split's share with
     P(Ia) at the estimated one, whichever is chosen. ``progress``: a bar or log lines (see the
     module docstring)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     checkpoints = as_list(checkpoints)
     with Store(store_path) as store:
         n_objects = len(store)
+        if not np.any(store.objects["type"] != INDEX["unknown"]):
+            raise ConfigError(f"{store_path}: no object of a known type, nothing to evaluate "
+                              "against (snia classify gives P(Ia) without types)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     calibrated = all(m.calibration is not None for m in load_members(checkpoints))
     share_passes = (0 if not calibrated else 1 if prior in (None, "estimate") else 2)
     passes = Progress(n_objects * (1 + share_passes + len(EARLY_DAYS)), "evaluate",

@@ -231,6 +231,26 @@ def test_evaluate_embeds_only_the_tsne_sample_says_so_and_logs_progress(models, 
                for line in [r.getMessage() for r in caplog.records]), lines
 
 
+def test_evaluate_refuses_a_store_without_types_in_one_line(models, tmp_path, capsys):
+    from conftest import synthetic_plasticc
+
+    from snia.cli import main
+    from snia.ingest import run_ingest
+
+    lc, meta, _ = synthetic_plasticc(tmp_path, 6, 9)
+    rows = [r.split(",") for r in meta.read_text().splitlines()]
+    k = rows[0].index("target")
+    meta.write_text("\n".join(",".join(r[:k] + r[k + 1:]) for r in rows) + "\n")  # no types
+    run_ingest("plasticc", [lc], tmp_path / "u.h5", [meta], progress=False, split="test")
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "u.h5"), "--checkpoint", str(models["bands"]), "-o",
+                 str(tmp_path / "e")]) == 2
+    assert error_line(capsys.readouterr().err).endswith(
+        f"{tmp_path / 'u.h5'}: no object of a known type, nothing to evaluate against (snia classify "
+        "gives P(Ia) without types)")
+    assert not (tmp_path / "e").exists()
+
+
 def test_evaluate_command_passes_no_progress(monkeypatch, tmp_path):
     import snia.evaluate
     from snia.cli import main

@@ -452,6 +452,9 @@ def test_manifest_names_are_relative_escaped_and_read_back(tmp_path):
                                         "sha256": hashlib.sha256(text.encode()).hexdigest()}
     assert manifest_summary([]) == {"files": 0, "bytes": 0, "root": None,
                                     "sha256": hashlib.sha256(b"file\tbytes\tsha256\n").hexdigest()}
+    # no common folder (a relative path among absolute ones): whole paths, no root
+    mixed = [{"path": "/a/x.csv", "bytes": 1, "sha256": "3" * 64}, {"path": "y.csv", "bytes": 2}]
+    assert manifest_text(mixed) == (f"file\tbytes\tsha256\n/a/x.csv\t1\t{'3' * 64}\ny.csv\t2\t-\n", None)
     (tmp_path / "bad.tsv").write_text("name,size\n")
     with pytest.raises(StoreError, match="bad.tsv: not a store manifest"):
         read_manifest(tmp_path / "bad.tsv")

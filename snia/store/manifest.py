@@ -35,9 +35,12 @@ def manifest_path(store_path) -> Path:
 
 
 def _root(paths: list[Path]) -> Path | None:
-    if not paths:
+    """The folder every input is in (None: no inputs, or none shared, e.g. relative and absolute
+    paths recorded by hand: the names are then the whole paths)."""
+    try:
+        return Path(os.path.commonpath([str(p.parent) for p in paths])) if paths else None
+    except ValueError:
         return None
-    return Path(os.path.commonpath([str(p.parent) for p in paths]))
 
 
 def _escaped(name: str) -> str:
@@ -51,8 +54,9 @@ def manifest_text(inputs: list[dict]) -> tuple[str, str | None]:
     root = _root(paths)
     lines = [HEADER]
     for entry, path in zip(inputs, paths):
-        name = path.relative_to(root).as_posix() if root is not None else path.name
-        lines.append(f"{_escaped(name)}\t{int(entry['bytes'])}\t{entry.get('sha256') or '-'}")
+        name = path.relative_to(root).as_posix() if root is not None else path.as_posix()
+        size = int(entry.get("bytes") or 0)
+        lines.append(f"{_escaped(name)}\t{size}\t{entry.get('sha256') or '-'}")
     return "\n".join(lines) + "\n", (str(root) if root is not None else None)
 
 
@@ -60,7 +64,7 @@ def manifest_summary(inputs: list[dict]) -> dict:
     """What the provenance records of the manifest: files, total bytes, the digest (sha256 of the
     manifest's text) and the root folder of the names."""
     text, root = manifest_text(inputs)
-    return {"files": len(inputs), "bytes": int(sum(int(i["bytes"]) for i in inputs)),
+    return {"files": len(inputs), "bytes": int(sum(int(i.get("bytes") or 0) for i in inputs)),
             "sha256": hashlib.sha256(text.encode()).hexdigest(), "root": root}
 
 
