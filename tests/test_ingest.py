@@ -491,7 +491,7 @@ def test_thousands_of_input_files_are_all_in_the_provenance(tmp_path):
         assert store.lightcurve(1234)["flux"][1] == np.float32(1234.25)
 
 
-def test_many_input_files_get_a_manifest_beside_the_store_with_one_digest(tmp_path):
+def test_many_input_files_get_a_manifest_beside_the_store_with_one_digest(tmp_path, capsys):
     """30 light-curve files and a metadata file: the store records their count, bytes and the
     sha256 of s.manifest.tsv, which lists each file's name (relative to their folder), size and
     sha256 in the order of ingestion; the same files ingested from another folder give the same
@@ -516,6 +516,11 @@ def test_many_input_files_get_a_manifest_beside_the_store_with_one_digest(tmp_pa
                         "sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
                         "root": str((tmp_path / "many").resolve())}
     assert verify(tmp_path / "s.h5") == []
+    from snia.cli import main
+
+    assert main(["store", "info", str(tmp_path / "s.h5")]) == 0  # one line for the 31 inputs
+    assert (f"inputs        31 file(s), {recorded['bytes'] / 1e6:.1f} MB (manifest sha256 "
+            f"{recorded['sha256'][:12]})") in capsys.readouterr().out
 
     elsewhere = tmp_path / "copy"
     shutil.copytree(tmp_path / "many", elsewhere / "many")
