@@ -126,8 +126,11 @@ def evaluate(checkpoints, store_path, out_dir, allow_other_bands: bool = False,
                                              max_points=TSNE_OBJECTS),
              "gallery.png": lambda f: plot_gallery(store_path, pred["spec"], f),
              "early.png": lambda f: plot_early(result["early"], f)}
-    for name, draw in plots.items():
-        draw(out / name)
+    with Progress(len(plots), "evaluate: figures", unit="figures", enabled=progress) as drawn:
+        for name, draw in plots.items():
+            drawn.set_step(name)
+            draw(out / name)
+            drawn.update(1)
     names = ", ".join(Path(c).parent.name + "/" + Path(c).name for c in checkpoints)
     lines = [f"# snia evaluation of {names} on {Path(store_path).name}", "",
              f"AUC {result['auc']:.4f}; at P(Ia) >= 0.5: purity {result['at_0.5']['purity']:.3f}, "

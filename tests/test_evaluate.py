@@ -4,6 +4,7 @@ classification), multi-class evaluation, and a calibration refitted on a survey'
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -224,11 +225,12 @@ def test_evaluate_embeds_only_the_tsne_sample_says_so_and_logs_progress(models, 
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "15 of the 40 labelled objects, a uniform random sample (seed 0" in report
 
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("evaluate: ")]
-    assert lines[-1].startswith("evaluate: 100 % (360 of 360 LC)"), lines  # 9 passes x 40
-    assert any("(early classification, 10 days)" in line for line in lines), lines
-    assert any(line.startswith("evaluate: bootstrap: 100 % (1,000 of 1,000 resamples)")
-               for line in [r.getMessage() for r in caplog.records]), lines
+    logged = [r.getMessage() for r in caplog.records]
+    passes = [line for line in logged if re.match(r"evaluate: \d+ %", line)]
+    assert passes[-1].startswith("evaluate: 100 % (360 of 360 LC)"), logged  # 9 passes x 40
+    assert any("(early classification, 10 days)" in line for line in passes), logged
+    assert "evaluate: bootstrap: 100 % (1,000 of 1,000 resamples)" in "\n".join(logged)
+    assert "evaluate: figures: 100 % (7 of 7 figures) (early.png)" in "\n".join(logged)
 
 
 def test_evaluate_refuses_a_store_without_types_in_one_line(models, tmp_path, capsys):
