@@ -7,15 +7,16 @@ reached at 90 % and 95 % completeness, and PLAsTiCC's weighted log-loss for mult
 Used alike by the CNN's evaluation, the random-forest baseline, training's validation and the report.
 
 Uncertainties: ``bootstrap`` resamples the objects with replacement (seeded; 1,000 resamples by
-default) and recomputes every statistic on each resample, all resamples at once from tied-group
-counts (no Python loop over resamples); ``metrics`` reports their 16th-84th percentiles, a 68 %
-interval. At the best-FoM threshold the threshold stays the one chosen on the full sample: the
-intervals are the spread of purity, completeness and FoM at the operating point the table
-reports. Re-optimising it per resample would add the threshold's own instability (FoM is flat near
-its maximum) to them; that instability is reported on its own, as the interval of the threshold
-re-optimised per resample. Calibration: the Brier score and the reliability diagram's bins
-(``brier_score``, ``reliability``: the same numbers as scikit-learn's ``brier_score_loss`` and
-``calibration_curve``).
+default) and recomputes every statistic on each resample, a block of resamples at a time from
+tied-group counts (vectorised over the block; a block holds about ``RESAMPLED_CELLS`` counts, so
+memory is bounded by it and by O(N) per-object arrays, never N x resamples); ``metrics``
+reports their 16th-84th percentiles, a 68 % interval. At the best-FoM threshold the threshold
+stays the one chosen on the full sample: the intervals are the spread of purity, completeness and
+FoM at the operating point the table reports. Re-optimising it per resample would add the
+threshold's own instability (FoM is flat near its maximum) to them; that instability is reported
+on its own, as the interval of the threshold re-optimised per resample. Calibration: the Brier
+score and the reliability diagram's bins (``brier_score``, ``reliability``: the same numbers as
+scikit-learn's ``brier_score_loss`` and ``calibration_curve``).
 
 Development and report halves (``halves``, ``half_metrics``): every test set splits into two fixed
 halves by a hash of the object id. Settings are chosen on the development half (the best-FoM
@@ -123,10 +124,11 @@ def weighted_log_loss(types, class_probs, classes) -> tuple[float, int]:
     return (float(np.mean(per_class)) if per_class else float("nan")), int(scored.sum())
 
 
-def metrics(y, p, n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict:
+def metrics(y, p, n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+            progress=None) -> dict:
     """Every number of metrics.json for a binary Ia-vs-rest classification; with
     ``n_resamples`` > 0, their bootstrap 68 % intervals under ``intervals`` (see the module
-    docstring)."""
+    docstring; ``progress``: see ``bootstrap``)."""
     y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
     out = {"n": int(len(y)), "n_ia": int(y.sum())}
     out["auc"] = auc(y, p)
@@ -149,18 +151,18 @@ def metrics(y, p, n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_
     out["brier"] = brier_score(y, p) if len(y) else float("nan")
     if n_resamples > 0 and len(y):
         out["intervals"] = intervals(y, p, out.get("at_best_fom", {}).get("threshold"),
-                                     n_resamples, seed)
+                                     n_resamples, seed, progress)
     return out
 
 
 def intervals(y, p, best_threshold=None, n_resamples: int = BOOTSTRAP_RESAMPLES,
-              seed: int = BOOTSTRAP_SEED) -> dict:
+              seed: int = BOOTSTRAP_SEED, progress=None) -> dict:
     """Bootstrap 68 % intervals ([16th, 84th percentile]) of the AUC and of purity, completeness,
     FoM (and accuracy) at P(Ia) >= 0.5 and at ``best_threshold`` (held fixed), plus the interval
     of the best-FoM threshold re-optimised on each resample. Resamples where a statistic is
     undefined (no Ia drawn, say) are left out of its interval."""
     fixed = [0.5] + ([best_threshold] if best_threshold is not None else [])
-    draws = bootstrap(y, p, n_resamples, seed, thresholds=fixed)
+    draws = bootstrap(y, p, n_resamples, seed, thresholds=fixed, progress=progress)
     out = {"resamples": int(n_resamples), "seed": int(seed),
            "percentiles": list(INTERVAL_PERCENTILES),
            "best_fom_threshold": "fixed at the full sample's; 'threshold' is re-optimised per "
@@ -184,7 +186,10 @@ def percentile_interval(values) -> list[float]:
 
 def resample_counts(n: int, n_resamples: int, seed: int = BOOTSTRAP_SEED):
     """Bootstrap resamples of ``n`` objects as counts (how often each object is drawn), in blocks
-    of [resamples, n]; the same seed gives the same resamples."""
+    of [resamples, n] holding about ``RESAMPLED_CELLS`` counts (one resample at least): memory
+    bounded by the block, never [n_resamples, n]. The generator's draws fill the block row by row,
+    as one call per resample would, so the same seed gives the same resamples whatever the block
+    (tests/test_metrics.py)."""
     rng = np.random.default_rng(seed)
     per_block = max(1, min(n_resamples, RESAMPLED_CELLS // max(n, 1)))
     for start in range(0, n_resamples, per_block):
@@ -194,12 +199,13 @@ def resample_counts(n: int, n_resamples: int, seed: int = BOOTSTRAP_SEED):
 
 
 def bootstrap(y, p, n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-              thresholds=(0.5,), fpr_grid=None, threshold_grid=None) -> dict:
+              thresholds=(0.5,), fpr_grid=None, threshold_grid=None, progress=None) -> dict:
     """The statistics of each bootstrap resample (arrays with one row per resample):
     ``auc``; ``best_threshold`` and ``best_fom`` (re-optimised per resample); ``at[t]``: purity,
     completeness, fom and accuracy at each fixed threshold t; with ``fpr_grid``, ``roc_tpr``
     (the true-positive rate at each false-positive rate of the grid); with ``threshold_grid``,
-    ``curves``: purity, completeness and fom at each threshold of the grid.
+    ``curves``: purity, completeness and fom at each threshold of the grid. ``progress``: told
+    of each block's resamples done (``update(n)``, e.g. ``snia.progress.Progress``).
 
     All from one sort: objects in tied groups of descending P(Ia); a resample is a vector of
     counts, so its true and false positives above each group's threshold are cumulative sums of
@@ -245,6 +251,8 @@ def bootstrap(y, p, n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRA
                                                   and np.isfinite(b[-1]) else
                                                   np.full(len(fpr_grid), np.nan)
                                                   for a, b in zip(fpr, tpr)]))
+        if progress is not None:
+            progress.update(len(w))
     out = {k: np.concatenate(parts[k]) for k in ("auc", "best_threshold", "best_fom")}
     out["at"] = {t: {k: np.concatenate([d[k] for d in parts["at"][t]]) for k in parts["at"][t][0]}
                  for t in fixed}

@@ -24,6 +24,15 @@ STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fo
          "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
          "axes.spines.right": False, "figure.dpi": DPI}
 IMAGE_CMAP = "RdBu_r"  # flux / peak flux: diverging, white at zero, symmetric limits
+CURVE_POINTS = 4000  # vertices drawn of a curve at most (computed from every object): ~4 a pixel
+
+
+def thinned(*arrays, limit: int = CURVE_POINTS) -> tuple:
+    """At most ``limit`` evenly spaced points (the first and last kept) of equally long arrays:
+    a survey's ROC has a vertex per object, and drawing millions costs memory, not detail."""
+    n = len(arrays[0])
+    keep = slice(None) if n <= limit else np.unique(np.linspace(0, n - 1, limit).astype(np.int64))
+    return tuple(np.asarray(a)[keep] for a in arrays)
 
 
 def pyplot():
@@ -59,7 +68,7 @@ def draw_roc(ax, curves: dict, bands: dict | None = None, points: dict | None = 
 
     for k, (label, (y, p)) in enumerate(curves.items()):
         color = f"C{k}"
-        fpr, tpr, _ = roc_curve(y, p)
+        fpr, tpr = thinned(*roc_curve(y, p)[:2])
         ax.plot(fpr, tpr, color=color, label=f"{label} (AUC {auc(y, p):.3f})")
         if bands and label in bands:
             grid, lo, hi = bands[label]
@@ -110,7 +119,7 @@ def draw_purity_completeness(ax, y, p, band=None, marks=()) -> None:
     """Purity, completeness and FoM against the P(Ia) threshold on ``ax``; ``band``: (threshold
     grid, {"purity"|"completeness"|"fom": (lower, upper)}); ``marks``: [(threshold, text)] drawn
     as vertical lines."""
-    thresholds, purity, completeness, fom = threshold_curves(np.asarray(y), np.asarray(p))
+    thresholds, purity, completeness, fom = thinned(*threshold_curves(np.asarray(y), np.asarray(p)))
     for k, (name, values) in enumerate((("purity", purity), ("completeness", completeness),
                                         ("fom", fom))):
         label = "FoM (W = 3)" if name == "fom" else name
@@ -232,7 +241,7 @@ def plot_feature_importance(importance, path, top: int = 20) -> None:
 
 
 def plot_tsne(embedding, types, path, seed: int = 0, max_points: int = 3000) -> None:
-    """t-SNE of the CNN's penultimate embeddings, coloured by true type."""
+    """t-SNE of CNN embeddings by true type (at most ``max_points``; ``evaluate.tsne_sample``)."""
     from sklearn.manifold import TSNE
 
     plt = pyplot()
@@ -244,7 +253,7 @@ def plot_tsne(embedding, types, path, seed: int = 0, max_points: int = 3000) -> 
     for t in np.unique(types[pick]):
         sel = types[pick] == t
         ax.scatter(xy[sel, 0], xy[sel, 1], s=4, label=CLASSES[int(t)])
-    ax.set(title="t-SNE of CNN embeddings", xticks=[], yticks=[])
+    ax.set(title=f"t-SNE of CNN embeddings ({len(pick):,} objects)", xticks=[], yticks=[])
     ax.legend(markerscale=3, fontsize=8)
     save(fig, path)
 

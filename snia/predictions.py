@@ -9,6 +9,7 @@ then ``p_<class>`` for each class of a multi-class model, then any per-object ``
 from __future__ import annotations
 
 import csv
+from array import array
 
 import numpy as np
 
@@ -43,9 +44,13 @@ def _cell(value) -> str:
 
 
 def read_predictions(path) -> dict:
-    """object_id, p_ia and type (taxonomy index) arrays of a predictions.csv."""
+    """object_id, p_ia and type (taxonomy index) arrays of a predictions.csv, read row by row
+    into compact arrays (17 bytes an object; a list of a survey's rows would be ~50x that)."""
+    ids, p_ia, types = array("q"), array("d"), array("b")
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {"object_id": np.array([int(r["object_id"]) for r in rows], dtype=np.int64),
-            "p_ia": np.array([float(r["p_ia"]) for r in rows]),
-            "type": np.array([INDEX[r["true_type"]] for r in rows], dtype=np.int8)}
+        for r in csv.DictReader(f):
+            ids.append(int(r["object_id"]))
+            p_ia.append(float(r["p_ia"]))
+            types.append(INDEX[r["true_type"]])
+    return {"object_id": np.frombuffer(ids, dtype=np.int64), "p_ia": np.frombuffer(p_ia),
+            "type": np.frombuffer(types, dtype=np.int8)}

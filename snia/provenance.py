@@ -3,9 +3,11 @@ traced and cited.
 
 ``environment()``: the date, the snia version and git commit (or "not a git checkout"), the command,
 the Python version and the hardware (CPU model, cores, GPUs named by ``nvidia-smi``).
-``describe_store``: a store's path, object count, class mix and input files (from the store's own
-ingestion provenance). ``describe_checkpoint``: which trained model a checkpoint is (run folder,
-sha256, epoch, seed, task, distillation teachers) and what its training cost (history.csv beside it).
+``describe_store``: a store's path, object count, class mix and inputs (from the store's own
+ingestion provenance): their number, bytes and one digest (the manifest beside the store,
+``snia.store.manifest``), and their names only when there are few (``LISTED_INPUTS``).
+``describe_checkpoint``: which trained model a checkpoint is (run folder, sha256, epoch, seed,
+task, distillation teachers) and what its training cost (history.csv beside it).
 ``snia evaluate`` and ``snia baseline`` put these under ``provenance`` in metrics.json; the report
 shows them. Nothing here fails for want of git, a GPU or a history file: it says what is missing.
 """
@@ -26,10 +28,11 @@ import numpy as np
 
 from snia import __version__
 from snia.files import sha256_of
-from snia.store import Store
+from snia.store import Store, manifest_path, manifest_summary
 from snia.taxonomy import CLASSES
 
 NOT_GIT = "not a git checkout"
+LISTED_INPUTS = 10  # a data set of more input files is its manifest's count and digest
 
 
 def now() -> str:
@@ -103,7 +106,11 @@ def class_mix(types) -> dict:
 
 
 def describe_store(path) -> dict:
-    """A store as a data set: path, objects, class mix, and the files it was ingested from."""
+    """A store as a data set: path, objects, class mix, and the files it was ingested from:
+    ``manifest`` (files, bytes, sha256 of the manifest, and ``file``: the manifest beside the
+    store, None where there is none, e.g. a store ingested before manifests, whose digest is
+    computed from its provenance alike), and ``inputs`` (name, sha256) when there are at most
+    ``LISTED_INPUTS``."""
     with Store(path) as store:
         types = store.objects["type"]
         out = {"path": str(path), "name": Path(path).stem, "objects": len(store),
@@ -112,11 +119,38 @@ def describe_store(path) -> dict:
             ingested = store.provenance
         except (KeyError, ValueError):
             return out
-    out["inputs"] = [{"file": Path(i["path"]).name, "sha256": i.get("sha256")}
-                     for i in ingested.get("inputs", [])]
+    inputs = ingested.get("inputs", [])
+    beside = manifest_path(path)
+    out["manifest"] = {**(ingested.get("manifest") or manifest_summary(inputs)),
+                       "file": str(beside) if beside.is_file() else None}
+    if len(inputs) <= LISTED_INPUTS:
+        out["inputs"] = [{"file": Path(i["path"]).name, "sha256": i.get("sha256")} for i in inputs]
     out["ingested"] = ingested.get("created")
     out["split"] = ingested.get("split")
     return out
+
+
+def inputs_text(described: dict) -> str | None:
+    """A described store's inputs in words (None when unrecorded): each file with the start of
+    its sha256 when they are listed, else their number and size, the manifest's digest and
+    where it is."""
+    if described.get("inputs"):
+        return ", ".join(f"{i['file']} (sha256 {str(i.get('sha256'))[:12]})"
+                         for i in described["inputs"])
+    m = described.get("manifest")
+    if not m or not m.get("files"):
+        return None
+    where = (f"listed in {Path(m['file']).name} beside the store" if m.get("file")
+             else "no manifest beside the store")
+    return f"{m['files']:,} files ({size_text(m['bytes'])}; {where}, sha256 {m['sha256'][:12]})"
+
+
+def size_text(n: int) -> str:
+    """Bytes in words: ``"812 B"``, ``"3.4 kB"``, ``"56.7 MB"``, ``"1.23 GB"``."""
+    for limit, unit, digits in ((1e9, "GB", 2), (1e6, "MB", 1), (1e3, "kB", 1)):
+        if n >= limit:
+            return f"{n / limit:.{digits}f} {unit}"
+    return f"{n} B"
 
 
 def training_summary(history) -> dict | None:

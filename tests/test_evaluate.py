@@ -4,6 +4,7 @@ classification), multi-class evaluation, and a calibration refitted on a survey'
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -159,3 +160,113 @@ def test_calibrate_refits_platt_on_a_surveys_labelled_half_and_keeps_the_network
     assert f"{tmp_path / 'ia.h5'}: 6 labelled objects, not of both classes" in error_line(
         capsys.readouterr().err)
     assert not (tmp_path / "none").exists()
+
+
+# ----------------------------------------------------------------------------- at survey size
+
+
+def test_tsne_sample_is_capped_seeded_uniform_and_costs_the_cap_not_n():
+    import tracemalloc
+
+    from snia.evaluate import TSNE_OBJECTS, tsne_sample
+
+    assert list(tsne_sample(7, cap=10)) == list(range(7))  # fewer than the cap: every object
+    pick = tsne_sample(100_000, cap=3000, seed=0)
+    assert len(pick) == len(np.unique(pick)) == 3000 and np.all(np.diff(pick) > 0)
+    assert np.array_equal(pick, tsne_sample(100_000, cap=3000, seed=0))  # the same every run
+    assert not np.array_equal(pick, tsne_sample(100_000, cap=3000, seed=1))
+    # uniform: the first fifth of the objects holds a fifth of the sample (binomial, 4 sigma)
+    assert abs(np.mean(pick < 20_000) - 0.2) < 4 * np.sqrt(0.2 * 0.8 / 3000)
+    assert len(tsne_sample(10**6)) == TSNE_OBJECTS
+    tracemalloc.start()  # a billion objects: the sample, not a permutation of them all
+    try:
+        assert len(tsne_sample(10**9, cap=3000)) == 3000
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, peak
+
+
+def test_evaluate_embeds_only_the_tsne_sample_says_so_and_logs_progress(models, tmp_path, monkeypatch,
+                                                                        caplog):
+    """40 objects, a t-SNE cap of 15: the figure gets the 15 sampled objects' embeddings (those
+    predict_store gives them), metrics.json and report.md say 15 of 40; a log file gets progress
+    lines over the 9 passes (predictions, the Ia share, 7 early cuts) of 40 light curves."""
+    import logging
+
+    import snia.evaluate
+    import snia.progress
+    from snia.evaluate import evaluate, tsne_sample
+    from snia.inference import predict_store
+
+    monkeypatch.setattr(snia.evaluate, "TSNE_OBJECTS", 15)
+    monkeypatch.setattr(snia.progress, "MIN_SECONDS", 0.0)
+    drawn = {}
+    real_plot = snia.evaluate.plot_tsne
+
+    def plot_tsne(embedding, types, path, **kw):
+        drawn.update(embedding=embedding, types=types)
+        real_plot(embedding, types, path, **kw)
+
+    monkeypatch.setattr(snia.evaluate, "plot_tsne", plot_tsne)
+    caplog.set_level(logging.INFO, logger="snia.progress")
+    m = evaluate(models["bands"], models["lsst"], tmp_path / "eval")
+
+    full = predict_store(models["bands"], models["lsst"], embeddings=True)
+    rows = tsne_sample(40, cap=15, seed=0)  # every object of this store is labelled
+    assert len(full["object_id"]) == 40 and np.all(full["type"] != snia.evaluate.INDEX["unknown"])
+    assert drawn["embedding"].shape == (15, full["embedding"].shape[1])
+    np.testing.assert_allclose(drawn["embedding"], full["embedding"][rows], atol=1e-5)
+    assert np.array_equal(drawn["types"], full["type"][rows])
+    assert m["tsne"] == {"objects": 15, "labelled": 40, "cap": 15, "seed": 0,
+                         "sample": "uniform random (seeded)"}
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["tsne"] == m["tsne"]
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "15 of the 40 labelled objects, a uniform random sample (seed 0" in report
+
+    logged = [r.getMessage() for r in caplog.records]
+    passes = [line for line in logged if re.match(r"evaluate: \d+ %", line)]
+    assert passes[-1].startswith("evaluate: 100 % (360 of 360 LC)"), logged  # 9 passes x 40
+    assert any("(early classification, 10 days)" in line for line in passes), logged
+    assert "evaluate: bootstrap: 100 % (1,000 of 1,000 resamples)" in "\n".join(logged)
+    assert "evaluate: figures: 100 % (7 of 7 figures) (early.png)" in "\n".join(logged)
+
+
+def test_evaluate_refuses_a_store_without_types_in_one_line(models, tmp_path, capsys):
+    from conftest import synthetic_plasticc
+
+    from snia.cli import main
+    from snia.ingest import run_ingest
+
+    lc, meta, _ = synthetic_plasticc(tmp_path, 6, 9)
+    rows = [r.split(",") for r in meta.read_text().splitlines()]
+    k = rows[0].index("target")
+    meta.write_text("\n".join(",".join(r[:k] + r[k + 1:]) for r in rows) + "\n")  # no types
+    run_ingest("plasticc", [lc], tmp_path / "u.h5", [meta], progress=False, split="test")
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "u.h5"), "--checkpoint", str(models["bands"]), "-o",
+                 str(tmp_path / "e")]) == 2
+    assert error_line(capsys.readouterr().err).endswith(
+        f"{tmp_path / 'u.h5'}: no object of a known type, nothing to evaluate against (snia classify "
+        "gives P(Ia) without types)")
+    assert not (tmp_path / "e").exists()
+
+
+def test_evaluate_command_passes_no_progress(monkeypatch, tmp_path):
+    import snia.evaluate
+    from snia.cli import main
+
+    seen = {}
+
+    def evaluate(*args, **kw):
+        seen.update(kw)
+        return {"auc": 0.5, "at_0.5": {"purity": 0.5, "completeness": 0.5}}
+
+    monkeypatch.setattr(snia.evaluate, "evaluate", evaluate)
+    store = tmp_path / "s.h5"
+    store.write_bytes(b"")
+    for extra, expected in (([], True), (["--no-progress"], False)):
+        assert main(["evaluate", str(store), "--checkpoint", str(store), "-o", str(tmp_path / "e"),
+                     *extra]) == 0
+        assert seen["progress"] is expected

@@ -491,6 +491,57 @@ def test_thousands_of_input_files_are_all_in_the_provenance(tmp_path):
         assert store.lightcurve(1234)["flux"][1] == np.float32(1234.25)
 
 
+def test_many_input_files_get_a_manifest_beside_the_store_with_one_digest(tmp_path, capsys):
+    """30 light-curve files and a metadata file: the store records their count, bytes and the
+    sha256 of s.manifest.tsv, which lists each file's name (relative to their folder), size and
+    sha256 in the order of ingestion; the same files ingested from another folder give the same
+    manifest and digest."""
+    import hashlib
+
+    from snia.store import manifest_path
+
+    files, meta = _many_files(tmp_path, 30)
+    ingest(tmp_path, files, meta)
+    manifest = tmp_path / "s.manifest.tsv"
+    assert manifest_path(tmp_path / "s.h5") == manifest
+    lines = manifest.read_text().splitlines()
+    assert lines[0] == "file\tbytes\tsha256" and len(lines) == 32
+    inputs = [*files, meta]
+    assert lines[1:] == [f"{p.name}\t{p.stat().st_size}\t{hashlib.sha256(p.read_bytes()).hexdigest()}"
+                         for p in inputs]
+    with Store(tmp_path / "s.h5") as store:
+        recorded = store.provenance["manifest"]
+        assert len(store.provenance["inputs"]) == 31  # the store keeps every input's record too
+    assert recorded == {"files": 31, "bytes": sum(p.stat().st_size for p in inputs),
+                        "sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
+                        "root": str((tmp_path / "many").resolve())}
+    assert verify(tmp_path / "s.h5") == []
+    from snia.cli import main
+
+    assert main(["store", "info", str(tmp_path / "s.h5")]) == 0  # one line for the 31 inputs
+    assert (f"inputs        31 file(s), {recorded['bytes'] / 1e6:.1f} MB (manifest sha256 "
+            f"{recorded['sha256'][:12]})") in capsys.readouterr().out
+
+    elsewhere = tmp_path / "copy"
+    shutil.copytree(tmp_path / "many", elsewhere / "many")
+    run_ingest("plasticc", sorted((elsewhere / "many").glob("lc_*.csv")), elsewhere / "t.h5",
+               [elsewhere / "many" / "metadata.csv"], progress=False)
+    assert (elsewhere / "t.manifest.tsv").read_bytes() == manifest.read_bytes()
+    with Store(elsewhere / "t.h5") as store:
+        assert store.provenance["manifest"]["sha256"] == recorded["sha256"]
+        assert store.provenance["manifest"]["root"] == str((elsewhere / "many").resolve())
+
+    # replaced with --overwrite: a new manifest; a manifest of other inputs beside a store is found
+    ingest(tmp_path, files[:3], meta, overwrite=True, on_error="skip")
+    assert len(manifest.read_text().splitlines()) == 5
+    shutil.copy(elsewhere / "t.manifest.tsv", manifest)
+    with Store(tmp_path / "s.h5") as store:
+        short = store.provenance["manifest"]["sha256"][:12]
+    assert verify(tmp_path / "s.h5") == [f"{manifest} is not the manifest of this store's inputs (its "
+                                         f"sha256 differs from the store's record {short}; written for "
+                                         "another store?)"]
+
+
 @pytest.mark.mpi
 def test_one_two_three_ranks_write_identical_stores(tmp_path, mpirun):
     lcs, meta, expected = _synthetic_two_files(tmp_path)

@@ -67,3 +67,65 @@ def test_weighted_log_loss_hand_computed_and_against_scikit_learn():
     weights = 1.0 / np.bincount(target)[target]  # each class weighs the same in total
     expected = log_loss(target, probs, sample_weight=weights, labels=[0, 1, 2])
     assert weighted_log_loss(types, probs, classes)[0] == pytest.approx(expected, rel=1e-9)
+
+
+# ----------------------------------------------------------------------------- bootstrap at scale
+
+
+def naive_intervals(y, p, n_resamples, seed, threshold):
+    """The bootstrap the plain way: each resample's object indices drawn in turn from the same
+    seeded generator, the statistics recomputed on the resampled objects by scikit-learn and
+    ``confusion_at``, then their 16th and 84th percentiles."""
+    rng = np.random.default_rng(seed)
+    auc, purity, completeness = [], [], []
+    for _ in range(n_resamples):
+        pick = rng.integers(0, len(y), size=len(y))
+        yy, pp = y[pick], p[pick]
+        auc.append(roc_auc_score(yy, pp) if 0 < yy.sum() < len(yy) else np.nan)
+        c = confusion_at(yy, pp, threshold)
+        purity.append(c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else np.nan)
+        completeness.append(c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else np.nan)
+
+    def interval(v):
+        v = np.asarray(v)
+        return list(np.percentile(v[np.isfinite(v)], [16, 84]))
+    return {"auc": interval(auc), "purity": interval(purity), "completeness": interval(completeness)}
+
+
+@pytest.mark.parametrize("cells", [1, 97, 1 << 22])  # one resample per block, a few, all at once
+def test_bootstrap_intervals_equal_the_naive_resampling_whatever_the_block(monkeypatch, cells):
+    import snia.metrics
+
+    monkeypatch.setattr(snia.metrics, "RESAMPLED_CELLS", cells)
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 61)  # odd: a block of draws would not split into resamples evenly
+    p = np.clip(0.3 * y + rng.normal(0.35, 0.2, 61), 0, 1).round(2)  # ties on purpose
+    got = metrics(y, p, n_resamples=150, seed=9)["intervals"]
+    expected = naive_intervals(y, p, 150, 9, 0.5)
+    assert got["auc"] == pytest.approx(expected["auc"], abs=1e-12)
+    assert got["at_0.5"]["purity"] == pytest.approx(expected["purity"], abs=1e-12)
+    assert got["at_0.5"]["completeness"] == pytest.approx(expected["completeness"], abs=1e-12)
+
+
+def test_bootstrap_memory_is_bounded_by_the_block_not_by_objects_times_resamples(monkeypatch):
+    """50,000 objects x 400 resamples would be 160 MB as one matrix of counts (float64); drawn in
+    blocks of RESAMPLED_CELLS = 2^17 counts the peak is a dozen such blocks (~13 MB) plus O(N)
+    per-object arrays."""
+    import tracemalloc
+
+    import snia.metrics
+
+    monkeypatch.setattr(snia.metrics, "RESAMPLED_CELLS", 1 << 17)
+    n, resamples = 50_000, 400
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, n)
+    p = np.clip(0.3 * y + rng.uniform(0, 0.7, n), 0, 1)
+    tracemalloc.start()
+    try:
+        m = metrics(y, p, n_resamples=resamples)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < n * resamples * 8 / 4, f"peak {peak / 2**20:.1f} MiB"
+    lo, hi = m["intervals"]["auc"]
+    assert lo < m["auc"] < hi

@@ -68,6 +68,30 @@ def test_purity_completeness_and_fom_against_the_threshold(figures, tmp_path):
         ["purity", "completeness", "FoM (W = 3)"]
 
 
+def test_a_surveys_curves_are_drawn_through_a_few_thousand_of_their_exact_points(figures, tmp_path):
+    """200,000 objects: the ROC and the purity curve are drawn through at most CURVE_POINTS of
+    their vertices, evenly spaced, both ends kept, each one a vertex of the exact curve."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200_000)
+    p = np.clip(0.3 * y + rng.uniform(0, 0.7, len(y)), 0, 1)
+    plots.plot_roc({"cnn": (y, p)}, tmp_path / "roc.png")
+    plots.plot_purity_completeness(y, p, tmp_path / "pc.png")
+    fpr, tpr, _ = roc_curve(y, p)
+    assert len(fpr) > 10 * plots.CURVE_POINTS  # the exact curve: a vertex per few objects
+    drawn = figures[0].axes[0].lines[0]
+    x, yy = drawn.get_xdata(), drawn.get_ydata()
+    assert len(x) == plots.CURVE_POINTS and (x[0], yy[0], x[-1], yy[-1]) == (fpr[0], tpr[0], 1.0, 1.0)
+    keep = np.linspace(0, len(fpr) - 1, plots.CURVE_POINTS).astype(np.int64)
+    np.testing.assert_array_equal(x, fpr[keep])
+    np.testing.assert_array_equal(yy, tpr[keep])
+    purity = figures[1].axes[0].lines[0]
+    thresholds, exact, _, _ = plots.threshold_curves(y, p)
+    assert len(purity.get_xdata()) == plots.CURVE_POINTS
+    assert purity.get_xdata()[-1] == thresholds[-1] and purity.get_ydata()[-1] == exact[-1]
+    np.testing.assert_array_equal(purity.get_ydata(), exact[np.linspace(0, len(exact) - 1,
+                                                                        plots.CURVE_POINTS).astype(np.int64)])
+
+
 def test_confusion_cells_hold_counts_and_shares_of_the_true_class(figures, tmp_path):
     plots.plot_confusion(Y, P, tmp_path / "c.png")
     ax = figures[0].axes[0]

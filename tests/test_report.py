@@ -440,6 +440,84 @@ def test_report_adds_the_ensemble_a_distilled_cnn_learnt_from(tmp_path):
     assert (tmp_path / "report" / "figures" / "roc_all.png").stat().st_size > 5000
 
 
+def test_predictions_of_a_survey_are_read_as_numbers_not_rows(tmp_path):
+    """The report reads predictions.csv into arrays: 50,000 objects back exactly, the peak a few
+    numbers an object (17 bytes as arrays; a list of csv rows would be ~400 bytes an object)."""
+    import tracemalloc
+
+    from snia.predictions import read_predictions, write_predictions
+    from snia.taxonomy import INDEX
+
+    n = 50_000
+    rng = np.random.default_rng(0)
+    ids = np.arange(10**9, 10**9 + n)
+    p = rng.uniform(0, 1, n).round(6)
+    types = rng.choice([INDEX["Ia"], INDEX["II"], INDEX["unknown"]], n).astype(np.int8)
+    write_predictions(tmp_path / "p.csv", ids, p, types)
+    tracemalloc.start()
+    try:
+        table = read_predictions(tmp_path / "p.csv")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(table["object_id"], ids) and np.array_equal(table["type"], types)
+    assert np.array_equal(table["p_ia"], p)  # 6 decimals written, the same doubles read
+    assert peak < 60 * n, f"{peak / n:.0f} bytes an object"
+
+
+def test_a_data_set_of_many_files_is_a_count_and_one_digest_in_the_report(tmp_path):
+    """A store ingested from 25 light-curve files and a metadata file: the report's data row gives
+    26 files, their size and the digest of the manifest beside the store, not 26 names; a store
+    ingested before manifests (no record, no file) gets the same digest, computed from its
+    provenance, and says there is no manifest beside it."""
+    import hashlib
+
+    import h5py
+
+    from snia.ingest import run_ingest
+    from snia.provenance import describe_store, inputs_text
+    from snia.report import write_report
+    from snia.store import Store
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    files = []
+    for oid in range(1, 26):
+        files.append(folder / f"lc_{oid:04d}.csv")
+        files[-1].write_text(f"object_id,mjd,passband,flux,flux_err\n{oid},59580.5,1,{oid}.5,1.0\n"
+                             f"{oid},59590.5,2,{oid}.25,2.0\n")
+    meta = folder / "metadata.csv"
+    meta.write_text("object_id,target\n" + "".join(f"{i},{90 if i % 2 else 42}\n" for i in range(1, 26)))
+    store = tmp_path / "s.h5"
+    run_ingest("plasticc", files, store, [meta], progress=False)
+    manifest = tmp_path / "s.manifest.tsv"
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    size = sum(p.stat().st_size for p in [*files, meta])
+    described = describe_store(store)
+    assert "inputs" not in described  # 26 > LISTED_INPUTS names
+    assert described["manifest"] == {"files": 26, "bytes": size, "sha256": digest,
+                                     "root": str(folder.resolve()), "file": str(manifest)}
+    with Store(store) as s:
+        ids, types = s.objects["object_id"], s.objects["type"]
+    names = np.array([CLASSES[t] for t in types])
+    write_run(tmp_path / "cnn", ids, np.linspace(0.05, 0.95, 25).round(3), names)
+    md = write_report(tmp_path / "report", tmp_path / "cnn", store=store).read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| data (test) |"))
+    assert row.endswith(f"; ingested from 26 files ({size / 1e3:.1f} kB; listed in s.manifest.tsv beside the "
+                        f"store, sha256 {digest[:12]}) |"), row
+    assert "lc_0001.csv" not in md and len(row) < 300
+
+    with h5py.File(store, "r+") as f:  # as ingested before manifests: no record, no file
+        provenance = json.loads(bytes(f.attrs["provenance"]).decode())
+        del provenance["manifest"]
+        f.attrs["provenance"] = np.bytes_(json.dumps(provenance).encode())
+    manifest.unlink()
+    old = describe_store(store)
+    assert old["manifest"] == {**described["manifest"], "file": None}
+    assert inputs_text(old) == (f"26 files ({size / 1e3:.1f} kB; no manifest beside the store, "
+                                f"sha256 {digest[:12]})")
+
+
 def test_evaluate_and_report_from_a_trained_model(tmp_path):
     """`snia evaluate` records the provenance the report shows: the checkpoint (sha256, epoch,
     training), the data set and the image geometry its mistakes are drawn with."""
@@ -474,6 +552,7 @@ def test_evaluate_and_report_from_a_trained_model(tmp_path):
     assert f"| column 'CNN' | run/best.pt (sha256 {sha256_of(ckpt)[:12]}, epoch 1" in md
     assert "| run | CNN | 1 |" in md and "1 data-parallel rank(s) per run (train.ranks)" in md
     assert "the model's image geometry" in md  # the mistakes, drawn as the model sees them
+    assert "CNN: t-SNE of the penultimate-layer embeddings, coloured by true type: all 40 labelled " in md
 
 
 def test_scaling_summary_speedup_and_efficiency(tmp_path):
@@ -552,3 +631,26 @@ def test_the_run_summary_is_the_headline_rows_of_the_first_classifier_table(tmp_
     assert lines[:4] == ["|  | CNN | random forest |", "|:---|---:|---:|",
                          "| objects (Ia) | 10 (4) | 10 (4) |", "| AUC | 0.9 [0.8, 1.0] | 0.8 [0.7, 0.9] |"]
     assert lines[-1] == f"report: {report.resolve()}"
+
+
+def test_the_reports_bootstraps_log_their_progress(tmp_path, monkeypatch, caplog):
+    """Two classifiers, 50 resamples: each one's intervals, its bands and the ROC of both: 300
+    resamples, logged as they go where there is no terminal."""
+    import logging
+
+    import snia.progress
+    from snia.report import write_report
+
+    monkeypatch.setattr(snia.progress, "MIN_SECONDS", 0.0)
+    rng = np.random.default_rng(2)
+    ids = np.arange(1, 31)
+    names = np.array(["Ia" if i % 3 == 0 else "II" for i in ids])
+    for name in ("cnn", "rf"):
+        write_run(tmp_path / name, ids, rng.uniform(0, 1, 30).round(3), names)
+    caplog.set_level(logging.INFO, logger="snia.progress")
+    write_report(tmp_path / "report", tmp_path / "cnn", tmp_path / "rf", n_resamples=50)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines and lines[-1].startswith("report: bootstrap: 100 % (300 of 300 resamples)"), lines
+    caplog.clear()
+    write_report(tmp_path / "quiet", tmp_path / "cnn", tmp_path / "rf", n_resamples=50, progress=False)
+    assert caplog.records == []

@@ -423,3 +423,38 @@ def test_bands_present_are_recorded_at_ingest_and_read_without_a_scan(store_path
         f.attrs["bands_present"] = np.bytes_(b"[0, 99]")
     with Store(path) as store, pytest.raises(StoreError, match="band code 99 in the bands_present"):
         store.bands_present()
+
+
+def test_manifest_names_are_relative_escaped_and_read_back(tmp_path):
+    """The manifest's text: names relative to the inputs' common folder (subfolders kept), odd
+    characters escaped, sizes and sha256 as recorded; read back to the same records; its digest
+    is the sha256 of that text."""
+    import hashlib
+
+    from snia.store import manifest_summary, read_manifest, write_manifest
+    from snia.store.manifest import manifest_text
+
+    inputs = [{"path": "/data/survey/a/lc 1.fits", "bytes": 10, "sha256": "1" * 64},
+              {"path": "/data/survey/b/tab\there\\n.fits", "bytes": 20, "sha256": "2" * 64},
+              {"path": "/data/survey/meta.csv", "bytes": 5, "sha256": None}]  # an old record
+    text, root = manifest_text(inputs)
+    assert root == "/data/survey"
+    assert text == ("file\tbytes\tsha256\n"
+                    f"a/lc 1.fits\t10\t{'1' * 64}\n"
+                    f"b/tab\\there\\\\n.fits\t20\t{'2' * 64}\n"
+                    "meta.csv\t5\t-\n")
+    written = write_manifest(tmp_path / "x.h5", inputs)
+    assert written == tmp_path / "x.manifest.tsv" and written.read_bytes() == text.encode()
+    assert read_manifest(written) == [{"file": "a/lc 1.fits", "bytes": 10, "sha256": "1" * 64},
+                                      {"file": "b/tab\there\\n.fits", "bytes": 20, "sha256": "2" * 64},
+                                      {"file": "meta.csv", "bytes": 5, "sha256": "-"}]
+    assert manifest_summary(inputs) == {"files": 3, "bytes": 35, "root": "/data/survey",
+                                        "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    assert manifest_summary([]) == {"files": 0, "bytes": 0, "root": None,
+                                    "sha256": hashlib.sha256(b"file\tbytes\tsha256\n").hexdigest()}
+    # no common folder (a relative path among absolute ones): whole paths, no root
+    mixed = [{"path": "/a/x.csv", "bytes": 1, "sha256": "3" * 64}, {"path": "y.csv", "bytes": 2}]
+    assert manifest_text(mixed) == (f"file\tbytes\tsha256\n/a/x.csv\t1\t{'3' * 64}\ny.csv\t2\t-\n", None)
+    (tmp_path / "bad.tsv").write_text("name,size\n")
+    with pytest.raises(StoreError, match="bad.tsv: not a store manifest"):
+        read_manifest(tmp_path / "bad.tsv")

@@ -199,7 +199,8 @@ def cmd_evaluate(args) -> int:
     from snia.evaluate import evaluate
 
     result = evaluate(args.checkpoint, args.store, args.output,
-                      allow_other_bands=args.allow_other_bands, prior=args.ia_prior)
+                      allow_other_bands=args.allow_other_bands, prior=args.ia_prior,
+                      progress=not args.no_progress)
     half = result["at_0.5"]
     log.info("AUC %.4f; at P(Ia) >= 0.5 purity %.3f, completeness %.3f; report: %s",
              result["auc"], half["purity"], half["completeness"], args.output / "report.md")

@@ -158,6 +158,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--checkpoint", type=Path, nargs="+", required=True,
                    help="a model, or several: an ensemble averaging their probabilities")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder for the results")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (or log lines)")
     _add_allow_other_bands(p)
     _add_ia_prior(p)
 

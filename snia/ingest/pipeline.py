@@ -46,9 +46,11 @@ from snia.store import (
     SPLIT_NAMES,
     ShardWriter,
     compact_shard,
+    manifest_summary,
     root_attributes,
     shard_band_codes,
     write_collective_store,
+    write_manifest,
     write_virtual_store,
 )
 
@@ -323,6 +325,7 @@ def _assemble_phase(state, drops, problems, compression, layout, bands, output, 
         try:
             with signals.hold():
                 _publish(tmp_store, work, output, layout)
+                write_manifest(output, provenance["inputs"])  # STORE.manifest.tsv beside it
         except BaseException as exc:  # noqa: BLE001
             error = exc
     _sync(comm, error, "renaming the store into place")
@@ -356,7 +359,8 @@ def _provenance(reader, hashes, nranks, fmt, survey, split, on_error, layout, co
                 problems) -> dict:
     inputs = [{"path": str(Path(p).resolve()), "bytes": Path(p).stat().st_size,
                "sha256": hashes[str(p)]} for p in reader.input_files()]
-    return {"snia_version": __version__, "format": fmt, "inputs": inputs, "ranks": nranks,
+    return {"snia_version": __version__, "format": fmt, "inputs": inputs,
+            "manifest": manifest_summary(inputs), "ranks": nranks,
             "layout": layout, "compression": compression, "survey": survey, "split": split,
             "on_error": on_error, "skipped": dict(problems.counts),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

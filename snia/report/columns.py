@@ -109,10 +109,10 @@ def _csv_column(path, name) -> np.ndarray | None:
         reader = csv.DictReader(f)
         if name not in (reader.fieldnames or []):
             return None
-        return np.array([float(r[name]) for r in reader])
+        return np.fromiter((float(r[name]) for r in reader), dtype=np.float64)
 
 
-def load_column(label: str, folder, n_resamples: int, seed: int) -> Column:
+def load_column(label: str, folder, n_resamples: int, seed: int, progress=None) -> Column:
     """A classifier's folder (written by ``snia evaluate`` or ``snia baseline``). Its binary
     metrics and their intervals are recomputed from predictions.csv, so that the table and the
     figures (drawn from it) agree to the object: metrics.json's were computed before P(Ia) was
@@ -124,7 +124,7 @@ def load_column(label: str, folder, n_resamples: int, seed: int) -> Column:
     table = read_predictions(folder / "predictions.csv")
     column = Column(label, folder, recorded, table["object_id"], table["p_ia"], table["type"],
                     _csv_column(folder / "predictions.csv", "p_ia_uncalibrated"))
-    computed = metrics(column.y, column.p, n_resamples, seed)
+    computed = metrics(column.y, column.p, n_resamples, seed, progress)
     computed["halves"] = half_metrics(column.y, column.p, column.object_id[column.labelled])
     column.metrics = {**computed, **{k: v for k, v in recorded.items() if k not in computed}}
     if column.p_uncalibrated is not None:

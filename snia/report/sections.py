@@ -12,6 +12,7 @@ import numpy as np
 from snia.calibration import describe
 from snia.compare import EARLY_DAY, markdown_table, read_csv
 from snia.errors import ConfigError
+from snia.evaluate import tsne_caption
 from snia.metrics import (
     INTERVAL_PERCENTILES,
     bootstrap,
@@ -26,7 +27,7 @@ from snia.plots import (
     plot_reliability,
     plot_roc,
 )
-from snia.provenance import training_summary
+from snia.provenance import inputs_text, training_summary
 from snia.raster import DEFAULT_KIND, RasterSpec, spec_for_store
 from snia.report.columns import Column, cell, lookup
 from snia.report.document import Details, Figure, Para, Section, Table
@@ -50,10 +51,8 @@ def _mix_text(mix: dict) -> str:
 
 def _dataset_text(d: dict) -> str:
     text = f"{d.get('name', d.get('path'))}: {d['objects']:,} objects; {_mix_text(d['class_mix'])}"
-    if d.get("inputs"):
-        files = ", ".join(f"{i['file']} (sha256 {str(i.get('sha256'))[:12]})" for i in d["inputs"])
-        text += f"; ingested from {files}"
-    return text
+    inputs = inputs_text(d)
+    return text + (f"; ingested from {inputs}" if inputs else "")
 
 
 def _checkpoint_text(c: dict) -> str:
@@ -189,10 +188,10 @@ def provenance_section(columns, runs, env, datasets, config_text, config_path,
     return section, record
 
 
-def _bands(column: Column, n_resamples: int, seed: int):
+def _bands(column: Column, n_resamples: int, seed: int, progress=None):
     """The bootstrap bands (16th-84th percentiles) of the ROC and of purity/completeness/FoM."""
     draws = bootstrap(column.y, column.p, n_resamples, seed, thresholds=(), fpr_grid=FPR_GRID,
-                      threshold_grid=THRESHOLD_GRID)
+                      threshold_grid=THRESHOLD_GRID, progress=progress)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # grid points no resample reaches: NaN
         roc = np.nanpercentile(draws["roc_tpr"], INTERVAL_PERCENTILES, axis=0)
@@ -209,7 +208,7 @@ def _marks(column: Column) -> list:
 
 
 def classifier_section(column: Column, figures: Path, n_resamples: int, seed: int,
-                       key: str) -> Section:
+                       key: str, progress=None) -> Section:
     y, p, types = column.y, column.p, column.types[column.labelled]
     section = Section(column.label, f"classifier-{key}")
     m = column.metrics
@@ -220,7 +219,7 @@ def classifier_section(column: Column, figures: Path, n_resamples: int, seed: in
     if not (0 < y.sum() < len(y)):
         section.blocks.append(Para("Only one class among the labelled objects: no curves."))
         return section
-    roc_band, pc_band = _bands(column, n_resamples, seed)
+    roc_band, pc_band = _bands(column, n_resamples, seed, progress)
     marks = _marks(column)
     path = figures / f"{key}_curves.png"
     plot_curves(y, p, path, column.label, roc_band, pc_band, marks)
@@ -274,8 +273,7 @@ def classifier_section(column: Column, figures: Path, n_resamples: int, seed: in
                                          "the days after the first detection."))
     if (column.folder / "tsne.png").exists():
         section.blocks.append(Figure(column.folder / "tsne.png",
-                                     f"{column.label}: t-SNE of the penultimate-layer embeddings, "
-                                     "coloured by true type."))
+                                     f"{column.label}: {tsne_caption(m.get('tsne'))}"))
     return section
 
 
@@ -359,7 +357,7 @@ def training_section(runs: list[dict], columns: list[Column]) -> Section | None:
     return Section("Training", "training", blocks) if blocks else None
 
 
-def roc_all(columns: list[Column], path: Path, n_resamples: int, seed: int) -> bool:
+def roc_all(columns: list[Column], path: Path, n_resamples: int, seed: int, progress=None) -> bool:
     """ROC of every classifier over the labelled objects all of them scored (matched by id);
     False (nothing drawn) when they share none or those are all of one class."""
     common = None
@@ -378,7 +376,7 @@ def roc_all(columns: list[Column], path: Path, n_resamples: int, seed: int) -> b
         curves[c.label] = (y, p)
         if 0 < y.sum() < len(y):
             sub = Column(c.label, c.folder, c.metrics, c.object_id[rows], p, c.types[rows])
-            bands[c.label] = _bands(sub, n_resamples, seed)[0]
+            bands[c.label] = _bands(sub, n_resamples, seed, progress)[0]
     plot_roc(curves, path, title=f"Ia vs rest, {len(common):,} objects", bands=bands)
     return True
 

@@ -19,6 +19,7 @@ from snia.metrics import (
 from snia.plots import (
     plot_gallery,
 )
+from snia.progress import Progress
 from snia.provenance import class_mix, command_line, describe_store, environment
 from snia.report.columns import DEFINITIONS, comparison_table, load_column
 from snia.report.document import (
@@ -51,13 +52,15 @@ PROVENANCE_SHOWN = 6
 def write_report(out_dir, cnn_dir, baseline_dir=None, history=None, ensemble_dir=None, *,
                  store=None, train_store=None, config=None, target=None, command=None,
                  compare_csv=None, n_resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = BOOTSTRAP_SEED) -> Path:
+                 seed: int = BOOTSTRAP_SEED, progress: bool = True) -> Path:
     """report.md, report.html (self-contained), metrics.json and figures/ in ``out_dir``; returns
     the Markdown path. ``ensemble_dir``: the evaluation of the ensemble a distilled CNN learnt
     from; ``store``: the evaluated store (for the mistakes and example images);
     ``train_store``: the CNN's training store (its counts and class mix); ``config``: the
     workflow's configuration file (shown complete); ``target``: the workflow target;
-    ``compare_csv``: the architecture comparison (``snia.compare``; its plot beside it)."""
+    ``compare_csv``: the architecture comparison (``snia.compare``; its plot beside it);
+    ``progress``: of the bootstraps (each classifier's intervals, its bands, the ROC of all), a
+    bar on a terminal or log lines (``snia.progress``)."""
     out = Path(out_dir)
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
@@ -66,7 +69,13 @@ def write_report(out_dir, cnn_dir, baseline_dir=None, history=None, ensemble_dir
         folders["CNN ensemble"] = Path(ensemble_dir)
     if baseline_dir is not None:
         folders["random forest"] = Path(baseline_dir)
-    columns = [load_column(label, folder, n_resamples, seed) for label, folder in folders.items()]
+    bootstraps = 1 + (2 if len(folders) > 1 else 1)  # intervals, bands (and the ROC of all)
+    resamples = Progress(n_resamples * len(folders) * bootstraps, "report: bootstrap",
+                         unit="resamples", enabled=progress)
+    columns = [load_column(label, folder, n_resamples, seed, resamples)
+               for label, folder in folders.items()]
+    both = sum(0 < c.y.sum() < len(c.y) for c in columns)  # classifiers with bands: both classes
+    resamples.set_total(n_resamples * (len(columns) + both * (bootstraps - 1)))
     if store is not None:
         check_store(columns[0], store)
     if isinstance(history, (str, Path)):
@@ -98,14 +107,15 @@ def write_report(out_dir, cnn_dir, baseline_dir=None, history=None, ensemble_dir
     # the answer first: the table with its intervals, the ROC of all, the definitions beside them
     comparison = Section("The classifiers side by side", ANSWER_SECTION,
                          [comparison_table(columns)])
-    if len(columns) > 1 and roc_all(columns, figures / "roc_all.png", n_resamples, seed):
+    if len(columns) > 1 and roc_all(columns, figures / "roc_all.png", n_resamples, seed, resamples):
         path = figures / "roc_all.png"
         comparison.blocks.append(Figure(path, "ROC of every classifier on the labelled objects "
                                               "they all scored; shaded: 68 % bootstrap bands."))
     comparison.blocks.append(Definitions(DEFINITIONS))
     sections = [comparison, prov_section]
-    sections += [classifier_section(c, figures, n_resamples, seed, key)
+    sections += [classifier_section(c, figures, n_resamples, seed, key, resamples)
                  for c, key in zip(columns, ("cnn", "ensemble", "forest"))]
+    resamples.close()
     if store is not None:
         section, record["mistakes"] = mistakes_section(columns, store, figures)
         sections.append(section)

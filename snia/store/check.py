@@ -17,6 +17,7 @@ import numpy as np
 from snia import taxonomy
 from snia.errors import StoreError
 from snia.files import sha256_of
+from snia.store.manifest import manifest_problems, manifest_summary
 from snia.store.reader import (
     HDF5_ERRORS,
     Store,
@@ -72,6 +73,8 @@ def summarize(path: str | Path) -> dict:
             "time_span_mjd": [float(span[0]), float(span[1])],
             "ranks": store.provenance.get("ranks"),
             "inputs": [p["path"] for p in store.provenance.get("inputs", [])],
+            "manifest": (store.provenance.get("manifest")
+                         or manifest_summary(store.provenance.get("inputs", []))),
         }
 
 
@@ -121,7 +124,7 @@ def _verify(store: Store, check_inputs: bool) -> list[str]:
         failures.append(str(exc))
     if check_inputs:
         failures += _verify_inputs(store.provenance)
-    return failures
+    return failures + manifest_problems(store.path, store.provenance)
 
 
 def _duplicate_ids(store: Store) -> list[str]:
@@ -266,4 +269,8 @@ def format_summary(info: dict) -> str:
              f"time span     MJD {info['time_span_mjd'][0]:.3f} .. {info['time_span_mjd'][1]:.3f}"]
     for title, key in (("types", "types"), ("bands", "bands"), ("splits", "splits")):
         lines.append(f"{title:<13} " + ", ".join(f"{k}: {v:,}" for k, v in info[key].items()))
+    m = info.get("manifest")
+    if m and m["files"]:  # one line for any number of files: the manifest beside the store lists them
+        lines.append(f"inputs        {m['files']:,} file(s), {m['bytes'] / 1e6:,.1f} MB (manifest sha256 "
+                     f"{m['sha256'][:12]})")
     return "\n".join(lines)
