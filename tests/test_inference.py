@@ -305,3 +305,22 @@ def test_batches_reuse_freed_memory_instead_of_faulting_it_in_again():
         faults_of_one_pass()  # the first passes grow the heap to what a batch needs
     pages = 80 * 2**20 // resource.getpagesize()  # glibc's default: ~half of them every pass
     assert sum(faults_of_one_pass() for _ in range(4)) < pages // 10
+
+
+def test_a_member_maps_each_store_s_bands_from_its_trained_spec():
+    """Run on data of another band registry, then of another still, a Member maps each from
+    the bands it was trained on (not from the previous data's mapping)."""
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    from snia.bands import DEFAULT_BANDS, BandRegistry
+    from snia.inference import Member
+
+    member = Member(SHIPPED, "cpu")
+    trained = member.trained_bands
+    reordered = BandRegistry(DEFAULT_BANDS[6:] + DEFAULT_BANDS[:6])  # DES first, then LSST
+    member.spec = member.spec_for(reordered)  # what predict_store does
+    assert [reordered.bands[b].name for b in member.spec.bands] == trained
+    member.spec = member.spec_for(BandRegistry())
+    assert member.spec == member.trained_spec and member.trained_bands == trained
+    again = member.spec_for(reordered)
+    assert [reordered.bands[b].name for b in again.bands] == trained
+    assert again.wavelengths[again.bands[0]] == reordered.bands[again.bands[0]].wavelength

@@ -50,7 +50,8 @@ class Member:
             model = rebuild(state["model_config"])
             model.load_state_dict(state["model"])
             self.arch = state["model_config"].get("arch", DEFAULT_ARCH)
-            self.spec = spec_of(state)
+            self.trained_spec = spec_of(state)  # rows index band_names; never remapped
+            self.spec = self.trained_spec  # the spec it runs with (spec_for the data's bands)
             self.band_names = band_names_of(state)
             self.mean = np.asarray(state["norm"]["mean"], dtype=np.float64)
             self.std = np.asarray(state["norm"]["std"], dtype=np.float64)
@@ -70,24 +71,26 @@ class Member:
     @property
     def trained_bands(self) -> list[str]:
         """The bands this model was trained on (their names)."""
-        return [self.band_names[b] for b in self.spec.bands]
+        return [self.band_names[b] for b in self.trained_spec.bands]
 
     def spec_for(self, registry) -> RasterSpec:
         """This model's image spec for data indexed by ``registry`` (a store's bands): each of
         its bands found by name (its image row) and every band at its own wavelength. The spec
-        itself when the registries agree (the usual case: registries only grow at the end)."""
+        itself when the registries agree (the usual case: registries only grow at the end).
+        Always from the trained spec, so a Member run on data of one registry, then another,
+        maps each correctly."""
         names = [b.name for b in registry.bands]
         if tuple(names) == self.band_names:
-            return self.spec
+            return self.trained_spec
         wavelengths = [float(b.wavelength) for b in registry.bands]
         rows = []
-        for b in self.spec.bands:
+        for b in self.trained_spec.bands:
             name = self.band_names[b]
             if name not in names:  # not in the data's registry: a row no observation fills
                 names.append(name)
-                wavelengths.append(self.spec.wavelengths[b])
+                wavelengths.append(self.trained_spec.wavelengths[b])
             rows.append(names.index(name))
-        return replace(self.spec, bands=tuple(rows), wavelengths=tuple(wavelengths))
+        return replace(self.trained_spec, bands=tuple(rows), wavelengths=tuple(wavelengths))
 
 
 def load_members(checkpoints, device="cpu") -> list[Member]:
