@@ -126,7 +126,7 @@ def main() -> None:
     import torch
 
     from snia.checkpoints import spec_of
-    from snia.inference import default_batch_size, default_device, predict_store, store_batches
+    from snia.inference import default_batch_size, default_device, image_layout, predict_store, store_batches
     from snia.models import build_model, rebuild
     from snia.models.inputs import as_tensor
     from snia.raster import rasterize
@@ -157,7 +157,7 @@ def main() -> None:
         state = torch.load(args.checkpoint[0], weights_only=True, map_location="cpu")
         spec = spec_of(state)
         model = rebuild(state["model_config"]).eval()  # the checkpoint's arch and sizes
-        model = model.to(device, memory_format=torch.channels_last)  # as predict_store runs it
+        model = model.to(device, memory_format=image_layout(device))  # as predict_store runs it
         with Store(store_path) as store:
             n = min(args.objects, len(store))
             size = args.batch_size or default_batch_size(device)
@@ -167,7 +167,7 @@ def main() -> None:
             blocks = best_rate(lambda: list(store_batches(store, size)), len(store))
             raster = best_rate(lambda: [rasterize(b, spec, "auto") for b in batches], n)
             images = [as_tensor(rasterize(b, spec, "auto").images, device)
-                      .contiguous(memory_format=torch.channels_last) for b in batches]
+                      .contiguous(memory_format=image_layout(device)) for b in batches]
             scalars = [torch.zeros(len(x), model.config.n_scalars, device=device) for x in images]
 
             def forward(m=model, xs=images):
@@ -196,7 +196,7 @@ def main() -> None:
                                         "hidden": model.config.hidden},
                                 in_channels=model.config.in_channels,
                                 n_classes=model.config.n_classes, n_scalars=model.config.n_scalars)
-            other = other.eval().to(device, memory_format=torch.channels_last)
+            other = other.eval().to(device, memory_format=image_layout(device))
             rate = best_rate(lambda m=other: forward(m), n)
             print(f"  channels {str(channels):<14} {rate:>10,.0f} LC/s   = {rate / TARGET:.2f} x target")
 

@@ -150,7 +150,7 @@ def one_by_one(checkpoint, store_path) -> tuple[np.ndarray, np.ndarray]:
         for i in range(len(store)):
             batch = store.batch(np.array([i]))
             images = rasterize(batch, spec, "numpy")
-            x = torch.as_tensor(images.images).contiguous(memory_format=torch.channels_last)
+            x = torch.as_tensor(images.images)  # PyTorch's standard layout: the CPU's
             s = scalar_inputs(batch.meta, images.scale, member.mean, member.std, "cpu")
             e = member.model.embed(x, s)
             p_ia.append(torch.sigmoid(member.model.head(e)).item())
@@ -292,7 +292,7 @@ def test_batches_reuse_freed_memory_instead_of_faulting_it_in_again():
 
     keep_freed_memory()
     model = Member(SHIPPED, "cpu").model
-    images = torch.rand(512, 2, 16, 60).contiguous(memory_format=torch.channels_last)
+    images = torch.rand(512, 2, 16, 60)
     scalars = torch.zeros(512, 3)
 
     def faults_of_one_pass() -> int:

@@ -21,6 +21,7 @@ from snia.inference.members import (
                                     check_bands,
                                     default_device,
                                     ensemble_p_ia,
+                                    image_layout,
                                     load_members,
                                     mean_probabilities,
                                     p_ia_of,
@@ -43,6 +44,6 @@ from snia.inference.streaming import (
 
 __all__ = ["CPU_BATCH", "GPU_BATCH", "MODEL_COLUMNS", "READ_BLOCK", "Member", "Predictions",
            "as_list", "calibrated_mean", "calibration_of", "check_bands", "default_batch_size",
-           "default_device", "default_workers", "ensemble_p_ia", "keep_freed_memory",
+           "default_device", "default_workers", "ensemble_p_ia", "image_layout", "keep_freed_memory",
            "load_members", "mean_probabilities", "one_torch_thread", "ordered_map", "p_ia_of",
            "predict_store", "prefetched", "run_members", "store_batches"]
