@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +21,18 @@ from snia.errors import ConfigError
 from snia.inference import default_device, load_members, predict_store
 from snia.ingest import run_ingest
 from snia.predictions import write_predictions
+from snia.progress import progress as show_progress
 from snia.readers import FORMATS, expand_inputs
 from snia.store import Store
 
 
 def classify(checkpoints, inputs, out_csv, fmt: str | None = None, metadata=(), survey=None,
-             allow_other_bands: bool = False, prior: float | None = None) -> dict:
+             allow_other_bands: bool = False, prior: float | None = None,
+             progress: bool = True) -> dict:
     """P(Ia) for every object of a store, or of raw survey files (ingested to a temporary store
     first, with the default checks). Returns the number of objects classified and what their
     P(Ia) is (calibrated or not). The output folder, the inputs and the checkpoints are checked
-    before any work."""
+    before any work. ``progress``: a bar on a terminal (log lines otherwise, see snia.progress)."""
     import h5py
 
     check_output_folder(out_csv)
@@ -50,13 +53,29 @@ def classify(checkpoints, inputs, out_csv, fmt: str | None = None, metadata=(), 
         store = inputs[0]
         if not is_store:
             store = Path(tmp) / "input.h5"
-            run_ingest(fmt, inputs, store, metadata, survey=survey, progress=False)
-        pred = predict_store(members, store, allow_other_bands=allow_other_bands, prior=prior)
+            run_ingest(fmt, inputs, store, metadata, survey=survey, progress=progress)
+        with Store(store) as opened:
+            bar = show_progress(len(opened), "classify", bar=progress)
+        pred = predict_store(members, store, allow_other_bands=allow_other_bands, prior=prior,
+                             transform=counting(bar))
         extra = alert_columns(store, pred["object_id"]) if fmt == "lsst-alert" else None
     write_predictions(out_csv, pred["object_id"], pred["p_ia"], pred["type"],
                       pred.get("classes", ()), pred.get("class_probs"), pred.get("p_ia_uncalibrated"),
                       extra=extra)
     return {"objects": len(pred["object_id"]), "calibration": pred["calibration"]}
+
+
+def counting(bar):
+    """A batch transform that leaves the batch as it is and counts its objects on ``bar``: the
+    progress of predict_store, whose batches run on worker threads (hence the lock)."""
+    lock = threading.Lock()
+
+    def count(batch):
+        with lock:
+            bar.update(batch.n_objects)
+        return batch
+
+    return count
 
 
 def check_output_folder(path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from conftest import error_line
@@ -60,3 +62,12 @@ def test_classify_writes_calibrated_p_ia_and_says_so(tmp_path, capsys):
     raw = np.array([float(r["p_ia_uncalibrated"]) for r in rows])
     np.testing.assert_allclose(read_predictions(tmp_path / "p.csv")["p_ia"],
                                calibrate(raw, calibration, prior=0.6), atol=3e-5)
+
+
+def test_classify_says_how_far_it_is(small_store, tmp_path, capsys):
+    """Off a terminal one log line per 5 % of the objects, counted as the batches are run."""
+    from snia.cli import main
+
+    assert main(["classify", str(small_store), "-o", str(tmp_path / "p.csv"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert re.findall(r"classify: +(\d+) % \((\d+) of 25 objects", err) == [("100", "25")], err

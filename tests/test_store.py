@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import h5py
@@ -470,3 +471,13 @@ def test_verify_memory_is_bounded_by_its_block_not_by_the_store(tmp_path, monkey
         peaks.append(traced_peak(lambda path=path: verify(path)))
     observations_bytes = 300 * 150 * 29  # what reading the added observations whole would take
     assert peaks[1] - peaks[0] < 300 * 300, (peaks, observations_bytes)  # 300 B per added object
+
+
+def test_verify_says_how_far_it_is_in_log_lines(store_path, capsys):
+    path, _ = store_path
+    code, out, err = _run(capsys, "store", "verify", path, "--no-progress")
+    assert code == 0 and out.strip().endswith(": OK")
+    for stage in ("verify: checksums", "verify: observations"):
+        percents = [int(p) for p in re.findall(rf"{stage}: +(\d+) %", err)]
+        assert percents and percents[-1] == 100 and percents == sorted(set(percents)), err
+    assert "(25 of 25 objects" in err
