@@ -21,7 +21,7 @@ to P(Ia), with each stage's time, speed and peak memory per rank at 1/4, 1/2 and
    ids, offsets, metadata, P(Ia): ``PER_OBJECT_BYTES`` per object) is marked as growing, with
    the bytes per added object.
 
-The default N is PLAsTiCC's test set (3,492,890 objects, about 560 M observations here, 21 GB of
+The default N is PLAsTiCC's test set (3,492,890 objects, about 560 M observations here, 22 GB of
 CSV); on a machine without the disk or the hours, choose a smaller N (the table says which).
 """
 
