@@ -154,8 +154,9 @@ def run_stage(command: list[str], launcher: list[str] | None = None) -> tuple[fl
                           stderr=subprocess.PIPE, text=True, env=env)
     seconds = time.perf_counter() - start
     if done.returncode:
-        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
-        raise SystemExit(f"survey.py: {' '.join(command[:4])} ... failed:\n{tail}")
+        said = ([line for line in done.stderr.splitlines() if line.strip() and PEAK_TAG not in line]
+                or ["(nothing on stderr)"])[-1]  # snia's one line
+        raise SystemExit(f"survey.py: {' '.join(map(str, command[2:5]))} ... failed: {said}")
     # ranks share stderr: a tag may follow another rank's unfinished line
     peaks = sorted((int(rank), int(kib) / 1024)
                    for rank, kib in re.findall(rf"{PEAK_TAG} (\d+) (\d+)", done.stderr))
@@ -269,11 +270,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.write_part:
         first, stop, lc, meta = args.write_part
-        write_part(templates(args.train_store, args.test_store), int(first), int(stop), Path(lc),
-                   Path(meta))
+        from snia.errors import SniaError
+
+        try:
+            tpl = templates(args.train_store, args.test_store)
+        except SniaError as exc:  # a damaged or foreign store: one line
+            sys.exit(f"survey.py: {exc}")
+        write_part(tpl, int(first), int(stop), Path(lc), Path(meta))
         return
     if args.objects < 4 or args.ranks < 1:
         parser.error("--objects must be at least 4 (one object per part) and --ranks at least 1")
+    for given in (args.train_store, args.test_store, args.checkpoint):
+        if given is not None and not given.is_file():
+            parser.error(f"{given} does not exist")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="snia-survey-"))
     work.mkdir(parents=True, exist_ok=True)
     before = set(work.iterdir())
