@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +21,20 @@ from snia.errors import ConfigError
 from snia.inference import default_device, load_members, predict_store
 from snia.ingest import run_ingest
 from snia.predictions import write_predictions
+from snia.progress import progress as show_progress
 from snia.readers import FORMATS, expand_inputs
 from snia.store import Store
 
+ALERT_BLOCK = 1 << 22  # observations per read of the alert columns (~50 MiB of time and flag)
+
 
 def classify(checkpoints, inputs, out_csv, fmt: str | None = None, metadata=(), survey=None,
-             allow_other_bands: bool = False, prior: float | None = None) -> dict:
+             allow_other_bands: bool = False, prior: float | None = None,
+             progress: bool = True) -> dict:
     """P(Ia) for every object of a store, or of raw survey files (ingested to a temporary store
     first, with the default checks). Returns the number of objects classified and what their
     P(Ia) is (calibrated or not). The output folder, the inputs and the checkpoints are checked
-    before any work."""
+    before any work. ``progress``: a bar on a terminal (log lines otherwise, see snia.progress)."""
     import h5py
 
     check_output_folder(out_csv)
@@ -50,13 +55,29 @@ def classify(checkpoints, inputs, out_csv, fmt: str | None = None, metadata=(), 
         store = inputs[0]
         if not is_store:
             store = Path(tmp) / "input.h5"
-            run_ingest(fmt, inputs, store, metadata, survey=survey, progress=False)
-        pred = predict_store(members, store, allow_other_bands=allow_other_bands, prior=prior)
+            run_ingest(fmt, inputs, store, metadata, survey=survey, progress=progress)
+        with Store(store) as opened:
+            bar = show_progress(len(opened), "classify", bar=progress)
+        pred = predict_store(members, store, allow_other_bands=allow_other_bands, prior=prior,
+                             transform=counting(bar))
         extra = alert_columns(store, pred["object_id"]) if fmt == "lsst-alert" else None
     write_predictions(out_csv, pred["object_id"], pred["p_ia"], pred["type"],
                       pred.get("classes", ()), pred.get("class_probs"), pred.get("p_ia_uncalibrated"),
                       extra=extra)
     return {"objects": len(pred["object_id"]), "calibration": pred["calibration"]}
+
+
+def counting(bar):
+    """A batch transform that leaves the batch as it is and counts its objects on ``bar``: the
+    progress of predict_store, whose batches run on worker threads (hence the lock)."""
+    lock = threading.Lock()
+
+    def count(batch):
+        with lock:
+            bar.update(batch.n_objects)
+        return batch
+
+    return count
 
 
 def check_output_folder(path) -> None:
@@ -70,19 +91,22 @@ def check_output_folder(path) -> None:
 
 def alert_columns(store_path, object_ids) -> dict[str, np.ndarray]:
     """Per object (in ``object_ids``' order): the time of its latest observation, days from its
-    first detection (flag 1: a diaSource) to then (NaN without one), its number of observations."""
+    first detection (flag 1: a diaSource) to then (NaN without one), its number of observations.
+    The store is read in blocks of about ALERT_BLOCK observations of the two columns it needs:
+    memory bounded by the block (and the per-object arrays), not by the store."""
     with Store(store_path) as store:
-        batch = store.batch(slice(None))
-    lengths = np.diff(batch.offsets)
-    obj = np.repeat(np.arange(len(lengths)), lengths)
-    time = np.asarray(batch.obs["time"], np.float64)
-    last = np.full(len(lengths), -np.inf)
-    np.maximum.at(last, obj, time)
-    first = np.full(len(lengths), np.inf)
-    detected = batch.obs["flag"] == 1
-    np.minimum.at(first, obj[detected], time[detected])
+        ids, lengths = store.objects["object_id"], store.objects["length"]
+        last = np.empty(len(store))
+        first = np.full(len(store), np.inf)
+        for start, block in store.blocks(ALERT_BLOCK, ("time", "flag")):
+            n = block.n_objects
+            time = np.asarray(block.obs["time"], np.float64)
+            last[start:start + n] = np.maximum.reduceat(time, block.offsets[:-1])  # lengths >= 1
+            detected = block.obs["flag"] == 1
+            obj = np.repeat(np.arange(n), np.diff(block.offsets))
+            np.minimum.at(first[start:start + n], obj[detected], time[detected])
     days = np.where(np.isfinite(first), last - first, np.nan)
-    index = {int(oid): i for i, oid in enumerate(batch.object_id)}
-    rows = np.array([index[int(oid)] for oid in object_ids], dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    rows = order[np.searchsorted(ids, np.asarray(object_ids, np.int64), sorter=order)]
     return {"last_mjd": last[rows], "days_since_first_detection": days[rows],
             "n_obs": lengths[rows].astype(np.int64)}

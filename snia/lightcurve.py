@@ -150,6 +150,7 @@ class Chunk(Batch):
     has_meta: np.ndarray | None = None  # bool per object: found in the metadata file(s)
     files: tuple[str, ...] = ()  # input file(s) the objects come from
     file_of_object: np.ndarray | None = None  # index into files per object (None: all files[0])
+    units: int | None = None  # the reader's work units (its weights) this chunk done; None: 1/object
 
 
 def empty_meta(n: int) -> dict[str, np.ndarray]:

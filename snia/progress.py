@@ -5,7 +5,10 @@ done in seconds says nothing; one that logged says when it is done). A bar's car
 would fill a log file with one unreadable line; a stage that says nothing for 15 minutes looks hung.
 
 ``Progress`` counts work units (light curves, say) from any thread (``update`` takes a lock), so
-a per-batch hook called in worker threads can drive it.
+a per-batch hook called in worker threads can drive it. A total that is not known (``None``)
+gives a line with the count every ``UNKNOWN_TOTAL_SECONDS``. ``progress`` is the form the
+commands with ``--no-progress`` use: that flag leaves out the bar, not the log lines (the
+workflow passes it, and its logs are the record).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ log = logging.getLogger("snia.progress")
 
 EVERY_PERCENT = 5.0  # one log line per this share of the work, where there is no terminal
 MIN_SECONDS = 10.0  # and at most one per this many seconds
+UNKNOWN_TOTAL_SECONDS = 60.0  # a line with the count this often when the total is not known
 
 
 def on_terminal() -> bool:
@@ -43,10 +47,11 @@ class Progress:
     bar (default: when stderr is a terminal) instead of log lines every ``every`` percent, at
     most one per ``min_seconds`` (default ``MIN_SECONDS``)."""
 
-    def __init__(self, total: int, desc: str, unit: str = "LC", enabled: bool = True,
+    def __init__(self, total: int | None, desc: str, unit: str = "LC", enabled: bool = True,
                  bar: bool | None = None, every: float = EVERY_PERCENT,
                  min_seconds: float | None = None):
-        self.total, self.desc, self.unit, self.every = max(int(total), 0), desc, unit, every
+        self.known = total is not None
+        self.total, self.desc, self.unit, self.every = max(int(total or 0), 0), desc, unit, every
         self.enabled = enabled
         self.min_seconds = MIN_SECONDS if min_seconds is None else min_seconds
         self.done, self.step, self.start = 0, "", time.perf_counter()
@@ -56,8 +61,8 @@ class Progress:
         if enabled and (on_terminal() if bar is None else bar):
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.total, desc=desc, unit=f" {unit}", file=sys.stderr,
-                            mininterval=1.0, dynamic_ncols=True)
+            self.bar = tqdm(total=self.total if self.known else None, desc=desc, unit=f" {unit}",
+                            file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
 
     def __enter__(self):
         return self
@@ -87,6 +92,12 @@ class Progress:
             self.done += int(n)
             if self.bar is not None:
                 self.bar.update(int(n))
+            elif self.enabled and not self.known:
+                now = time.perf_counter()
+                if now - self.last_line >= UNKNOWN_TOTAL_SECONDS:
+                    self.last_line, self.lines = now, self.lines + 1
+                    log.info("%s: %s %s, %s elapsed", self.desc, f"{self.done:,}", self.unit,
+                             duration(now - self.start))
             elif self.enabled and self.total:
                 share = 100.0 * self.done / self.total
                 now = time.perf_counter()
@@ -105,7 +116,20 @@ class Progress:
                  min(share, 100.0), f"{self.done:,}", f"{self.total:,}", self.unit, step,
                  duration(elapsed), duration(left))
 
+    def finish(self) -> None:
+        """The work is done: count up to the total where it was an estimate (the byte counts of
+        an input's blocks leave out its header line, say)."""
+        if self.known and self.done < self.total:
+            self.update(self.total - self.done)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def progress(total: int | None, desc: str, unit: str = "objects", bar: bool = True,
+             enabled: bool = True) -> Progress:
+    """A command's progress: a bar on a terminal unless ``bar`` is False (``--no-progress``),
+    log lines otherwise; nothing at all where not ``enabled`` (MPI ranks other than 0)."""
+    return Progress(total, desc, unit.strip(), enabled=enabled, bar=None if bar else False)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import REPO, synthetic_plasticc
 
@@ -28,3 +29,62 @@ def test_device_check_smoke_prints_one_table(tmp_path):
     assert "pipeline efficiency" in table and "samples/s" in table
     archs = [line for line in table.splitlines() if line.startswith("| archs |")]
     assert [line.split()[4] for line in archs[:2]] == ["cnn", "gru"], archs  # one row each
+
+
+def test_survey_tiles_real_light_curves_and_prints_a_row_per_stage_and_fraction(tmp_path):
+    """bench/survey.py at N = 42: the store holds exactly N objects, ids 1..N, each object the
+    light curve of template k mod T (training templates, then test ones) read back from the CSV
+    it wrote; the table has a row per stage and fraction with that many objects."""
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    from conftest import _mpiexec, read_store
+
+    stores = []
+    for name, n, first in (("train", 7, 1), ("test", 5, 1000)):
+        lc, meta, _ = synthetic_plasticc(tmp_path, n, first, name=f"{name}.csv", first_id=first)
+        run_ingest("plasticc", [lc], tmp_path / f"{name}.h5", [meta], progress=False)
+        stores.append(tmp_path / f"{name}.h5")
+    work, n = tmp_path / "work", 42
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "survey.py"), "--objects", str(n),
+                           "--ranks", "2", "--train-store", str(stores[0]), "--test-store",
+                           str(stores[1]), "--workdir", str(work), "--keep"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in done.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| stage")]
+    expected = [("build CSV", "objects 0..N/4", 10), ("build CSV", "objects N/4..N/2", 11),
+                ("build CSV", "objects N/2..N", 21)]
+    for stage in ("ingest", "store info", "store verify", "classify"):
+        expected += [(stage, "1/4", 10), (stage, "1/2", 21), (stage, "all", 42)]
+    assert [(r[0], r[1], int(r[2])) for r in rows] == expected
+    ranks = 2 if _mpiexec() is not None else 1
+    for r in rows:
+        seconds, speed = float(r[3]), float(r[4].replace(",", ""))
+        assert seconds > 0 and speed == pytest.approx(int(r[2]) / seconds, rel=0.1, abs=1)
+        peaks = [float(p) for p in r[5].split(" / ")]
+        assert len(peaks) == (ranks if r[0] == "ingest" else 1) and all(p > 10 for p in peaks)
+        if r[1] in ("1/4", "objects 0..N/4"):
+            assert r[6] == "(reference)"
+        elif r[1] in ("1/2", "objects N/4..N/2"):
+            assert r[6] == ""
+        else:
+            assert r[6].startswith(("flat", "GROWS")), r
+    assert f"N = {n:,} objects; ingest on {ranks} " in done.stdout
+
+    big = read_store(work / "survey_3.h5")
+    ids = big["objects/object_id"]
+    assert len(ids) == n and np.array_equal(np.sort(ids), np.arange(1, n + 1))
+    templates = [read_store(s) for s in stores]
+    sources = [(t, i) for t in templates for i in range(len(t["objects/object_id"]))]
+    for k in range(n):
+        tpl, i = sources[k % len(sources)]
+        mine = slice(big["objects/offset"][k], big["objects/offset"][k] + big["objects/length"][k])
+        theirs = slice(tpl["objects/offset"][i], tpl["objects/offset"][i] + tpl["objects/length"][i])
+        assert ids[k] == k + 1
+        for column in ("time", "band", "flux", "flux_err", "flag"):
+            assert np.array_equal(big[f"observations/{column}"][mine],
+                                  tpl[f"observations/{column}"][theirs]), (k, column)
+        for column in ("source_type", "hostgal_photoz", "ra", "ddf"):
+            assert big[f"objects/{column}"][k] == tpl[f"objects/{column}"][i], (k, column)
+    with open(work / "p_ia_3.csv") as f:
+        assert sorted(int(line.split(",")[0]) for line in list(f)[1:]) == list(range(1, n + 1))

@@ -645,3 +645,39 @@ def test_plasticc_test_example_counts_and_info(tmp_path, plasticc_data, capsys):
     assert re.search(r"objects\s+5,000", info) and re.search(r"observations\s+640,029", info)
     assert "Ia: 2,914, II: 1,764, Ibc: 322" in info
     assert main(["store", "verify", str(out)]) == 0
+
+
+def _percents(err: str, stage: str) -> list[int]:
+    return [int(p) for p in re.findall(rf"{stage}: +(\d+) %", err)]
+
+
+def test_progress_is_a_log_line_each_5_percent_of_the_input_off_a_terminal(tmp_path, capsys,
+                                                                           monkeypatch):
+    """Off a terminal (a workflow's log), ingest says how far it is in the input's bytes, one
+    line per 5 % at most, up to 100 %; --no-progress leaves out only the bar. (Lines are at
+    least MIN_SECONDS apart in use; none here, so that every 5 % step shows.)"""
+    import snia.progress
+    from snia.cli import main
+
+    monkeypatch.setattr(snia.progress, "MIN_SECONDS", 0.0)
+    lc, meta, _ = synthetic_plasticc(tmp_path, 300, 12)
+    assert main(["ingest", "--format", "plasticc", str(lc), "--metadata", str(meta), "-o",
+                 str(tmp_path / "s.h5"), "--chunk-mb", "0.01", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    percents = _percents(err, "ingest")
+    size = lc.stat().st_size
+    assert len(percents) >= 10 and percents[-1] == 100, err  # ~24 blocks of 10 kB
+    steps = [p // 5 for p in percents]
+    assert steps == sorted(set(steps)), percents  # one line per 5 % step
+    assert f"of {size:,} B" in err  # this rank's share: the whole file on one rank
+
+
+def test_progress_is_a_bar_on_a_terminal(tmp_path, capsys, monkeypatch):
+    from snia.cli import main
+
+    lc, meta, _ = synthetic_plasticc(tmp_path, 50, 13)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["ingest", "--format", "plasticc", str(lc), "--metadata", str(meta), "-o",
+                 str(tmp_path / "s.h5")]) == 0
+    err = capsys.readouterr().err
+    assert "ingest: 100%|" in err and not _percents(err, "ingest")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import h5py
@@ -458,3 +459,63 @@ def test_manifest_names_are_relative_escaped_and_read_back(tmp_path):
     (tmp_path / "bad.tsv").write_text("name,size\n")
     with pytest.raises(StoreError, match="bad.tsv: not a store manifest"):
         read_manifest(tmp_path / "bad.tsv")
+
+
+def dense_store(folder, n_objects: int, n_obs: int = 150):
+    """A valid store of ``n_objects`` light curves of ``n_obs`` observations each."""
+    rng = np.random.default_rng(n_objects)
+    oid = np.repeat(np.arange(1, n_objects + 1), n_obs)
+    t = 60000 + np.tile(np.arange(n_obs, dtype=np.float64), n_objects)
+    rows = np.column_stack([oid, t, rng.integers(0, 6, oid.size), rng.normal(0, 50, oid.size),
+                            rng.uniform(1, 5, oid.size), rng.integers(0, 2, oid.size)])
+    folder.mkdir()
+    lc, meta = folder / "lc.csv", folder / "meta.csv"
+    np.savetxt(lc, rows, fmt=["%d", "%.4f", "%d", "%.3f", "%.3f", "%d"], delimiter=",",
+               header="object_id,mjd,passband,flux,flux_err,detected_bool", comments="")
+    meta.write_text("object_id,ra,decl,ddf_bool,hostgal_specz,hostgal_photoz,hostgal_photoz_err,"
+                    "mwebv,target\n" + "".join(f"{i},1.0,-2.0,0,-9,0.3,0.05,0.02,90\n"
+                                               for i in range(1, n_objects + 1)))
+    run_ingest("plasticc", [lc], folder / "s.h5", [meta], progress=False)
+    return folder / "s.h5"
+
+
+def traced_peak(fn) -> int:
+    """Peak bytes Python and NumPy allocated while ``fn`` ran (tracemalloc)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_verify_memory_is_bounded_by_its_block_not_by_the_store(tmp_path, monkeypatch):
+    """4x the objects (and observations) costs verify only the per-object table's bytes, not
+    4x the observations: those are read in blocks of VERIFY_BLOCK observations (here 3,000), as
+    the checksums are hashed in blocks of HASH_BLOCK rows."""
+    from snia.store import check, schema
+
+    monkeypatch.setattr(check, "VERIFY_BLOCK", 3000, raising=False)
+    monkeypatch.setattr(schema, "HASH_BLOCK", 3000)
+    small, large = dense_store(tmp_path / "small", 100), dense_store(tmp_path / "large", 400)
+    peaks = []
+    for path in (small, large):
+        assert verify(path) == []
+        peaks.append(traced_peak(lambda path=path: verify(path)))
+    observations_bytes = 300 * 150 * 29  # what reading the added observations whole would take
+    assert peaks[1] - peaks[0] < 300 * 300, (peaks, observations_bytes)  # 300 B per added object
+
+
+def test_verify_says_how_far_it_is_in_log_lines(store_path, capsys, monkeypatch):
+    import snia.progress
+
+    monkeypatch.setattr(snia.progress, "MIN_SECONDS", 0.0)  # every 5 % step, however fast
+    path, _ = store_path
+    code, out, err = _run(capsys, "store", "verify", path, "--no-progress")
+    assert code == 0 and out.strip().endswith(": OK")
+    for stage in ("verify: checksums", "verify: observations"):
+        percents = [int(p) for p in re.findall(rf"{stage}: +(\d+) %", err)]
+        assert percents and percents[-1] == 100 and percents == sorted(set(percents)), err
+    assert "(25 of 25 objects" in err

@@ -127,7 +127,7 @@ def cmd_store(args) -> int:
         else:
             print(text, end="")
         return 0
-    failures = verify(args.store, check_inputs=not args.no_inputs)
+    failures = verify(args.store, check_inputs=not args.no_inputs, progress=not args.no_progress)
     if failures:
         for failure in failures:
             print(f"FAIL {failure}")
@@ -222,7 +222,8 @@ def cmd_classify(args) -> int:
 
     done = classify(args.checkpoint, args.inputs, args.output, fmt=args.format,
                     metadata=args.metadata, survey=args.survey,
-                    allow_other_bands=args.allow_other_bands, prior=args.ia_prior)
+                    allow_other_bands=args.allow_other_bands, prior=args.ia_prior,
+                    progress=not args.no_progress)
     log.info("wrote P(Ia) of %d objects to %s: %s", done["objects"], args.output,
              done["calibration"])
     return 0

@@ -91,6 +91,7 @@ def _add_store(sub) -> None:
     v = ssub.add_parser("verify", help="check offsets, counts, order and input checksums")
     v.add_argument("store", type=Path)
     v.add_argument("--no-inputs", action="store_true", help="skip re-hashing the input files")
+    v.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
     r = ssub.add_parser("redshifts", help="photo-z quantiles of the extragalactic objects, as "
                                           "training settings (augment.redshift_quantiles)")
     r.add_argument("store", type=Path)
@@ -213,6 +214,7 @@ def _add_classify(sub) -> None:
     p.add_argument("--format", choices=FORMATS, help="format of raw inputs")
     p.add_argument("--metadata", nargs="+", type=Path, default=[])
     p.add_argument("--survey")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
     _add_allow_other_bands(p)
     _add_ia_prior(p)
 

@@ -41,6 +41,7 @@ from snia.ingest.guard import Signals, check_paths, prepare_output, shard_dir_of
 from snia.ingest.lock import OutputLock
 from snia.lightcurve import clean_chunk
 from snia.parallel import world
+from snia.progress import progress as show_progress
 from snia.readers import reader_for, split_work
 from snia.store import (
     SPLIT_NAMES,
@@ -172,9 +173,12 @@ def _read_phase(fmt, inputs, metadata, survey, split, bands, problems, chunk_byt
         writer = ShardWriter(shard, compression)
         raw_ids, ids, where = [], [], []
         t0 = time.perf_counter()
-        bar = _progress(progress and comm.rank == 0)
+        unit = getattr(reader, "progress_unit", None)  # None: no total known (counts objects)
+        bar = show_progress(sum(p.stop - p.start for p in pieces) if unit else None, "ingest",
+                            unit or " objects", bar=progress, enabled=comm.rank == 0)
         for chunk in reader.read(pieces):
             Signals.check()
+            bar.update(chunk.units if unit and chunk.units is not None else chunk.n_objects)
             raw_ids.append(chunk.object_id)
             chunk = clean_chunk(chunk, problems)
             if chunk.n_objects == 0:
@@ -183,7 +187,7 @@ def _read_phase(fmt, inputs, metadata, survey, split, bands, problems, chunk_byt
             writer.append(chunk)
             ids.append(chunk.object_id)
             where.append(_input_index(chunk, file_index))
-            bar.update(chunk.n_objects)
+        bar.finish()  # the byte counts of the blocks leave out the header line
         bar.close()
         log.debug("checksummed and parsed %d objects in %.3f s", writer.n_objects,
                   time.perf_counter() - t0)
@@ -224,13 +228,6 @@ def _split_code(split: str | None) -> int:
     if split not in SPLIT_NAMES:
         raise SniaError(f"split must be one of {SPLIT_NAMES}, not {split!r}")
     return SPLIT_NAMES.index(split)
-
-
-def _progress(enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(desc="ingest", unit=" objects", disable=not enabled, mininterval=1.0,
-                file=sys.stderr)
 
 
 def _check_phase(state: _ReadState, problems: Problems, comm) -> np.ndarray:

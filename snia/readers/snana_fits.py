@@ -345,6 +345,7 @@ class SnanaFitsReader:
     """Reads SNANA FITS HEAD files (inputs) together with their PHOT partners."""
 
     atomic = False  # HEAD row ranges may cut a file; objects stay whole
+    progress_unit = " objects"  # a work unit (HEAD row) is an object: chunks count objects
 
     def __init__(self, inputs, metadata, bands, problems, survey=None, chunk_bytes=16 << 20):
         if metadata:

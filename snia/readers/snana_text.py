@@ -170,6 +170,7 @@ class SnanaTextReader:
     """Reads SNANA text light-curve files (one object per file)."""
 
     atomic = True  # a file is one object: never cut
+    progress_unit = " objects"  # a work unit (file) is an object: chunks count objects
     FILES_PER_CHUNK = 500
 
     def __init__(self, inputs, metadata, bands, problems, survey=None, chunk_bytes=16 << 20):

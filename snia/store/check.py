@@ -17,6 +17,7 @@ import numpy as np
 from snia import taxonomy
 from snia.errors import StoreError
 from snia.files import sha256_of
+from snia.progress import progress as show_progress
 from snia.store.manifest import manifest_problems, manifest_summary
 from snia.store.reader import (
     HDF5_ERRORS,
@@ -33,7 +34,9 @@ from snia.store.schema import DATASETS, dataset_sha256, read_checksum, read_part
 
 log = logging.getLogger(__name__)
 
-VERIFY_BATCH = 1 << 16  # objects per block of the observation checks
+# observations per block of the observation checks (whole objects; ~120 MiB of the five columns):
+# memory bounded by observations, not by objects, whose lengths differ 100-fold between surveys
+VERIFY_BLOCK = 1 << 22
 
 
 def summarize(path: str | Path) -> dict:
@@ -93,15 +96,16 @@ def redshift_quantiles(path: str | Path, n: int = 21) -> list[float]:
     return [round(float(q), 4) for q in np.quantile(z, np.linspace(0, 1, n))]
 
 
-def verify(path: str | Path, check_inputs: bool = True) -> list[str]:
+def verify(path: str | Path, check_inputs: bool = True, progress: bool = True) -> list[str]:
     """Every structural invariant of the store, its data against the recorded checksums and (with
     ``check_inputs``) its inputs against the provenance; returns a list of failures (empty = valid).
-    A store file that cannot be opened at all raises StoreError."""
+    A store file that cannot be opened at all raises StoreError. ``progress``: a bar on a
+    terminal for the two long passes, checksums and observations (else log lines, snia.progress)."""
     with Store(path, check=False) as store, store.reading("its structure"):
-        return _verify(store, check_inputs)
+        return _verify(store, check_inputs, progress)
 
 
-def _verify(store: Store, check_inputs: bool) -> list[str]:
+def _verify(store: Store, check_inputs: bool, progress: bool = False) -> list[str]:
     failures = [f"missing shard file {p}" for p in missing_sources(store.file)]
     if failures:
         return failures
@@ -109,14 +113,14 @@ def _verify(store: Store, check_inputs: bool) -> list[str]:
     sources = source_problems(store.file)
     failures += structure + sources
     if not structure:
-        failures += _verify_checksums(store)
+        failures += _verify_checksums(store, progress)
     if structure or sources:
         return failures  # the data cannot be read as the store describes it
     try:
         table = table_problems(store.objects, store.n_observations) + _duplicate_ids(store)
         failures += table
         if not table:  # the observation checks find objects through the table
-            observations = _verify_observations(store)
+            observations = _verify_observations(store, progress)
             failures += observations
             if not observations:
                 failures += _verify_bands_present(store)
@@ -133,7 +137,7 @@ def _duplicate_ids(store: Store) -> list[str]:
     return [f"object id {repeated[0]} appears more than once"] if repeated.size else []
 
 
-def _verify_checksums(store: Store) -> list[str]:
+def _verify_checksums(store: Store, progress: bool = False) -> list[str]:
     """Hash every dataset again and compare with the writer's record: for a virtual store each
     shard's datasets (their ``sha256``), else the store's datasets part by part (``sha256_parts``);
     plus ``/bands`` and ``/taxonomy``. A read error (e.g. a chunk failing HDF5's fletcher32 check)
@@ -142,9 +146,11 @@ def _verify_checksums(store: Store) -> list[str]:
 
     out, unrecorded = [], []
     checks = []  # (file, dataset, None: all rows against its sha256, or (a, b, recorded sha256))
+    work = []  # rows each check hashes (its progress)
     sources = virtual_sources(store.file)
     for source in sources:
         checks.append((source.path, source.dataset, None))
+        work.append(source.rows)
     virtual = {s.dataset for s in sources}
     for name in DATASETS:
         if name in virtual:
@@ -155,11 +161,15 @@ def _verify_checksums(store: Store) -> list[str]:
             continue
         for start, rows, digest in parts:
             checks.append((store.path, name, (start, start + rows, digest)))
+            work.append(rows)
     for name in ("bands", "taxonomy"):
         checks.append((store.path, name, None))
+        work.append(1)
     handles = {}
+    bar = show_progress(sum(work), "verify: checksums", " rows", bar=progress)
     try:
-        for file_path, name, rows in checks:
+        for (file_path, name, rows), rows_hashed in zip(checks, work):
+            bar.update(rows_hashed)
             where = f"{name} in {file_path}"
             try:
                 if file_path not in handles:
@@ -208,14 +218,15 @@ class _First:
         return f"{self.count} observation(s) {self.rule}; the first: {self.example}" if self.count else None
 
 
-def _verify_observations(store: Store) -> list[str]:
+def _verify_observations(store: Store, progress: bool = False) -> list[str]:
     n_bands = len(store.bands)
+    bar = show_progress(len(store), "verify: observations", bar=progress)
     objs = store.objects
     band = _First(f"with a band index outside the bands table (0..{n_bands - 1})")
     finite = _First("with non-finite time/flux/flux_err or flux_err <= 0")
     order = _First("not in time order within their object")
-    for start in range(0, len(store), VERIFY_BATCH):
-        batch = store.batch(slice(start, min(start + VERIFY_BATCH, len(store))))
+    for start, batch in store.blocks(VERIFY_BLOCK):
+        bar.update(batch.n_objects)
         o, row0 = batch.obs, int(objs["offset"][start])
 
         def at(k, batch=batch, row0=row0):  # the object and the store row of batch row k

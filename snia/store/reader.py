@@ -237,7 +237,7 @@ class Store:
         stopping.check()  # every command reads through here: stop on a signal whose exception was lost
         objs = self.objects
         if isinstance(selection, slice):
-            idx = np.arange(len(self))[selection]
+            idx = np.arange(*selection.indices(len(self)))  # the batch's rows, not all the store's
         else:
             idx = np.asarray(selection, dtype=np.int64)
         offsets = offsets_from_lengths(objs["length"][idx])
