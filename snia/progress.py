@@ -73,7 +73,7 @@ class Progress:
     def set_total(self, total: int) -> None:
         """The work to do, better known now (the next log line at the next step of it)."""
         with self.lock:
-            self.total = max(int(total), 0)
+            self.known, self.total = True, max(int(total), 0)
             if self.total:
                 self.next_line = (self.done * 100.0 / self.total // self.every + 1) * self.every
             if self.bar is not None:

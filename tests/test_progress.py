@@ -78,3 +78,34 @@ def test_a_total_better_known_later_keeps_the_steps(caplog):
 @pytest.mark.parametrize("seconds, text", [(42, "42 s"), (210, "3.5 min"), (7200, "2.0 h")])
 def test_durations_read_naturally(seconds, text):
     assert duration(seconds) == text
+
+
+def test_an_unknown_total_logs_counts_and_a_command_keeps_its_lines_without_a_bar(caplog,
+                                                                                 monkeypatch):
+    """No total (ingest of a format whose size is not known up front): a line with the count
+    every UNKNOWN_TOTAL_SECONDS; once set_total gives one, percent lines. A command's
+    --no-progress (bar=False) leaves out the bar, not the lines; finish() counts an estimated
+    total up to 100 %."""
+    import snia.progress
+    from snia.progress import progress
+
+    caplog.set_level(logging.INFO, logger="snia.progress")
+    monkeypatch.setattr(snia.progress, "UNKNOWN_TOTAL_SECONDS", 0.0)
+    monkeypatch.setattr(snia.progress, "MIN_SECONDS", 0.0)
+    p = progress(None, "ingest", " objects", bar=False)
+    assert p.bar is None
+    p.update(1500)
+    p.update(500)
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m.split(",")[0] + "," + m.split(",")[1] for m in messages] == [
+        "ingest: 1,500 objects", "ingest: 2,000 objects"]
+    caplog.clear()
+    p.set_total(4000)  # 50 % done: the next line at 55 %
+    p.update(1000)
+    p.finish()  # the estimate fell 1,000 short
+    p.close()
+    assert shares(caplog.records) == [75, 100]
+    caplog.clear()
+    quiet = progress(10, "ingest", bar=False, enabled=False)  # MPI ranks other than 0
+    quiet.update(10)
+    assert caplog.records == []
