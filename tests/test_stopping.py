@@ -135,6 +135,33 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(trained, tmp_path):
     assert everything(tmp_path) == before  # no store, no temporary folder
 
 
+def test_a_full_disk_under_two_mpi_ranks_is_one_line_and_leaves_nothing(tmp_path):
+    """Ingest on 2 real MPI ranks, each under the file-size limit: the job ends with exit 1 and
+    one line from rank 0 (not one per rank, no traceback, no abort), and neither the store nor
+    the temporary folder of the shards is left."""
+    from conftest import _mpiexec
+
+    launcher = _mpiexec()
+    if launcher is None:
+        pytest.skip("mpiexec not found (pip install mpich, or apt-get install openmpi-bin)")
+    lc, meta, _ = synthetic_plasticc(tmp_path, 2000, 3)
+    before = everything(tmp_path)
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1")
+    out = tmp_path / "s.h5"
+    done = subprocess.run([*launcher, "-n", "2", sys.executable, "-c", LIMITED, "300000", "ingest",
+                           "--format", "plasticc", str(lc), "--metadata", str(meta), "-o", str(out),
+                           "--no-progress", "--layout", "virtual"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "MPI_ABORT" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "[rank 0/2]" in errors[0], done.stderr
+    assert f"the file-size limit is reached writing {out}" in errors[0]
+    assert "nothing was written" in errors[0]
+    assert everything(tmp_path) == before
+
+
 def test_a_full_disk_keeps_the_previous_checkpoint(trained, tmp_path):
     import shutil
 
