@@ -124,10 +124,38 @@ def test_a_malformed_node_list_is_one_line_naming_it(nodelist, why):
     assert repr(nodelist) in str(caught.value) and "\n" not in str(caught.value)
 
 
-@pytest.mark.skipif(not shutil.which("scontrol"), reason="no SLURM here (scontrol not on PATH)")
+def scontrol_answers() -> bool:
+    """scontrol is installed and can expand a node list (it needs a SLURM configuration)."""
+    import subprocess
+
+    scontrol = shutil.which("scontrol")
+    if scontrol is None:
+        return False
+    done = subprocess.run([scontrol, "show", "hostnames", "n[1-2]"], capture_output=True, text=True,
+                          timeout=30)
+    return done.returncode == 0 and done.stdout.split() == ["n1", "n2"]
+
+
+@pytest.mark.skipif(not scontrol_answers(), reason="no working scontrol here (not installed, or no "
+                    "SLURM configuration)")
 @pytest.mark.parametrize("nodelist, hosts", NODELISTS)
 def test_scontrol_agrees_with_the_hand_written_hosts(nodelist, hosts):
     assert hostnames(nodelist) == hosts
+
+
+def test_an_scontrol_that_cannot_answer_falls_back_to_the_own_parser(tmp_path, monkeypatch):
+    """scontrol installed without a SLURM configuration (a login image, CI before its cluster
+    starts) exits 1: the node list is read by expand_nodelist instead, and a malformed one is
+    still the one-line LaunchError."""
+    fake = tmp_path / "scontrol"
+    fake.write_text("#!/bin/sh\necho 'scontrol: fatal: Could not establish a configuration "
+                    "source' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert shutil.which("scontrol") == str(fake)
+    assert hostnames("gpu[07-08],c1") == ["gpu07", "gpu08", "c1"]
+    with pytest.raises(LaunchError, match="malformed SLURM node list 'gpu\\[07-'"):
+        hostnames("gpu[07-")
 
 
 def test_an_srun_job_meets_on_the_first_node_of_its_step():
