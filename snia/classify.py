@@ -57,9 +57,10 @@ def classify(checkpoints, inputs, out_csv, fmt: str | None = None, metadata=(), 
             store = Path(tmp) / "input.h5"
             run_ingest(fmt, inputs, store, metadata, survey=survey, progress=progress)
         with Store(store) as opened:
-            bar = show_progress(len(opened), "classify", bar=progress)
-        pred = predict_store(members, store, allow_other_bands=allow_other_bands, prior=prior,
-                             transform=counting(bar))
+            n_objects = len(opened)
+        with show_progress(n_objects, "classify", bar=progress) as bar:  # closed when done
+            pred = predict_store(members, store, allow_other_bands=allow_other_bands, prior=prior,
+                                 transform=counting(bar))
         extra = alert_columns(store, pred["object_id"]) if fmt == "lsst-alert" else None
     write_predictions(out_csv, pred["object_id"], pred["p_ia"], pred["type"],
                       pred.get("classes", ()), pred.get("class_probs"), pred.get("p_ia_uncalibrated"),
