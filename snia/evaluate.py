@@ -28,6 +28,7 @@ from snia.calibration import calibrate, fit_platt
 from snia.checkpoints import read_checkpoint
 from snia.errors import ConfigError
 from snia.files import atomic_path, write_text_atomic
+from snia.gallery import plot_gallery
 from snia.inference import as_list, load_members, predict_store, run_members
 from snia.lightcurve import cut_after_first_detection
 from snia.metrics import (
@@ -43,7 +44,6 @@ from snia.metrics import (
 from snia.plots import (
     plot_confusion,
     plot_early,
-    plot_gallery,
     plot_probability_histograms,
     plot_purity_completeness,
     plot_roc,

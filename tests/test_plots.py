@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_curve
 
+import snia.gallery as gallery
 import snia.plots as plots
 from snia.raster import RasterSpec
 from snia.taxonomy import INDEX
@@ -154,7 +155,7 @@ def test_early_classification_curves_and_the_whole_curves_dashed(figures, tmp_pa
 def test_redshift_captions_prefer_the_spectroscopic_redshift():
     meta = {"specz": np.array([0.31, np.nan, -9.0]), "hostgal_photoz": np.array([0.2, 0.45, np.nan]),
             "hostgal_photoz_err": np.array([0.01, 0.05, np.nan])}
-    assert [plots.redshift_text(meta, i) for i in range(3)] == [
+    assert [gallery.redshift_text(meta, i) for i in range(3)] == [
         "z = 0.310 (spectroscopic)", "host photo-z 0.450 ± 0.050", "redshift unknown"]
 
 
@@ -167,11 +168,11 @@ def test_gallery_and_mistakes_draw_the_images_of_the_stores_objects(small_store,
         types = store.objects["type"]
         ids = store.objects["object_id"]
         first = store.batch(np.array([0]))
-    plots.plot_gallery(small_store, spec, tmp_path / "g.png", per_type=2, backend="numpy")
+    gallery.plot_gallery(small_store, spec, tmp_path / "g.png", per_type=2, backend="numpy")
     titles = [ax.get_title() for ax in figures[0].axes if ax.get_title()]
     assert len(titles) == sum(min(2, int(np.sum(types == t))) for t in np.unique(types))
     assert all(int(t.split()[-1]) in set(ids.tolist()) for t in titles)
-    plots.plot_mistakes(small_store, [(int(ids[0]), "false positive")], spec, tmp_path / "m.png",
+    gallery.plot_mistakes(small_store, [(int(ids[0]), "false positive")], spec, tmp_path / "m.png",
                         "mistakes")
     image = [ax for ax in figures[1].axes if ax.images][0].images[0]
     np.testing.assert_allclose(image.get_array(), rasterize_numpy(first, spec).images[0, 0])
@@ -180,5 +181,5 @@ def test_gallery_and_mistakes_draw_the_images_of_the_stores_objects(small_store,
 
 
 def test_image_extent_is_days_by_bands_or_wavelengths():
-    assert plots._image_extent(RasterSpec(kind="bands", bands=(0, 2))) == (-50.0, 130.0, 0, 2)
-    assert plots._image_extent(RasterSpec(kind="heatmap")) == (-50.0, 130.0, 3000.0, 11000.0)
+    assert gallery._image_extent(RasterSpec(kind="bands", bands=(0, 2))) == (-50.0, 130.0, 0, 2)
+    assert gallery._image_extent(RasterSpec(kind="heatmap")) == (-50.0, 130.0, 3000.0, 11000.0)

@@ -13,6 +13,7 @@ from snia.calibration import describe
 from snia.compare import EARLY_DAY, markdown_table, read_csv
 from snia.errors import ConfigError
 from snia.evaluate import tsne_caption
+from snia.gallery import plot_mistakes
 from snia.metrics import (
     INTERVAL_PERCENTILES,
     bootstrap,
@@ -22,7 +23,6 @@ from snia.plots import (
     plot_confusions,
     plot_curves,
     plot_feature_importance,
-    plot_mistakes,
     plot_probability_histograms,
     plot_reliability,
     plot_roc,

@@ -12,12 +12,10 @@ import json
 from pathlib import Path
 
 from snia.files import write_text_atomic
+from snia.gallery import plot_gallery
 from snia.metrics import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
-)
-from snia.plots import (
-    plot_gallery,
 )
 from snia.progress import Progress
 from snia.provenance import class_mix, command_line, describe_store, environment
