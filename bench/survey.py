@@ -208,7 +208,8 @@ def table(rows: list[dict], n: int, ranks_note: str) -> str:
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         peaks = " / ".join(f"{p:.0f}" for p in r["peaks"])
-        lines.append(f"| {r['stage']} | {r['fraction']} | {r['objects']:,} | {r['seconds']:.1f} | "
+        digits = 2 if r["seconds"] < 1 else 1  # a stage of a fraction of a second keeps two
+        lines.append(f"| {r['stage']} | {r['fraction']} | {r['objects']:,} | {r['seconds']:.{digits}f} | "
                      f"{r['objects'] / r['seconds']:,.0f} | {peaks} | {r['flat']} |")
     return "\n".join(lines)
 
