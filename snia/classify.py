@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from snia.errors import ConfigError
 from snia.inference import default_device, load_members, predict_store
 from snia.ingest import run_ingest
 from snia.predictions import write_predictions
+from snia.progress import counted
 from snia.progress import progress as show_progress
 from snia.readers import FORMATS, expand_inputs
 from snia.store import Store
@@ -60,25 +60,12 @@ def classify(checkpoints, inputs, out_csv, fmt: str | None = None, metadata=(), 
             n_objects = len(opened)
         with show_progress(n_objects, "classify", bar=progress) as bar:  # closed when done
             pred = predict_store(members, store, allow_other_bands=allow_other_bands, prior=prior,
-                                 transform=counting(bar))
+                                 transform=counted(bar))
         extra = alert_columns(store, pred["object_id"]) if fmt == "lsst-alert" else None
     write_predictions(out_csv, pred["object_id"], pred["p_ia"], pred["type"],
                       pred.get("classes", ()), pred.get("class_probs"), pred.get("p_ia_uncalibrated"),
                       extra=extra)
     return {"objects": len(pred["object_id"]), "calibration": pred["calibration"]}
-
-
-def counting(bar):
-    """A batch transform that leaves the batch as it is and counts its objects on ``bar``: the
-    progress of predict_store, whose batches run on worker threads (hence the lock)."""
-    lock = threading.Lock()
-
-    def count(batch):
-        with lock:
-            bar.update(batch.n_objects)
-        return batch
-
-    return count
 
 
 def check_output_folder(path) -> None:

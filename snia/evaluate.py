@@ -50,7 +50,7 @@ from snia.plots import (
     plot_tsne,
 )
 from snia.predictions import write_predictions
-from snia.progress import Progress
+from snia.progress import Progress, counted
 from snia.provenance import evaluation_provenance
 from snia.store import Store
 from snia.taxonomy import INDEX
@@ -140,15 +140,6 @@ def evaluate(checkpoints, store_path, out_dir, allow_other_bands: bool = False,
         lines += [f"![{name}]({name})"] + ([captions[name], ""] if name in captions else [])
     write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
     return result
-
-
-def counted(progress: Progress, transform=None):
-    """A per-batch hook for ``predict_store`` (``transform``) that counts the light curves done
-    (it runs in the worker threads; ``Progress.update`` takes a lock) and applies ``transform``."""
-    def hook(batch):
-        progress.update(len(batch))
-        return batch if transform is None else transform(batch)
-    return hook
 
 
 def tsne_sample(n: int, cap: int | None = None, seed: int = TSNE_SEED) -> np.ndarray:

@@ -133,3 +133,13 @@ def progress(total: int | None, desc: str, unit: str = "objects", bar: bool = Tr
     """A command's progress: a bar on a terminal unless ``bar`` is False (``--no-progress``),
     log lines otherwise; nothing at all where not ``enabled`` (MPI ranks other than 0)."""
     return Progress(total, desc, unit.strip(), enabled=enabled, bar=None if bar else False)
+
+
+def counted(progress: Progress, transform=None):
+    """A per-batch hook for ``predict_store`` (its ``transform``) that counts the light curves
+    done on ``progress`` (it runs in the worker threads; ``update`` takes a lock), then applies
+    ``transform`` if given."""
+    def hook(batch):
+        progress.update(len(batch))
+        return batch if transform is None else transform(batch)
+    return hook
