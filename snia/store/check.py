@@ -120,10 +120,10 @@ def _verify(store: Store, check_inputs: bool, progress: bool = False) -> list[st
         table = table_problems(store.objects, store.n_observations) + _duplicate_ids(store)
         failures += table
         if not table:  # the observation checks find objects through the table
-            observations = _verify_observations(store, progress)
+            observations, bands_seen = _verify_observations(store, progress)
             failures += observations
             if not observations:
-                failures += _verify_bands_present(store)
+                failures += _verify_bands_present(store, bands_seen)
     except StoreError as exc:  # data HDF5 cannot read (already named by the checksums)
         failures.append(str(exc))
     if check_inputs:
@@ -192,6 +192,7 @@ def _verify_checksums(store: Store, progress: bool = False) -> list[str]:
             except HDF5_ERRORS as exc:
                 out.append(f"{where}: cannot be read, the file is damaged ({exc})")
     finally:
+        bar.close()
         for file_path, handle in handles.items():
             if file_path != store.path:
                 handle.close()
@@ -218,16 +219,20 @@ class _First:
         return f"{self.count} observation(s) {self.rule}; the first: {self.example}" if self.count else None
 
 
-def _verify_observations(store: Store, progress: bool = False) -> list[str]:
+def _verify_observations(store: Store, progress: bool = False) -> tuple[list[str], tuple[int, ...]]:
+    """The observations' invariants, in one pass of bounded blocks: (failures, the band codes the
+    observations hold, for the bands_present check)."""
     n_bands = len(store.bands)
     bar = show_progress(len(store), "verify: observations", bar=progress)
     objs = store.objects
+    seen: set[int] = set()
     band = _First(f"with a band index outside the bands table (0..{n_bands - 1})")
     finite = _First("with non-finite time/flux/flux_err or flux_err <= 0")
     order = _First("not in time order within their object")
     for start, batch in store.blocks(VERIFY_BLOCK):
         bar.update(batch.n_objects)
         o, row0 = batch.obs, int(objs["offset"][start])
+        seen.update(np.unique(o["band"]).tolist())
 
         def at(k, batch=batch, row0=row0):  # the object and the store row of batch row k
             j = int(np.searchsorted(batch.offsets, k, side="right") - 1)
@@ -245,13 +250,14 @@ def _verify_observations(store: Store, progress: bool = False) -> list[str]:
         order.add((t[1:] < t[:-1]) & inside,
                   lambda k, t=t, at=at, row0=row0: f"{at(k + 1)} has MJD {t[k + 1]}, earlier than MJD "
                                                    f"{t[k]} of row {row0 + k}")
-    return [m for m in (band.message(), finite.message(), order.message()) if m]
+    bar.close()
+    return [m for m in (band.message(), finite.message(), order.message()) if m], tuple(sorted(seen))
 
 
-def _verify_bands_present(store: Store) -> list[str]:
-    """The bands ingest recorded as observed are the bands the observations hold."""
+def _verify_bands_present(store: Store, scanned: tuple[int, ...]) -> list[str]:
+    """The bands ingest recorded as observed are the bands the observations hold (``scanned``,
+    found by the observation pass)."""
     recorded = store.recorded_bands_present()
-    scanned = store.scan_bands_present()
     if recorded is None or recorded == scanned:
         return []
     return [f"the bands_present attribute records bands {list(recorded)}, the observations hold "
