@@ -15,11 +15,14 @@ class LaunchError(RuntimeError):
 def hostnames(nodelist: str) -> list[str]:
     """The hosts of a SLURM node list (``node[01-03,07],gpu5``), in SLURM's order: from
     ``scontrol show hostnames`` where SLURM answers, else ``expand_nodelist`` (no scontrol, or
-    one that cannot: no configuration on this host, no controller in reach). A list neither reads
-    is a LaunchError naming it."""
+    one that cannot: no configuration on this host, no controller in reach). The list is parsed
+    by ``expand_nodelist`` first in every case: a configured scontrol echoes a malformed list
+    (``gpu[07-``) back as one host name with exit 0, so a malformed list is a LaunchError naming
+    it whichever reads it."""
     import shutil
     import subprocess
 
+    parsed = expand_nodelist(nodelist)
     scontrol = shutil.which("scontrol")
     if scontrol is not None:
         try:
@@ -30,7 +33,7 @@ def hostnames(nodelist: str) -> list[str]:
         hosts = done.stdout.split() if done is not None else []
         if done is not None and done.returncode == 0 and hosts:
             return hosts
-    return expand_nodelist(nodelist)
+    return parsed
 
 
 def expand_nodelist(nodelist: str) -> list[str]:

@@ -158,6 +158,18 @@ def test_an_scontrol_that_cannot_answer_falls_back_to_the_own_parser(tmp_path, m
         hostnames("gpu[07-")
 
 
+def test_a_malformed_list_is_refused_even_where_scontrol_echoes_it(tmp_path, monkeypatch):
+    """A configured scontrol prints a malformed list back as one host name and exits 0 (seen on
+    CI's cluster with 'gpu[07-'): the list is still the one-line LaunchError, not a host."""
+    fake = tmp_path / "scontrol"
+    fake.write_text('#!/bin/sh\necho "$3"\nexit 0\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert hostnames("gpu07") == ["gpu07"]
+    with pytest.raises(LaunchError, match="malformed SLURM node list 'gpu\\[07-'"):
+        hostnames("gpu[07-")
+
+
 def test_an_srun_job_meets_on_the_first_node_of_its_step():
     srun = Dist(3, 8, 1, "srun")
     job = {"SLURM_JOB_ID": "81234", "SLURM_STEP_ID": "0", "SLURM_JOB_NODELIST": "gpu[07-08]",
