@@ -681,3 +681,33 @@ def test_progress_is_a_bar_on_a_terminal(tmp_path, capsys, monkeypatch):
                  str(tmp_path / "s.h5")]) == 0
     err = capsys.readouterr().err
     assert "ingest: 100%|" in err and not _percents(err, "ingest")
+
+
+class _TwoFiles:
+    """What global_checks asks of a reader: its input files and its metadata's object ids."""
+
+    def input_files(self):
+        return ["a.csv", "b.csv"]
+
+    def metadata_ids(self):
+        return np.array([1, 2, 3, 9])
+
+    def where_metadata(self, object_id):
+        return f"meta.csv, object {object_id}"
+
+
+def test_global_checks_drop_later_copies_across_ranks_and_count_orphan_metadata():
+    from snia.errors import Problems
+    from snia.ingest.checks import global_checks
+
+    problems = Problems("skip")
+    # rank 0 wrote ids 1, 2 (from a.csv); rank 1 wrote 3, 1, 2 (from b.csv): its 1 and 2 repeat
+    gathered = [(np.array([1, 2]), np.array([0, 0]), np.array([1, 2]), {}, {}),
+                (np.array([3, 1, 2]), np.array([1, 1, 1]), np.array([3, 1, 2]),
+                 {"bad_flux": 4}, {"bad_flux": "b.csv line 7"})]
+    drops = global_checks(gathered, _TwoFiles(), problems)
+    assert [d.tolist() for d in drops] == [[], [1, 2]]
+    assert problems.counts == {"bad_flux": 4, "duplicate_object_id": 2,
+                               "metadata_without_lightcurve": 1}
+    with pytest.raises(InputError, match="object 1 appears more than once: in a.csv and again in b.csv"):
+        global_checks(gathered, _TwoFiles(), Problems("fail"))

@@ -17,7 +17,6 @@ LIMIT = 320  # lines per module
 
 # Modules over the limit today, with the most lines each may have: split them before raising one.
 OVER_LIMIT = {
-    "ingest/pipeline.py": 367,
     "readers/plasticc_metadata.py": 363,
     "readers/snana_fits.py": 385,
     "readers/snana_text.py": 367,

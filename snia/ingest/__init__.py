@@ -1,8 +1,10 @@
 """Stage 1: raw survey files -> one HDF5 light-curve store, over MPI ranks.
 
-``pipeline`` runs the phases (read, check, assemble, publish; ``run_ingest``), ``guard`` keeps the
-output safe (paths that would overwrite an input, temporaries, stale leftovers, signals). This
-file only names what the package offers.
+``pipeline`` runs the phases (read, check, assemble, publish; ``run_ingest``) with ``checks`` (ids
+repeated across files or ranks, metadata without light curves) and ``publish`` (the store moved
+into place, its provenance); ``guard`` keeps the output safe (paths that would overwrite an
+input, temporaries, stale leftovers, signals), ``lock`` one ingestion per output. This file only
+names what the package offers.
 """
 
 from snia.ingest.guard import (

@@ -17,28 +17,28 @@ once no live process of this host owns it. Outputs that would replace or sit ins
 refused before any work.
 
 The output's safety (paths that would overwrite an input, temporary folders named by host and
-process, stale ones removed, signals) is ``snia.ingest.guard``.
+process, stale ones removed, signals) is ``snia.ingest.guard``; the rank-0 checks of phase 2
+``snia.ingest.checks``; the virtual store, the rename into place and the provenance record
+``snia.ingest.publish``.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
-import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from snia import __version__
 from snia.bands import BandRegistry
-from snia.errors import InputError, Problems, SniaError
+from snia.errors import Problems, SniaError
 from snia.files import sha256_of
-from snia.ingest.guard import Signals, check_paths, prepare_output, shard_dir_of, temp_name
+from snia.ingest.checks import global_checks
+from snia.ingest.guard import Signals, check_paths, prepare_output, temp_name
 from snia.ingest.lock import OutputLock
+from snia.ingest.publish import provenance_record, publish, write_virtual
 from snia.lightcurve import clean_chunk
 from snia.parallel import world
 from snia.progress import progress as show_progress
@@ -47,12 +47,10 @@ from snia.store import (
     SPLIT_NAMES,
     ShardWriter,
     compact_shard,
-    manifest_summary,
     root_attributes,
     shard_band_codes,
     write_collective_store,
     write_manifest,
-    write_virtual_store,
 )
 
 log = logging.getLogger(__name__)
@@ -237,43 +235,11 @@ def _check_phase(state: _ReadState, problems: Problems, comm) -> np.ndarray:
     drops, error = None, None
     if comm.rank == 0:
         try:
-            drops = _global_checks(gathered, state.reader, problems)
+            drops = global_checks(gathered, state.reader, problems)
         except BaseException as exc:  # noqa: BLE001 - passed to every rank by _sync
             error = exc
     _sync(comm, error, "global checks")
     return comm.bcast(drops)[comm.rank] if comm.size > 1 else drops[0]
-
-
-def _global_checks(gathered, reader, problems: Problems) -> list[np.ndarray]:
-    files = [str(p) for p in reader.input_files()]
-    for rank_problems in gathered[1:]:
-        problems.merge(rank_problems[3], rank_problems[4])
-    ids = np.concatenate([g[0] for g in gathered])
-    where = np.concatenate([g[1] for g in gathered])
-    sizes = [len(g[0]) for g in gathered]
-    rank_of = np.repeat(np.arange(len(gathered)), sizes)
-    local = np.concatenate([np.arange(n) for n in sizes]) if ids.size else np.empty(0, np.int64)
-    order = np.argsort(ids, kind="stable")  # stable: the first occurrence in input order is kept
-    repeat = np.zeros(len(ids), dtype=bool)
-    repeat[order[1:]] = ids[order[1:]] == ids[order[:-1]]
-    if repeat.any():
-        k = int(np.flatnonzero(repeat)[0])
-        first = int(np.flatnonzero(ids == ids[k])[0])
-        problems.found("duplicate_object_id",
-                       f"object {ids[k]} appears more than once: in {files[where[first]]} and again "
-                       f"in {files[where[k]]} (object ids must be unique across the inputs and an "
-                       f"object's rows contiguous within a file)", int(repeat.sum()))
-    metadata_ids = reader.metadata_ids()
-    if metadata_ids is not None:
-        raw = np.concatenate([g[2] for g in gathered])
-        orphans = np.setdiff1d(metadata_ids, raw)
-        if orphans.size:
-            problems.found("metadata_without_lightcurve",
-                           f"{reader.where_metadata(int(orphans[0]))}: object {orphans[0]} is in the "
-                           f"metadata but has no light curve", int(orphans.size))
-    if ids.size == 0:
-        raise InputError("no objects to store: the inputs hold no valid light curves")
-    return [local[repeat & (rank_of == r)] for r in range(len(gathered))]
 
 
 def _assemble_phase(state, drops, problems, compression, layout, bands, output, work, comm,
@@ -302,7 +268,7 @@ def _assemble_phase(state, drops, problems, compression, layout, bands, output, 
     totals = (sum(c[0] for c in all_counts), sum(c[1] for c in all_counts))
     attrs = None
     if comm.rank == 0:  # one copy: collective HDF5 writes need identical attributes on every rank
-        provenance = _provenance(state.reader, hashes, comm.size, fmt, survey, split, on_error,
+        provenance = provenance_record(state.reader, hashes, comm.size, fmt, survey, split, on_error,
                                  layout, compression, problems)
         attrs = root_attributes(provenance, totals[0], totals[1], layout, list(SPLIT_NAMES),
                                 bands_present)
@@ -313,7 +279,7 @@ def _assemble_phase(state, drops, problems, compression, layout, bands, output, 
         if layout == "single":
             write_collective_store(tmp_store, comm, writer.path, counts, bands, attrs, compression)
         elif comm.rank == 0:
-            _write_virtual(tmp_store, work, output, all_counts, all_checksums, bands, attrs)
+            write_virtual(tmp_store, output, all_counts, all_checksums, bands, attrs)
     except BaseException as exc:  # noqa: BLE001
         error = exc
     _sync(comm, error, "writing the store")
@@ -321,44 +287,9 @@ def _assemble_phase(state, drops, problems, compression, layout, bands, output, 
     if comm.rank == 0:
         try:
             with signals.hold():
-                _publish(tmp_store, work, output, layout)
+                publish(tmp_store, work, output, layout)
                 write_manifest(output, provenance["inputs"])  # STORE.manifest.tsv beside it
         except BaseException as exc:  # noqa: BLE001
             error = exc
     _sync(comm, error, "renaming the store into place")
     return totals
-
-
-def _write_virtual(tmp_store, work, output, all_counts, all_checksums, bands, attrs) -> None:
-    # Sources are referenced by their final location, relative to the store's folder.
-    final_dir = shard_dir_of(output)
-    shards = [(final_dir / f"shard-{r:05d}.h5", n_obj, n_obs)
-              for r, (n_obj, n_obs) in enumerate(all_counts)]
-    # write_virtual_store makes paths relative to the store's own folder: pretend it is final.
-    write_virtual_store(tmp_store, shards, bands, attrs, relative_to=output.parent,
-                        checksums=all_checksums)
-
-
-def _publish(tmp_store: Path, work: Path, output: Path, layout: str) -> None:
-    """Move the finished store into place; the store file itself is renamed last."""
-    if output.exists():
-        output.unlink()  # first, so no moment shows a complete-looking store over wrong shards
-    old_shards = shard_dir_of(output)
-    if old_shards.exists():
-        shutil.rmtree(old_shards)
-    if layout == "virtual":
-        os.replace(work / "shards", old_shards)
-    os.replace(tmp_store, output)
-    shutil.rmtree(work, ignore_errors=True)
-
-
-def _provenance(reader, hashes, nranks, fmt, survey, split, on_error, layout, compression,
-                problems) -> dict:
-    inputs = [{"path": str(Path(p).resolve()), "bytes": Path(p).stat().st_size,
-               "sha256": hashes[str(p)]} for p in reader.input_files()]
-    return {"snia_version": __version__, "format": fmt, "inputs": inputs,
-            "manifest": manifest_summary(inputs), "ranks": nranks,
-            "layout": layout, "compression": compression, "survey": survey, "split": split,
-            "on_error": on_error, "skipped": dict(problems.counts),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(sys.argv)}
