@@ -3,6 +3,7 @@
 # file, 2 epochs): `snakemake --lint`; a local run (--profile cluster/local, mpiexec); then a run
 # through a real single-node SLURM cluster (--profile cluster/slurm + the cluster/slurm-local
 # overlay: sbatch jobs, srun ranks). Each run's outputs are checked by .ci/check_workflow.py.
+# Last, on the same cluster's 2-node partition, the tests marked `slurm` (multi-node jobs).
 # Needs: .venv (make test), data/plasticc (fetched by make test), root, Debian slurm-wlm + munge.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,3 +34,8 @@ timeout -k 30 1500 bash -c '"$@" compare scaling && "$@" all' _ "${slurm[@]}" \
     > .test/slurm.log 2>&1 || { tail -n 60 .test/slurm.log; exit 1; }
 echo "SLURM run: $(( SECONDS - start )) s, $(grep -c 'has been submitted with SLURM jobid' .test/slurm.log) sbatch jobs"
 python .ci/check_workflow.py .test/results --launcher srun --slurm-logs .test/.snakemake/slurm_logs
+
+echo "== 2 nodes x 4 GPUs as SLURM sees them (partition gpu: stand-in nodes on this host)"
+# sbatch --test-only of every GPU job the shipped profile makes for 8 ranks on 2 nodes and of
+# cluster/sbatch/train_ddp.sbatch; then ranks on two SLURM nodes train what one rank trains
+SNIA_REQUIRE_SLURM=1 timeout -k 30 900 python -m pytest -q -p no:cacheprovider -m slurm tests/test_workflow.py

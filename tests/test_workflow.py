@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import fields, is_dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -447,12 +448,12 @@ def test_ingest_rule_builds_a_verified_store(tmp_path, mpirun):
             assert f["images"].shape == shape and list(f["object_id"][...]) == list(expected)
 
 
-def profile_check(capsys, profile, workdir, *targets):
+def profile_check(capsys, profile, workdir, *targets, sbatch_test=False):
     """`snia profile check` of a profile on a workdir's config: (exit code, {job: its lines})."""
     from snia.cli.profile import check
 
     code = check(profile, ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-                           *targets])
+                           *targets], sbatch_test=sbatch_test)
     jobs, name = {}, None
     for line in capsys.readouterr().out.splitlines():
         if line.startswith("  "):
@@ -563,6 +564,104 @@ def test_train_ddp_sbatch_for_2_nodes_of_4_gpus(tmp_path):
     assert {"--ntasks-per-node=1", "torchrun", "--nnodes=2", "--nproc-per-node=4",
             "--rdzv-endpoint=gpu07:22976", "--rdzv-id=81234"} <= set(args)
     assert args[args.index("--no-python") + 1:] == ["snia", "train", "store.h5", "-o", "run", "--no-progress"]
+
+
+def two_gpu_nodes() -> bool:
+    """CI's SLURM cluster is up (.ci/slurm-up.sh) with its partition `gpu`: two node names of
+    4 a100 GPUs (stand-ins) and 32 cores each, on this one host."""
+    sinfo = shutil.which("sinfo")
+    if sinfo is None:
+        return False
+    done = subprocess.run([sinfo, "-h", "-p", "gpu", "-o", "%D %G %c"], capture_output=True, text=True,
+                          timeout=30)
+    return done.returncode == 0 and done.stdout.split() == ["2", "gpu:a100:4", "32"]
+
+
+on_two_gpu_nodes = pytest.mark.skipif(
+    os.environ.get("SNIA_REQUIRE_SLURM") != "1" and not two_gpu_nodes(),
+    reason="no SLURM cluster with .ci/slurm-up.sh's 2-node partition 'gpu' here")
+
+
+@pytest.mark.slurm
+@on_two_gpu_nodes
+def test_sbatch_test_only_accepts_every_gpu_job_for_2_nodes_of_4_gpus(tmp_path, capsys):
+    """SLURM itself (sbatch --test-only against a 2 nodes x 4 GPUs partition) accepts every GPU
+    job the shipped profile makes for 8 ranks on 2 nodes, and refuses 12 ranks on 3 nodes."""
+    assert two_gpu_nodes()
+    config = small_config()
+    config["train"]["ranks"] = 8
+    config["scaling"]["ranks"] = [1, 2, 4, 8]
+    config["scaling"]["modes"] = ["strong"]
+    write_config(tmp_path, config)
+    profile = multinode_profile(tmp_path, 2, "gpu:a100:4")
+    code, jobs = profile_check(capsys, profile, tmp_path, "all", "scaling", sbatch_test=True)
+    assert code == 0, jobs
+    assert {"train[run=m0]", "scaling_run[mode=strong, ranks=8]"} <= set(jobs)
+    config["train"]["ranks"] = 12
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "three").mkdir()
+    profile = multinode_profile(tmp_path / "three", 3, "gpu:a100:4")
+    code, jobs = profile_check(capsys, profile, tmp_path, "all", sbatch_test=True)
+    assert code == 1
+    assert jobs["train[run=m0]"][1:] == ["problem: sbatch --test-only: allocation failure: Requested "
+                                         "node configuration is not available"]
+    # the multi-node batch script as shipped (2 nodes x 4 GPUs x 32 cores per node)
+    done = subprocess.run(["sbatch", "--test-only", "-p", "gpu",
+                           str(REPO / "cluster" / "sbatch" / "train_ddp.sbatch"), "s.h5", "run"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "using 64 processors on nodes gpu[1-2]" in done.stderr, done.stderr
+
+
+def sbatch_wait(tmp_path, *args) -> str:
+    """Submit a job to the partition `gpu` (this Python's environment), wait for it, return its
+    log; a failed job fails the test with the log's end."""
+    log = tmp_path / f"job-{len(list(tmp_path.glob('job-*.log')))}.log"
+    env = dict(os.environ, VIRTUAL_ENV=str(Path(sys.executable).parents[1]),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(["sbatch", "--wait", "-p", "gpu", "--cpus-per-task=1", "--mem=3000",
+                           f"--chdir={REPO}", f"--output={log}", *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+    text = log.read_text() if log.exists() else ""
+    assert done.returncode == 0, (done.stderr, text[-3000:])
+    return text
+
+
+@pytest.mark.slurm
+@on_two_gpu_nodes
+def test_a_job_on_two_slurm_nodes_trains_like_one_rank(tmp_path):
+    """Ranks on two SLURM nodes (two node names of one host: their own slurmd each) meet at the
+    job's first node and train the model one rank trains: the shipped batch script (srun starts
+    a torchrun per node, c10d rendezvous) and srun starting snia itself (rendezvous from the
+    step's node list)."""
+    import torch
+
+    from snia.ingest import run_ingest
+
+    lc, meta, _ = synthetic_plasticc(tmp_path, 48, 21)
+    store = tmp_path / "s.h5"
+    run_ingest("plasticc", [lc], store, [meta], progress=False)
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({"train": {
+        "kind": "bands", "epochs": 2, "batch_size": 8, "val_fraction": 0.25,
+        "model": {"channels": [4, 8], "groups": 2, "hidden": 8, "dropout": 0.2}}}))
+    one = subprocess.run([sys.executable, "-m", "snia", "train", str(store), "-o", str(tmp_path / "one"),
+                          "--config", str(settings), "--no-progress"], capture_output=True, text=True,
+                         timeout=300)
+    assert one.returncode == 0, one.stderr
+    ddp = sbatch_wait(tmp_path, "--gpus-per-node=1", str(REPO / "cluster" / "sbatch" / "train_ddp.sbatch"),
+                      str(store), str(tmp_path / "ddp"), "--config", str(settings))
+    assert re.search(r"snia DDP: 2 node\(s\) x 1 GPU\(s\), rendezvous gpu1:\d+", ddp), ddp
+    srun = sbatch_wait(tmp_path, "--nodes=2", "--ntasks-per-node=1", "--wrap",
+                       f"srun bash -c 'echo on $SLURMD_NODENAME; exec {sys.executable} -m snia train "
+                       f"{store} -o {tmp_path / 'srun'} --config {settings} --no-progress'")
+    assert sorted(re.findall(r"^on (gpu\d)$", srun, re.M)) == ["gpu1", "gpu2"], srun
+    assert "rank 1 of 2 (started by srun)" in srun
+    expected = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)["model"]
+    for run in ("ddp", "srun"):
+        got = torch.load(tmp_path / run / "checkpoint.pt", weights_only=True)["model"]
+        for name, value in expected.items():  # summation order differs with the threads: 1e-5
+            np.testing.assert_allclose(got[name].numpy(), value.numpy(), rtol=0, atol=1e-5,
+                                       err_msg=f"{run}: {name}")
 
 
 def test_the_profiles_gpu_training_keys_each_say_what_they_do():
