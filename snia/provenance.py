@@ -213,6 +213,10 @@ def survey_use(cfg: dict) -> dict | None:
     if float((cfg.get("distill") or {}).get("survey_share") or 0) > 0:
         uses.append(f"its light curves (self-training, {cfg['distill']['survey_share']} per "
                     "labelled one)")
+    distill = cfg.get("distill") or {}
+    if float(distill.get("survey_share") or 0) > 0 and float(distill.get("survey_blend") or 0) > 0:
+        uses.append(f"another classifier's P(Ia) on its light curves ({distill['survey_predictions']}, "
+                    f"{distill['survey_blend']} of the soft targets)")
     if float((cfg.get("augment") or {}).get("reobserve_probability") or 0) > 0:
         uses.append("its schedules, flux errors and photo-z (re-observation)")
     return {"store": str(cfg.get("survey")), "uses": uses} if uses else None

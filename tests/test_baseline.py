@@ -29,23 +29,48 @@ def stores(tmp_path):
 
 def test_features_are_the_light_curve_package_values(stores):
     ids, x, names, types = features(stores[0])
-    assert x.shape == (60, 6 * len(extractor().names) + 3) and len(names) == x.shape[1]
+    n = len(extractor().names)  # less the absolute peak time, plus 3 derived per band, 4 scalars
+    assert x.shape == (60, 6 * (n - 1) + 6 * 3 + 4) and len(names) == x.shape[1]
+    assert not any(name.endswith("bazin_fit_reference_time") for name in names)
     with Store(stores[0]) as store:
-        i = int(np.argmax(store.objects["length"]))
+        fitted = (x[:, names.index("lsstr_bazin_fit_rise_time")] != MISSING) & (store.objects["hostgal_photoz"] > 0)
+        i = int(np.flatnonzero(fitted)[np.argmax(store.objects["length"][fitted])])
         lc = store.lightcurve(int(ids[i]))
+        z = float(store.objects["hostgal_photoz"][i])
     peak = lc["flux"].astype(float).max()
     ext = extractor()
+    peak_times = {}
     for b, band in enumerate("ugrizy"):
         pick = lc["band"] == b
-        start = names.index(f"lsst{band}_{ext.names[0]}")
-        got = x[i, start:start + len(ext.names)]
+        got = {name: x[i, names.index(f"lsst{band}_{name}")] for name in ext.names
+               if name != "bazin_fit_reference_time"}
         if pick.sum() < 5:
-            assert np.all(got == MISSING)
+            assert all(v == MISSING for v in got.values())
             continue
-        want = ext(lc["time"][pick].astype(float), lc["flux"][pick] / peak,
-                   lc["flux_err"][pick].astype(float) / peak, sorted=True, fill_value=MISSING)
-        np.testing.assert_allclose(got, np.where(np.isfinite(want), want, MISSING), rtol=1e-9)
-    assert x[i, -1] == pytest.approx(np.log10(peak))
+        values = ext(lc["time"][pick].astype(float), lc["flux"][pick] / peak,
+                     lc["flux_err"][pick].astype(float) / peak, sorted=True, fill_value=MISSING)
+        want = dict(zip(ext.names, np.where(np.isfinite(values), values, MISSING)))
+        for name, value in got.items():
+            assert value == pytest.approx(want[name], rel=1e-9)
+        # rest-frame times and the peak time against the other bands', by hand
+        for name in ("rise", "fall"):
+            t = want[f"bazin_fit_{name}_time"]
+            assert x[i, names.index(f"lsst{band}_rest_{name}_time")] == pytest.approx(
+                t / (1 + z) if t != MISSING else MISSING, rel=1e-9)
+        if want["bazin_fit_reference_time"] != MISSING:
+            peak_times[band] = want["bazin_fit_reference_time"]
+    assert peak_times  # the object was chosen for a fitted r band
+    median = np.median(list(peak_times.values()))
+    for band, t in peak_times.items():
+        assert x[i, names.index(f"lsst{band}_peak_offset")] == pytest.approx(t - median, abs=1e-6)
+    assert x[i, names.index("log10_peak_flux")] == pytest.approx(np.log10(peak))
+    # d_L in c/H0 for flat LCDM, Om = 0.3, by scipy's quadrature (the code sums a trapezoid rule)
+    from scipy.integrate import quad
+
+    d_l = (1 + z) * quad(lambda s: 1 / np.sqrt(0.3 * (1 + s) ** 3 + 0.7), 0, z)[0]
+    assert x[i, names.index("log10_luminosity")] == pytest.approx(np.log10(peak) + 2 * np.log10(d_l), abs=1e-5)
+    galactic = np.flatnonzero(x[:, names.index("hostgal_photoz")] == 0)
+    assert np.all(x[galactic, names.index("log10_luminosity")] == MISSING)
 
 
 def test_random_forest_metrics_and_outputs(stores, tmp_path):
@@ -109,3 +134,30 @@ def test_the_chosen_forest_on_every_core_is_the_forest_on_one():
         np.testing.assert_array_equal(mine.tree_.feature, theirs.tree_.feature)
         np.testing.assert_array_equal(mine.tree_.threshold, theirs.tree_.threshold)
     np.testing.assert_allclose(forest.predict_proba(x), one_core.predict_proba(x), rtol=0, atol=1e-12)
+
+
+def test_a_survey_adds_reobserved_copies_to_the_forests_fit(stores, tmp_path):
+    """With a survey, the chosen forest is fitted on the training objects and `copies`
+    re-observations of each (from the training store's GP fits); the search still ranks forests on
+    the training objects alone; the copies come from the survey's schedules, not its labels."""
+    from snia.baseline import reobserved_features
+    from snia.gp.file import fit_store
+    from snia.gp.fit import GPSettings
+
+    fit_store(stores[0], settings=GPSettings(steps=2), progress=False)  # beside it: train.gp.h5
+    plain = run_baseline(stores[0], stores[1], tmp_path / "plain", n_iter=2)
+    result = run_baseline(stores[0], stores[1], tmp_path / "rf", n_iter=2, survey=stores[1], copies=2)
+    training = result["provenance"]["model"]["training"]
+    # every labelled training object twice more (a copy keeps its object's label)
+    assert training["reobserved"]["copies"] == 2 and training["reobserved"]["rows"] == 2 * training["objects"]
+    assert training["reobserved"]["survey"]["path"] == str(stores[1])
+    assert plain["provenance"]["model"]["training"]["reobserved"] is None
+    assert result["cv_auc"] == pytest.approx(plain["cv_auc"])  # the same search
+    assert result["auc"] != plain["auc"]  # a different fit
+    # each copy is the re-observation stream's epoch k: copy 0 of two is the single copy
+    with Store(stores[0]) as store:
+        bands = list(store.bands_present())
+    two, types = reobserved_features(stores[0], stores[1], bands, 2)
+    one, _ = reobserved_features(stores[0], stores[1], bands, 1)
+    np.testing.assert_array_equal(two[:60], one)
+    assert len(two) == 120 and not np.array_equal(two[:60], two[60:])

@@ -179,3 +179,40 @@ def test_a_small_training_set_is_passed_over_until_an_epoch_has_min_epoch_sample
         close(trainer)
     with pytest.raises(ConfigError, match="min_epoch_samples must be at least 0"):
         TrainConfig.from_dict({"min_epoch_samples": -1})
+
+
+def test_another_classifiers_p_ia_joins_the_teachers_on_the_survey(stores, tmp_path):
+    """distill.survey_predictions: its P(Ia) for each survey light curve, found by object id
+    whatever the file's order, is blended at survey_blend into the teachers' soft targets; a
+    file that lacks a survey object is refused naming it."""
+    from snia.store import Store
+    from snia.train.data import TrainingData
+
+    with Store(stores / "survey.h5") as survey:
+        ids = survey.objects["object_id"]
+    forest = np.linspace(0.05, 0.95, len(ids))
+    rows = [f"{i},{p},Ia" for i, p in zip(ids, forest)][::-1]  # reversed: joined by id
+    path = tmp_path / "forest.csv"
+    path.write_text("object_id,p_ia,true_type\n" + "\n".join(rows) + "\n")
+    base = {**TINY_MODEL, "batch_size": 8, "survey": str(stores / "survey.h5"),
+            "distill": {"teachers": [str(stores / "teacher" / "best.pt")], "weight": 1.0,
+                        "survey_share": 0.5}}
+    blended = {**base, "distill": {**base["distill"], "survey_predictions": str(path),
+                                   "survey_blend": 0.3}}
+    found = []
+    for settings in (base, blended):
+        data = TrainingData(stores / "train.h5", TrainConfig.from_dict(settings), torch.device("cpu"))
+        try:
+            found.append((data.survey.p.copy(), data.survey.weight.copy()))
+        finally:
+            data.close()
+    (teachers, _), (p, weight) = found
+    np.testing.assert_allclose(p, 0.7 * teachers + 0.3 * forest, rtol=1e-6)
+    from snia.train.survey import survey_weights
+
+    np.testing.assert_allclose(weight, survey_weights(p), rtol=1e-6)  # weights of the blend
+    path.write_text("object_id,p_ia\n" + "\n".join(rows[1:]).replace(",Ia", "") + "\n")
+    with pytest.raises(ConfigError, match=f"no P\\(Ia\\) for 1 of the 30 light curves .*object {ids[-1]}"):
+        TrainingData(stores / "train.h5", TrainConfig.from_dict(blended), torch.device("cpu"))
+    with pytest.raises(ConfigError, match="survey_blend > 0 needs distill.survey_predictions"):
+        TrainConfig.from_dict({**base, "distill": {**base["distill"], "survey_blend": 0.3}})

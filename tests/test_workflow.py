@@ -203,7 +203,8 @@ def test_settings_schema_distill_is_the_training_settings_distill():
     part = settings_schema()["properties"]["distill"]
     assert part["additionalProperties"] is False
     # what train.smk writes
-    assert set(part["properties"]) == keys == {"teachers", "weight", "survey_share", "survey_augment"}
+    assert set(part["properties"]) == keys == {"teachers", "weight", "survey_share", "survey_augment",
+                                               "survey_predictions", "survey_blend"}
 
 
 def test_schema_kinds_are_the_raster_kinds():
@@ -246,7 +247,9 @@ def test_run_settings_files(tmp_path):
     assert written[0] == {"train": {**settings, "seed": 1}}
     assert written[1] == {"train": {**settings, "seed": 2, "distill": {
         "teachers": ["results/model/m0/best.pt", "results/model/m1/best.pt"], "weight": 0.7,
-        "survey_share": 0.5, "survey_augment": True}}}
+        "survey_share": 0.5, "survey_augment": True,
+        # the forest's P(Ia) on the survey joins the members' (train.survey_forest)
+        "survey_predictions": "results/baseline/predictions.csv", "survey_blend": 0.3}}}
     # the model's geometry: the keys it gives (the others keep RasterSpec's defaults in both)
     assert written[2] == {"raster": TrainConfig.from_dict(settings).raster} == {"raster": {"n_time": 90}}
     # the script rules write the logs they declare
@@ -297,12 +300,19 @@ def test_datasets_that_do_not_fit_are_refused_naming_the_key(tmp_path, section, 
 def test_distillation_adds_a_student_trained_after_the_members(tmp_path, distill):
     config = small_config()
     config["train"].update(members=3, distill=distill,
-                           self_training=config["train"]["self_training"] if distill else 0)
+                           self_training=config["train"]["self_training"] if distill else 0,
+                           survey_forest=config["train"]["survey_forest"] if distill else 0)
     write_config(tmp_path, config)
     proc = run_snakemake("--dry-run", "--forceall", "--printshellcmds", workdir=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     commands = shell_commands(proc)
     trains = [c for c in commands if "snia train " in c and "-o results/model/" in c]
+    baseline = [c for c in commands if "snia baseline " in c]
+    # the forest: fitted with re-observed copies (baseline.survey), from the training store's fits
+    assert len(baseline) == 1 and "--survey results/stores/plasticc_test.h5 --copies 1" in baseline[0]
+    assert any("snia gp fit results/stores/plasticc_train.h5" in c for c in commands)
+    if distill:  # the student after the forest, whose P(Ia) it learns on the survey
+        assert commands.index(baseline[0]) < commands.index(trains[-1])
     evaluations = [c for c in commands if "snia evaluate" in c and "results/compare/" not in c]
     members = ["results/model/m0/best.pt", "results/model/m1/best.pt", "results/model/m2/best.pt"]
     if distill:
@@ -424,9 +434,9 @@ def test_ingest_rule_builds_a_verified_store(tmp_path, mpirun):
                                          "metadata": [meta.name], "split": "train"}}})
     config["train"]["dataset"] = config["report"]["dataset"] = "tiny"
     config["train"]["redshift_target"] = None  # the only dataset is the training set
-    config["train"].update(survey=None, self_training=0)  # likewise
+    config["train"].update(survey=None, self_training=0, survey_forest=0)  # likewise
     config["evaluate"]["datasets"] = ["tiny"]
-    config["baseline"].update(train="tiny", test="tiny")
+    config["baseline"].update(train="tiny", test="tiny", survey=None)
     config["train"]["settings"]["raster"] = {"n_time": 45, "n_wave": 8}  # the images' geometry
     write_config(tmp_path, config)
     results = tmp_path / "results"

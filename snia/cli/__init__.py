@@ -210,7 +210,8 @@ def cmd_evaluate(args) -> int:
 def cmd_baseline(args) -> int:
     from snia.baseline import run_baseline
 
-    result = run_baseline(args.train, args.test, args.output, n_iter=args.n_iter, seed=args.seed)
+    result = run_baseline(args.train, args.test, args.output, n_iter=args.n_iter, seed=args.seed,
+                          survey=args.survey, copies=args.copies)
     half = result["at_0.5"]
     log.info("random forest: AUC %.4f; at P(Ia) >= 0.5 purity %.3f, completeness %.3f (%s)",
              result["auc"], half["purity"], half["completeness"], args.output / "metrics.json")

@@ -86,7 +86,7 @@ BASELINE_FILES = ("metrics.json", "predictions.csv", "feature_importance.txt", "
 
 
 def _baseline(a) -> Paths:
-    return Paths(inputs=[a.train, a.test], folders=[a.output],
+    return Paths(inputs=[a.train, a.test, *([a.survey] if a.survey else [])], folders=[a.output],
                  written=[a.output / name for name in BASELINE_FILES])
 
 

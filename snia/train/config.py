@@ -40,12 +40,20 @@ class DistillConfig:
     own light curves (``survey``, read unlabelled) with the teachers' P(Ia) as their soft targets
     (``snia.train.survey``). 0: labelled light curves only. ``survey_augment``: the student sees
     each survey light curve augmented (the augment settings without redshift moves) while its
-    target stays the teachers' P(Ia) on it as observed (Noisy Student, Xie et al. 2020)."""
+    target stays the teachers' P(Ia) on it as observed (Noisy Student, Xie et al. 2020).
+
+    ``survey_predictions``: a predictions.csv of another classifier on every survey light curve
+    (e.g. ``snia baseline``'s forest fitted on light curves re-observed through the survey's
+    schedules), of which only object_id and p_ia are read; the survey's soft targets become
+    (1 - ``survey_blend``) x the teachers' P(Ia) + ``survey_blend`` x its P(Ia). "": the teachers'
+    alone."""
 
     teachers: list = field(default_factory=list)
     weight: float = 0.5
     survey_share: float = 0.0
     survey_augment: bool = False
+    survey_predictions: str = ""
+    survey_blend: float = 0.0
 
 
 @dataclass
@@ -127,6 +135,12 @@ class TrainConfig:
         if self.arch in SEQUENCE_ARCHS:
             raise ConfigError(f"self-training (distill.survey_share) takes image models, not "
                               f"the recurrent {self.arch!r}")
+        blend = self.distill.survey_blend
+        if not 0 <= blend <= 1:
+            raise ConfigError(f"distill survey_blend must be in [0, 1], not {blend}")
+        if blend > 0 and not self.distill.survey_predictions:
+            raise ConfigError("distill.survey_blend > 0 needs distill.survey_predictions, the "
+                              "predictions.csv whose P(Ia) joins the teachers' on the survey")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":

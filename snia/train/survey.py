@@ -58,6 +58,30 @@ def unlabelled(batch):
     return batch
 
 
+def predictions_for(path, object_id: np.ndarray, survey) -> np.ndarray:
+    """P(Ia) of a predictions.csv for each survey object, by object id (its true_type column,
+    where there is one, is not read); every survey object must be there."""
+    import csv
+
+    found = {}
+    try:
+        with open(path, newline="") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                try:
+                    found[int(row["object_id"])] = float(row["p_ia"])
+                except (KeyError, TypeError, ValueError):
+                    raise ConfigError(f"{path}, line {line}: needs numbers in columns object_id "
+                                      f"and p_ia") from None
+    except OSError as exc:
+        raise ConfigError(f"distill.survey_predictions: cannot read {path}: {exc.strerror}") from None
+    missing = [int(i) for i in object_id if int(i) not in found]
+    if missing:
+        raise ConfigError(f"{path} has no P(Ia) for {len(missing)} of the {len(object_id)} light "
+                          f"curves of survey {survey} (object {missing[0]}, ...): predictions of "
+                          f"another data set?")
+    return np.array([found[int(i)] for i in object_id], dtype=np.float64)
+
+
 def survey_weights(p: np.ndarray) -> np.ndarray:
     """Per light curve: confidence |2p - 1| x the expected class weight under the soft label p,
     balanced at the teachers' Ia share of the survey; mean 1 over the survey."""
@@ -89,13 +113,19 @@ class SurveyCurves:
             self.p = np.concatenate([
                 ensemble_p_ia(teachers, self.batch(np.arange(a, min(a + batch_size, len(self)))))
                 .float().cpu().numpy() for a in range(0, len(self), batch_size)])
+        if cfg.distill.survey_predictions and cfg.distill.survey_blend > 0:
+            other = predictions_for(cfg.distill.survey_predictions, self.source.object_id, path)
+            self.p = ((1 - cfg.distill.survey_blend) * self.p
+                      + cfg.distill.survey_blend * other).astype(self.p.dtype)
         self.weight = survey_weights(self.p)
         # the student's noise on survey light curves (distill.survey_augment): the augmentation
         # without moves to another redshift, which would change what the teachers scored
         self.augment_settings = replace(cfg.augment, redshift_probability=0.0,
                                         reobserve_probability=0.0)
-        log.info("survey %s: %d light curves, teachers' Ia share %.3f, %d per step",
-                 self.path, len(self), float(self.p.mean()), self.size)
+        log.info("survey %s: %d light curves, teachers' Ia share %.3f, %d per step%s",
+                 self.path, len(self), float(self.p.mean()), self.size,
+                 f" (with {cfg.distill.survey_predictions} at {cfg.distill.survey_blend})"
+                 if cfg.distill.survey_blend > 0 else "")
 
     def __len__(self) -> int:
         return len(self.source)

@@ -1,11 +1,17 @@
 # The baseline: a random forest on light-curve features, tuned by a cross-validated
-# successive-halving search (snia.baseline.make_search).
+# successive-halving search (snia.baseline.make_search); with baseline.survey, fitted on the
+# training objects and `copies` re-observations of each through that dataset's schedules (from
+# the training store's GP fits).
+BASELINE_SURVEY = config["baseline"].get("survey")
+BASELINE_COPIES = int(config["baseline"].get("copies", 0)) if BASELINE_SURVEY else 0
 
 
 rule baseline:
     input:
         train=store(config["baseline"]["train"]),
         test=store(config["baseline"]["test"]),
+        survey=[store(BASELINE_SURVEY)] if BASELINE_COPIES else [],
+        gp_fits=[f"{RESULTS}/stores/{config['baseline']['train']}.gp.h5"] if BASELINE_COPIES else [],
     output:
         metrics=f"{RESULTS}/baseline/metrics.json",
         predictions=f"{RESULTS}/baseline/predictions.csv",
@@ -13,6 +19,7 @@ rule baseline:
         out_dir=lambda wc, output: Path(output.metrics).parent,
         n_iter=config["baseline"]["n_iter"],
         seed=config["baseline"]["seed"],
+        survey=f"--survey {store(BASELINE_SURVEY)} --copies {BASELINE_COPIES}" if BASELINE_COPIES else "",
     threads: 2
     conda:
         SNIA_ENV
@@ -20,4 +27,4 @@ rule baseline:
         f"{RESULTS}/logs/baseline.log",
     shell:
         "snia baseline --train {input.train} --test {input.test} -o {params.out_dir}"
-        " --n-iter {params.n_iter} --seed {params.seed} > {log} 2>&1"
+        " --n-iter {params.n_iter} --seed {params.seed} {params.survey} > {log} 2>&1"

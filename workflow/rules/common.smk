@@ -38,7 +38,9 @@ def check_dataset_names():
                             "redshift_target") else []),
                        ("evaluate.datasets", config["evaluate"]["datasets"]),
                        ("baseline.train", [config["baseline"]["train"]]),
-                       ("baseline.test", [config["baseline"]["test"]])):
+                       ("baseline.test", [config["baseline"]["test"]]),
+                       ("baseline.survey",
+                        [config["baseline"]["survey"]] if config["baseline"].get("survey") else [])):
         unknown = [name for name in names if name not in config["datasets"]]
         if unknown:
             raise ValueError(f"config: {key} names {unknown}, which are not under `datasets` "

@@ -1,6 +1,7 @@
 # Stage 2b: Gaussian-process fits of a store's light curves (`snia gp fit`), kept beside it as
 # STORE.gp.h5 with the store's checksums. Training re-observes labelled objects from them
-# (train.settings.augment.reobserve_probability, with a train.survey).
+# (train.settings.augment.reobserve_probability, with a train.survey), and so does the baseline
+# (baseline.survey).
 
 
 rule gp_fit:
@@ -12,5 +13,6 @@ rule gp_fit:
         SNIA_ENV
     log:
         f"{RESULTS}/logs/gp_fit_{{name}}.log",
+    threads: 2
     shell:
         "snia gp fit {input} -o {output} --no-progress > {log} 2>&1"

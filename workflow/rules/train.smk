@@ -49,6 +49,17 @@ if SELF_TRAINING > 0:
     # Noisy Student: the survey's light curves augmented, the members' P(Ia) on them as observed
     RUN_SETTINGS["student"]["distill"]["survey_augment"] = bool(
         config["train"].get("self_training_noise", True))
+# The forest's P(Ia) on the survey (train.survey_forest > 0) joins the members' in the student's
+# survey soft targets: the baseline's predictions, which are of baseline.test.
+SURVEY_FOREST = float(config["train"].get("survey_forest", 0))
+FOREST_PREDICTIONS = [f"{RESULTS}/baseline/predictions.csv"] if SURVEY_FOREST > 0 else []
+if SURVEY_FOREST > 0:
+    if not SELF_TRAINING > 0 or config["baseline"]["test"] != SURVEY:
+        raise ValueError("config: train.survey_forest > 0 needs train.self_training > 0 and "
+                         "baseline.test = train.survey (the forest's predictions are of "
+                         "baseline.test; the student learns them on train.survey)")
+    RUN_SETTINGS["student"]["distill"].update(survey_predictions=FOREST_PREDICTIONS[0],
+                                              survey_blend=SURVEY_FOREST)
 RUN = "|".join(RUN_SETTINGS)  # the `run` wildcard: m0, m1, ..., student
 
 # Redshift moves toward a survey (train.redshift_target: a dataset): that dataset's photo-z
@@ -100,6 +111,7 @@ rule train:
         store=store(config["train"]["dataset"]),
         settings=f"{RESULTS}/model/{{run}}/settings.yaml",
         teachers=lambda wc: MODELS if wc.run == "student" else [],
+        forest=lambda wc: FOREST_PREDICTIONS if wc.run == "student" else [],
         gp_fits=GP_FITS,
         survey=lambda wc: [store(SURVEY)] if SURVEY_STORE or (
             wc.run == "student" and SELF_TRAINING > 0) else [],
