@@ -92,3 +92,36 @@ def test_survey_tiles_real_light_curves_and_prints_a_row_per_stage_and_fraction(
             assert big[f"objects/{column}"][k] == tpl[f"objects/{column}"][i], (k, column)
     with open(work / "p_ia_3.csv") as f:
         assert sorted(int(line.split(",")[0]) for line in list(f)[1:]) == list(range(1, n + 1))
+
+
+def test_forest_reobserved_prints_a_row_per_training_set_and_blend(tmp_path):
+    """bench/forest_reobserved.py on small stores: a row per number of copies, each with a
+    CNN blend row (weight chosen on the development half), AUCs in [0, 1]."""
+    pytest.importorskip("light_curve", reason="light-curve not installed")
+    from snia.gp.file import fit_store
+    from snia.gp.fit import GPSettings
+
+    stores = []
+    for name, n, first in (("train", 60, 1), ("test", 80, 5000)):
+        lc, meta, _ = synthetic_plasticc(tmp_path, n, first, name=f"{name}.csv", first_id=first)
+        run_ingest("plasticc", [lc], tmp_path / f"{name}.h5", [meta], progress=False)
+        stores.append(tmp_path / f"{name}.h5")
+    fit_store(stores[0], settings=GPSettings(steps=2), progress=False)
+    from snia.predictions import write_predictions
+    from snia.store import Store
+
+    with Store(stores[1]) as store:
+        ids, types = store.objects["object_id"], store.objects["type"]
+    write_predictions(tmp_path / "cnn.csv", ids, np.linspace(0, 1, len(ids)), types)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "forest_reobserved.py"), "--train",
+                           str(stores[0]), "--test", str(stores[1]), "--copies", "0", "1", "--cnn",
+                           str(tmp_path / "cnn.csv")], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in done.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| forest")]
+    assert [r[0] for r in rows] == ["(the CNN alone)", "the training set",
+                                    rows[2][0], "the training set + 1 re-observed copies", rows[4][0]]
+    assert rows[2][0].startswith("CNN + that forest, rank average at")
+    assert all(0 <= float(v) <= 1 for r in rows for v in r[1:])
+    assert "60 training objects, 60 re-observed rows" in done.stdout

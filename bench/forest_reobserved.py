@@ -1,0 +1,88 @@
+"""The random forest trained on re-observed light curves (docs/results.md, row 38), side by side.
+
+    python bench/forest_reobserved.py [--train STORE] [--test STORE] [--copies 0 1 4]
+                                      [--cnn PREDICTIONS.csv]
+
+For each number of copies: the baseline's features of the training store plus that many
+re-observations of each training object through the test store's schedules
+(``snia.baseline.reobserved_features``: times, bands, flux errors and photo-z of the test
+example's light curves; never their fluxes or labels), one fixed forest (the one the baseline's
+search chose on PLAsTiCC, so rows differ only in their training data), AUC on the development
+half, the report half and the whole test example (``snia.metrics.halves``). With ``--cnn``
+(a predictions.csv of the test store, e.g. results/evaluate/plasticc_test/predictions.csv), also
+the rank average of the CNN and each forest at the weight best on the development half. Needs
+the training store's GP fits (``snia gp fit``, the workflow's gp_fit rule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+FOREST = {"n_estimators": 400, "min_samples_leaf": 2, "max_features": 0.3, "max_depth": 24,
+          "class_weight": "balanced"}
+
+
+def main() -> None:
+    from scipy.stats import rankdata
+    from sklearn.ensemble import RandomForestClassifier
+
+    from snia.baseline import features, reobserved_features
+    from snia.metrics import auc, halves
+    from snia.predictions import read_predictions
+    from snia.store import Store
+    from snia.taxonomy import INDEX
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--train", default="results/stores/plasticc_train.h5")
+    ap.add_argument("--test", default="results/stores/plasticc_test.h5")
+    ap.add_argument("--copies", type=int, nargs="+", default=[0, 1, 4])
+    ap.add_argument("--cnn", help="the CNN's predictions.csv on the test store (for the blend)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    start = time.perf_counter()
+    _, x_train, _, t_train = features(args.train)
+    ids, x_test, _, t_test = features(args.test)
+    with Store(args.train) as store:
+        bands = list(store.bands_present())
+    x_copies, t_copies = reobserved_features(args.train, args.test, bands, max(args.copies), args.seed)
+    print(f"features: {time.perf_counter() - start:.0f} s ({len(x_train)} training objects, "
+          f"{len(x_copies)} re-observed rows)", flush=True)
+    labelled = t_test != INDEX["unknown"]
+    y = (t_test[labelled] == INDEX["Ia"]).astype(int)
+    parts = halves(ids[labelled])
+    dev, rep = parts["development"], parts["report"]
+    cnn = None
+    if args.cnn:
+        pred = read_predictions(args.cnn)
+        where = {int(i): k for k, i in enumerate(pred["object_id"])}
+        cnn = pred["p_ia"][[where[int(i)] for i in ids[labelled]]]
+
+    def row(name, p):
+        print(f"| {name} | {auc(y[dev], p[dev]):.3f} | {auc(y[rep], p[rep]):.3f} | {auc(y, p):.3f} |",
+              flush=True)
+
+    print("| forest trained on | AUC dev | AUC report | AUC whole |\n|---|---|---|---|")
+    if cnn is not None:
+        row("(the CNN alone)", cnn)
+    n = len(x_train)
+    for copies in args.copies:
+        x = np.vstack([x_train, x_copies[:copies * n]])
+        t = np.concatenate([t_train, t_copies[:copies * n]])
+        known = t != INDEX["unknown"]
+        forest = RandomForestClassifier(**FOREST, n_jobs=-1, random_state=args.seed)
+        forest.fit(x[known], (t[known] == INDEX["Ia"]).astype(int))
+        p = forest.predict_proba(x_test[labelled])[:, 1]
+        name = "the training set" + (f" + {copies} re-observed copies" if copies else "")
+        row(name, p)
+        if cnn is not None:
+            blends = {w: w * rankdata(p) + (1 - w) * rankdata(cnn) for w in np.arange(0.1, 0.6, 0.1)}
+            best = max(blends, key=lambda w: auc(y[dev], blends[w][dev]))
+            row(f"CNN + that forest, rank average at {best:.1f} (chosen on dev)", blends[best])
+
+
+if __name__ == "__main__":
+    main()
