@@ -190,7 +190,9 @@ def full_report(tmp_path_factory):
                                                    "wavelengths": [3671.0, 4827.0, 6223.0, 7546.0, 8691.0, 9712.0]}}})
     write_run(tmp / "ens", ids, np.clip(truth * 0.5 + rng.uniform(0, 0.5, len(ids)), 0, 1).round(4), names)
     write_run(tmp / "rf", ids, rng.uniform(0, 1, len(ids)).round(4), names,
-              extra={"best_params": {"n_estimators": 200, "max_depth": 12}, "cv_auc": 0.71})
+              extra={"best_params": {"n_estimators": 200, "max_depth": 12}, "cv_auc": 0.71,
+                     "provenance": {"model": {"training": {"reobserved": {
+                         "survey": {"path": "stores/survey.h5"}, "copies": 4, "rows": 240}}}}})
     (tmp / "rf" / "feature_importance.txt").write_text("0.30 lsstg_amplitude\n0.20 hostgal_photoz\n")
     (tmp / "config.yaml").write_text("# the workflow config\ntrain:\n  ranks: 2\n  members: 2\nsubset: 60\n")
     md = write_report(tmp / "report", tmp / "cnn", tmp / "rf", ensemble_dir=tmp / "ens", store=tmp / "test.h5",
@@ -231,6 +233,8 @@ def test_report_provenance_and_definitions(full_report):
     assert prov["config"]["train"]["members"] == 2 and prov["datasets"]["test"]["objects"] == 60
     assert sum(prov["datasets"]["test"]["class_mix"].values()) == 60
     assert "random forest (rf/random_forest.joblib): max_depth = 12, n_estimators = 200" in md
+    assert ("fitted on the training objects and 4 re-observations of each through the schedules of "
+            "stores/survey.h5 (read unlabelled)") in md
     assert "**Definitions.**" in md
     for term in ("purity", "completeness", "FoM", "AUC", "thresholds", "intervals", "Brier score"):
         assert f"- **{term}**: " in md, term

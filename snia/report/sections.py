@@ -84,6 +84,9 @@ def _column_text(c: Column) -> str:
             how = f" by {search['method']} ({search['rounds']} rounds)" if "method" in search else ""
             text += (f"; chosen by a {search['cv']}-fold cross-validated search of {search['n_iter']} "
                      f"candidates{how} on {search['scoring']} (seed {search['seed']})")
+        if copies := lookup(prov, ("model", "training", "reobserved")):
+            text += (f"; fitted on the training objects and {copies['copies']} re-observations of "
+                     f"each through the schedules of {copies['survey']['path']} (read unlabelled)")
         return text
     return f"{c.folder} (its metrics.json records no provenance)"
 
