@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from snia.errors import ConfigError
 from snia.files import write_text_atomic
 from snia.metrics import metrics
 from snia.plots import plot_feature_importance, plot_purity_completeness, plot_roc
@@ -204,6 +205,8 @@ def run_baseline(train_store, test_store, out_dir, n_iter: int = 12, seed: int =
     re-observations of each through the survey's schedules (the training store's GP fits needed)."""
     import joblib
 
+    if copies < 0:
+        raise ConfigError(f"copies (re-observations of each training object) must be >= 0, not {copies}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

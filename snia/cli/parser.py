@@ -192,12 +192,6 @@ def _add_ia_prior(p) -> None:
                         "(2002) finds in the data (no label read; far off under shift: docs/results.md)")
 
 
-def _non_negative(text: str) -> int:
-    if not text.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, not {text!r}")
-    return int(text)
-
-
 def _add_baseline(sub) -> None:
     p = sub.add_parser("baseline", help="random forest on light-curve features (the baseline)")
     p.add_argument("--train", type=Path, required=True, help="training store")
@@ -208,7 +202,7 @@ def _add_baseline(sub) -> None:
     p.add_argument("--survey", type=Path, help="a store of the survey's light curves: the chosen forest is "
                    "fitted on the training objects and --copies re-observations of each through its "
                    "schedules (needs the training store's GP fits, 'snia gp fit')")
-    p.add_argument("--copies", type=_non_negative, default=4,
+    p.add_argument("--copies", type=int, default=4,
                    help="re-observations of each training object (with --survey)")
 
 
