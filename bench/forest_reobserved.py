@@ -32,7 +32,6 @@ def main() -> None:
     from snia.baseline import features, reobserved_features
     from snia.metrics import auc, halves
     from snia.predictions import read_predictions
-    from snia.store import Store
     from snia.taxonomy import INDEX
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -46,9 +45,7 @@ def main() -> None:
     start = time.perf_counter()
     _, x_train, _, t_train = features(args.train)
     ids, x_test, _, t_test = features(args.test)
-    with Store(args.train) as store:
-        bands = list(store.bands_present())
-    x_copies, t_copies = reobserved_features(args.train, args.test, bands, max(args.copies), args.seed)
+    x_copies, t_copies = reobserved_features(args.train, args.test, max(args.copies), args.seed)
     print(f"features: {time.perf_counter() - start:.0f} s ({len(x_train)} training objects, "
           f"{len(x_copies)} re-observed rows)", flush=True)
     labelled = t_test != INDEX["unknown"]

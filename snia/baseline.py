@@ -119,7 +119,7 @@ def features(store_path, batch_size: int = 4096):
     return np.concatenate(ids), np.concatenate(rows), names, np.concatenate(types)
 
 
-def reobserved_features(train_store, survey_store, bands, copies: int, seed: int = 0,
+def reobserved_features(train_store, survey_store, copies: int, seed: int = 0,
                         batch_size: int = 1024):
     """(feature matrix, types) of ``copies`` re-observations of every training object through the
     survey's schedules (copy k: epoch k of the re-observation stream), from the training store's
@@ -133,6 +133,7 @@ def reobserved_features(train_store, survey_store, bands, copies: int, seed: int
     settings = AugmentConfig(reobserve_probability=1.0, reobserve_tries=10)
     rows, types = [], []
     with Store(train_store) as train, Store(survey_store) as survey:
+        bands = list(train.bands_present())  # the columns of ``features`` of the training store
         curves = GPCurves.from_fits(train, read_fits(default_path(train.path), train))
         schedules = Schedules.from_store(survey, seed=seed)  # times, bands, errors, photo-z only
         wave = np.array([b.wavelength for b in train.bands.bands], dtype=np.float64)
@@ -217,9 +218,7 @@ def run_baseline(train_store, test_store, out_dir, n_iter: int = 12, seed: int =
     search.fit(x_train[known], y_train)
     x_fit, t_fit = x_train, t_train
     if survey is not None and copies > 0:
-        with Store(train_store) as store:
-            bands = list(store.bands_present())
-        x_copies, t_copies = reobserved_features(train_store, survey, bands, copies, seed)
+        x_copies, t_copies = reobserved_features(train_store, survey, copies, seed)
         x_fit, t_fit = np.vstack([x_train, x_copies]), np.concatenate([t_train, t_copies])
         log.info("forest fitted on %d training objects and %d re-observed copies through %s",
                  len(x_train), len(x_copies), survey)

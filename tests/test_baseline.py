@@ -155,9 +155,7 @@ def test_a_survey_adds_reobserved_copies_to_the_forests_fit(stores, tmp_path):
     assert result["cv_auc"] == pytest.approx(plain["cv_auc"])  # the same search
     assert result["auc"] != plain["auc"]  # a different fit
     # each copy is the re-observation stream's epoch k: copy 0 of two is the single copy
-    with Store(stores[0]) as store:
-        bands = list(store.bands_present())
-    two, types = reobserved_features(stores[0], stores[1], bands, 2)
-    one, _ = reobserved_features(stores[0], stores[1], bands, 1)
+    two, types = reobserved_features(stores[0], stores[1], 2)
+    one, _ = reobserved_features(stores[0], stores[1], 1)
     np.testing.assert_array_equal(two[:60], one)
     assert len(two) == 120 and not np.array_equal(two[:60], two[60:])

@@ -14,6 +14,17 @@ from conftest import REPO, synthetic_plasticc
 from snia.ingest import run_ingest
 
 
+def train_and_test_stores(folder, train: tuple, test: tuple) -> list:
+    """Two synthetic stores, train.h5 and test.h5, each (objects, first id; the id is also its
+    seed)."""
+    stores = []
+    for name, (n, first) in (("train", train), ("test", test)):
+        lc, meta, _ = synthetic_plasticc(folder, n, first, name=f"{name}.csv", first_id=first)
+        run_ingest("plasticc", [lc], folder / f"{name}.h5", [meta], progress=False)
+        stores.append(folder / f"{name}.h5")
+    return stores
+
+
 def test_device_check_smoke_prints_one_table(tmp_path):
     pytest.importorskip("torch", reason="PyTorch not installed")
     lc, meta, _ = synthetic_plasticc(tmp_path, 300, 7)
@@ -38,11 +49,7 @@ def test_survey_tiles_real_light_curves_and_prints_a_row_per_stage_and_fraction(
     pytest.importorskip("torch", reason="PyTorch not installed")
     from conftest import _mpiexec, read_store
 
-    stores = []
-    for name, n, first in (("train", 7, 1), ("test", 5, 1000)):
-        lc, meta, _ = synthetic_plasticc(tmp_path, n, first, name=f"{name}.csv", first_id=first)
-        run_ingest("plasticc", [lc], tmp_path / f"{name}.h5", [meta], progress=False)
-        stores.append(tmp_path / f"{name}.h5")
+    stores = train_and_test_stores(tmp_path, (7, 1), (5, 1000))
     work, n = tmp_path / "work", 42
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMPI_MCA_rmaps_base_oversubscribe": "1"}
     done = subprocess.run([sys.executable, str(REPO / "bench" / "survey.py"), "--objects", str(n),
@@ -101,11 +108,7 @@ def test_forest_reobserved_prints_a_row_per_training_set_and_blend(tmp_path):
     from snia.gp.file import fit_store
     from snia.gp.fit import GPSettings
 
-    stores = []
-    for name, n, first in (("train", 60, 1), ("test", 80, 5000)):
-        lc, meta, _ = synthetic_plasticc(tmp_path, n, first, name=f"{name}.csv", first_id=first)
-        run_ingest("plasticc", [lc], tmp_path / f"{name}.h5", [meta], progress=False)
-        stores.append(tmp_path / f"{name}.h5")
+    stores = train_and_test_stores(tmp_path, (60, 1), (80, 5000))
     fit_store(stores[0], settings=GPSettings(steps=2), progress=False)
     from snia.predictions import write_predictions
     from snia.store import Store

@@ -488,6 +488,17 @@ def multinode_profile(tmp_path, nodes: int, gres: str):
     return tmp_path / "profile"
 
 
+def eight_ranks_on_two_nodes(workdir):
+    """The small config with 8 training ranks and strong scaling to 8, and the shipped profile
+    for 2 nodes x 4 GPUs: (config, profile folder), both written under workdir."""
+    config = small_config()
+    config["train"]["ranks"] = 8
+    config["scaling"]["ranks"] = [1, 2, 4, 8]
+    config["scaling"]["modes"] = ["strong"]
+    write_config(workdir, config)
+    return config, multinode_profile(workdir, 2, "gpu:a100:4")
+
+
 def test_the_shipped_slurm_profile_passes_its_check(capsys):
     code, jobs = profile_check(capsys, REPO / "cluster" / "slurm", REPO, "all", "scaling")
     assert code == 0, jobs
@@ -500,12 +511,7 @@ def test_the_shipped_slurm_profile_passes_its_check(capsys):
 def test_slurm_jobs_for_2_nodes_of_4_gpus(tmp_path, capsys):
     """The sbatch calls of a 2 nodes x 4 GPUs setup, as the SLURM plugin makes them from the
     profile and the config (a dry run: SLURM's own --test-only where a GPU cluster is at hand)."""
-    config = small_config()
-    config["train"]["ranks"] = 8
-    config["scaling"]["ranks"] = [1, 2, 4, 8]
-    config["scaling"]["modes"] = ["strong"]
-    write_config(tmp_path, config)
-    profile = multinode_profile(tmp_path, 2, "gpu:a100:4")
+    config, profile = eight_ranks_on_two_nodes(tmp_path)
     code, jobs = profile_check(capsys, profile, tmp_path, "all", "scaling")
     assert code == 0, jobs
     # 8 ranks, one per GPU, 4 GPUs on each of 2 nodes, 8 cores per rank
@@ -598,12 +604,7 @@ def test_sbatch_test_only_accepts_every_gpu_job_for_2_nodes_of_4_gpus(tmp_path, 
     """SLURM itself (sbatch --test-only against a 2 nodes x 4 GPUs partition) accepts every GPU
     job the shipped profile makes for 8 ranks on 2 nodes, and refuses 12 ranks on 3 nodes."""
     assert two_gpu_nodes()
-    config = small_config()
-    config["train"]["ranks"] = 8
-    config["scaling"]["ranks"] = [1, 2, 4, 8]
-    config["scaling"]["modes"] = ["strong"]
-    write_config(tmp_path, config)
-    profile = multinode_profile(tmp_path, 2, "gpu:a100:4")
+    config, profile = eight_ranks_on_two_nodes(tmp_path)
     code, jobs = profile_check(capsys, profile, tmp_path, "all", "scaling", sbatch_test=True)
     assert code == 0, jobs
     assert {"train[run=m0]", "scaling_run[mode=strong, ranks=8]"} <= set(jobs)
