@@ -136,6 +136,22 @@ def test_the_chosen_forest_on_every_core_is_the_forest_on_one():
     np.testing.assert_allclose(forest.predict_proba(x), one_core.predict_proba(x), rtol=0, atol=1e-12)
 
 
+def test_the_search_ranks_small_forests_and_the_chosen_one_is_fitted_larger():
+    """Trees are not searched (SEARCH_SPACE has no n_estimators): candidates are forests of
+    SEARCH_TREES, the chosen one is refitted with FOREST_TREES and its other settings."""
+    from sklearn.datasets import make_classification
+
+    from snia.baseline import FOREST_TREES, SEARCH_SPACE, SEARCH_TREES, make_search, refit_best
+
+    assert "n_estimators" not in SEARCH_SPACE and SEARCH_TREES < FOREST_TREES
+    x, y = make_classification(n_samples=200, n_features=5, random_state=4)
+    search = make_search(2, seed=1, space={"max_depth": [2, 4]}).fit(x, y)
+    assert search.estimator.n_estimators == SEARCH_TREES
+    assert refit_best(search, x, y).n_estimators == FOREST_TREES
+    forest = refit_best(search, x, y, trees=9)
+    assert len(forest.estimators_) == 9 and forest.max_depth == search.best_params_["max_depth"]
+
+
 def test_a_survey_adds_reobserved_copies_to_the_forests_fit(stores, tmp_path):
     """With a survey, the chosen forest is fitted on the training objects and `copies`
     re-observations of each (from the training store's GP fits); the search still ranks forests on

@@ -197,13 +197,15 @@ def _add_baseline(sub) -> None:
     p.add_argument("--train", type=Path, required=True, help="training store")
     p.add_argument("--test", type=Path, required=True, help="test store")
     p.add_argument("-o", "--output", type=Path, required=True)
-    p.add_argument("--n-iter", type=int, default=12, help="random candidates for the successive-halving search")
+    p.add_argument("--n-iter", type=int, help="random candidates for the successive-halving search "
+                   "(default: snia.baseline.run_baseline's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--survey", type=Path, help="a store of the survey's light curves: the chosen forest is "
                    "fitted on the training objects and --copies re-observations of each through its "
                    "schedules (needs the training store's GP fits, 'snia gp fit')")
-    p.add_argument("--copies", type=int, default=4,
-                   help="re-observations of each training object (with --survey)")
+    p.add_argument("--copies", type=int,
+                   help="re-observations of each training object (with --survey; default: "
+                        "snia.baseline.run_baseline's)")
 
 
 def _add_classify(sub) -> None:
