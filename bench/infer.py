@@ -1,7 +1,7 @@
 """Inference benchmark: store -> P(Ia) throughput on this machine's CPU, per stage, side by side.
 
     python bench/infer.py [--checkpoint CKPT [CKPT ...]] [--store STORE] [--objects 5000]
-    python bench/infer.py --compare-with COMMIT [--rounds 5] [--checkpoint ...] [--store ...]
+    python bench/infer.py --compare-with COMMIT [--rounds 5] [--compile] [--checkpoint ...] [--store ...]
 
 Default: the model the workflow evaluates: the distilled one (results/model/student/best.pt),
 else the ensemble (results/model/m*/best.pt).
@@ -57,20 +57,25 @@ def best_rate(fn, n: int, repeat: int = 2) -> float:
     return n / best
 
 
-# One side of --compare-with, in a fresh process with the snia package of PYTHONPATH: one
-# warm-up (Numba compiles, allocators), then the best of `repeat` timed runs, as JSON.
+# One side of --compare-with, in a fresh process with the snia package of PYTHONPATH: the models
+# loaded once, one warm-up (Numba compiles, allocators; with compile, TorchInductor's compile),
+# then the best of `repeat` timed runs, as JSON. compile=1: predict_store(..., compile=True).
 ONE_SIDE = """
 import json, sys, time
 import snia
-from snia.inference import predict_store
-store, repeat, *checkpoints = sys.argv[1:]
-n = len(predict_store(checkpoints, store)["p_ia"])
+from snia.inference import load_members, predict_store
+store, repeat, compile_, *checkpoints = sys.argv[1:]
+members = load_members(checkpoints, "cpu")
+options = {"compile": True} if compile_ == "1" else {}
+start = time.perf_counter()
+n = len(predict_store(members, store, **options)["p_ia"])
+first = time.perf_counter() - start
 best = float("inf")
 for _ in range(int(repeat)):
     start = time.perf_counter()
-    predict_store(checkpoints, store)
+    predict_store(members, store, **options)
     best = min(best, time.perf_counter() - start)
-print(json.dumps({"rate": n / best, "objects": n, "package": snia.__file__}))
+print(json.dumps({"rate": n / best, "first_s": first, "objects": n, "package": snia.__file__}))
 """
 
 
@@ -84,9 +89,10 @@ def extract_package(commit: str, into: Path) -> Path:
     return into
 
 
-def one_side(root: Path, store: Path, checkpoints: list[str], repeat: int) -> dict:
+def one_side(root: Path, store: Path, checkpoints: list[str], repeat: int, compile: bool) -> dict:
     env = {**os.environ, "PYTHONPATH": str(root)}
-    done = subprocess.run([sys.executable, "-c", ONE_SIDE, str(store), str(repeat), *checkpoints],
+    done = subprocess.run([sys.executable, "-c", ONE_SIDE, str(store), str(repeat),
+                           "1" if compile else "0", *checkpoints],
                           capture_output=True, text=True, env=env, cwd=root, check=False)
     if done.returncode != 0:
         raise SystemExit(f"the run with {root}/snia failed:\n{done.stderr[-3000:]}")
@@ -97,22 +103,26 @@ def one_side(root: Path, store: Path, checkpoints: list[str], repeat: int) -> di
 
 
 def compare(commit: str, store: Path, checkpoints: list[str], rounds: int, repeat: int,
-            tmp: Path) -> None:
-    """Old commit vs this tree, interleaved rounds; prints each round, the best and the ratio."""
-    sides = {f"old {commit}": extract_package(commit, tmp / "old"), "new (this tree)": REPO}
+            tmp: Path, compile: bool = False) -> None:
+    """Old commit vs this tree, interleaved rounds; prints each round, the best and the ratio.
+    ``compile``: this tree's side compiles its models (the old side as it was); its rate is then
+    the steady state, and the first (warm-up) run's time, compile included, is printed too."""
+    new_name = "new (this tree)" + (", compiled" if compile else "")
+    sides = {f"old {commit}": extract_package(commit, tmp / "old"), new_name: REPO}
     best = dict.fromkeys(sides, 0.0)
     for r in range(rounds):
         order = list(sides) if r % 2 == 0 else list(reversed(sides))
         for name in order:
-            result = one_side(sides[name], store, checkpoints, repeat)
+            result = one_side(sides[name], store, checkpoints, repeat, compile and name == new_name)
             best[name] = max(best[name], result["rate"])
-            print(f"round {r + 1}: {name:<22} {result['rate']:>9,.0f} LC/s", flush=True)
+            print(f"round {r + 1}: {name:<32} {result['rate']:>9,.0f} LC/s "
+                  f"(first run, warm-up: {result['first_s']:.1f} s)", flush=True)
     old, new = best.values()
     print(f"store {store.name} ({result['objects']} light curves), {len(checkpoints)} model(s), "
           f"{os.cpu_count()} CPU cores, best of {rounds} rounds x {repeat} runs each:")
     for name, rate in best.items():
-        print(f"  {name:<22} {rate:>9,.0f} LC/s")
-    print(f"  ratio new / old        {new / old:>9.2f} x")
+        print(f"  {name:<32} {rate:>9,.0f} LC/s")
+    print(f"  ratio new / old                  {new / old:>9.2f} x")
 
 
 def default_checkpoints() -> list[str]:
@@ -143,6 +153,8 @@ def main() -> None:
                     help="time only store -> P(Ia), that commit's snia vs this tree's, interleaved")
     ap.add_argument("--rounds", type=int, default=5, help="--compare-with: rounds of both sides")
     ap.add_argument("--repeat", type=int, default=3, help="--compare-with: timed runs per side")
+    ap.add_argument("--compile", action="store_true",
+                    help="--compare-with: this tree's side compiles its models (torch.compile)")
     args = ap.parse_args()
     threads = torch.get_num_threads()
     device = default_device()  # a GPU when there is one, as predict_store takes
@@ -152,7 +164,7 @@ def main() -> None:
             raise SystemExit("no checkpoint: run the workflow (make run) or give --checkpoint")
         if args.compare_with:
             compare(args.compare_with, store_path.resolve(), [str(Path(c).resolve()) for c in args.checkpoint],
-                    args.rounds, args.repeat, Path(tmp))
+                    args.rounds, args.repeat, Path(tmp), args.compile)
             return
         state = torch.load(args.checkpoint[0], weights_only=True, map_location="cpu")
         spec = spec_of(state)

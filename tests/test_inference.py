@@ -324,3 +324,66 @@ def test_a_member_maps_each_store_s_bands_from_its_trained_spec():
     again = member.spec_for(reordered)
     assert [reordered.bands[b].name for b in again.bands] == trained
     assert again.wavelengths[again.bands[0]] == reordered.bands[again.bands[0]].wavelength
+
+
+def test_a_compiled_model_gives_each_object_run_alone(small_store, caplog):
+    """predict_store with the forward pass compiled (TorchInductor): each object's P(Ia) and
+    embedding as the eager model run on it alone gives, to float32 rounding, with batches of 8 on
+    2 threads (25 objects: the last batch of 1 padded to 8, so one graph and no recompile), and a
+    Member compiled once serves the next call without compiling again."""
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    import torch._dynamo
+
+    from snia.inference import load_members, predict_store
+
+    p_ia, embedded = one_by_one(SHIPPED, small_store)
+    members = load_members([SHIPPED], "cpu")
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        first = predict_store(members, small_store, embeddings=True, batch_size=8, workers=2,
+                              compile=True)
+        assert members[0].compiled.state == "compiled" and "failed" not in caplog.text
+        compiled = members[0].compiled
+        again = predict_store(members, small_store, embeddings=True, batch_size=8, workers=2,
+                              compile=True)
+    assert members[0].compiled is compiled
+    for out in (first, again):
+        np.testing.assert_allclose(out["p_ia_uncalibrated"], p_ia, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(out["embedding"], embedded, rtol=0, atol=1e-4)
+    # below the size threshold and not asked: not compiled
+    predict_store(members, small_store, batch_size=8, device="cpu")
+    assert members[0].compiled is None
+
+
+def test_a_model_that_cannot_be_compiled_runs_eagerly_with_one_warning(small_store, monkeypatch,
+                                                                       caplog):
+    """No C++ compiler, an unsupported layer: the first call's compiler error becomes one warning
+    naming the model, and the eager model's P(Ia), bit for bit."""
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    from snia.inference import compiled, predict_store
+
+    def broken_compile(fn, **_):
+        def fails(*_a):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore")
+        return fails
+    monkeypatch.setattr(compiled.torch, "compile", broken_compile)
+    eager = predict_store(SHIPPED, small_store, batch_size=8, workers=1, device="cpu")
+    out = predict_store(SHIPPED, small_store, batch_size=8, workers=2, device="cpu", compile=True)
+    np.testing.assert_array_equal(out["p_ia"], eager["p_ia"])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert warnings[0] == (f"{SHIPPED}: torch.compile failed, so it runs uncompiled "
+                           "(RuntimeError: InvalidCxxCompiler: No working C++ compiler found)")
+
+
+def test_compiling_is_for_large_stores_on_a_cpu_unless_told():
+    """compile=None: only a store of COMPILE_MIN_OBJECTS or more, on a CPU, with an image model;
+    True/False as told, but never on a GPU or for recurrent models alone."""
+    from types import SimpleNamespace
+
+    from snia.inference.compiled import COMPILE_MIN_OBJECTS, wanted
+
+    cnn, gru = SimpleNamespace(sequences=False), SimpleNamespace(sequences=True)
+    assert not wanted(None, "cpu", [cnn], COMPILE_MIN_OBJECTS - 1)
+    assert wanted(None, "cpu", [cnn], COMPILE_MIN_OBJECTS)
+    assert wanted(True, "cpu", [gru, cnn], 10) and not wanted(False, "cpu", [cnn], 10**7)
+    assert not wanted(True, "cuda", [cnn], 10**7) and not wanted(True, "cpu", [gru], 10**7)

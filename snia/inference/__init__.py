@@ -1,7 +1,8 @@
 """Inference: trained models (one, or an ensemble) -> P(Ia) for every light curve of a store.
 
-Three modules: ``members`` (checkpoints ready to run, ensembles, calibration), ``streaming`` (the
-store read in blocks, read ahead, batches on worker threads) and ``predict`` (``predict_store``).
+Four modules: ``members`` (checkpoints ready to run, ensembles, calibration), ``streaming`` (the
+store read in blocks, read ahead, batches on worker threads), ``compiled`` (an image model's
+forward pass compiled for a CPU, for large stores) and ``predict`` (``predict_store``).
 
 A ``Member`` is one checkpoint ready to run: its network, the image spec it was trained on and its
 input scaling. Members of an ensemble each see their own images (members that share an image spec

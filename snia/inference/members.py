@@ -74,6 +74,7 @@ class Member:
         self.layout = image_layout(self.device)
         self.model = model.eval().to(self.device, memory_format=None if self.sequences
                                      else self.layout)
+        self.compiled = None  # its compiled forward pass where predict_store compiles (.compiled)
 
     @property
     def trained_bands(self) -> list[str]:
@@ -162,8 +163,12 @@ def run_members(members: list[Member], batch, drawn: dict | None = None):
                     inputs[m.spec] = as_tensor(images, m.device).contiguous(memory_format=m.layout)
                 x = (inputs[m.spec],)
             s = scalar_inputs(batch.meta, scale, m.mean, m.std, m.device)
-            e = m.model.embed(*x, s)
-            out.append((e, m.model.head(e).float()))
+            if m.compiled is not None:
+                e, logits = m.compiled(*x, s)
+            else:
+                e = m.model.embed(*x, s)
+                logits = m.model.head(e)
+            out.append((e, logits.float()))
     return out
 
 

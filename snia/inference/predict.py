@@ -3,9 +3,12 @@ each member's outputs where the model ran, copied to the host once at the end.""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 
+from snia.inference.compiled import compiled_for, wanted
 from snia.inference.members import (
     Member,
     as_list,
@@ -80,7 +83,7 @@ def host(tensors: list) -> np.ndarray:
 
 def predict_store(checkpoints, store_path, batch_size: int | None = None, embeddings: bool = False,
                   allow_other_bands: bool = False, prior: float | None = None, device=None,
-                  transform=None, workers: int | None = None):
+                  transform=None, workers: int | None = None, compile: bool | None = None):
     """P(Ia) (and optionally penultimate embeddings) for every object of a store.
 
     Several checkpoints (or loaded Members) make an ensemble: their probabilities are averaged
@@ -96,23 +99,32 @@ def predict_store(checkpoints, store_path, batch_size: int | None = None, embedd
     The store is read in large blocks of the columns the models use (``store_batches``); batches
     run on ``workers`` threads (default_workers; ``batch_size``: default_batch_size) and their
     results stay where the model ran until all are in. The results do not depend on the batch
-    size or the number of workers."""
+    size or the number of workers. ``compile``: the image models' forward pass compiled
+    (``snia.inference.compiled``; default: on a CPU for a store of COMPILE_MIN_OBJECTS or more);
+    P(Ia) then moves by float32 rounding."""
     checkpoints = as_list(checkpoints)
     members = (checkpoints if all(isinstance(c, Member) for c in checkpoints)
                else load_members(checkpoints, device or default_device()))
     device = members[0].device
     batch_size = batch_size or default_batch_size(device)
-    workers = workers or default_workers(device)
     gathered = Predictions(members, embeddings)
     if device.type == "cpu":
         keep_freed_memory()
     with Store(store_path) as store:
         check_bands(members, store, allow_other_bands)
+        compiling = wanted(compile, device, members, len(store))
+        # a compiled graph runs fastest alone on all the cores (its kernels are parallel): 9,431
+        # LC/s against 7,604 on two single-threaded workers (docs/measurements.md)
+        workers = workers or (1 if compiling else default_workers(device))
         for m in members:
             m.spec = m.spec_for(store.bands)
+            m.compiled = compiled_for(m, batch_size) if compiling and not m.sequences else None
+        batches = store_batches(store, batch_size)
         with one_torch_thread(workers):
-            for result in ordered_map(lambda b: gathered.of_batch(b, transform),
-                                      store_batches(store, batch_size), workers):
+            if compiling:  # the first batch compiles, in this thread, before the workers start
+                for first in itertools.islice(batches, 1):
+                    gathered.add(gathered.of_batch(first, transform))
+            for result in ordered_map(lambda b: gathered.of_batch(b, transform), batches, workers):
                 gathered.add(result)
     scores = gathered.member_scores()
     raw = np.mean(scores, axis=0)
