@@ -8,7 +8,8 @@ else the ensemble (results/model/m*/best.pt).
 
 On the PLAsTiCC test example (the store `make run` writes, or one ingested here). Prints light
 curves per second for: reading the store; reading + rasterizing (the images the model sees); the
-CNN forward pass alone on ready images; and the whole path `snia classify` takes (predict_store).
+CNN forward pass alone on ready images; and the whole path `snia classify` takes (predict_store),
+on a CPU also with the forward pass compiled (``compile=True``, the compile in the warm-up).
 Then the forward pass of smaller CNNs of the same family (untrained: speed does not depend on the
 weights) to show which model size a throughput target needs. Each rate is the best of 2-3 timed
 runs after a warm-up (the machines here are noisy). Target (issue 4): >= 5,000 LC/s
@@ -136,7 +137,15 @@ def main() -> None:
     import torch
 
     from snia.checkpoints import spec_of
-    from snia.inference import default_batch_size, default_device, image_layout, predict_store, store_batches
+    from snia.inference import (
+        default_batch_size,
+        default_device,
+        image_layout,
+        load_members,
+        predict_store,
+        store_batches,
+    )
+    from snia.inference.compiled import COMPILE_MIN_OBJECTS
     from snia.models import build_model, rebuild
     from snia.models.inputs import as_tensor
     from snia.raster import rasterize
@@ -188,11 +197,14 @@ def main() -> None:
                         m(x, s)
 
             cnn = best_rate(forward, n)
+        whole = compiled = float("nan")
         if n == len(Store(store_path)):
             whole = best_rate(lambda: predict_store(args.checkpoint, store_path,
                                                     batch_size=args.batch_size), n, repeat=3)
-        else:
-            whole = float("nan")
+            if device.type == "cpu":  # loaded once: the warm-up compiles, the timed runs reuse it
+                members = load_members(args.checkpoint, device)
+                compiled = best_rate(lambda: predict_store(members, store_path, compile=True,
+                                                           batch_size=args.batch_size), n, repeat=3)
         print(f"store {store_path.name}: {n} light curves, {spec.kind} images "
               f"{tuple(images[0].shape[1:])}, model channels {model.config.channels}, "
               f"on {device}" + ("" if device.type == "cuda" else f", {threads} torch threads"))
@@ -202,6 +214,9 @@ def main() -> None:
         print(f"  CNN forward (ready images) {cnn:>10,.0f} LC/s")
         print(f"  store -> P(Ia), end to end {whole:>10,.0f} LC/s   = {whole / TARGET:.2f} x the "
               f"{TARGET:,.0f} LC/s target ({len(args.checkpoint)} model(s))")
+        if device.type == "cpu":
+            print(f"  the same, compiled          {compiled:>10,.0f} LC/s   (torch.compile, "
+                  f"compile=True; by itself from {COMPILE_MIN_OBJECTS:,} objects)")
         print("forward pass of other sizes of the same CNN (untrained), same images:")
         for channels in ((8, 16, 32), (8, 16), (4, 8)):
             other = build_model("cnn", {"channels": channels, "groups": min(4, channels[0]),
