@@ -277,34 +277,44 @@ def test_prefetched_reads_ahead_in_order_and_stops_with_its_consumer():
     assert not any(t.name == "snia-read-ahead" for t in threading.enumerate())
 
 
+FAULTS_PER_PASS = """
+import resource, sys, torch
+from snia.inference import Member, keep_freed_memory
+if sys.argv[2] == "keep":
+    keep_freed_memory()
+torch.set_num_threads(1)  # one thread, one arena: what is measured is the main heap
+model = Member(sys.argv[1], "cpu").model
+images, scalars = torch.rand(512, 2, 16, 60), torch.zeros(512, 3)
+def faults_of_one_pass():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    with torch.inference_mode():
+        model.embed(images, scalars)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(*[faults_of_one_pass() for _ in range(10)])
+"""
+
+
 def test_batches_reuse_freed_memory_instead_of_faulting_it_in_again():
     """After keep_freed_memory, forward passes over a CPU batch whose activations total ~80 MiB
-    touch (almost) no new pages once the heap has grown (glibc's default unmaps the large ones
-    when freed and faults them in again on every pass: 11-24 k faults a pass here)."""
+    fault no pages in once the heap has grown: the median pass of ten. glibc's default unmaps
+    the large blocks when they are freed and faults them in again on (almost) every pass: 5-21 k
+    faults a pass here, ~2 k in some processes, by its moving threshold. With the setting, the
+    heap still grows now and then (a few k faults in one pass of ten) while its free blocks
+    settle: the median, not the sum. A fresh process (malloc's settings are process-wide)."""
     import ctypes.util
     import resource
+    import statistics
+    import subprocess
     import sys
 
-    torch = pytest.importorskip("torch", reason="PyTorch not installed")
+    pytest.importorskip("torch", reason="PyTorch not installed")
     if not sys.platform.startswith("linux") or "libc.so.6" not in (ctypes.util.find_library("c") or ""):
         pytest.skip("glibc's malloc only")
-    from snia.inference import Member, keep_freed_memory
-
-    keep_freed_memory()
-    model = Member(SHIPPED, "cpu").model
-    images = torch.rand(512, 2, 16, 60)
-    scalars = torch.zeros(512, 3)
-
-    def faults_of_one_pass() -> int:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        with torch.inference_mode():
-            model.embed(images, scalars)
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-    for _ in range(2):
-        faults_of_one_pass()  # the first passes grow the heap to what a batch needs
-    pages = 80 * 2**20 // resource.getpagesize()  # glibc's default: ~half of them every pass
-    assert sum(faults_of_one_pass() for _ in range(4)) < pages // 10
+    done = subprocess.run([sys.executable, "-c", FAULTS_PER_PASS, str(SHIPPED), "keep"],
+                          capture_output=True, text=True, check=True, cwd=REPO)
+    faults = [int(n) for n in done.stdout.split()]
+    pages = 80 * 2**20 // resource.getpagesize()
+    assert statistics.median(faults[2:]) < pages // 100, faults  # the first passes grow the heap
 
 
 def test_a_member_maps_each_store_s_bands_from_its_trained_spec():
