@@ -31,7 +31,6 @@ train:
   patience: 5
   batch_size: 64
   lr: 0.002
-  min_epoch_samples: 6400
   seed: $1
   augment:
     redshift_probability: 1.0

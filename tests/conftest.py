@@ -182,7 +182,7 @@ def des_text_files(folder, n: int) -> list:
 
 
 # tiny models: trained in seconds on 2 cores
-TINY_MODEL = {"epochs": 1, "batch_size": 8, "val_fraction": 0.3,
+TINY_MODEL = {"epochs": 1, "batch_size": 8, "val_fraction": 0.3, "min_epoch_samples": 0,
               "model": {"channels": [4, 8], "groups": 2, "hidden": 8}}
 
 

@@ -44,7 +44,7 @@ def test_classify_writes_calibrated_p_ia_and_says_so(tmp_path, capsys):
     lc, meta, _ = synthetic_plasticc(tmp_path, 40, 34)
     run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False)
     run_training(tmp_path / "s.h5", tmp_path / "run", TrainConfig.from_dict(
-        {"kind": "bands", "epochs": 1, "batch_size": 8, "val_fraction": 0.3,
+        {"kind": "bands", "epochs": 1, "batch_size": 8, "val_fraction": 0.3, "min_epoch_samples": 0,
          "model": {"channels": [4, 8], "groups": 2, "hidden": 8}}))
     ckpt = tmp_path / "run" / "best.pt"
     calibration = torch.load(ckpt, weights_only=True)["calibration"]

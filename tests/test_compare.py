@@ -37,7 +37,7 @@ def compared(tmp_path_factory):
     for name, model in MODELS.items():
         run = folder / name
         cfg = TrainConfig.from_dict({"kind": "heatmap", "epochs": 2, "batch_size": 8,
-                                     "val_fraction": 0.25, "model": model})
+                                     "val_fraction": 0.25, "min_epoch_samples": 0, "model": model})
         run_training(store, run, cfg)
         assert main(["evaluate", str(store), "--checkpoint", str(run / "best.pt"),
                      "-o", str(run / "evaluate")]) == 0

@@ -29,7 +29,7 @@ from snia.train.trainer import side_stream_batches  # noqa: E402
 GPU = torch.cuda.is_available() and {"cupy", "numba-cuda"} <= set(available_backends())
 pytestmark = pytest.mark.skipif(not GPU, reason="needs a CUDA GPU with CuPy and Numba CUDA")
 
-SETTINGS = {"batch_size": 16, "epochs": 1, "val_fraction": 0.25,
+SETTINGS = {"batch_size": 16, "epochs": 1, "val_fraction": 0.25, "min_epoch_samples": 0,
             "augment": {"flux_noise": 1.0, "redshift_probability": 0.5}}
 
 

@@ -22,6 +22,7 @@ def test_evaluate_command_writes_predictions_metrics_and_plots(tmp_path):
     lc, meta, expected = synthetic_plasticc(tmp_path, 40, 31)
     run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False)
     cfg = TrainConfig.from_dict({"kind": "bands", "epochs": 1, "batch_size": 8, "val_fraction": 0.3,
+                                 "min_epoch_samples": 0,
                                  "model": {"channels": [4, 8], "groups": 2, "hidden": 8}})
     run_training(tmp_path / "s.h5", tmp_path / "run", cfg)
     out = tmp_path / "eval"
@@ -65,6 +66,7 @@ def test_multiclass_training_and_evaluation(tmp_path):
     lc, meta, expected = synthetic_plasticc(tmp_path, 40, 32)
     run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False)
     cfg = TrainConfig.from_dict({"kind": "bands", "epochs": 1, "batch_size": 8, "val_fraction": 0.3,
+                                 "min_epoch_samples": 0,
                                  "task": "multiclass",
                                  "model": {"channels": [4, 8], "groups": 2, "hidden": 8}})
     run_training(tmp_path / "s.h5", tmp_path / "run", cfg)

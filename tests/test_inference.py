@@ -22,6 +22,7 @@ def test_an_ensemble_averages_its_members(tmp_path):
     runs = []
     for seed, raster in ((0, {}), (1, {}), (2, {"n_time": 45})):  # the last draws other images
         cfg = TrainConfig.from_dict({"kind": "heatmap", "epochs": 1, "batch_size": 8, "seed": seed,
+                                     "min_epoch_samples": 0,
                                      "val_fraction": 0.3, "raster": raster,
                                      "model": {"channels": [4, 8], "groups": 2, "hidden": 8}})
         run_training(tmp_path / "s.h5", tmp_path / f"r{seed}", cfg)

@@ -205,7 +205,7 @@ def test_training_reobserves_with_the_stores_gp_fits_and_refuses_without_them(tm
     run_ingest("plasticc", [lc], tmp_path / "train.h5", [meta], progress=False, split="train")
     lc, meta, _ = synthetic_plasticc(tmp_path / "survey", 16, 12, first_id=1000)
     run_ingest("plasticc", [lc], tmp_path / "survey.h5", [meta], progress=False, split="test")
-    settings = {"kind": "bands", "epochs": 1, "batch_size": 8, "val_fraction": 0.25,
+    settings = {"kind": "bands", "epochs": 1, "batch_size": 8, "val_fraction": 0.25, "min_epoch_samples": 0,
                 "survey": str(tmp_path / "survey.h5"),
                 "augment": {"reobserve_probability": 1.0},
                 "model": {"channels": [4, 8], "groups": 2, "hidden": 8, "dropout": 0.2}}

@@ -534,6 +534,7 @@ def test_evaluate_and_report_from_a_trained_model(tmp_path):
     lc, meta, _ = synthetic_plasticc(tmp_path, 40, 31)
     run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False)
     cfg = TrainConfig.from_dict({"kind": "bands", "epochs": 1, "batch_size": 8, "val_fraction": 0.3,
+                                 "min_epoch_samples": 0,
                                  "raster": {"n_time": 30},
                                  "model": {"channels": [4, 8], "groups": 2, "hidden": 8}})
     run_training(tmp_path / "s.h5", tmp_path / "run", cfg)

@@ -179,6 +179,10 @@ def test_a_small_training_set_is_passed_over_until_an_epoch_has_min_epoch_sample
         close(trainer)
     with pytest.raises(ConfigError, match="min_epoch_samples must be at least 0"):
         TrainConfig.from_dict({"min_epoch_samples": -1})
+    from snia.train.data import passes_per_epoch
+
+    assert passes_per_epoch(7_063, TrainConfig()) == 1  # PLAsTiCC's training split: one, as ever
+    assert passes_per_epoch(93, TrainConfig()) == 69  # the SPCC subset's typed objects, less 10
 
 
 def test_another_classifiers_p_ia_joins_the_teachers_on_the_survey(stores, tmp_path):

@@ -133,7 +133,8 @@ def test_an_epoch_on_the_device_reads_every_pending_augmentation_check(monkeypat
 
     run_ingest("plasticc", [lc], tmp_path / "s.h5", [meta], progress=False)
     trainer = open_trainer(tmp_path / "s.h5", tmp_path / "run", TrainConfig.from_dict(
-        {"epochs": 1, "batch_size": 8, "model": {"channels": [4, 8], "groups": 2, "hidden": 8}}))
+        {"epochs": 1, "batch_size": 8, "min_epoch_samples": 0,
+         "model": {"channels": [4, 8], "groups": 2, "hidden": 8}}))
     try:
         monkeypatch.setattr(trainer, "run_steps", lambda batches, epoch: iter(()))
         monkeypatch.setattr(numba_cuda, "_PENDING", numba_cuda.deque())

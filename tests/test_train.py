@@ -20,7 +20,7 @@ from snia.ingest import run_ingest  # noqa: E402
 from snia.train import TrainConfig, close, open_trainer, run_training, split_objects  # noqa: E402
 
 # dropout on, as in the shipped model: N ranks and resumed runs must still take exactly the same steps
-TINY = {"kind": "bands", "epochs": 3, "batch_size": 8, "val_fraction": 0.25, "patience": 10,
+TINY = {"kind": "bands", "epochs": 3, "batch_size": 8, "val_fraction": 0.25, "patience": 10, "min_epoch_samples": 0,
         "model": {"channels": [4, 8], "groups": 2, "hidden": 8, "dropout": 0.2}}
 
 
@@ -298,21 +298,15 @@ def test_a_damaged_checkpoint_is_named_and_restart_starts_over(store, tmp_path, 
 def test_training_folder_of_other_settings_is_one_line_exit_2(store, tmp_path, capsys):
     from snia import cli
 
-    args = ["train", str(store), "-o", str(tmp_path), "--epochs", "1", "--batch-size", "8",
-            "--kind", "bands", "--no-progress"]
+    one_pass = tmp_path / "one_pass.yaml"  # a tiny store: one pass an epoch
+    one_pass.write_text("train:\n  min_epoch_samples: 0\n")
+    args = ["train", str(store), "-o", str(tmp_path / "run"), "--config", str(one_pass), "--epochs",
+            "1", "--batch-size", "8", "--kind", "bands", "--no-progress"]
     assert cli.main(args) == 0
     capsys.readouterr()
     assert cli.main(args + ["--seed", "7"]) == cli.EXIT_BAD_INPUT
     line = error_line(capsys.readouterr().err)
     assert "other training settings" in line and "--restart" in line
-
-
-
-
-
-
-
-
 
 
 def test_image_geometry_is_a_training_setting_kept_with_the_model(store, tmp_path):

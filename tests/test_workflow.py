@@ -653,7 +653,7 @@ def test_a_job_on_two_slurm_nodes_trains_like_one_rank(tmp_path):
     run_ingest("plasticc", [lc], store, [meta], progress=False)
     settings = tmp_path / "settings.yaml"
     settings.write_text(yaml.safe_dump({"train": {
-        "kind": "bands", "epochs": 2, "batch_size": 8, "val_fraction": 0.25,
+        "kind": "bands", "epochs": 2, "batch_size": 8, "val_fraction": 0.25, "min_epoch_samples": 0,
         "model": {"channels": [4, 8], "groups": 2, "hidden": 8, "dropout": 0.2}}}))
     one = subprocess.run([sys.executable, "-m", "snia", "train", str(store), "-o", str(tmp_path / "one"),
                           "--config", str(settings), "--no-progress"], capture_output=True, text=True,

@@ -68,9 +68,10 @@ class TrainConfig:
     epochs: int = 20
     patience: int = 5  # early stopping: epochs without a better validation AUC
     # an epoch is at least this many samples: a small training set is passed over several times
-    # per epoch, each pass augmented afresh (e.g. 6400, about PLAsTiCC's training split: its
-    # 7,063 objects take one pass, SPCC's 93 spectroscopic ones 69). 0: one pass
-    min_epoch_samples: int = 0
+    # per epoch, each pass augmented afresh. 6400, about PLAsTiCC's training split: its 7,063
+    # objects take one pass, SPCC's 93 spectroscopic ones 69 (without it they made one step an
+    # epoch and hardly trained: docs/results.md row 32). 0: one pass
+    min_epoch_samples: int = 6400
     batch_size: int = 64  # global batch, split evenly over ranks
     lr: float = 2e-3
     weight_decay: float = 1e-4
