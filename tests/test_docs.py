@@ -30,6 +30,7 @@ FOREIGN_FLAGS = {
     "--lint": "snakemake", "--forcerun": "snakemake", "--smoke": "bench/device_check.sh", "--store": "bench/*.py",
     "--steps": "bench/train.py", "--repeat": "bench/train.py", "--backend": "bench/train.py",
     "--batch-size": "bench/train.py", "--compare-with": "bench/infer.py", "--compile": "bench/infer.py",
+    "--boosted": "bench/forest_reobserved.py",
 }
 
 FLAG = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
