@@ -77,9 +77,14 @@ def main() -> None:
     if cnn is not None:
         row("(the CNN alone)", cnn)
     n = len(x_train)
+
+    def with_copies(copies):
+        """The training rows and their types, with that many re-observed copies of each."""
+        return (np.vstack([x_train, x_copies[:copies * n]]),
+                np.concatenate([t_train, t_copies[:copies * n]]))
+
     for copies in args.copies:
-        x = np.vstack([x_train, x_copies[:copies * n]])
-        t = np.concatenate([t_train, t_copies[:copies * n]])
+        x, t = with_copies(copies)
         known = t != INDEX["unknown"]
         forest = RandomForestClassifier(**FOREST, n_jobs=-1, random_state=args.seed)
         forest.fit(x[known], (t[known] == INDEX["Ia"]).astype(int))
@@ -91,24 +96,20 @@ def main() -> None:
             best = max(blends, key=lambda w: auc(y[dev], blends[w][dev]))
             row(f"CNN + that forest, rank average at {best:.1f} (chosen on dev)", blends[best])
     if args.boosted is not None:
-        copies = max(args.copies)
-        x = np.vstack([x_train, x_copies[:copies * n]])
-        t = np.concatenate([t_train, t_copies[:copies * n]])
-        boosted(x, t, x_test, t_test, ids, labelled, row, args)
+        boosted(*with_copies(max(args.copies)), x_test, t_test, ids, labelled, y, dev, row, args)
 
 
-def boosted(x, t, x_test, t_test, ids, labelled, row, args) -> None:
-    """Each of BOOSTED fitted on (x, t); the one best on the development half written if asked."""
+def boosted(x, t, x_test, t_test, ids, labelled, y, dev, row, args) -> None:
+    """Each of BOOSTED fitted on (x, t); the one best on the development half (``dev`` of the
+    labelled test objects, whose Ia labels are ``y``) written if asked."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from snia.baseline import MISSING
-    from snia.metrics import auc, halves
+    from snia.metrics import auc
     from snia.predictions import write_predictions
     from snia.taxonomy import INDEX
 
     known = t != INDEX["unknown"]
-    y = (t_test[labelled] == INDEX["Ia"]).astype(int)
-    dev = halves(ids[labelled])["development"]
     as_nan = lambda a: np.where(a == MISSING, np.nan, a)  # noqa: E731
     best, best_auc = None, -1.0
     for setting in BOOSTED:
@@ -118,8 +119,9 @@ def boosted(x, t, x_test, t_test, ids, labelled, row, args) -> None:
         model.fit(as_nan(x[known]), (t[known] == INDEX["Ia"]).astype(int))
         p_all = model.predict_proba(as_nan(x_test))[:, 1]
         row(f"boosted trees {setting} ({time.perf_counter() - start:.0f} s)", p_all[labelled])
-        if auc(y[dev], p_all[labelled][dev]) > best_auc:
-            best, best_auc = p_all, auc(y[dev], p_all[labelled][dev])
+        dev_auc = auc(y[dev], p_all[labelled][dev])
+        if dev_auc > best_auc:
+            best, best_auc = p_all, dev_auc
     if args.boosted:
         write_predictions(args.boosted, ids, best, t_test)
         print(f"the best on the development half's P(Ia): {args.boosted}")

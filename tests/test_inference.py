@@ -281,8 +281,7 @@ def test_prefetched_reads_ahead_in_order_and_stops_with_its_consumer():
 FAULTS_PER_PASS = """
 import resource, sys, torch
 from snia.inference import Member, keep_freed_memory
-if sys.argv[2] == "keep":
-    keep_freed_memory()
+keep_freed_memory()
 torch.set_num_threads(1)  # one thread, one arena: what is measured is the main heap
 model = Member(sys.argv[1], "cpu").model
 images, scalars = torch.rand(512, 2, 16, 60), torch.zeros(512, 3)
@@ -311,7 +310,7 @@ def test_batches_reuse_freed_memory_instead_of_faulting_it_in_again():
     pytest.importorskip("torch", reason="PyTorch not installed")
     if not sys.platform.startswith("linux") or "libc.so.6" not in (ctypes.util.find_library("c") or ""):
         pytest.skip("glibc's malloc only")
-    done = subprocess.run([sys.executable, "-c", FAULTS_PER_PASS, str(SHIPPED), "keep"],
+    done = subprocess.run([sys.executable, "-c", FAULTS_PER_PASS, str(SHIPPED)],
                           capture_output=True, text=True, check=True, cwd=REPO)
     faults = [int(n) for n in done.stdout.split()]
     pages = 80 * 2**20 // resource.getpagesize()
