@@ -28,7 +28,7 @@ def stores(tmp_path):
 
 
 def test_features_are_the_light_curve_package_values(stores):
-    ids, x, names, types = features(stores[0])
+    ids, x, names, types = features(stores[0], kind="light-curve")
     n = len(extractor().names)  # less the absolute peak time, plus 3 derived per band, 4 scalars
     assert x.shape == (60, 6 * (n - 1) + 6 * 3 + 4) and len(names) == x.shape[1]
     assert not any(name.endswith("bazin_fit_reference_time") for name in names)
@@ -71,6 +71,44 @@ def test_features_are_the_light_curve_package_values(stores):
     assert x[i, names.index("log10_luminosity")] == pytest.approx(np.log10(peak) + 2 * np.log10(d_l), abs=1e-5)
     galactic = np.flatnonzero(x[:, names.index("hostgal_photoz")] == 0)
     assert np.all(x[galactic, names.index("log10_luminosity")] == MISSING)
+
+
+def test_gp_features_are_those_of_the_stores_fits_and_a_luminosity(stores):
+    """The default feature set: each object's GP (fitted as `snia gp fit` fits it) read by
+    snia.gp.features, and log10 of its GP peak flux times d_L(z)^2 (by quadrature here)."""
+    from scipy.integrate import quad
+
+    from snia.gp.features import gp_features
+    from snia.gp.file import default_path, fit_store, observation_wavelengths, read_fits
+
+    ids, x, names, types = features(stores[0])
+    assert x.shape == (60, 6 * 11 + 5 * 3 + 7 + 1) and len(names) == x.shape[1]
+    fit_store(stores[0], progress=False)
+    with Store(stores[0]) as store:
+        fits = read_fits(default_path(stores[0]), store)
+        batch = store.batch(slice(0, len(store)))
+        band_wave = np.array([store.bands.bands[b].wavelength for b in store.bands_present()])
+        want = gp_features(batch, observation_wavelengths(store, batch), fits.alpha,
+                           fits.objects["time_scale"], fits.objects["peak_time"],
+                           fits.settings.wave_scale, band_wave)
+        z = store.objects["hostgal_photoz"].astype(float)
+        np.testing.assert_array_equal(ids, store.objects["object_id"])
+        np.testing.assert_array_equal(types, store.objects["type"])
+    np.testing.assert_allclose(x[:, :-1], want, rtol=1e-6, atol=1e-6)
+    lum = x[:, names.index("gp_log10_luminosity")]
+    peak = x[:, names.index("gp_log10_peak_flux")]
+    extragalactic = np.flatnonzero(z > 0)
+    assert len(extragalactic) and np.all(lum[z == 0] == MISSING)
+    for i in extragalactic[:5]:
+        d_l = (1 + z[i]) * quad(lambda s: 1 / np.sqrt(0.3 * (1 + s) ** 3 + 0.7), 0, z[i])[0]
+        assert lum[i] == pytest.approx(peak[i] + 2 * np.log10(d_l), abs=1e-5)
+
+
+def test_an_unknown_feature_set_is_refused_by_name(stores, tmp_path):
+    from snia.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'bazin'.*gp, light-curve"):
+        run_baseline(stores[0], stores[1], tmp_path / "rf", n_iter=2, kind="bazin")
 
 
 def test_random_forest_metrics_and_outputs(stores, tmp_path):

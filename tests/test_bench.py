@@ -128,3 +128,29 @@ def test_forest_reobserved_prints_a_row_per_training_set_and_blend(tmp_path):
     assert rows[2][0].startswith("CNN + that forest, rank average at")
     assert all(0 <= float(v) <= 1 for r in rows for v in r[1:])
     assert "60 training objects, 60 re-observed rows" in done.stdout
+
+
+def test_gp_features_prints_a_row_per_model_feature_set_and_copies(tmp_path):
+    """bench/gp_features.py on small stores: boosted trees and a forest on each feature set
+    (light-curve, GP, both) with 0 and 1 copies, AUCs in [0, 1], and the one best on the
+    development half written as a predictions.csv of every test object."""
+    pytest.importorskip("light_curve", reason="light-curve not installed")
+    from snia.gp.file import fit_store
+    from snia.gp.fit import GPSettings
+    from snia.predictions import read_predictions
+
+    stores = train_and_test_stores(tmp_path, (60, 1), (80, 5000))
+    fit_store(stores[0], settings=GPSettings(steps=2), progress=False)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "gp_features.py"), "--train",
+                           str(stores[0]), "--test", str(stores[1]), "--copies", "1", "--write",
+                           str(tmp_path / "best.csv")], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in done.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| model")]
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (m, f, c) for c in ("0", "1") for f in ("light-curve", "GP", "both")
+        for m in ("boosted trees", "random forest")]
+    assert all(0 <= float(v) <= 1 for r in rows for v in r[3:6])
+    assert "60 training objects, 60 re-observed rows" in done.stdout
+    assert len(read_predictions(tmp_path / "best.csv")["object_id"]) == 80

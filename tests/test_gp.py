@@ -250,3 +250,59 @@ def test_gp_fit_of_a_missing_store_is_one_line(tmp_path, capsys):
     assert main(["gp", "fit", str(tmp_path / "nope.h5"), "--no-progress"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope.h5" in err[0]
+
+
+def one_point_batch(z: float, flux: np.ndarray, err: np.ndarray, time: np.ndarray) -> Batch:
+    obs = {"time": time.astype(np.float64), "band": np.zeros(len(time), dtype=np.int8),
+           "flux": flux.astype(np.float32), "flux_err": err.astype(np.float32)}
+    return Batch(object_id=np.array([1], dtype=np.int64), offsets=np.array([0, len(time)]), obs=obs,
+                 meta={"hostgal_photoz": np.array([z])})
+
+
+@pytest.mark.parametrize("z", [0.0, 1.0])
+def test_gp_features_of_a_single_kernel_are_its_hand_derived_widths_and_colours(z):
+    """A mean made of one kernel at (day 0, 4827 A) with unit weight: it peaks there in every band;
+    it falls to a fraction q of its peak r(q) time scales away (r from the Matern-3/2 formula,
+    solved here by root finding), i.e. floor(r time_scale / (1 + z)) + 1 rest-frame grid days; a band
+    dw away is matern32(dw^2 / wave_scale^2) as bright (its colour the log10 of that)."""
+    from scipy.optimize import brentq
+
+    from snia.gp.features import MISSING, feature_names, gp_features
+
+    time_scale, wave_scale = 10.0, 6000.0
+    band_wave = np.array([4827.0, 6223.0])
+    # the fitted point (weight 1) and three others not fitted (weight 0): S/N 10, 4, 2 and 0.5
+    time = np.array([100.0, 110.0, 130.0, 140.0])
+    flux, err = np.array([10.0, 4.0, 2.0, 0.5]), np.ones(4)
+    batch = one_point_batch(z, flux, err, time)
+    wave = np.full(4, 4827.0)
+    row = gp_features(batch, wave, np.array([1.0, 0, 0, 0]), np.array([time_scale]), np.array([100.0]),
+                      wave_scale, band_wave)[0]
+    got = dict(zip(feature_names(["g", "r"]), row))
+    m32 = lambda r: (1 + math.sqrt(3) * r) * math.exp(-math.sqrt(3) * r)  # noqa: E731
+    for q in (0.2, 0.5, 0.8):
+        r = brentq(lambda x, q=q: m32(x) - q, 0.0, 20.0)
+        # the first grid day strictly below q: the crossing's day, rounded up
+        expected = math.floor(r * time_scale / (1 + z)) + 1
+        assert got[f"gp_g_rise_{int(100 * q)}"] == expected
+        assert got[f"gp_g_decline_{int(100 * q)}"] == expected
+        # band r, dw away: the kernel is not separable, so its own curve is broader
+        rw = (6223.0 - 4827.0) / wave_scale
+        rt = brentq(lambda x, q=q, rw=rw: m32(math.hypot(x, rw)) - q * m32(rw), 0.0, 20.0)
+        assert got[f"gp_r_rise_{int(100 * q)}"] == math.floor(rt * time_scale / (1 + z)) + 1
+    colour = math.log10(m32(abs(6223.0 - 4827.0) / wave_scale))
+    assert got["gp_g_peak_day"] == 0.0 and got["gp_r_peak_day"] == 0.0
+    assert got["gp_g_log10_peak_ratio"] == 0.0
+    assert got["gp_r_log10_peak_ratio"] == pytest.approx(colour)
+    assert got["gp_g-r_day+0"] == pytest.approx(-colour)
+    day15 = m32(15 * (1 + z) / time_scale)
+    assert got["gp_g_log10_ratio_day+15"] == pytest.approx(math.log10(day15))
+    assert got["gp_log10_time_scale"] == pytest.approx(1.0)
+    assert got["gp_negative_share"] == 0.0
+    # from the observations: S/N >= 3 twice, >= 5 once (of 4), one detection spans 0 days
+    assert got["count_snr3"] == 2 and got["share_snr5"] == 0.25 and got["detected_days"] == 0.0
+    assert got["log10_total_snr"] == pytest.approx(math.log10(math.sqrt(100 + 16 + 4 + 0.25)), rel=1e-6)
+    # an object with no fitted observation: every GP feature missing, the observed ones kept
+    none = gp_features(batch, wave, np.zeros(4), np.array([time_scale]), np.array([100.0]), wave_scale,
+                       band_wave)[0]
+    assert np.all(none[:-4] == MISSING) and none[-4] == 2

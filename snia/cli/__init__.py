@@ -210,7 +210,8 @@ def cmd_evaluate(args) -> int:
 def cmd_baseline(args) -> int:
     from snia.baseline import run_baseline
 
-    given = {k: v for k, v in (("n_iter", args.n_iter), ("copies", args.copies)) if v is not None}
+    given = {k: v for k, v in (("n_iter", args.n_iter), ("copies", args.copies), ("kind", args.features))
+             if v is not None}
     result = run_baseline(args.train, args.test, args.output, seed=args.seed, survey=args.survey,
                           **given)  # an option left out: run_baseline's default, its one source
     half = result["at_0.5"]

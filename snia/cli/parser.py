@@ -9,7 +9,7 @@
   snia gp fit STORE                      a Gaussian process per light curve (STORE.gp.h5)
   snia train STORE -o RUN_DIR            the CNN, data-parallel under torchrun, srun or mpiexec
   snia evaluate STORE --checkpoint CKPT  predictions, metrics.json, plots, report
-  snia baseline --train S --test S       the random forest on light-curve features
+  snia baseline --train S --test S       the random forest on GP light-curve features
   snia report --cnn DIR --baseline DIR   both side by side
   snia classify INPUT [--checkpoint CKPT]  P(Ia) for new data (default: the packaged model)
   snia calibrate STORE --checkpoint CKPT  refit P(Ia)'s calibration on a survey's labelled objects
@@ -193,7 +193,7 @@ def _add_ia_prior(p) -> None:
 
 
 def _add_baseline(sub) -> None:
-    p = sub.add_parser("baseline", help="random forest on light-curve features (the baseline)")
+    p = sub.add_parser("baseline", help="random forest on features of each light curve's GP (the baseline)")
     p.add_argument("--train", type=Path, required=True, help="training store")
     p.add_argument("--test", type=Path, required=True, help="test store")
     p.add_argument("-o", "--output", type=Path, required=True)
@@ -206,6 +206,9 @@ def _add_baseline(sub) -> None:
     p.add_argument("--copies", type=int,
                    help="re-observations of each training object (with --survey; default: "
                         "snia.baseline.run_baseline's)")
+    p.add_argument("--features", choices=["gp", "light-curve"],
+                   help="the feature set: gp (read off each light curve's GP) or light-curve (the "
+                        "light-curve package's per band; default: snia.baseline.run_baseline's)")
 
 
 def _add_classify(sub) -> None:
