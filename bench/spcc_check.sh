@@ -9,7 +9,8 @@
 #
 # Writes OUT/{ens,rf0,rf,before/eval,after/eval}/metrics.json: the ensemble of 5, the forest
 # without and with 2 re-observed copies, the self-trained student without and with the forest's
-# P(Ia) in its survey soft targets (0.9, as the workflow). About 8 minutes on 2 cores.
+# P(Ia) in its survey soft targets (0.9), each learning 3 survey light curves per labelled one
+# (as the workflow). About 10 minutes on 2 cores.
 set -euo pipefail
 SUBSET=$PWD/data/plasticc/SPCC_SUBSET
 D=$(realpath -m "${1:-results/spcc_check}")
@@ -47,7 +48,7 @@ student() { base 5; cat <<YAML
   distill:
     teachers: [$D/m0/best.pt, $D/m1/best.pt, $D/m2/best.pt, $D/m3/best.pt, $D/m4/best.pt]
     weight: 1.0
-    survey_share: 1.0
+    survey_share: 3.0
     survey_augment: true
 YAML
 }
