@@ -206,9 +206,7 @@ def _add_baseline(sub) -> None:
     p.add_argument("--copies", type=int,
                    help="re-observations of each training object (with --survey; default: "
                         "snia.baseline.run_baseline's)")
-    p.add_argument("--features", choices=["gp", "light-curve"],
-                   help="the feature set: gp (read off each light curve's GP) or light-curve (the "
-                        "light-curve package's per band; default: snia.baseline.run_baseline's)")
+    p.add_argument("--features", choices=["gp", "light-curve"], help="default: snia.baseline.run_baseline's")
 
 
 def _add_classify(sub) -> None:
