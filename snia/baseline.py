@@ -35,6 +35,7 @@ import numpy as np
 
 from snia.errors import ConfigError
 from snia.files import write_text_atomic
+from snia.gp.features import MISSING  # what the forest sees for a missing feature, in both feature sets
 from snia.metrics import metrics
 from snia.plots import plot_feature_importance, plot_purity_completeness, plot_roc
 from snia.predictions import write_predictions
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 
 MIN_POINTS = 5  # fewer observations in a band: its features are missing
 FEATURE_KINDS = ("gp", "light-curve")
-MISSING = -999.0  # what the forest sees for a missing feature
 
 SEARCH_SPACE = {
     "max_depth": [None, 12, 24],

@@ -27,7 +27,7 @@ import numpy as np
 
 from snia.gp.reference import kernel
 
-MISSING = -999.0
+MISSING = -999.0  # a missing feature (the baseline uses it for both its feature sets)
 GRID = np.arange(-50.0, 100.5, 1.0)  # rest-frame days from the GP's peak
 FIXED_DAYS = (-10.0, 15.0, 30.0)
 COLOUR_DAYS = (0.0, 15.0, 30.0)
