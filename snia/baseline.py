@@ -2,25 +2,22 @@
 
 Two feature sets (``kind``). ``gp`` (the default): each light curve's GP in time x wavelength
 (``snia.gp.fit``, fitted here in batches) read in every band on a rest-frame grid around its peak
-(``snia.gp.features``: peak ratios, colours, rise and decline times, the time scale, S/N counts)
-and log10 of its peak flux times d_L(z)^2; on the PLAsTiCC test example it lifted the forest's
-AUC from 0.879 to 0.944 on the development half (docs/results.md row 52). ``light-curve``:
-features per band from the ``light-curve`` package (amplitude, a Bazin fit, a linear fit, Stetson
-K, the fraction beyond 1 std, skewness, the maximum slope, reduced chi2) on fluxes divided by the
-object's peak flux, without the Bazin fit's absolute peak time (a date of the survey's calendar);
-then what a tree cannot form from them itself: each band's Bazin rise and fall times over 1 + z
-(rest frame) and peak time less the median over bands; host photo-z, its error, log10 of the peak
-flux and a luminosity (log10 of the peak flux times d_L(z)^2). A random forest is tuned by a
-cross-validated search on AUC over random candidates, by successive halving (each round keeps the
-best third of the candidates and triples their training objects, the last round on all of them),
-and judged with the same metrics as the CNN.
+(``snia.gp.features``) and log10 of its peak flux times d_L(z)^2: on the PLAsTiCC test example it
+lifted the forest's AUC from 0.879 to 0.944 on the development half (docs/results.md row 52).
+``light-curve``: the ``light-curve`` package's features per band (amplitude, a Bazin fit without
+its absolute peak time, a linear fit, Stetson K, beyond 1 std, skewness, maximum slope, reduced
+chi2) on fluxes over the peak flux; each band's rest-frame Bazin rise and fall times and peak
+time less the median over bands; host photo-z, its error, log10 of the peak flux and a
+luminosity. A random forest is tuned by a cross-validated search on AUC over random candidates,
+by successive halving (each round keeps the best third of the candidates and triples their
+training objects), and judged with the same metrics as the CNN.
 
 With a survey (``survey=``), the chosen forest is then fitted on the training objects together
 with ``copies`` re-observations of each as the survey would see it (``snia.augment.reobserve``:
-the object's GP through a survey light curve's times, bands, errors and photo-z, never its fluxes
-or labels), Avocado's recipe: +0.05 AUC on the PLAsTiCC test example (docs/results.md, row 38).
-The search itself runs on the training objects only: copies of one object in two folds would
-score a forest on objects it was fitted on.
+never the survey's fluxes or labels), Avocado's recipe: +0.05 AUC on the PLAsTiCC test example
+(docs/results.md row 38); and each copy is scored by a forest fitted without its object
+(reobserved_predictions.csv, for ``snia.train.blend``). The search itself runs on the training
+objects only: copies of one object in two folds would score a forest on objects it was fitted on.
 """
 
 from __future__ import annotations
@@ -67,11 +64,9 @@ FOREST_TREES = 200
 
 
 def make_search(n_candidates: int = 12, seed: int = 0, space: dict | None = None):
-    """The forest's hyper-parameter search: ``n_candidates`` random draws from SEARCH_SPACE, forests
-    of SEARCH_TREES, 3-fold cross-validated AUC, successive halving from a ninth of the training
-    objects (for 12 candidates) to all of them. Side by side with the randomised search of every candidate on
-    every object, it chose a forest of the same test AUC in a fraction of the time
-    (``bench/rf_search.py``, docs/results.md)."""
+    """The forest's search: ``n_candidates`` draws from SEARCH_SPACE, forests of SEARCH_TREES,
+    3-fold cross-validated AUC, successive halving from a ninth of the training objects (for 12
+    candidates) to all: the test AUC of a full search in a fraction of the time (bench/rf_search.py)."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (still experimental)
     from sklearn.model_selection import HalvingRandomSearchCV
@@ -95,6 +90,24 @@ def refit_best(search, x, y, trees: int = FOREST_TREES):
 
     params = {"n_estimators": trees, **search.best_params_, "n_jobs": -1}
     return clone(search.estimator).set_params(**params).fit(x, y)
+
+
+def held_out_copies(search, x_train, t_train, x_copies, t_copies, seed: int = 0) -> np.ndarray:
+    """The chosen forest's P(Ia) on each re-observed copy (``x_copies``: copy-major, the training
+    objects' order), each from a forest fitted without the copy's object: CV_FOLDS folds of
+    objects, each forest (of SEARCH_TREES) fitted on the other folds' objects and their copies."""
+    n = len(x_train)
+    fold = np.random.default_rng(seed).permutation(n) % CV_FOLDS
+    copy_fold = np.tile(fold, len(x_copies) // n) if n else fold
+    p = np.full(len(x_copies), np.nan)
+    for f in range(CV_FOLDS):
+        x = np.vstack([x_train[fold != f], x_copies[copy_fold != f]])
+        t = np.concatenate([t_train[fold != f], t_copies[copy_fold != f]])
+        known = t != INDEX["unknown"]
+        forest = refit_best(search, x[known], (t[known] == INDEX["Ia"]).astype(int), SEARCH_TREES)
+        if (copy_fold == f).any():
+            p[copy_fold == f] = forest.predict_proba(x_copies[copy_fold == f])[:, 1]
+    return p
 
 
 def extractor():
@@ -177,11 +190,9 @@ def reobserved_features(train_store, survey_store, copies: int, seed: int = 0,
     GP fits (``snia gp fit``). An object without a fit, or with no draw the survey would detect,
     keeps its own light curve in that copy. GP features fit each copy's GP afresh, as the
     survey's own light curves are."""
-    from snia.augment.config import AugmentConfig
-    from snia.augment.reobserve import GPCurves, Schedules, reobserve
+    from snia.augment.reobserve import GPCurves, Schedules, reobserved_copy
     from snia.gp.file import default_path, read_fits
 
-    settings = AugmentConfig(reobserve_probability=1.0, reobserve_tries=10)
     rows, types = [], []
     with Store(train_store) as train, Store(survey_store) as survey:
         maker = FeatureMaker(kind, train)  # the columns of ``features`` of the training store
@@ -191,8 +202,7 @@ def reobserved_features(train_store, survey_store, copies: int, seed: int = 0,
         for copy in range(copies):
             for start in range(0, len(train), batch_size):
                 index = np.arange(start, min(start + batch_size, len(train)))
-                batch = reobserve(train.batch(index), index, copy, seed, settings, curves, schedules,
-                                  wave)
+                batch = reobserved_copy(train.batch(index), index, copy, seed, curves, schedules, wave)
                 rows.append(maker.rows(batch))
                 types.append(batch.meta["type"])
     return (np.concatenate(rows) if rows else np.empty((0, len(maker.names))),
@@ -252,8 +262,8 @@ def run_baseline(train_store, test_store, out_dir, n_iter: int = 12, seed: int =
     (with ``provenance``: the environment, both data sets, the search and its wall time),
     predictions.csv, feature_importance.txt/.png, the forest (random_forest.joblib), plots. With
     a ``survey`` store, the chosen forest is fitted on the training objects and ``copies``
-    re-observations of each through the survey's schedules (the training store's GP fits needed).
-    ``kind``: the feature set (FEATURE_KINDS)."""
+    re-observations of each through the survey's schedules (the training store's GP fits needed),
+    and reobserved_predictions.csv is written (held_out_copies). ``kind``: FEATURE_KINDS."""
     import joblib
 
     if copies < 0:
@@ -261,7 +271,7 @@ def run_baseline(train_store, test_store, out_dir, n_iter: int = 12, seed: int =
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    _, x_train, names, t_train = features(train_store, kind=kind)
+    ids_train, x_train, names, t_train = features(train_store, kind=kind)
     known = t_train != INDEX["unknown"]
     y_train = (t_train[known] == INDEX["Ia"]).astype(int)
     search = make_search(n_iter, seed)
@@ -272,6 +282,10 @@ def run_baseline(train_store, test_store, out_dir, n_iter: int = 12, seed: int =
         x_fit, t_fit = np.vstack([x_train, x_copies]), np.concatenate([t_train, t_copies])
         log.info("forest fitted on %d training objects and %d re-observed copies through %s",
                  len(x_train), len(x_copies), survey)
+        write_predictions(out / "reobserved_predictions.csv", np.tile(ids_train, copies),
+                          held_out_copies(search, x_train, t_train, x_copies, t_copies, seed),
+                          t_copies, extra={"copy": np.repeat(np.arange(copies), len(ids_train)),
+                                           "seed": np.full(len(x_copies), seed)})
     fit = t_fit != INDEX["unknown"]
     forest = refit_best(search, x_fit[fit], (t_fit[fit] == INDEX["Ia"]).astype(int))
     wall_s = time.perf_counter() - start  # features, the search and the fit

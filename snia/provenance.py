@@ -215,8 +215,10 @@ def survey_use(cfg: dict) -> dict | None:
                     "labelled one)")
     distill = cfg.get("distill") or {}
     if float(distill.get("survey_share") or 0) > 0 and float(distill.get("survey_blend") or 0) > 0:
+        chosen = (f", chosen on {distill['survey_blend_from']}" if distill.get("survey_blend_from")
+                  else "")
         uses.append(f"another classifier's P(Ia) on its light curves ({distill['survey_predictions']}, "
-                    f"{distill['survey_blend']} of the soft targets)")
+                    f"{distill['survey_blend']} of the soft targets{chosen})")
     if float((cfg.get("augment") or {}).get("reobserve_probability") or 0) > 0:
         uses.append("its schedules, flux errors and photo-z (re-observation)")
     return {"store": str(cfg.get("survey")), "uses": uses} if uses else None

@@ -213,3 +213,39 @@ def test_a_survey_adds_reobserved_copies_to_the_forests_fit(stores, tmp_path):
     one, _ = reobserved_features(stores[0], stores[1], 1)
     np.testing.assert_array_equal(two[:60], one)
     assert len(two) == 120 and not np.array_equal(two[:60], two[60:])
+    # each copy's out-of-fold P(Ia), by object id and copy, with the stream's seed
+    from snia.predictions import read_predictions
+
+    held = read_predictions(tmp_path / "rf" / "reobserved_predictions.csv")
+    with Store(stores[0]) as store:
+        ids, own = store.objects["object_id"], store.objects["type"]
+    np.testing.assert_array_equal(held["object_id"], np.tile(ids, 2))
+    np.testing.assert_array_equal(held["type"], np.tile(own, 2))  # a copy is of its object's type
+    lines = (tmp_path / "rf" / "reobserved_predictions.csv").read_text().splitlines()
+    assert lines[0].endswith(",copy,seed") and lines[1].endswith(",0,0") and lines[-1].endswith(",1,0")
+    assert not (tmp_path / "plain" / "reobserved_predictions.csv").exists()
+
+
+def test_each_copy_is_scored_by_a_forest_fitted_without_its_object():
+    """Labels no feature explains, and copies identical to their objects: a forest that saw an
+    object (or a copy of it) scores its copies by memory, AUC near 1; held_out_copies' forests,
+    fitted without it, at chance."""
+    from types import SimpleNamespace
+
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import roc_auc_score
+
+    from snia.baseline import held_out_copies, refit_best
+    from snia.taxonomy import INDEX
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 4))
+    t = np.where(rng.random(300) < 0.5, INDEX["Ia"], INDEX["II"]).astype(np.int8)
+    copies, t_copies = np.vstack([x, x]), np.concatenate([t, t])
+    search = SimpleNamespace(estimator=RandomForestClassifier(random_state=0),
+                             best_params_={"min_samples_leaf": 1})
+    y = (t_copies == INDEX["Ia"]).astype(int)
+    seen = refit_best(search, np.vstack([x, copies]), np.concatenate([y[:300], y]), trees=20)
+    assert roc_auc_score(y, seen.predict_proba(copies)[:, 1]) > 0.99
+    held = held_out_copies(search, x, t, copies, t_copies, seed=0)
+    assert abs(roc_auc_score(y, held) - 0.5) < 0.1

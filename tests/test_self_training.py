@@ -218,5 +218,73 @@ def test_another_classifiers_p_ia_joins_the_teachers_on_the_survey(stores, tmp_p
     path.write_text("object_id,p_ia\n" + "\n".join(rows[1:]).replace(",Ia", "") + "\n")
     with pytest.raises(ConfigError, match=f"no P\\(Ia\\) for 1 of the 30 light curves .*object {ids[-1]}"):
         TrainingData(stores / "train.h5", TrainConfig.from_dict(blended), torch.device("cpu"))
-    with pytest.raises(ConfigError, match="survey_blend > 0 needs distill.survey_predictions"):
+    with pytest.raises(ConfigError, match="survey_blend > 0 or survey_blend_from needs distill"):
         TrainConfig.from_dict({**base, "distill": {**base["distill"], "survey_blend": 0.3}})
+
+
+def test_the_blend_weight_is_the_best_of_a_hand_computed_case():
+    """y 0 1 0 1; teachers 0.2 0.4 0.6 0.8 (AUC 0.75: 0.4 < 0.6); the other 0.1 0.9 0.3 0.7
+    (AUC 1). The blend ranks the second Ia (0.4 + 0.5 w) over the second other (0.6 - 0.3 w)
+    from w > 0.25: 0.3 is the lowest weight of AUC 1."""
+    from snia.train.blend import best_weight
+
+    weight, scores = best_weight(np.array([0, 1, 0, 1]), np.array([0.2, 0.4, 0.6, 0.8]),
+                                 np.array([0.1, 0.9, 0.3, 0.7]))
+    assert weight == 0.3
+    assert scores[0.0] == scores[0.2] == 0.75 and scores[0.3] == scores[1.0] == 1.0
+
+
+def test_the_blend_weight_is_chosen_on_the_teachers_held_out_objects_re_observed(stores, tmp_path):
+    """distill.survey_blend_from: each teacher scores the copies (the baseline's: the whole
+    store re-observed at once, copy 0 of seed 0) of its own validation objects; the weight is
+    best_weight's on them against the file's P(Ia), and the settings the checkpoint keeps name it."""
+    from snia.augment.reobserve import GPCurves, Schedules, reobserved_copy
+    from snia.gp.file import default_path, fit_store, read_fits
+    from snia.gp.fit import GPSettings
+    from snia.inference import ensemble_p_ia, load_members
+    from snia.store import Store
+    from snia.taxonomy import INDEX
+    from snia.train.blend import best_weight
+    from snia.train.config import split_objects
+    from snia.train.data import TrainingData
+
+    fit_store(stores / "train.h5", settings=GPSettings(steps=2), progress=False)
+    teacher = tmp_path / "teacher"  # half its objects held out: both classes among them
+    run_training(stores / "train.h5", teacher, TrainConfig.from_dict({**TINY_MODEL, "val_fraction": 0.5}))
+    with Store(stores / "train.h5") as train, Store(stores / "survey.h5") as survey:
+        ids, types = train.objects["object_id"], train.objects["type"]
+        index = np.arange(len(train))
+        copy = reobserved_copy(train.batch(index), index, 0, 0,
+                               GPCurves.from_fits(train, read_fits(default_path(train.path), train)),
+                               Schedules.from_store(survey, seed=0),
+                               [b.wavelength for b in train.bands.bands])
+    with torch.no_grad():
+        p_teacher = ensemble_p_ia(load_members([teacher / "best.pt"]), copy).numpy()
+    y = (types == INDEX["Ia"]).astype(int)
+    other = np.where(y == 1, 0.6, 0.4) + np.linspace(-0.3, 0.3, len(y))  # a fair classifier
+    path = tmp_path / "reobserved_predictions.csv"
+    path.write_text("object_id,p_ia,true_type,copy,seed\n" + "".join(
+        f"{i},{p:.6f},Ia,0,0\n" for i, p in zip(ids, other)))
+    mine = split_objects(ids, 0.5, TINY_MODEL.get("seed", 0))
+    want, _ = best_weight(y[mine], p_teacher[mine], np.round(other, 6)[mine])
+    forest = tmp_path / "forest.csv"
+    forest.write_text("object_id,p_ia\n" + "".join(f"{i},0.5\n" for i in range(5000, 5030)))
+    settings = {**TINY_MODEL, "batch_size": 8, "survey": str(stores / "survey.h5"),
+                "distill": {"teachers": [str(teacher / "best.pt")], "weight": 1.0,
+                            "survey_share": 0.5, "survey_predictions": str(forest),
+                            "survey_blend_from": str(path)}}
+    cfg = TrainConfig.from_dict(settings)
+    data = TrainingData(stores / "train.h5", cfg, torch.device("cpu"))
+    data.close()
+    assert cfg.distill.survey_blend == want and 0 < want  # not the setting left at 0
+    from snia.provenance import survey_use
+
+    assert survey_use(cfg.to_dict())["uses"][1].endswith(
+        f"{want} of the soft targets, chosen on {path})")
+    # a file of another training set's objects is refused, naming it
+    path.write_text("object_id,p_ia,true_type,copy,seed\n77,0.5,Ia,0,0\n")
+    with pytest.raises(ConfigError, match="object 77 .*is not in the training store"):
+        TrainingData(stores / "train.h5", TrainConfig.from_dict(settings), torch.device("cpu"))
+    path.write_text("object_id,p_ia,true_type,copy,seed\n77,x,Ia,0,0\n")
+    with pytest.raises(ConfigError, match="reobserved_predictions.csv, line 2: needs"):
+        TrainingData(stores / "train.h5", TrainConfig.from_dict(settings), torch.device("cpu"))

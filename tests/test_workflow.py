@@ -204,7 +204,8 @@ def test_settings_schema_distill_is_the_training_settings_distill():
     assert part["additionalProperties"] is False
     # what train.smk writes
     assert set(part["properties"]) == keys == {"teachers", "weight", "survey_share", "survey_augment",
-                                               "survey_predictions", "survey_blend"}
+                                               "survey_predictions", "survey_blend",
+                                               "survey_blend_from"}
 
 
 def test_schema_kinds_are_the_raster_kinds():
@@ -245,11 +246,13 @@ def test_run_settings_files(tmp_path):
     # every run names the survey (train.survey); the student self-trains on it (Noisy Student)
     settings = {**config["train"]["settings"], "survey": "results/stores/plasticc_test.h5"}
     assert written[0] == {"train": {**settings, "seed": 1}}
-    assert written[1] == {"train": {**settings, "seed": 2, "distill": {
+    # the student: its own epochs (train.student_epochs); the forest's P(Ia) on the survey joins
+    # the members' (train.survey_forest) at the weight its re-observed copies choose (auto)
+    assert written[1] == {"train": {**settings, "seed": 2, "epochs": 3, "distill": {
         "teachers": ["results/model/m0/best.pt", "results/model/m1/best.pt"], "weight": 0.7,
         "survey_share": 0.5, "survey_augment": True,
-        # the forest's P(Ia) on the survey joins the members' (train.survey_forest)
-        "survey_predictions": "results/baseline/predictions.csv", "survey_blend": 0.3}}}
+        "survey_predictions": "results/baseline/predictions.csv",
+        "survey_blend_from": "results/baseline/reobserved_predictions.csv"}}}
     # the model's geometry: the keys it gives (the others keep RasterSpec's defaults in both)
     assert written[2] == {"raster": TrainConfig.from_dict(settings).raster} == {"raster": {"n_time": 90}}
     # the script rules write the logs they declare
@@ -286,6 +289,9 @@ def test_every_evaluate_dataset_is_evaluated(tmp_path):
     ("report", "dataset", "spcc", "report.dataset"),  # not evaluated
     ("baseline", "test", "spcc", "baseline.test"),  # the report would compare two datasets
     ("evaluate", "datasets", ["plasticc_test", "nowhere"], "evaluate.datasets"),
+    # train.survey_forest: auto chooses its weight on the forest's re-observed copies
+    ("baseline", "copies", 0, "train.survey_forest: auto needs"),
+    ("baseline", "survey", None, "train.survey_forest: auto needs"),
 ])
 def test_datasets_that_do_not_fit_are_refused_naming_the_key(tmp_path, section, key, value, named):
     config = small_config()

@@ -219,3 +219,14 @@ def reobserve(batch: Batch, indices: np.ndarray, epoch: int, seed: int, cfg, cur
             meta["ddf"][j] = survey.ddf[s]
     lengths = [len(p["time"]) for p in parts]
     return Batch(batch.object_id, offsets_from_lengths(lengths), concatenate_observations(parts), meta)
+
+
+def reobserved_copy(batch: Batch, indices: np.ndarray, copy: int, seed: int, curves: GPCurves,
+                    survey: Schedules, band_wave) -> Batch:
+    """Copy ``copy`` of each object, re-observed (every object drawn, up to 10 draws): the copies
+    of ``snia baseline`` and of the teachers' check (``snia.train.blend``), the same light curves
+    for the same (seed, copy) whichever batch draws them."""
+    from snia.augment.config import AugmentConfig
+
+    settings = AugmentConfig(reobserve_probability=1.0, reobserve_tries=10)
+    return reobserve(batch, indices, copy, seed, settings, curves, survey, band_wave)

@@ -18,6 +18,7 @@ from pathlib import Path
 from snia.augment import AugmentConfig
 from snia.config_file import read_document, read_section
 from snia.errors import ConfigError
+from snia.metrics import hashed_share
 from snia.models import SEQUENCE_ARCHS, CNNConfig, arch_of_config, make_config
 from snia.models.registry import DEFAULT_ARCH, DERIVED_FIELDS, config_class
 from snia.raster import DEFAULT_KIND, GEOMETRY_FIELDS, KINDS, RasterSpec
@@ -27,6 +28,12 @@ from snia.typecheck import checked
 TASKS = ("binary", "multiclass")
 # choices of how to run, not of what is learnt: a resume does not compare them
 RUNTIME_FIELDS = ("backend",)
+
+
+def split_objects(object_id, val_fraction: float, seed: int):
+    """Boolean mask of the validation objects of a run of ``seed``: a hash of (id, seed),
+    independent of order and ranks."""
+    return hashed_share(object_id, val_fraction, seed)
 
 
 @dataclass
@@ -46,7 +53,9 @@ class DistillConfig:
     (e.g. ``snia baseline``'s forest fitted on light curves re-observed through the survey's
     schedules), of which only object_id and p_ia are read; the survey's soft targets become
     (1 - ``survey_blend``) x the teachers' P(Ia) + ``survey_blend`` x its P(Ia). "": the teachers'
-    alone."""
+    alone. ``survey_blend_from``: that classifier's out-of-fold P(Ia) on training objects
+    re-observed through the survey (``snia baseline``'s reobserved_predictions.csv); with it,
+    ``survey_blend`` is not given but chosen without the survey's labels (``snia.train.blend``)."""
 
     teachers: list = field(default_factory=list)
     weight: float = 0.5
@@ -54,6 +63,7 @@ class DistillConfig:
     survey_augment: bool = False
     survey_predictions: str = ""
     survey_blend: float = 0.0
+    survey_blend_from: str = ""
 
 
 @dataclass
@@ -139,9 +149,10 @@ class TrainConfig:
         blend = self.distill.survey_blend
         if not 0 <= blend <= 1:
             raise ConfigError(f"distill survey_blend must be in [0, 1], not {blend}")
-        if blend > 0 and not self.distill.survey_predictions:
-            raise ConfigError("distill.survey_blend > 0 needs distill.survey_predictions, the "
-                              "predictions.csv whose P(Ia) joins the teachers' on the survey")
+        if (blend > 0 or self.distill.survey_blend_from) and not self.distill.survey_predictions:
+            raise ConfigError("distill.survey_blend > 0 or survey_blend_from needs distill."
+                              "survey_predictions, the predictions.csv whose P(Ia) joins the "
+                              "teachers' on the survey")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":

@@ -22,7 +22,6 @@ from snia.augment import augment, wide_survey_noise
 from snia.augment.reobserve import reobserve
 from snia.errors import ConfigError
 from snia.inference import ensemble_p_ia, load_members
-from snia.metrics import hashed_share
 from snia.models import SEQUENCE_ARCHS
 from snia.models.inputs import scalar_inputs, scalars_of, sequence_inputs
 from snia.parallel import Dist, local_ranks
@@ -31,15 +30,10 @@ from snia.store import Store
 from snia.store.resident import ResidentStore, fits, resident_bytes
 from snia.store.shared import node_shared_columns
 from snia.taxonomy import CLASSES, INDEX, class_list, class_targets, labels_of
-from snia.train.config import TrainConfig
+from snia.train.config import TrainConfig, split_objects
 from snia.train.survey import SurveyCurves, reobservation
 
 log = logging.getLogger(__name__)
-
-
-def split_objects(object_id: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of validation objects: a hash of (id, seed), independent of order and ranks."""
-    return hashed_share(object_id, val_fraction, seed)
 
 
 def local_batches(train_index: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int,
@@ -138,7 +132,8 @@ class TrainingData:
         # in a batch, survey object i is index len(store) + i
         self.survey = None
         if cfg.distill.survey_share > 0:
-            self.survey = SurveyCurves(cfg.survey, self.teachers, self.band_names, cfg)
+            self.survey = SurveyCurves(cfg.survey, self.teachers, self.band_names, cfg,
+                                       train_store=self.store)
         self.survey_offset = len(self.store)
         # re-observation and self-training run on the host: batches are then made there
         if (on_device_pipeline(device, cfg.backend) and not self.sequences

@@ -30,6 +30,7 @@ from snia.inference import ensemble_p_ia
 from snia.store import Store
 from snia.store.resident import ResidentStore
 from snia.taxonomy import INDEX
+from snia.train.blend import chosen_blend
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,11 @@ class SurveyCurves:
     """The survey's light curves in memory, the teachers' P(Ia) on each and its loss weight, and
     the survey objects of each optimiser step."""
 
-    def __init__(self, path, teachers: list, band_names: tuple, cfg, batch_size: int = 512):
+    def __init__(self, path, teachers: list, band_names: tuple, cfg, batch_size: int = 512,
+                 train_store: Store | None = None):
+        """``train_store``: the training store, whose re-observed copies choose the blend weight when
+        ``distill.survey_blend_from`` is set (``snia.train.blend``); the weight chosen is written
+        into ``cfg.distill.survey_blend``, so that the checkpoint's settings name it."""
         if not teachers:
             raise ConfigError("distill.survey_share > 0 needs distill.teachers: their P(Ia) on "
                               "the survey's light curves are the soft targets")
@@ -113,6 +118,9 @@ class SurveyCurves:
             self.p = np.concatenate([
                 ensemble_p_ia(teachers, self.batch(np.arange(a, min(a + batch_size, len(self)))))
                 .float().cpu().numpy() for a in range(0, len(self), batch_size)])
+        if cfg.distill.survey_blend_from:
+            cfg.distill.survey_blend = chosen_blend(train_store, path, teachers,
+                                                    cfg.distill.survey_blend_from)["weight"]
         if cfg.distill.survey_predictions and cfg.distill.survey_blend > 0:
             other = predictions_for(cfg.distill.survey_predictions, self.source.object_id, path)
             self.p = ((1 - cfg.distill.survey_blend) * self.p

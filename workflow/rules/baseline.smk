@@ -18,6 +18,8 @@ rule baseline:
     output:
         metrics=f"{RESULTS}/baseline/metrics.json",
         predictions=f"{RESULTS}/baseline/predictions.csv",
+        # the out-of-fold P(Ia) of its re-observed copies (for train.survey_forest: auto)
+        held_out=[f"{RESULTS}/baseline/reobserved_predictions.csv"] if BASELINE_COPIES else [],
     params:
         out_dir=lambda wc, output: Path(output.metrics).parent,
         n_iter=config["baseline"]["n_iter"],

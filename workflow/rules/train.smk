@@ -44,22 +44,39 @@ SEED = SETTINGS.get("seed", 0)
 RUN_SETTINGS = {f"m{k}": {**SETTINGS, "seed": SEED + k} for k in range(len(MODELS))}
 RUN_SETTINGS["student"] = {**SETTINGS, "seed": SEED + len(MODELS),
                            "distill": {"teachers": MODELS, "weight": DISTILL}}
+# the student's epochs (train.student_epochs): it learns the survey's light curves besides the
+# labelled ones, and kept learning past the members' 20 (docs/results.md row 57)
+if config["train"].get("student_epochs"):
+    RUN_SETTINGS["student"]["epochs"] = int(config["train"]["student_epochs"])
 if SELF_TRAINING > 0:
     RUN_SETTINGS["student"]["distill"]["survey_share"] = SELF_TRAINING
     # Noisy Student: the survey's light curves augmented, the members' P(Ia) on them as observed
     RUN_SETTINGS["student"]["distill"]["survey_augment"] = bool(
         config["train"].get("self_training_noise", True))
 # The forest's P(Ia) on the survey (train.survey_forest > 0) joins the members' in the student's
-# survey soft targets: the baseline's predictions, which are of baseline.test.
-SURVEY_FOREST = float(config["train"].get("survey_forest", 0))
+# survey soft targets: the baseline's predictions, which are of baseline.test. "auto": at the
+# weight chosen on training objects re-observed through the survey (snia.train.blend), from the
+# baseline's out-of-fold P(Ia) on its copies and the training store's GP fits.
+AUTO_FOREST = config["train"].get("survey_forest") == "auto"
+SURVEY_FOREST = 1.0 if AUTO_FOREST else float(config["train"].get("survey_forest", 0))
 FOREST_PREDICTIONS = [f"{RESULTS}/baseline/predictions.csv"] if SURVEY_FOREST > 0 else []
+HELD_OUT_COPIES = f"{RESULTS}/baseline/reobserved_predictions.csv"
 if SURVEY_FOREST > 0:
     if not SELF_TRAINING > 0 or config["baseline"]["test"] != SURVEY:
         raise ValueError("config: train.survey_forest > 0 needs train.self_training > 0 and "
                          "baseline.test = train.survey (the forest's predictions are of "
                          "baseline.test; the student learns them on train.survey)")
-    RUN_SETTINGS["student"]["distill"].update(survey_predictions=FOREST_PREDICTIONS[0],
-                                              survey_blend=SURVEY_FOREST)
+    if AUTO_FOREST and not (config["baseline"].get("survey") == SURVEY
+                            and int(config["baseline"].get("copies", 0)) > 0
+                            and config["baseline"]["train"] == config["train"]["dataset"]):
+        raise ValueError("config: train.survey_forest: auto needs baseline.survey = train.survey, "
+                         "baseline.copies > 0 and baseline.train = train.dataset (the forest's "
+                         "re-observed copies of the training objects choose the weight)")
+    RUN_SETTINGS["student"]["distill"].update(
+        survey_predictions=FOREST_PREDICTIONS[0],
+        **({"survey_blend_from": HELD_OUT_COPIES} if AUTO_FOREST else {"survey_blend": SURVEY_FOREST}))
+    if AUTO_FOREST:
+        FOREST_PREDICTIONS += [HELD_OUT_COPIES, f"{RESULTS}/stores/{config['train']['dataset']}.gp.h5"]
 RUN = "|".join(RUN_SETTINGS)  # the `run` wildcard: m0, m1, ..., student
 
 # Redshift moves toward a survey (train.redshift_target: a dataset): that dataset's photo-z
