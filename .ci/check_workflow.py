@@ -27,6 +27,7 @@ from snia.report import SCREENSHOT, check_in_browser, opens_with_its_answer
 from snia.train import TrainConfig
 
 N_OBJECTS = 300  # .test/config/config.yaml: subset
+STUDENT_EPOCHS = 3  # .test/config/config.yaml: train.student_epochs (the members: settings' 2)
 FAILURES: list[str] = []
 
 
@@ -56,7 +57,11 @@ def main() -> int:
               f"{run} trained on 2 DDP ranks started by {args.launcher}")
         with open(r / "model" / run / "history.csv") as f:
             history = list(csv.DictReader(f))
-        check(len(history) == 2, f"{run}: 2 epochs in history.csv")
+        epochs = STUDENT_EPOCHS if run == "student" else 2
+        check(len(history) == epochs, f"{run}: {epochs} epochs in history.csv")
+        if run == "student":  # .test config: train.survey_forest: auto
+            check("snia.train.blend: survey blend" in train_log, "the student chose the forest's "
+                  "weight on the training objects re-observed through the survey")
     student = yaml.safe_load((r / "model" / "student" / "settings.yaml").read_text())["train"]
     teachers = [Path(t).parent.name for t in student["distill"]["teachers"]]
     check(teachers == ["m0", "m1"] and student["distill"]["weight"] == 0.7,
