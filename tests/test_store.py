@@ -46,6 +46,10 @@ def test_lightcurve_and_batches_match_plain_h5py(store_path):
         assert batches[1].offsets[0] == 0 and batches[1].offsets[-1] == len(batches[1].obs["time"])
         with pytest.raises(KeyError, match="object 999"):
             store.lightcurve(999)
+        # rows by object id, in the order asked; -1 for one the store does not hold
+        ids = raw["objects/object_id"]
+        np.testing.assert_array_equal(store.rows_of([ids[20], 999, ids[3], ids[20]]), [20, -1, 3, 20])
+        assert store.index_of(ids[11]) == 11
 
 
 def test_resident_store_gathers_what_the_store_reads(store_path, monkeypatch):

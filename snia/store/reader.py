@@ -214,14 +214,22 @@ class Store:
         with self.reading("its split_names attribute"):
             return json.loads(bytes(self.file.attrs["split_names"]).decode())
 
-    def index_of(self, object_id: int) -> int:
+    def rows_of(self, object_ids) -> np.ndarray:
+        """Each object id's row in the store, -1 for an id it does not hold."""
         ids = self.objects["object_id"]
+        wanted = np.asarray(object_ids, dtype=np.int64)
+        if not len(ids):
+            return np.full(len(wanted), -1, dtype=np.int64)
         if self._order is None:
             self._order = np.argsort(ids, kind="stable")
-        k = np.searchsorted(ids, object_id, sorter=self._order)
-        if k == len(ids) or ids[self._order[k]] != object_id:
+        rows = self._order[np.minimum(np.searchsorted(ids, wanted, sorter=self._order), len(ids) - 1)]
+        return np.where(ids[rows] == wanted, rows, -1)
+
+    def index_of(self, object_id: int) -> int:
+        row = int(self.rows_of([object_id])[0])
+        if row < 0:
             raise KeyError(f"object {object_id} is not in {self.path}")
-        return int(self._order[k])
+        return row
 
     def lightcurve(self, object_id: int) -> dict:
         """One object's observations and metadata, by object id."""

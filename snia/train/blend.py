@@ -63,11 +63,8 @@ def read_held_out(path) -> dict:
 
 def store_rows(store: Store, object_id: np.ndarray, path) -> np.ndarray:
     """The training store's row of each object id, refusing an id it does not hold."""
-    ids = np.asarray(store.objects["object_id"])
-    order = np.argsort(ids, kind="stable")
-    at = np.clip(np.searchsorted(ids, object_id, sorter=order), 0, len(ids) - 1)
-    rows = order[at]
-    wrong = np.flatnonzero(ids[rows] != object_id)
+    rows = store.rows_of(object_id)
+    wrong = np.flatnonzero(rows < 0)
     if len(wrong):
         raise ConfigError(f"{path}: object {int(object_id[wrong[0]])} (and {len(wrong) - 1} more) is "
                           f"not in the training store {store.path}: copies of another training set?")
@@ -110,9 +107,9 @@ def best_weight(y: np.ndarray, p_teachers: np.ndarray, p_other: np.ndarray) -> t
     return next(w for w in WEIGHTS if scores[w] == best), scores
 
 
-def chosen_blend(store: Store, survey_path, teachers: list, path) -> dict:
-    """The blend weight (``weight``) chosen on the held-out re-observed copies of ``path``, with
-    each weight's AUC and the number of light curves and Ia among them."""
+def chosen_blend(store: Store, survey_path, teachers: list, path) -> float:
+    """The blend weight chosen on the held-out re-observed copies of ``path`` (logged with each
+    weight's AUC and the number of light curves and Ia among them)."""
     held = read_held_out(path)
     rows = store_rows(store, held["object_id"], path)
     types = np.asarray(store.objects["type"])[rows]
@@ -128,5 +125,4 @@ def chosen_blend(store: Store, survey_path, teachers: list, path) -> dict:
     log.info("survey blend %.1f of %s, chosen on %d held-out re-observed light curves (%d Ia): "
              "AUC %s", weight, path, len(y), int(y.sum()),
              ", ".join(f"{w:.1f}: {a:.4f}" for w, a in scores.items()))
-    return {"weight": weight, "light_curves": int(len(y)), "ia": int(y.sum()),
-            "auc": {f"{w:.1f}": a for w, a in scores.items()}}
+    return weight

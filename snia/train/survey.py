@@ -120,7 +120,7 @@ class SurveyCurves:
                 .float().cpu().numpy() for a in range(0, len(self), batch_size)])
         if cfg.distill.survey_blend_from:
             cfg.distill.survey_blend = chosen_blend(train_store, path, teachers,
-                                                    cfg.distill.survey_blend_from)["weight"]
+                                                    cfg.distill.survey_blend_from)
         if cfg.distill.survey_predictions and cfg.distill.survey_blend > 0:
             other = predictions_for(cfg.distill.survey_predictions, self.source.object_id, path)
             self.p = ((1 - cfg.distill.survey_blend) * self.p
