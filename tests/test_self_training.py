@@ -288,3 +288,10 @@ def test_the_blend_weight_is_chosen_on_the_teachers_held_out_objects_re_observed
     path.write_text("object_id,p_ia,true_type,copy,seed\n77,x,Ia,0,0\n")
     with pytest.raises(ConfigError, match="reobserved_predictions.csv, line 2: needs"):
         TrainingData(stores / "train.h5", TrainConfig.from_dict(settings), torch.device("cpu"))
+    # copies of two re-observation streams cannot be re-drawn as one
+    path.write_text(f"object_id,p_ia,true_type,copy,seed\n{ids[0]},0.5,Ia,0,0\n{ids[1]},0.5,Ia,0,1\n")
+    with pytest.raises(ConfigError, match=r"one re-observation seed, found seeds \[0, 1\]"):
+        TrainingData(stores / "train.h5", TrainConfig.from_dict(settings), torch.device("cpu"))
+    path.unlink()
+    with pytest.raises(ConfigError, match="survey_blend_from: cannot read .*reobserved_predictions"):
+        TrainingData(stores / "train.h5", TrainConfig.from_dict(settings), torch.device("cpu"))
